@@ -1,0 +1,65 @@
+# DeformRT build, demo and test entry points. `make demo` and `make test` work on a fresh machine:
+# they install the Debian and pip packages they need first.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+# The shipped library uses the host's widest SIMD; SwiftPM dependents build without these flags.
+TARGET_CPU ?= $(shell if grep -qw avx512f /proc/cpuinfo 2>/dev/null; then \
+                   if grep -q AuthenticAMD /proc/cpuinfo; then echo znver4; else echo skylake-avx512; fi; \
+                 elif grep -qw avx2 /proc/cpuinfo 2>/dev/null; then echo haswell; else echo x86-64; fi)
+RELEASE_FLAGS := -c release -Xswiftc -static-stdlib -Xswiftc -target-cpu -Xswiftc $(TARGET_CPU) \
+                 -Xlinker --version-script=$(CURDIR)/abi/deformrt.map \
+                 -Xswiftc -Xclang-linker -Xswiftc -fuse-ld=lld
+BIN := $(CURDIR)/.build/release
+LIB := $(BIN)/libdeformrt.so
+DEBIAN_PACKAGES := libopenblas-dev libonnx-dev protobuf-compiler valgrind binutils gcc g++
+PIP_PACKAGES := numpy onnx onnxruntime pytest
+export DEFORMRT_LIBRARY := $(LIB)
+
+.PHONY: all deps build lib python examples demo test test-swift test-python test-examples bench clean
+
+all: build
+
+# Installs only what is missing, so repeated runs cost seconds.
+deps:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+	@$(PYTHON) -c "import numpy, onnx, onnxruntime, pytest" 2>/dev/null || \
+	  $(PYTHON) -m pip install -q --disable-pip-version-check $(PIP_PACKAGES)
+
+build: deps
+	swift build $(RELEASE_FLAGS)
+	@mkdir -p build/bin && ln -sf $(BIN)/deformrt-cli build/bin/deformrt
+
+lib: build
+
+# Installs the Python binding with the freshly built library inside it.
+python: build
+	cp $(LIB) bindings/python/src/deformrt/libdeformrt.so
+	$(PYTHON) -m pip install -q --disable-pip-version-check --no-build-isolation ./bindings/python
+
+build/bin/c-example: examples/c/main.c include/deformrt.h build
+	$(CC) -std=c99 -O2 -Wall -Wextra -Werror -Iinclude examples/c/main.c -L$(BIN) -ldeformrt \
+	  -Wl,-rpath,$(BIN) -o $@
+
+examples: build/bin/c-example python
+
+demo: examples
+	@echo "== C ==";      build/bin/c-example
+	@echo "== Python =="; $(PYTHON) examples/python/main.py
+	@echo "== Swift ==";  $(BIN)/swift-example
+
+test-swift: deps
+	swift test --parallel
+
+test-python: examples
+	$(PYTHON) -m pytest -q Tests/python bindings/python/tests
+
+test: build test-swift test-python
+
+bench: python
+	$(PYTHON) bench/conv.py
+
+clean:
+	rm -rf .build build bindings/python/src/deformrt/libdeformrt.so

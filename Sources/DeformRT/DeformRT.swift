@@ -1,0 +1,175 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import DeformRTCore
+
+/// Every failure: `code` mirrors the C API's drt_status, `message` says what went wrong.
+public typealias DeformRTError = DeformRTCore.DeformRTError
+/// Element types, numbered as ONNX's TensorProto.DataType.
+public typealias ElementType = DeformRTCore.ElementType
+
+/// The library version, as the C API's drt_version() reports it.
+public let deformRTVersion = "0.1.0"
+
+/// A graph input or output as the model declares it.
+public struct ValueInfo: Sendable, Equatable {
+    public let name: String
+    /// nil when the model does not declare it.
+    public let elementType: ElementType?
+    /// -1 marks a dynamic dim; nil when the model declares no shape.
+    public let shape: [Int]?
+}
+
+/// A loaded ONNX model: immutable, shareable by any number of sessions and threads.
+public final class Model: Sendable {
+    let graph: Graph
+
+    /// Loads a model file; external data is read from the file's folder and must stay inside it.
+    public convenience init(contentsOf url: URL) throws {
+        guard url.isFileURL else { throw DeformRTError(.invalidArgument, "only file URLs can be loaded, got \(url)") }
+        try self.init(path: url.path)
+    }
+
+    /// Loads a model file; external data is read from the file's folder and must stay inside it.
+    public init(path: String) throws {
+        graph = try Importer.importModel(path: path)
+    }
+
+    /// Loads a model from serialized ONNX bytes (external data is not allowed).
+    public init(bytes: [UInt8]) throws {
+        graph = try Importer.importModel(bytes: bytes, baseDirectory: nil)
+    }
+
+    public var inputs: [ValueInfo] { graph.inputs.map(ValueInfo.init) }
+    public var outputs: [ValueInfo] { graph.outputs.map(ValueInfo.init) }
+}
+
+extension ValueInfo {
+    init(_ declaration: ValueDeclaration) {
+        self.init(name: declaration.name, elementType: declaration.elementType, shape: declaration.shape)
+    }
+}
+
+/// Runs a model. Calls to `run` on one session are serialised; use one session per thread for
+/// parallel runs (sessions share the model).
+public final class Session: @unchecked Sendable {
+    public let model: Model
+    private let core: SessionCore
+
+    /// - Parameters:
+    ///   - threads: threads one run may use (default: the number of cores).
+    ///   - memoryLimit: cap on the tensor bytes a plan may hold (default 16 GiB).
+    public init(model: Model, threads: Int? = nil, memoryLimit: UInt64? = nil) throws {
+        if let threads, threads < 1 || threads > 256 {
+            throw DeformRTError(.invalidArgument, "threads must be between 1 and 256, got \(threads)")
+        }
+        self.model = model
+        core = try SessionCore(graph: model.graph, options: SessionOptions(threads: threads, memoryLimit: memoryLimit))
+    }
+
+    /// Runs the model on `feeds` (one per graph input) and returns the outputs named in
+    /// `outputs`, or all of them, by name.
+    public func run(_ feeds: [String: Tensor], outputs: [String]? = nil) throws -> [String: Tensor] {
+        let names = outputs ?? model.graph.outputs.map(\.name)
+        let results = try core.run(feeds: feeds.map { ($0.key, $0.value.core) }, outputNames: names)
+        var byName: [String: Tensor] = [:]
+        for (name, tensor) in zip(names, results) { byName[name] = Tensor(tensor) }
+        return byName
+    }
+}
+
+/// A dense row-major tensor with value semantics (copy-on-write).
+public struct Tensor: @unchecked Sendable {
+    fileprivate var core: DeformRTCore.Tensor
+
+    fileprivate init(_ core: DeformRTCore.Tensor) { self.core = core }
+
+    /// A float32 tensor; `scalars.count` must equal the product of `shape`.
+    public init(shape: [Int], scalars: [Float]) throws {
+        try self.init(shape: shape, elementType: .float, count: scalars.count) { scalars.withUnsafeBytes { $0 } }
+    }
+
+    /// An int64 tensor; `scalars.count` must equal the product of `shape`.
+    public init(shape: [Int], int64s: [Int64]) throws {
+        try self.init(shape: shape, elementType: .int64, count: int64s.count) { int64s.withUnsafeBytes { $0 } }
+    }
+
+    /// A tensor of any element type from raw little-endian bytes.
+    public init(shape: [Int], elementType: ElementType, bytes: [UInt8]) throws {
+        let size = elementType.byteSize
+        guard size > 0 else { throw DeformRTError(.invalidArgument, "\(elementType.onnxName) tensors are not supported") }
+        guard bytes.count % size == 0 else {
+            throw DeformRTError(.invalidArgument, "\(bytes.count) bytes is not a whole number of \(elementType.onnxName) elements")
+        }
+        try self.init(shape: shape, elementType: elementType, count: bytes.count / size) { bytes.withUnsafeBytes { $0 } }
+    }
+
+    private init(shape: [Int], elementType: ElementType, count: Int, bytes: () -> UnsafeRawBufferPointer) throws {
+        let expected = try Limits.elementCount(shape, what: "tensor shape")
+        guard expected == count else {
+            throw DeformRTError(.invalidArgument, "shape \(shape) needs \(expected) elements, got \(count)")
+        }
+        let buffer = bytes()
+        core = DeformRTCore.Tensor(elementType: elementType, shape: shape,
+                                   storage: TensorStorage(copying: buffer.baseAddress, byteCount: count * elementType.byteSize))
+    }
+
+    public var shape: [Int] { core.shape }
+    public var elementType: ElementType { core.elementType }
+    public var elementCount: Int { core.elementCount }
+
+    /// The elements of a float32 tensor.
+    public var scalars: [Float] {
+        get throws {
+            guard core.elementType == .float else {
+                throw DeformRTError(.invalidArgument, "tensor is \(core.elementType.onnxName), not float")
+            }
+            return Array(UnsafeBufferPointer(start: core.floats, count: core.elementCount))
+        }
+    }
+
+    /// The elements of an int64 tensor.
+    public var int64s: [Int64] {
+        get throws {
+            guard core.elementType == .int64 else {
+                throw DeformRTError(.invalidArgument, "tensor is \(core.elementType.onnxName), not int64")
+            }
+            return Array(UnsafeBufferPointer(start: core.pointer(Int64.self), count: core.elementCount))
+        }
+    }
+
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try body(UnsafeRawBufferPointer(start: core.rawPointer, count: core.byteCount))
+    }
+
+    public mutating func withUnsafeMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
+        if !isKnownUniquelyReferenced(&core.storage) { core = core.copy() }
+        return try body(UnsafeMutableRawBufferPointer(start: core.rawPointer, count: core.byteCount))
+    }
+}
+
+/// What `deformrt info` shows about a model.
+public struct ModelSummary: Sendable {
+    public let opsets: [(domain: String, version: Int)]
+    public let operatorCounts: [(domain: String, opType: String, count: Int)]
+    public let parameterCount: Int
+    public let initializerCount: Int
+}
+
+extension Model {
+    public var summary: ModelSummary {
+        var counts: [String: (String, String, Int)] = [:]
+        for node in graph.nodes {
+            let key = node.domain + "::" + node.opType
+            counts[key, default: (node.domain, node.opType, 0)].2 += 1
+        }
+        let sorted = counts.values.sorted { $0.2 != $1.2 ? $0.2 > $1.2 : $0.1 < $1.1 }.map { (domain: $0.0, opType: $0.1, count: $0.2) }
+        return ModelSummary(
+            opsets: graph.opsets.sorted { $0.key < $1.key }.map { (domain: $0.key, version: $0.value) },
+            operatorCounts: sorted,
+            parameterCount: graph.initializers.values.reduce(0) { $0 + $1.elementCount },
+            initializerCount: graph.initializers.count)
+    }
+}

@@ -1,0 +1,99 @@
+import CDeformRT
+import DeformRTCore
+
+final class SessionOptionsHandle {
+    var options = SessionOptions()
+}
+
+/// A session keeps its model handle's object alive, so the caller may free them in any order.
+final class SessionHandle {
+    let model: ModelHandle
+    let core: SessionCore
+
+    init(model: ModelHandle, core: SessionCore) {
+        self.model = model
+        self.core = core
+    }
+}
+
+@_cdecl("drt_session_options_create")
+public func drt_session_options_create(_ outOptions: UnsafeMutablePointer<OpaquePointer?>?) -> drt_status {
+    guarded {
+        let out = try required(outOptions, "out_options", in: "drt_session_options_create")
+        out.pointee = HandleRegistry.register(SessionOptionsHandle())
+    }
+}
+
+@_cdecl("drt_session_options_set_threads")
+public func drt_session_options_set_threads(_ options: OpaquePointer?, _ threads: Int32) -> drt_status {
+    guarded {
+        let function = "drt_session_options_set_threads"
+        let o = try object(options, SessionOptionsHandle.self, "options", in: function)
+        if threads < 0 || threads > 256 { throw invalid("\(function): threads must be 0..256, got \(threads)") }
+        o.options.threads = threads == 0 ? SessionOptions.defaultThreads : Int(threads)
+    }
+}
+
+@_cdecl("drt_session_options_set_memory_limit")
+public func drt_session_options_set_memory_limit(_ options: OpaquePointer?, _ bytes: UInt64) -> drt_status {
+    guarded {
+        let o = try object(options, SessionOptionsHandle.self, "options", in: "drt_session_options_set_memory_limit")
+        o.options.memoryLimit = bytes == 0 ? Limits.defaultMemoryLimit : bytes
+    }
+}
+
+@_cdecl("drt_session_options_free")
+public func drt_session_options_free(_ options: OpaquePointer?) {
+    HandleRegistry.release(options, as: SessionOptionsHandle.self)
+}
+
+@_cdecl("drt_session_create")
+public func drt_session_create(_ model: OpaquePointer?, _ options: OpaquePointer?, _ outSession: UnsafeMutablePointer<OpaquePointer?>?) -> drt_status {
+    guarded {
+        let function = "drt_session_create"
+        let m = try object(model, ModelHandle.self, "model", in: function)
+        var sessionOptions = SessionOptions()
+        if options != nil { sessionOptions = try object(options, SessionOptionsHandle.self, "options", in: function).options }
+        let out = try required(outSession, "out_session", in: function)
+        let core = try SessionCore(graph: m.graph, options: sessionOptions)
+        out.pointee = HandleRegistry.register(SessionHandle(model: m, core: core))
+    }
+}
+
+@_cdecl("drt_session_free")
+public func drt_session_free(_ session: OpaquePointer?) {
+    HandleRegistry.release(session, as: SessionHandle.self)
+}
+
+@_cdecl("drt_session_run")
+public func drt_session_run(_ session: OpaquePointer?, _ inputNames: UnsafePointer<UnsafePointer<CChar>?>?,
+                            _ inputs: UnsafePointer<OpaquePointer?>?, _ inputCount: Int,
+                            _ outputNames: UnsafePointer<UnsafePointer<CChar>?>?, _ outputCount: Int,
+                            _ outOutputs: UnsafeMutablePointer<OpaquePointer?>?) -> drt_status {
+    guarded {
+        let function = "drt_session_run"
+        let s = try object(session, SessionHandle.self, "session", in: function)
+        if inputCount < 0 || inputCount > 1 << 20 { throw invalid("\(function): input_count \(inputCount) is out of range") }
+        var feeds: [(name: String, tensor: Tensor)] = []
+        if inputCount > 0 {
+            let names = try required(inputNames, "input_names", in: function)
+            let tensors = try required(inputs, "inputs", in: function)
+            for i in 0..<inputCount {
+                let name = try string(names[i], "input_names[\(i)]", in: function)
+                let tensor = try object(tensors[i], TensorHandle.self, "inputs[\(i)]", in: function)
+                feeds.append((name, tensor.tensor))
+            }
+        }
+        var wanted: [String]?
+        let modelOutputs = s.core.graph.outputs.count
+        if let outputNames {
+            if outputCount < 1 || outputCount > 1 << 20 { throw invalid("\(function): output_count \(outputCount) is out of range") }
+            wanted = try (0..<outputCount).map { try string(outputNames[$0], "output_names[\($0)]", in: function) }
+        } else if outputCount != modelOutputs {
+            throw invalid("\(function): output_names is NULL, so output_count must be the model's \(modelOutputs) outputs, got \(outputCount)")
+        }
+        let out = try required(outOutputs, "out_outputs", in: function)
+        let results = try s.core.run(feeds: feeds, outputNames: wanted)
+        for (i, tensor) in results.enumerated() { out[i] = HandleRegistry.register(TensorHandle(tensor)) }
+    }
+}

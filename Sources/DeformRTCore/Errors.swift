@@ -1,0 +1,26 @@
+/// Every failure in DeformRT. The codes mirror `drt_status` in include/deformrt.h one to one.
+public struct DeformRTError: Error, CustomStringConvertible, Sendable, Equatable {
+    public enum Code: Int32, Sendable {
+        case invalidArgument = 1
+        case io = 2
+        case invalidModel = 3
+        case unsupported = 4
+        case outOfMemory = 5
+        case bufferTooSmall = 6
+        case `internal` = 7
+    }
+
+    public let code: Code
+    public let message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { message }
+
+    static func invalidModel(_ message: String) -> DeformRTError { .init(.invalidModel, message) }
+    static func invalidArgument(_ message: String) -> DeformRTError { .init(.invalidArgument, message) }
+    static func unsupported(_ message: String) -> DeformRTError { .init(.unsupported, message) }
+}

@@ -1,0 +1,134 @@
+/// An attribute value of a node, as ONNX defines them (subgraphs are refused at import).
+public enum AttributeValue: Sendable {
+    case float(Float)
+    case int(Int)
+    case string(String)
+    case tensor(Tensor)
+    case floats([Float])
+    case ints([Int])
+    case strings([String])
+    case tensors([Tensor])
+}
+
+/// One operator application. Inputs and outputs are value ids; `nil` is an omitted optional input
+/// (an empty name in ONNX). Outputs with empty names are given private names at import.
+public struct Node: Sendable {
+    public var name: String
+    public var opType: String
+    /// "" for the default ONNX domain ("ai.onnx" is normalised to "").
+    public var domain: String
+    public var inputs: [Int?]
+    public var outputs: [Int]
+    public var attributes: [String: AttributeValue]
+
+    /// "Name" (or "#index op_type" when the node has no name), for error messages.
+    public var label: String
+}
+
+/// Declared information about a graph input or output.
+public struct ValueDeclaration: Sendable {
+    public var name: String
+    public var id: Int
+    /// nil when the model does not declare the element type.
+    public var elementType: ElementType?
+    /// nil when the model declares no shape; -1 for a dynamic dim.
+    public var shape: [Int]?
+}
+
+/// A model's main graph after import: values are numbered, names resolved.
+public struct Graph: Sendable {
+    /// Value names, indexed by value id.
+    public var valueNames: [String]
+    public var nodes: [Node]
+    public var inputs: [ValueDeclaration]
+    public var outputs: [ValueDeclaration]
+    /// Initializers and Constant-free constants, by value id.
+    public var initializers: [Int: Tensor]
+    /// Opset version per domain ("" for ai.onnx).
+    public var opsets: [String: Int]
+
+    public func opset(for domain: String) -> Int? { opsets[domain] }
+}
+
+extension AttributeValue {
+    var typeName: String {
+        switch self {
+        case .float: return "float"
+        case .int: return "int"
+        case .string: return "string"
+        case .tensor: return "tensor"
+        case .floats: return "floats"
+        case .ints: return "ints"
+        case .strings: return "strings"
+        case .tensors: return "tensors"
+        }
+    }
+}
+
+/// Typed attribute access with errors that name the node.
+public struct Attributes {
+    let node: Node
+
+    init(_ node: Node) { self.node = node }
+
+    func has(_ name: String) -> Bool { node.attributes[name] != nil }
+
+    private func wrongType(_ name: String, _ expected: String, _ got: AttributeValue) -> DeformRTError {
+        .invalidModel("node \(node.label) (\(node.opType)): attribute '\(name)' must be \(expected), got \(got.typeName)")
+    }
+
+    func int(_ name: String) throws -> Int? {
+        guard let value = node.attributes[name] else { return nil }
+        switch value {
+        case .int(let v): return v
+        default: throw wrongType(name, "an int", value)
+        }
+    }
+
+    func int(_ name: String, default fallback: Int) throws -> Int { try int(name) ?? fallback }
+
+    func float(_ name: String) throws -> Float? {
+        guard let value = node.attributes[name] else { return nil }
+        switch value {
+        case .float(let v): return v
+        case .int(let v): return Float(v)
+        default: throw wrongType(name, "a float", value)
+        }
+    }
+
+    func float(_ name: String, default fallback: Float) throws -> Float { try float(name) ?? fallback }
+
+    func ints(_ name: String) throws -> [Int]? {
+        guard let value = node.attributes[name] else { return nil }
+        switch value {
+        case .ints(let v): return v
+        case .int(let v): return [v]
+        default: throw wrongType(name, "a list of ints", value)
+        }
+    }
+
+    func floats(_ name: String) throws -> [Float]? {
+        guard let value = node.attributes[name] else { return nil }
+        switch value {
+        case .floats(let v): return v
+        case .float(let v): return [v]
+        default: throw wrongType(name, "a list of floats", value)
+        }
+    }
+
+    func string(_ name: String) throws -> String? {
+        guard let value = node.attributes[name] else { return nil }
+        switch value {
+        case .string(let v): return v
+        default: throw wrongType(name, "a string", value)
+        }
+    }
+
+    func tensor(_ name: String) throws -> Tensor? {
+        guard let value = node.attributes[name] else { return nil }
+        switch value {
+        case .tensor(let v): return v
+        default: throw wrongType(name, "a tensor", value)
+        }
+    }
+}

@@ -1,0 +1,401 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import Glibc
+import ONNXProto
+import SwiftProtobuf
+
+/// Turns ONNX protobuf bytes into a `Graph`, checking every size against the data it describes.
+public enum Importer {
+    /// Parses `bytes`. `baseDirectory` is the model's folder (external data is read from it and
+    /// must stay inside it); nil for models loaded from memory, which may not use external data.
+    public static func importModel(bytes: [UInt8], baseDirectory: String?) throws -> Graph {
+        let proto: Onnx_ModelProto
+        do {
+            var options = BinaryDecodingOptions()
+            options.messageDepthLimit = 64
+            proto = try Onnx_ModelProto(serializedBytes: bytes, options: options)
+        } catch {
+            throw DeformRTError.invalidModel("not a valid ONNX model: protobuf decoding failed (\(error))")
+        }
+        guard proto.hasGraph else { throw DeformRTError.invalidModel("the model has no graph") }
+
+        var opsets: [String: Int] = [:]
+        for entry in proto.opsetImport {
+            opsets[normalizedDomain(entry.domain)] = Int(clamping: entry.version)
+        }
+        if proto.opsetImport.isEmpty { opsets[""] = 1 }  // IR v2 models imply the default domain
+        if !proto.functions.isEmpty {
+            // Model-local functions would need inlining; only refuse if a node actually uses one.
+        }
+        var builder = GraphBuilder(baseDirectory: baseDirectory, opsets: opsets,
+                                   localFunctions: Set(proto.functions.map { "\(normalizedDomain($0.domain))::\($0.name)" }))
+        return try builder.build(proto.graph)
+    }
+
+    /// Reads a model file and imports it; external data is resolved next to it.
+    public static func importModel(path: String) throws -> Graph {
+        let bytes = try FileAccess.readWholeFile(path)
+        return try importModel(bytes: bytes, baseDirectory: FileAccess.directory(of: path))
+    }
+
+    static func normalizedDomain(_ domain: String) -> String {
+        domain == "ai.onnx" ? "" : domain
+    }
+}
+
+private struct GraphBuilder {
+    let baseDirectory: String?
+    let opsets: [String: Int]
+    let localFunctions: Set<String>
+    var valueIds: [String: Int] = [:]
+    var valueNames: [String] = []
+
+    init(baseDirectory: String?, opsets: [String: Int], localFunctions: Set<String>) {
+        self.baseDirectory = baseDirectory
+        self.opsets = opsets
+        self.localFunctions = localFunctions
+    }
+
+    mutating func id(for name: String) -> Int {
+        if let id = valueIds[name] { return id }
+        let id = valueNames.count
+        valueNames.append(name)
+        valueIds[name] = id
+        return id
+    }
+
+    mutating func build(_ graph: Onnx_GraphProto) throws -> Graph {
+        if graph.node.count > Limits.maxNodes {
+            throw DeformRTError.invalidModel("the graph has \(graph.node.count) nodes, more than the limit of \(Limits.maxNodes)")
+        }
+        var initializers: [Int: Tensor] = [:]
+        for proto in graph.initializer {
+            if proto.name.isEmpty { throw DeformRTError.invalidModel("an initializer has no name") }
+            let tensor = try TensorDecoder.decode(proto, baseDirectory: baseDirectory, what: "initializer '\(proto.name)'")
+            let id = id(for: proto.name)
+            if initializers[id] != nil {
+                throw DeformRTError.invalidModel("duplicate initializer name '\(proto.name)'")
+            }
+            initializers[id] = tensor
+        }
+        if !graph.sparseInitializer.isEmpty {
+            throw DeformRTError.unsupported("sparse initializers are not supported")
+        }
+
+        var inputs: [ValueDeclaration] = []
+        var seenInputs = Set<String>()
+        for info in graph.input {
+            if !seenInputs.insert(info.name).inserted {
+                throw DeformRTError.invalidModel("duplicate graph input name '\(info.name)'")
+            }
+            let id = id(for: info.name)
+            // Old exporters list initializers as inputs too; those are constants, not feeds.
+            if initializers[id] != nil { continue }
+            inputs.append(try declaration(info, id: id))
+        }
+        var outputs: [ValueDeclaration] = []
+        for info in graph.output {
+            outputs.append(try declaration(info, id: id(for: info.name)))
+        }
+
+        var nodes: [Node] = []
+        nodes.reserveCapacity(graph.node.count)
+        var anonymous = 0
+        for (index, proto) in graph.node.enumerated() {
+            let label = proto.name.isEmpty ? "#\(index) \(proto.opType)" : proto.name
+            let domain = Importer.normalizedDomain(proto.domain)
+            if localFunctions.contains("\(domain)::\(proto.opType)") {
+                throw DeformRTError.unsupported("node \(label): model-local functions (\(proto.opType)) are not supported")
+            }
+            var nodeInputs: [Int?] = []
+            for name in proto.input {
+                nodeInputs.append(name.isEmpty ? nil : id(for: name))
+            }
+            var nodeOutputs: [Int] = []
+            for name in proto.output {
+                if name.isEmpty {
+                    anonymous += 1
+                    nodeOutputs.append(id(for: "\u{1}unnamed output \(anonymous) of \(label)"))
+                } else {
+                    nodeOutputs.append(id(for: name))
+                }
+            }
+            var attributes: [String: AttributeValue] = [:]
+            for attribute in proto.attribute {
+                if attributes[attribute.name] != nil {
+                    throw DeformRTError.invalidModel("node \(label): duplicate attribute '\(attribute.name)'")
+                }
+                attributes[attribute.name] = try decodeAttribute(attribute, node: label)
+            }
+            nodes.append(Node(name: proto.name, opType: proto.opType, domain: domain, inputs: nodeInputs,
+                              outputs: nodeOutputs, attributes: attributes, label: label))
+        }
+        return Graph(valueNames: valueNames, nodes: nodes, inputs: inputs, outputs: outputs,
+                     initializers: initializers, opsets: opsets)
+    }
+
+    func declaration(_ info: Onnx_ValueInfoProto, id: Int) throws -> ValueDeclaration {
+        if info.name.isEmpty { throw DeformRTError.invalidModel("a graph input or output has no name") }
+        var elementType: ElementType?
+        var shape: [Int]?
+        if info.hasType {
+            guard case .tensorType(let tensorType)? = info.type.value else {
+                throw DeformRTError.unsupported("value '\(info.name)': only tensor types are supported (not sequences, maps or optionals)")
+            }
+            if tensorType.elemType != 0 {
+                guard let type = ElementType(rawValue: tensorType.elemType) else {
+                    throw DeformRTError.unsupported("value '\(info.name)': element type \(tensorType.elemType) is not supported")
+                }
+                elementType = type
+            }
+            if tensorType.hasShape {
+                if tensorType.shape.dim.count > Limits.maxRank {
+                    throw DeformRTError.invalidModel("value '\(info.name)': rank \(tensorType.shape.dim.count) exceeds the limit of \(Limits.maxRank)")
+                }
+                shape = tensorType.shape.dim.map { dim in
+                    if case .dimValue(let v)? = dim.value, v >= 0, v <= Int64(Limits.maxElements) { return Int(v) }
+                    return -1
+                }
+            }
+        }
+        return ValueDeclaration(name: info.name, id: id, elementType: elementType, shape: shape)
+    }
+
+    func decodeAttribute(_ attribute: Onnx_AttributeProto, node: String) throws -> AttributeValue {
+        let what = "node \(node): attribute '\(attribute.name)'"
+        if !attribute.refAttrName.isEmpty {
+            throw DeformRTError.unsupported("\(what) refers to a function attribute, which is not supported")
+        }
+        func checkCount(_ n: Int) throws {
+            if n > Limits.maxAttributeValues { throw DeformRTError.invalidModel("\(what) has too many values") }
+        }
+        switch attribute.type {
+        case .float: return .float(attribute.f)
+        case .int: return .int(Int(attribute.i))
+        case .string: return .string(String(decoding: attribute.s, as: UTF8.self))
+        case .tensor:
+            return .tensor(try TensorDecoder.decode(attribute.t, baseDirectory: baseDirectory, what: what))
+        case .floats: try checkCount(attribute.floats.count); return .floats(attribute.floats)
+        case .ints: try checkCount(attribute.ints.count); return .ints(attribute.ints.map { Int($0) })
+        case .strings:
+            try checkCount(attribute.strings.count)
+            return .strings(attribute.strings.map { String(decoding: $0, as: UTF8.self) })
+        case .tensors:
+            try checkCount(attribute.tensors.count)
+            return .tensors(try attribute.tensors.map { try TensorDecoder.decode($0, baseDirectory: baseDirectory, what: what) })
+        case .graph, .graphs:
+            throw DeformRTError.unsupported("\(what) is a subgraph (If/Loop/Scan bodies are not supported yet)")
+        case .sparseTensor, .sparseTensors:
+            throw DeformRTError.unsupported("\(what) is a sparse tensor, which is not supported")
+        case .typeProto, .typeProtos:
+            throw DeformRTError.unsupported("\(what) is a type attribute, which is not supported")
+        case .undefined:
+            // Producers that predate the type field set exactly one value field; infer it.
+            if attribute.hasF { return .float(attribute.f) }
+            if attribute.hasI { return .int(Int(attribute.i)) }
+            if attribute.hasS { return .string(String(decoding: attribute.s, as: UTF8.self)) }
+            if attribute.hasT { return .tensor(try TensorDecoder.decode(attribute.t, baseDirectory: baseDirectory, what: what)) }
+            if !attribute.ints.isEmpty { return .ints(attribute.ints.map { Int($0) }) }
+            if !attribute.floats.isEmpty { return .floats(attribute.floats) }
+            if !attribute.strings.isEmpty { return .strings(attribute.strings.map { String(decoding: $0, as: UTF8.self) }) }
+            throw DeformRTError.invalidModel("\(what) has no type and no value")
+        }
+    }
+}
+
+/// Decodes TensorProto payloads: raw_data, the typed repeated fields, or external data.
+enum TensorDecoder {
+    static func decode(_ proto: Onnx_TensorProto, baseDirectory: String?, what: String) throws -> Tensor {
+        guard let type = ElementType(rawValue: proto.dataType) else {
+            throw DeformRTError.unsupported("\(what): element type \(proto.dataType) is not supported")
+        }
+        if type == .string {
+            throw DeformRTError.unsupported("\(what): string tensors are not supported")
+        }
+        if proto.hasSegment { throw DeformRTError.unsupported("\(what): segmented tensors are not supported") }
+        if proto.dims.count > Limits.maxRank {
+            throw DeformRTError.invalidModel("\(what): rank \(proto.dims.count) exceeds the limit of \(Limits.maxRank)")
+        }
+        var shape: [Int] = []
+        for dim in proto.dims {
+            if dim < 0 || dim > Int64(Limits.maxElements) {
+                throw DeformRTError.invalidModel("\(what): invalid dimension \(dim)")
+            }
+            shape.append(Int(dim))
+        }
+        let count = try Limits.elementCount(shape, what: what)
+        let byteCount = try Limits.byteCount(count, elementSize: type.byteSize, what: what)
+
+        if proto.dataLocation == .external {
+            let bytes = try ExternalData.read(proto.externalData, baseDirectory: baseDirectory, expectedLength: byteCount, what: what)
+            let storage = bytes.withUnsafeBytes { TensorStorage(copying: $0.baseAddress, byteCount: byteCount) }
+            return Tensor(elementType: type, shape: shape, storage: storage)
+        }
+        if proto.hasRawData {
+            let raw = proto.rawData
+            if raw.count != byteCount {
+                throw DeformRTError.invalidModel("\(what): raw_data holds \(raw.count) bytes but shape \(shape) of \(type.onnxName) needs \(byteCount)")
+            }
+            let storage = raw.withUnsafeBytes { TensorStorage(copying: $0.baseAddress, byteCount: byteCount) }
+            return Tensor(elementType: type, shape: shape, storage: storage)
+        }
+        func checkCount(_ n: Int, _ field: String) throws {
+            if n != count {
+                throw DeformRTError.invalidModel("\(what): \(field) holds \(n) values but shape \(shape) needs \(count)")
+            }
+        }
+        let storage = TensorStorage(zeroedByteCount: byteCount)
+        let out = storage.bytes
+        switch type {
+        case .float:
+            try checkCount(proto.floatData.count, "float_data")
+            proto.floatData.withUnsafeBytes { out.copyMemory(from: $0.baseAddress!, byteCount: byteCount) }
+        case .double:
+            try checkCount(proto.doubleData.count, "double_data")
+            proto.doubleData.withUnsafeBytes { out.copyMemory(from: $0.baseAddress!, byteCount: byteCount) }
+        case .int64:
+            try checkCount(proto.int64Data.count, "int64_data")
+            proto.int64Data.withUnsafeBytes { out.copyMemory(from: $0.baseAddress!, byteCount: byteCount) }
+        case .uint32, .uint64:
+            try checkCount(proto.uint64Data.count, "uint64_data")
+            for (i, v) in proto.uint64Data.enumerated() {
+                if type == .uint32 { out.storeBytes(of: UInt32(truncatingIfNeeded: v), toByteOffset: i * 4, as: UInt32.self) }
+                else { out.storeBytes(of: v, toByteOffset: i * 8, as: UInt64.self) }
+            }
+        case .int32, .int16, .int8, .uint16, .uint8, .bool, .float16:
+            // These types travel in int32_data, one element (or float16 bit pattern) per entry.
+            try checkCount(proto.int32Data.count, "int32_data")
+            for (i, v) in proto.int32Data.enumerated() {
+                switch type {
+                case .int32: out.storeBytes(of: v, toByteOffset: i * 4, as: Int32.self)
+                case .int16: out.storeBytes(of: Int16(truncatingIfNeeded: v), toByteOffset: i * 2, as: Int16.self)
+                case .uint16, .float16: out.storeBytes(of: UInt16(truncatingIfNeeded: v), toByteOffset: i * 2, as: UInt16.self)
+                case .int8: out.storeBytes(of: Int8(truncatingIfNeeded: v), toByteOffset: i, as: Int8.self)
+                case .bool: out.storeBytes(of: UInt8(v != 0 ? 1 : 0), toByteOffset: i, as: UInt8.self)
+                default: out.storeBytes(of: UInt8(truncatingIfNeeded: v), toByteOffset: i, as: UInt8.self)
+                }
+            }
+        case .string:
+            break  // refused above
+        }
+        return Tensor(elementType: type, shape: shape, storage: storage)
+    }
+}
+
+/// External tensor data: files next to the model, never outside its folder.
+enum ExternalData {
+    static func read(_ entries: [Onnx_StringStringEntryProto], baseDirectory: String?, expectedLength: Int,
+                     what: String) throws -> [UInt8] {
+        guard let baseDirectory else {
+            throw DeformRTError.invalidModel("\(what) uses external data, which needs the model to be loaded from a file")
+        }
+        var location: String?
+        var offset = 0
+        var length: Int?
+        for entry in entries {
+            switch entry.key {
+            case "location": location = entry.value
+            case "offset":
+                guard let v = Int(entry.value), v >= 0 else {
+                    throw DeformRTError.invalidModel("\(what): external data offset '\(entry.value)' is not a valid number")
+                }
+                offset = v
+            case "length":
+                guard let v = Int(entry.value), v >= 0 else {
+                    throw DeformRTError.invalidModel("\(what): external data length '\(entry.value)' is not a valid number")
+                }
+                length = v
+            case "checksum": break
+            default: break
+            }
+        }
+        guard let location, !location.isEmpty else {
+            throw DeformRTError.invalidModel("\(what): external data has no location")
+        }
+        let path = try FileAccess.resolveInside(baseDirectory: baseDirectory, relativePath: location, what: what)
+        if let length, length != expectedLength {
+            throw DeformRTError.invalidModel("\(what): external data length \(length) does not match the \(expectedLength) bytes its shape needs")
+        }
+        return try FileAccess.readRange(path, offset: offset, length: expectedLength, what: what)
+    }
+}
+
+/// File reading without Foundation, with the containment checks external data needs.
+enum FileAccess {
+    static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        let dir = String(path[..<slash])
+        return dir.isEmpty ? "/" : dir
+    }
+
+    static func errnoText() -> String { String(cString: strerror(errno)) }
+
+    static func readWholeFile(_ path: String) throws -> [UInt8] {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            throw DeformRTError(.io, "cannot open '\(path)': \(errnoText())")
+        }
+        if (info.st_mode & S_IFMT) == S_IFDIR {
+            throw DeformRTError(.io, "cannot read '\(path)': it is a directory")
+        }
+        return try readRange(path, offset: 0, length: nil, what: "model file")
+    }
+
+    /// Reads `length` bytes at `offset` (the rest of the file when nil), refusing ranges past its end.
+    static func readRange(_ path: String, offset: Int, length: Int?, what: String) throws -> [UInt8] {
+        guard let file = fopen(path, "rb") else {
+            throw DeformRTError(.io, "\(what): cannot open '\(path)': \(errnoText())")
+        }
+        defer { fclose(file) }
+        guard fseeko(file, 0, SEEK_END) == 0 else { throw DeformRTError(.io, "\(what): cannot seek '\(path)'") }
+        let size = Int(ftello(file))
+        if size < 0 { throw DeformRTError(.io, "\(what): cannot size '\(path)'") }
+        let (end, overflow) = offset.addingReportingOverflow(length ?? max(0, size - offset))
+        if overflow || offset > size || end > size {
+            throw DeformRTError.invalidModel("\(what): range \(offset)..<\(end) lies outside '\(path)' (\(size) bytes)")
+        }
+        let count = end - offset
+        guard fseeko(file, off_t(offset), SEEK_SET) == 0 else { throw DeformRTError(.io, "\(what): cannot seek '\(path)'") }
+        var bytes = [UInt8](repeating: 0, count: count)
+        let read = bytes.withUnsafeMutableBytes { fread($0.baseAddress, 1, count, file) }
+        if read != count { throw DeformRTError(.io, "\(what): short read from '\(path)'") }
+        return bytes
+    }
+
+    /// Resolves `relativePath` against `baseDirectory`, following symlinks, and refuses anything
+    /// that ends up outside the directory (absolute paths, "..", links pointing out).
+    static func resolveInside(baseDirectory: String, relativePath: String, what: String) throws -> String {
+        if relativePath.hasPrefix("/") || relativePath.contains("\\") || relativePath.utf8.contains(0) {
+            throw DeformRTError.invalidModel("\(what): external data location '\(relativePath)' must be a relative path inside the model's folder")
+        }
+        let parts = relativePath.split(separator: "/", omittingEmptySubsequences: true)
+        if parts.contains("..") || parts.isEmpty {
+            throw DeformRTError.invalidModel("\(what): external data location '\(relativePath)' leaves the model's folder")
+        }
+        guard let base = realPath(baseDirectory) else {
+            throw DeformRTError(.io, "\(what): cannot resolve the model's folder '\(baseDirectory)'")
+        }
+        let joined = base + "/" + parts.joined(separator: "/")
+        guard let resolved = realPath(joined) else {
+            throw DeformRTError(.io, "\(what): cannot open external data '\(relativePath)': \(errnoText())")
+        }
+        let prefix = base.hasSuffix("/") ? base : base + "/"
+        if !resolved.hasPrefix(prefix) {
+            throw DeformRTError.invalidModel("\(what): external data location '\(relativePath)' resolves outside the model's folder")
+        }
+        var info = stat()
+        if stat(resolved, &info) != 0 || (info.st_mode & S_IFMT) != S_IFREG {
+            throw DeformRTError.invalidModel("\(what): external data '\(relativePath)' is not a regular file")
+        }
+        return resolved
+    }
+
+    static func realPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+}

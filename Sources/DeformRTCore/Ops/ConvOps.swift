@@ -1,0 +1,265 @@
+import DeformRTKernels
+
+/// Spatial attributes shared by Conv, DeformConv and the pooling operators, resolved for 2-D.
+struct Window2D {
+    var kernel: [Int]       // [kH, kW]
+    var strides: [Int]
+    var dilations: [Int]
+    var pads: [Int]?        // [top, left, bottom, right] when explicit
+    var autoPad: String
+
+    /// Reads kernel_shape (optional when the weight gives it), strides, dilations, pads, auto_pad.
+    init(_ spec: OperatorSpec, kernelRequired: Bool, spatialRank: Int = 2,
+         names: (strides: String, pads: String, dilations: String) = ("strides", "pads", "dilations")) throws {
+        let attributes = spec.attributes
+        let kernel = try attributes.ints("kernel_shape")
+        if kernelRequired && kernel == nil { throw spec.fail("missing attribute kernel_shape") }
+        self.kernel = kernel ?? []
+        strides = try attributes.ints(names.strides) ?? [Int](repeating: 1, count: spatialRank)
+        dilations = try attributes.ints(names.dilations) ?? [Int](repeating: 1, count: spatialRank)
+        pads = try attributes.ints(names.pads)
+        autoPad = try attributes.string("auto_pad") ?? "NOTSET"
+        if strides.count == 1 && spatialRank == 2 { strides = [strides[0], strides[0]] }
+        if dilations.count == 1 && spatialRank == 2 { dilations = [dilations[0], dilations[0]] }
+        if let p = pads {
+            if p.count == 1 { pads = [p[0], p[0], p[0], p[0]] }
+            else if p.count == 2 && spatialRank == 2 { pads = [p[0], p[1], p[0], p[1]] }
+        }
+        for v in strides where v < 1 { throw spec.fail("strides must be >= 1, got \(strides)") }
+        for v in dilations where v < 1 { throw spec.fail("dilations must be >= 1, got \(dilations)") }
+        if let pads, pads.contains(where: { $0 < 0 }) { throw spec.fail("pads must be >= 0, got \(pads)") }
+        if !["NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"].contains(autoPad) {
+            throw spec.fail("unknown auto_pad '\(autoPad)'")
+        }
+    }
+
+    /// Converts a 1-D window to the 2-D one over a height-1 map.
+    mutating func liftTo2D() {
+        if kernel.count == 1 { kernel = [1, kernel[0]] }
+        if strides.count == 1 { strides = [1, strides[0]] }
+        if dilations.count == 1 { dilations = [1, dilations[0]] }
+        if let p = pads, p.count == 2 { pads = [0, p[0], 0, p[1]] }
+    }
+
+    /// Pads [top, left, bottom, right] for an input of `size` [H, W].
+    func resolvedPads(size: [Int], ceilMode: Bool = false) throws -> [Int] {
+        guard kernel.count == 2, strides.count == 2, dilations.count == 2 else {
+            throw DeformRTError.unsupported("only 2-D windows are supported (kernel_shape \(kernel), strides \(strides), dilations \(dilations))")
+        }
+        switch autoPad {
+        case "VALID": return [0, 0, 0, 0]
+        case "SAME_UPPER", "SAME_LOWER":
+            var begin = [0, 0], end = [0, 0]
+            for axis in 0..<2 {
+                let out = (size[axis] + strides[axis] - 1) / strides[axis]
+                let total = max(0, (out - 1) * strides[axis] + (kernel[axis] - 1) * dilations[axis] + 1 - size[axis])
+                begin[axis] = autoPad == "SAME_UPPER" ? total / 2 : total - total / 2
+                end[axis] = total - begin[axis]
+            }
+            return [begin[0], begin[1], end[0], end[1]]
+        default:
+            guard let pads else { return [0, 0, 0, 0] }
+            guard pads.count == 4 else { throw DeformRTError.invalidModel("pads must have 4 values for a 2-D window, got \(pads)") }
+            return pads
+        }
+    }
+
+    /// Output size along one axis; nil when the window does not fit.
+    static func outputSize(_ input: Int, kernel: Int, stride: Int, dilation: Int, padBegin: Int, padEnd: Int, ceilMode: Bool = false) -> Int? {
+        let span = dilation * (kernel - 1) + 1
+        let room = input + padBegin + padEnd - span
+        if room < 0 { return nil }
+        var out = (ceilMode ? (room + stride - 1) / stride : room / stride) + 1
+        // With ceil_mode the last window must start inside the input or the begin padding.
+        if ceilMode && (out - 1) * stride >= input + padBegin { out -= 1 }
+        return out
+    }
+}
+
+/// ONNX Conv for 1-D and 2-D inputs (1-D runs as 2-D over a height-1 map).
+final class ConvOperator: Operator {
+    var window: Window2D
+    let group: Int
+
+    init(_ spec: OperatorSpec) throws {
+        window = try Window2D(spec, kernelRequired: false)
+        group = try spec.attributes.int("group", default: 1)
+        if group < 1 { throw spec.fail("group must be >= 1, got \(group)") }
+    }
+
+    private func geometry(_ x: [Int], _ w: [Int]) throws -> ConvGeometry {
+        guard x.count == 4 || x.count == 3 else {
+            throw DeformRTError.unsupported("only 1-D and 2-D convolutions are supported (input shape \(x))")
+        }
+        guard w.count == x.count else { throw DeformRTError.invalidModel("weight shape \(w) does not match input shape \(x)") }
+        var window = window
+        let is1D = x.count == 3
+        if is1D { window.liftTo2D() }
+        let x4 = is1D ? [x[0], x[1], 1, x[2]] : x
+        let w4 = is1D ? [w[0], w[1], 1, w[2]] : w
+        if !window.kernel.isEmpty && window.kernel != [w4[2], w4[3]] {
+            throw DeformRTError.invalidModel("kernel_shape \(self.window.kernel) disagrees with weight shape \(w)")
+        }
+        window.kernel = [w4[2], w4[3]]
+        let pads = try window.resolvedPads(size: [x4[2], x4[3]])
+        if x4[1] % group != 0 || w4[0] % group != 0 || w4[1] * group != x4[1] {
+            throw DeformRTError.invalidModel("group \(group) does not fit input channels \(x4[1]) and weight shape \(w)")
+        }
+        let g = ConvGeometry(batch: x4[0], inChannels: x4[1], inHeight: x4[2], inWidth: x4[3], outChannels: w4[0],
+                             kernelHeight: w4[2], kernelWidth: w4[3], strideHeight: window.strides[0], strideWidth: window.strides[1],
+                             padTop: pads[0], padLeft: pads[1], padBottom: pads[2], padRight: pads[3],
+                             dilationHeight: window.dilations[0], dilationWidth: window.dilations[1], group: group)
+        if g.outHeight < 1 || g.outWidth < 1 {
+            throw DeformRTError.invalidModel("the kernel does not fit the input: input \(x), weight \(w), pads \(pads)")
+        }
+        return g
+    }
+
+    func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
+        let x = try PlanCheck.input(inputs, 0, "X"), w = try PlanCheck.input(inputs, 1, "W")
+        try PlanCheck.float(x, "X")
+        try PlanCheck.float(w, "W")
+        let g = try geometry(x.shape, w.shape)
+        if let b = PlanCheck.optionalInput(inputs, 2) {
+            try PlanCheck.float(b, "B")
+            if b.shape != [g.outChannels] { throw DeformRTError.invalidModel("bias shape \(b.shape) must be [\(g.outChannels)]") }
+        }
+        let shape = x.shape.count == 3 ? [g.batch, g.outChannels, g.outWidth] : [g.batch, g.outChannels, g.outHeight, g.outWidth]
+        return [PlanValue(ValueType(.float, shape))]
+    }
+
+    func workspaceByteCount(_ inputs: [ValueType?], _ outputs: [ValueType], threads: Int) -> Int {
+        guard let g = try? geometry(inputs[0]!.shape, inputs[1]!.shape) else { return 0 }
+        return Conv2D.workspaceByteCount(g, threads: threads)
+    }
+
+    func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
+        let g = try geometry(inputs[0]!.shape, inputs[1]!.shape)
+        Conv2D.run(g, input: inputs[0]!.floats, weight: inputs[1]!.floats, bias: inputs.count > 2 ? inputs[2]?.floats : nil,
+                   output: outputs[0].floats, workspace: context.workspace, parallel: context.parallel)
+    }
+}
+
+/// Deformable convolution in every spelling exported models use. They share one kernel and
+/// differ only in input order, attribute names and (OpenVINO) the border rule:
+///   ai.onnx DeformConv-19/22:               X, W, offset, [B], [mask]
+///   mmcv/mmdeploy MMCVModulatedDeformConv2d: input, offset, mask, weight, [bias]
+///   mmcv/mmdeploy MMCVDeformConv2d:          input, offset, weight, [bias]
+///   org.openvinotoolkit DeformableConv2D:    X, offset, W, [mask]
+final class DeformConvOperator: Operator {
+    enum Spelling { case onnx, mmcvModulated, mmcv, openVINO }
+
+    let spelling: Spelling
+    var window: Window2D
+    let group: Int
+    let offsetGroup: Int
+    let border: DeformableBorder
+    /// Positions of X, W, offset, B, mask among the node's inputs (nil: the spelling has none).
+    let slots: (x: Int, w: Int, offset: Int, bias: Int?, mask: Int?)
+
+    init(_ spec: OperatorSpec, spelling: Spelling) throws {
+        self.spelling = spelling
+        let a = spec.attributes
+        switch spelling {
+        case .onnx:
+            window = try Window2D(spec, kernelRequired: false)
+            group = try a.int("group", default: 1)
+            offsetGroup = try a.int("offset_group", default: 1)
+            border = .zeroOutsideCorners
+            slots = (0, 1, 2, 3, 4)
+        case .mmcvModulated, .mmcv:
+            window = try Window2D(spec, kernelRequired: false, names: ("stride", "padding", "dilation"))
+            window.autoPad = "NOTSET"
+            group = try a.int("groups", default: 1)
+            offsetGroup = try a.int("deform_groups") ?? a.int("deformable_groups") ?? 1
+            border = .zeroOutsideCorners
+            slots = spelling == .mmcvModulated ? (0, 3, 1, 4, 2) : (0, 2, 1, 3, nil)
+        case .openVINO:
+            window = try Window2D(spec, kernelRequired: false)
+            group = try a.int("group", default: 1)
+            offsetGroup = try a.int("deformable_groups") ?? a.int("deform_groups") ?? 1
+            border = try a.int("bilinear_interpolation_pad", default: 0) != 0 ? .zeroOutsideCorners : .openVINONoPad
+            slots = (0, 2, 1, nil, 3)
+        }
+        if group < 1 { throw spec.fail("group must be >= 1, got \(group)") }
+        if offsetGroup < 1 { throw spec.fail("offset group must be >= 1, got \(offsetGroup)") }
+    }
+
+    private struct Bound {
+        var geometry: ConvGeometry
+        var options: DeformableOptions
+    }
+
+    private func bind(x: [Int], w: [Int], offset: [Int], mask: [Int]?, bias: [Int]?) throws -> Bound {
+        guard x.count == 4 else { throw DeformRTError.unsupported("only 2-D deformable convolution is supported (input shape \(x))") }
+        guard w.count == 4 else { throw DeformRTError.invalidModel("weight must have rank 4, got shape \(w)") }
+        var window = window
+        if !window.kernel.isEmpty && window.kernel != [w[2], w[3]] {
+            throw DeformRTError.invalidModel("kernel_shape \(window.kernel) disagrees with weight shape \(w)")
+        }
+        window.kernel = [w[2], w[3]]
+        let pads = try window.resolvedPads(size: [x[2], x[3]])
+        if x[1] % group != 0 || w[0] % group != 0 || w[1] * group != x[1] {
+            throw DeformRTError.invalidModel("group \(group) does not fit input channels \(x[1]) and weight shape \(w)")
+        }
+        if x[1] % offsetGroup != 0 {
+            throw DeformRTError.invalidModel("offset group \(offsetGroup) does not divide the \(x[1]) input channels")
+        }
+        let g = ConvGeometry(batch: x[0], inChannels: x[1], inHeight: x[2], inWidth: x[3], outChannels: w[0],
+                             kernelHeight: w[2], kernelWidth: w[3], strideHeight: window.strides[0], strideWidth: window.strides[1],
+                             padTop: pads[0], padLeft: pads[1], padBottom: pads[2], padRight: pads[3],
+                             dilationHeight: window.dilations[0], dilationWidth: window.dilations[1], group: group)
+        if g.outHeight < 1 || g.outWidth < 1 {
+            throw DeformRTError.invalidModel("the kernel does not fit the input: input \(x), weight \(w), pads \(pads)")
+        }
+        let taps = g.kernelHeight * g.kernelWidth
+        let expectedOffset = [g.batch, offsetGroup * 2 * taps, g.outHeight, g.outWidth]
+        if offset != expectedOffset {
+            throw DeformRTError.invalidModel("offset shape \(offset) must be \(expectedOffset) (batch, offset_group*2*kH*kW, out H, out W)")
+        }
+        if let mask {
+            let expectedMask = [g.batch, offsetGroup * taps, g.outHeight, g.outWidth]
+            if mask != expectedMask {
+                throw DeformRTError.invalidModel("mask shape \(mask) must be \(expectedMask) (batch, offset_group*kH*kW, out H, out W)")
+            }
+        }
+        if let bias, bias != [g.outChannels] {
+            throw DeformRTError.invalidModel("bias shape \(bias) must be [\(g.outChannels)]")
+        }
+        return Bound(geometry: g, options: DeformableOptions(offsetGroup: offsetGroup, hasMask: mask != nil, border: border))
+    }
+
+    private func slot<T>(_ inputs: [T?], _ index: Int?) -> T? {
+        guard let index, index < inputs.count else { return nil }
+        return inputs[index]
+    }
+
+    func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
+        let x = try PlanCheck.input(inputs, slots.x, "X")
+        let w = try PlanCheck.input(inputs, slots.w, "W")
+        let offset = try PlanCheck.input(inputs, slots.offset, "offset")
+        let bias = slot(inputs, slots.bias), mask = slot(inputs, slots.mask)
+        for (value, name) in [(x, "X"), (w, "W"), (offset, "offset")] { try PlanCheck.float(value, name) }
+        if let bias { try PlanCheck.float(bias, "B") }
+        if let mask { try PlanCheck.float(mask, "mask") }
+        let bound = try bind(x: x.shape, w: w.shape, offset: offset.shape, mask: mask?.shape, bias: bias?.shape)
+        let g = bound.geometry
+        return [PlanValue(ValueType(.float, [g.batch, g.outChannels, g.outHeight, g.outWidth]))]
+    }
+
+    func workspaceByteCount(_ inputs: [ValueType?], _ outputs: [ValueType], threads: Int) -> Int {
+        guard let x = slot(inputs, slots.x), let w = slot(inputs, slots.w), let offset = slot(inputs, slots.offset),
+              let bound = try? bind(x: x.shape, w: w.shape, offset: offset.shape, mask: slot(inputs, slots.mask)?.shape,
+                                    bias: slot(inputs, slots.bias)?.shape) else { return 0 }
+        return DeformConv.workspaceByteCount(bound.geometry, bound.options, threads: threads)
+    }
+
+    func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
+        let x = slot(inputs, slots.x)!, w = slot(inputs, slots.w)!, offset = slot(inputs, slots.offset)!
+        let bias = slot(inputs, slots.bias), mask = slot(inputs, slots.mask)
+        let bound = try bind(x: x.shape, w: w.shape, offset: offset.shape, mask: mask?.shape, bias: bias?.shape)
+        DeformConv.run(bound.geometry, bound.options, input: x.floats, weight: w.floats, offset: offset.floats,
+                       mask: mask?.floats, bias: bias?.floats, output: outputs[0].floats,
+                       workspace: context.workspace, parallel: context.parallel)
+    }
+}

@@ -1,0 +1,181 @@
+import DeformRTKernels
+
+/// Numpy-style broadcasting of two shapes.
+enum Broadcast {
+    static func shape(_ a: [Int], _ b: [Int]) throws -> [Int] {
+        let rank = max(a.count, b.count)
+        var out = [Int](repeating: 1, count: rank)
+        for i in 0..<rank {
+            let da = i < rank - a.count ? 1 : a[i - (rank - a.count)]
+            let db = i < rank - b.count ? 1 : b[i - (rank - b.count)]
+            if da == db || db == 1 { out[i] = da } else if da == 1 { out[i] = db } else {
+                throw DeformRTError.invalidModel("shapes \(a) and \(b) cannot be broadcast together")
+            }
+        }
+        return out
+    }
+
+    /// Element strides of `shape` seen through `outShape` (0 along broadcast dims).
+    static func strides(_ shape: [Int], into outShape: [Int]) -> [Int] {
+        let offset = outShape.count - shape.count
+        var strides = [Int](repeating: 0, count: outShape.count)
+        var running = 1
+        for i in stride(from: shape.count - 1, through: 0, by: -1) {
+            strides[i + offset] = shape[i] == 1 ? 0 : running
+            running *= shape[i]
+        }
+        return strides
+    }
+
+    /// Merges adjacent dims that every operand walks contiguously, so inner loops get long.
+    static func coalesce(_ shape: [Int], _ operandStrides: [[Int]]) -> (shape: [Int], strides: [[Int]]) {
+        var outShape: [Int] = []
+        var outStrides = operandStrides.map { _ in [Int]() }
+        for i in shape.indices {
+            if shape[i] == 1 { continue }
+            if let last = outShape.indices.last,
+               operandStrides.indices.allSatisfy({ outStrides[$0][last] == operandStrides[$0][i] * shape[i] }) {
+                outShape[last] *= shape[i]
+                for k in operandStrides.indices { outStrides[k][last] = operandStrides[k][i] }
+            } else {
+                outShape.append(shape[i])
+                for k in operandStrides.indices { outStrides[k].append(operandStrides[k][i]) }
+            }
+        }
+        if outShape.isEmpty { return ([1], operandStrides.map { _ in [0] }) }
+        return (outShape, outStrides)
+    }
+
+    /// Walks the output of a two-operand broadcast as rows: calls body(aOffset, aStride, bOffset,
+    /// bStride, outOffset, length) for each run of the innermost dim.
+    @inline(__always)
+    static func forEachRow(out: [Int], a: [Int], b: [Int],
+                           _ body: (_ aOffset: Int, _ aStride: Int, _ bOffset: Int, _ bStride: Int, _ outOffset: Int, _ length: Int) -> Void) {
+        let (shape, strides) = coalesce(out, [Broadcast.strides(a, into: out), Broadcast.strides(b, into: out)])
+        let rank = shape.count
+        let inner = shape[rank - 1]
+        let rows = shape.dropLast().reduce(1, *)
+        var index = [Int](repeating: 0, count: rank)
+        var aOffset = 0, bOffset = 0
+        for row in 0..<rows {
+            body(aOffset, strides[0][rank - 1], bOffset, strides[1][rank - 1], row * inner, inner)
+            var d = rank - 2
+            while d >= 0 {
+                index[d] += 1
+                aOffset += strides[0][d]
+                bOffset += strides[1][d]
+                if index[d] < shape[d] { break }
+                aOffset -= strides[0][d] * shape[d]
+                bOffset -= strides[1][d] * shape[d]
+                index[d] = 0
+                d -= 1
+            }
+        }
+    }
+}
+
+enum BinaryOperation { case add, sub, mul, div }
+
+/// Add, Sub, Mul, Div with numpy broadcasting, for float, double and the integer types.
+final class BinaryOperator: Operator {
+    let operation: BinaryOperation
+    init(_ operation: BinaryOperation) { self.operation = operation }
+
+    func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
+        let a = try PlanCheck.input(inputs, 0, "A")
+        let b = try PlanCheck.input(inputs, 1, "B")
+        if a.elementType != b.elementType {
+            throw DeformRTError.invalidModel("inputs have different element types (\(a.elementType.onnxName) and \(b.elementType.onnxName))")
+        }
+        switch a.elementType {
+        case .float, .double, .int64, .int32, .float16: break
+        default: throw DeformRTError.unsupported("element type \(a.elementType.onnxName) is not supported")
+        }
+        return [PlanValue(ValueType(a.elementType, try Broadcast.shape(a.shape, b.shape)))]
+    }
+
+    func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
+        let a = inputs[0]!, b = inputs[1]!, out = outputs[0]
+        switch a.elementType {
+        case .float: runFloat(a, b, out, context)
+        case .double: apply(Double.self, a, b, out, divide: { $0 / $1 })
+        case .int64: apply(Int64.self, a, b, out, divide: BinaryOperator.truncatingDivide)
+        case .int32: apply(Int32.self, a, b, out, divide: BinaryOperator.truncatingDivide)
+        case .float16: apply(Float16.self, a, b, out, divide: { $0 / $1 })
+        default: throw DeformRTError.unsupported("element type \(a.elementType.onnxName) is not supported")
+        }
+    }
+
+    /// C-style integer division; x / 0 is defined as 0 (numpy's result) instead of trapping.
+    static func truncatingDivide<T: FixedWidthInteger>(_ x: T, _ y: T) -> T {
+        if y == 0 { return 0 }
+        if T.isSigned && y == -1 { return 0 &- x }
+        return x / y
+    }
+
+    private func runFloat(_ a: Tensor, _ b: Tensor, _ out: Tensor, _ context: RunContext) {
+        let pa = a.floats, pb = b.floats, po = out.floats
+        let operation = operation
+        if a.shape == b.shape {
+            ElementwiseKernels.binary(operation.kernelOperation, pa, 1, pb, 1, po, out.elementCount)
+            return
+        }
+        Broadcast.forEachRow(out: out.shape, a: a.shape, b: b.shape) { ao, astr, bo, bstr, oo, n in
+            ElementwiseKernels.binary(operation.kernelOperation, pa + ao, astr, pb + bo, bstr, po + oo, n)
+        }
+    }
+
+    private func apply<T: Numeric>(_: T.Type, _ a: Tensor, _ b: Tensor, _ out: Tensor, divide: (T, T) -> T) {
+        let pa = a.pointer(T.self), pb = b.pointer(T.self), po = out.pointer(T.self)
+        let operation = operation
+        Broadcast.forEachRow(out: out.shape, a: a.shape, b: b.shape) { ao, astr, bo, bstr, oo, n in
+            for i in 0..<n {
+                let x = pa[ao + i * astr], y = pb[bo + i * bstr]
+                let r: T
+                switch operation {
+                case .add: r = x + y
+                case .sub: r = x - y
+                case .mul: r = x * y
+                case .div: r = divide(x, y)
+                }
+                po[oo + i] = r
+            }
+        }
+    }
+}
+
+extension BinaryOperation {
+    var kernelOperation: ElementwiseKernels.Binary {
+        switch self {
+        case .add: return .add
+        case .sub: return .sub
+        case .mul: return .mul
+        case .div: return .div
+        }
+    }
+}
+
+enum UnaryOperation { case relu, leakyRelu(Float), sigmoid, identity }
+
+/// Relu, LeakyRelu, Sigmoid (float) and Identity (any type).
+final class UnaryOperator: Operator {
+    let operation: UnaryOperation
+    init(_ operation: UnaryOperation) { self.operation = operation }
+
+    func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
+        let x = try PlanCheck.input(inputs, 0, "X")
+        if case .identity = operation { return [PlanValue(x.type)] }
+        try PlanCheck.float(x, "X")
+        return [PlanValue(x.type)]
+    }
+
+    func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
+        let x = inputs[0]!, y = outputs[0]
+        switch operation {
+        case .identity: y.rawPointer.copyMemory(from: x.rawPointer, byteCount: x.byteCount)
+        case .relu: ElementwiseKernels.relu(x.floats, y.floats, x.elementCount)
+        case .leakyRelu(let alpha): ElementwiseKernels.leakyRelu(x.floats, y.floats, x.elementCount, alpha: alpha)
+        case .sigmoid: ElementwiseKernels.sigmoid(x.floats, y.floats, x.elementCount)
+        }
+    }
+}

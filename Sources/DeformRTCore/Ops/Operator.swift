@@ -1,0 +1,99 @@
+import DeformRTKernels
+
+/// What the planner knows about one value: its type and shape, and its contents when they are
+/// fixed for the plan (initializers, Constant nodes, Shape outputs and anything folded from them).
+public struct PlanValue {
+    public var type: ValueType
+    public var constant: Tensor?
+
+    public init(_ type: ValueType, constant: Tensor? = nil) {
+        self.type = type
+        self.constant = constant
+    }
+
+    var shape: [Int] { type.shape }
+    var elementType: ElementType { type.elementType }
+}
+
+/// Scratch memory and threads available to one operator run.
+public struct RunContext {
+    public let parallel: Parallel
+    public let workspace: UnsafeMutableRawPointer
+    public let workspaceByteCount: Int
+}
+
+/// One node's implementation, made once per session from the node's attributes.
+///
+/// `plan` checks the inputs and gives output types (and constants when an output only depends on
+/// shapes, like Shape's); `run` computes into preallocated outputs. Errors thrown by either are
+/// prefixed with the node's name by the planner.
+protocol Operator: AnyObject {
+    func plan(_ inputs: [PlanValue?]) throws -> [PlanValue]
+    func workspaceByteCount(_ inputs: [ValueType?], _ outputs: [ValueType], threads: Int) -> Int
+    func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws
+}
+
+extension Operator {
+    func workspaceByteCount(_ inputs: [ValueType?], _ outputs: [ValueType], threads: Int) -> Int { 0 }
+}
+
+/// The node an operator is being made for, with its opset version and typed attribute access.
+struct OperatorSpec {
+    let node: Node
+    let opset: Int
+    var attributes: Attributes { Attributes(node) }
+
+    func fail(_ message: String) -> DeformRTError {
+        .invalidModel("node \(node.label) (\(node.opType)): \(message)")
+    }
+}
+
+typealias OperatorFactory = (OperatorSpec) throws -> Operator
+
+struct OperatorKey: Hashable {
+    let domain: String
+    let opType: String
+}
+
+/// Helpers shared by the operators' `plan` methods.
+enum PlanCheck {
+    static func input(_ inputs: [PlanValue?], _ index: Int, _ name: String) throws -> PlanValue {
+        guard index < inputs.count, let value = inputs[index] else {
+            throw DeformRTError.invalidModel("missing required input \(index) (\(name))")
+        }
+        return value
+    }
+
+    static func optionalInput(_ inputs: [PlanValue?], _ index: Int) -> PlanValue? {
+        index < inputs.count ? inputs[index] : nil
+    }
+
+    static func float(_ value: PlanValue, _ name: String) throws {
+        if value.elementType != .float {
+            throw DeformRTError.unsupported("input \(name) is \(value.elementType.onnxName); only float is supported")
+        }
+    }
+
+    static func rank(_ value: PlanValue, _ rank: Int, _ name: String) throws {
+        if value.shape.count != rank {
+            throw DeformRTError.invalidModel("input \(name) must have rank \(rank), got shape \(value.shape)")
+        }
+    }
+
+    /// Normalises a possibly negative axis for a tensor of `rank` dims.
+    static func axis(_ axis: Int, rank: Int, _ what: String = "axis") throws -> Int {
+        let a = axis < 0 ? axis + rank : axis
+        if a < 0 || a >= max(rank, 1) && !(rank == 0 && a == 0) {
+            throw DeformRTError.invalidModel("\(what) \(axis) is out of range for rank \(rank)")
+        }
+        return a
+    }
+
+    /// The contents of a shape-like input that must be known when planning.
+    static func constantInts(_ value: PlanValue, _ name: String) throws -> [Int] {
+        guard let constant = value.constant else {
+            throw DeformRTError.unsupported("input \(name) must be computable from shapes and constants when planning; it depends on run-time data")
+        }
+        return try constant.integerValues().map { Int(clamping: $0) }
+    }
+}

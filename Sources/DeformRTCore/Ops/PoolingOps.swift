@@ -1,0 +1,161 @@
+import DeformRTKernels
+
+/// MaxPool and AveragePool over 2-D maps (1-D runs as 2-D over a height-1 map).
+final class PoolOperator: Operator {
+    enum Kind { case max, average }
+    let kind: Kind
+    let window: Window2D
+    let ceilMode: Bool
+    let countIncludePad: Bool
+
+    init(_ spec: OperatorSpec, kind: Kind) throws {
+        self.kind = kind
+        window = try Window2D(spec, kernelRequired: true, spatialRank: (try spec.attributes.ints("kernel_shape"))?.count ?? 2)
+        ceilMode = try spec.attributes.int("ceil_mode", default: 0) != 0
+        countIncludePad = try spec.attributes.int("count_include_pad", default: 0) != 0
+        if spec.node.outputs.count > 1 { throw DeformRTError.unsupported("node \(spec.node.label) (MaxPool): the Indices output is not supported") }
+        if kind == .max, try spec.attributes.int("storage_order", default: 0) != 0 {
+            throw DeformRTError.unsupported("node \(spec.node.label) (MaxPool): storage_order 1 is not supported")
+        }
+    }
+
+    private func geometry(_ x: [Int]) throws -> PoolGeometry {
+        guard x.count == 4 || x.count == 3 else { throw DeformRTError.unsupported("only 1-D and 2-D pooling is supported (input shape \(x))") }
+        var window = window
+        if x.count == 3 { window.liftTo2D() }
+        guard window.kernel.count == 2 else { throw DeformRTError.invalidModel("kernel_shape \(self.window.kernel) does not match input shape \(x)") }
+        let h = x.count == 3 ? 1 : x[2], w = x.count == 3 ? x[2] : x[3]
+        let pads = try window.resolvedPads(size: [h, w])
+        guard let oh = Window2D.outputSize(h, kernel: window.kernel[0], stride: window.strides[0], dilation: window.dilations[0],
+                                           padBegin: pads[0], padEnd: pads[2], ceilMode: ceilMode),
+              let ow = Window2D.outputSize(w, kernel: window.kernel[1], stride: window.strides[1], dilation: window.dilations[1],
+                                           padBegin: pads[1], padEnd: pads[3], ceilMode: ceilMode) else {
+            throw DeformRTError.invalidModel("the pooling window does not fit input shape \(x)")
+        }
+        let outH: Int, outW: Int
+        if window.autoPad == "SAME_UPPER" || window.autoPad == "SAME_LOWER" {
+            outH = (h + window.strides[0] - 1) / window.strides[0]
+            outW = (w + window.strides[1] - 1) / window.strides[1]
+        } else { outH = oh; outW = ow }
+        return PoolGeometry(planes: x[0] * x[1], inHeight: h, inWidth: w, outHeight: outH, outWidth: outW,
+                            kernelHeight: window.kernel[0], kernelWidth: window.kernel[1],
+                            strideHeight: window.strides[0], strideWidth: window.strides[1],
+                            dilationHeight: window.dilations[0], dilationWidth: window.dilations[1],
+                            padTop: pads[0], padLeft: pads[1], padBottom: pads[2], padRight: pads[3])
+    }
+
+    func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
+        let x = try PlanCheck.input(inputs, 0, "X")
+        try PlanCheck.float(x, "X")
+        let g = try geometry(x.shape)
+        let shape = x.shape.count == 3 ? [x.shape[0], x.shape[1], g.outWidth] : [x.shape[0], x.shape[1], g.outHeight, g.outWidth]
+        return [PlanValue(ValueType(.float, shape))]
+    }
+
+    func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
+        let g = try geometry(inputs[0]!.shape)
+        switch kind {
+        case .max: Pooling.max(g, input: inputs[0]!.floats, output: outputs[0].floats, parallel: context.parallel)
+        case .average: Pooling.average(g, countIncludePad: countIncludePad, input: inputs[0]!.floats,
+                                       output: outputs[0].floats, parallel: context.parallel)
+        }
+    }
+}
+
+/// GlobalAveragePool: mean over every spatial dim, keeping them as size 1.
+final class GlobalAveragePoolOperator: Operator {
+    func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
+        let x = try PlanCheck.input(inputs, 0, "X")
+        try PlanCheck.float(x, "X")
+        if x.shape.count < 3 { throw DeformRTError.invalidModel("input must have rank >= 3, got shape \(x.shape)") }
+        return [PlanValue(ValueType(.float, [x.shape[0], x.shape[1]] + [Int](repeating: 1, count: x.shape.count - 2)))]
+    }
+
+    func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
+        let x = inputs[0]!
+        Pooling.globalAverage(planes: x.shape[0] * x.shape[1], size: x.shape.dropFirst(2).reduce(1, *),
+                              input: x.floats, output: outputs[0].floats, parallel: context.parallel)
+    }
+}
+
+/// BatchNormalization in inference mode: y = (x - mean) / sqrt(var + epsilon) * scale + B.
+final class BatchNormOperator: Operator {
+    let epsilon: Float
+
+    init(_ spec: OperatorSpec) throws {
+        epsilon = try spec.attributes.float("epsilon", default: 1e-5)
+        if try spec.attributes.int("training_mode", default: 0) != 0 || spec.node.outputs.count > 1 {
+            throw DeformRTError.unsupported("node \(spec.node.label) (BatchNormalization): training mode is not supported")
+        }
+    }
+
+    func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
+        let x = try PlanCheck.input(inputs, 0, "X")
+        try PlanCheck.float(x, "X")
+        if x.shape.count < 2 { throw DeformRTError.invalidModel("input must have rank >= 2, got shape \(x.shape)") }
+        for (index, name) in [(1, "scale"), (2, "B"), (3, "input_mean"), (4, "input_var")] {
+            let p = try PlanCheck.input(inputs, index, name)
+            try PlanCheck.float(p, name)
+            if p.shape != [x.shape[1]] { throw DeformRTError.invalidModel("\(name) shape \(p.shape) must be [\(x.shape[1])]") }
+        }
+        return [PlanValue(x.type)]
+    }
+
+    func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
+        let x = inputs[0]!
+        let channels = x.shape[1], batch = x.shape[0], size = x.shape.dropFirst(2).reduce(1, *)
+        let scale = inputs[1]!.floats, bias = inputs[2]!.floats, mean = inputs[3]!.floats, variance = inputs[4]!.floats
+        let px = x.floats, py = outputs[0].floats
+        let epsilon = epsilon
+        context.parallel.forEach(batch * channels) { plane in
+            let c = plane % channels
+            let a = scale[c] / (variance[c] + epsilon).squareRoot()
+            let b = bias[c] - mean[c] * a
+            ScaleShift.apply(px + plane * size, py + plane * size, size, scale: a, shift: b)
+        }
+    }
+}
+
+/// Softmax: opset >= 13 over one axis; earlier opsets over the flattened dims from `axis` on.
+final class SoftmaxOperator: Operator {
+    let axis: Int
+    let legacy: Bool
+
+    init(_ spec: OperatorSpec) throws {
+        legacy = spec.opset < 13
+        axis = try spec.attributes.int("axis", default: legacy ? 1 : -1)
+    }
+
+    func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
+        let x = try PlanCheck.input(inputs, 0, "input")
+        try PlanCheck.float(x, "input")
+        _ = try PlanCheck.axis(axis, rank: x.shape.count)
+        return [PlanValue(x.type)]
+    }
+
+    func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
+        let x = inputs[0]!
+        let a = try PlanCheck.axis(axis, rank: x.shape.count)
+        let outer = x.shape[..<a].reduce(1, *)
+        let length = legacy ? x.shape[a...].reduce(1, *) : x.shape[a]
+        let inner = legacy ? 1 : x.shape[(a + 1)...].reduce(1, *)
+        let px = x.floats, py = outputs[0].floats
+        context.parallel.forEach(outer) { o in
+            for i in 0..<inner {
+                let base = o * length * inner + i
+                var m = -Float.infinity
+                for k in 0..<length { m = Swift.max(m, px[base + k * inner]) }
+                var sum: Float = 0
+                for k in 0..<length {
+                    let e = expf(px[base + k * inner] - m)
+                    py[base + k * inner] = e
+                    sum += e
+                }
+                let r = 1 / sum
+                for k in 0..<length { py[base + k * inner] *= r }
+            }
+        }
+    }
+}
+
+import Glibc

@@ -1,0 +1,77 @@
+/// Which (domain, op_type) pairs DeformRT runs, and from which opset on.
+enum OperatorRegistry {
+    private struct Entry {
+        let sinceOpset: Int
+        let make: OperatorFactory
+    }
+
+    private static let entries: [OperatorKey: Entry] = {
+        var table: [OperatorKey: Entry] = [:]
+        func add(_ domain: String, _ op: String, since: Int = 1, _ make: @escaping OperatorFactory) {
+            table[OperatorKey(domain: domain, opType: op)] = Entry(sinceOpset: since, make: make)
+        }
+        add("", "Conv") { try ConvOperator($0) }
+        add("", "Relu") { _ in UnaryOperator(.relu) }
+        add("", "LeakyRelu") { UnaryOperator(.leakyRelu(try $0.attributes.float("alpha", default: 0.01))) }
+        add("", "Sigmoid") { _ in UnaryOperator(.sigmoid) }
+        add("", "Identity") { _ in UnaryOperator(.identity) }
+        add("", "Add") { _ in BinaryOperator(.add) }
+        add("", "Sub") { _ in BinaryOperator(.sub) }
+        add("", "Mul") { _ in BinaryOperator(.mul) }
+        add("", "Div") { _ in BinaryOperator(.div) }
+        add("", "BatchNormalization") { try BatchNormOperator($0) }
+        add("", "MaxPool") { try PoolOperator($0, kind: .max) }
+        add("", "AveragePool") { try PoolOperator($0, kind: .average) }
+        add("", "GlobalAveragePool") { _ in GlobalAveragePoolOperator() }
+        add("", "Flatten") { try FlattenOperator($0) }
+        add("", "Gemm") { try GemmOperator($0) }
+        add("", "MatMul") { _ in MatMulOperator() }
+        add("", "Reshape", since: 5) { try ReshapeOperator($0) }
+        add("", "Transpose") { try TransposeOperator($0) }
+        add("", "Concat") { try ConcatOperator($0) }
+        add("", "Split") { try SplitOperator($0) }
+        add("", "Slice") { try SliceOperator($0) }
+        add("", "Softmax") { try SoftmaxOperator($0) }
+        add("", "Constant") { try ConstantOperator($0) }
+        add("", "Shape") { try ShapeOperator($0) }
+        add("", "Gather") { try GatherOperator($0) }
+        add("", "Unsqueeze") { try SqueezeOperator($0, unsqueeze: true) }
+        add("", "Squeeze") { try SqueezeOperator($0, unsqueeze: false) }
+        add("", "Cast") { try CastOperator($0) }
+        add("", "DeformConv", since: 19) { try DeformConvOperator($0, spelling: .onnx) }
+        for domain in ["mmcv", "mmdeploy"] {
+            add(domain, "MMCVModulatedDeformConv2d") { try DeformConvOperator($0, spelling: .mmcvModulated) }
+            add(domain, "MMCVDeformConv2d") { try DeformConvOperator($0, spelling: .mmcv) }
+        }
+        add("org.openvinotoolkit", "DeformableConv2D") { try DeformConvOperator($0, spelling: .openVINO) }
+        return table
+    }()
+
+    /// The (domain, op_type) pairs supported, for documentation and `deformrt info`.
+    static var supported: [(domain: String, opType: String, sinceOpset: Int)] {
+        entries.map { ($0.key.domain, $0.key.opType, $0.value.sinceOpset) }.sorted { ($0.domain, $0.opType) < ($1.domain, $1.opType) }
+    }
+
+    /// One operator per node in `order`; every unsupported node is listed in a single error.
+    static func makeOperators(_ graph: Graph, order: [Int]) throws -> [Operator] {
+        var unsupported: [String] = []
+        var seen = Set<String>()
+        for node in graph.nodes {
+            // Custom domains are often not declared in opset_import by exporters; version 1 then.
+            let opset = graph.opset(for: node.domain) ?? (node.domain.isEmpty ? 0 : 1)
+            let entry = entries[OperatorKey(domain: node.domain, opType: node.opType)]
+            if entry == nil || opset < entry!.sinceOpset || (node.domain.isEmpty && graph.opset(for: "") == nil) {
+                let text = "(\(node.domain.isEmpty ? "ai.onnx" : node.domain), \(node.opType), opset \(opset))"
+                if seen.insert(text).inserted { unsupported.append(text) }
+            }
+        }
+        if !unsupported.isEmpty {
+            throw DeformRTError.unsupported("unsupported operators: " + unsupported.joined(separator: ", "))
+        }
+        return try order.map { index in
+            let node = graph.nodes[index]
+            let opset = graph.opset(for: node.domain) ?? 1
+            return try entries[OperatorKey(domain: node.domain, opType: node.opType)]!.make(OperatorSpec(node: node, opset: opset))
+        }
+    }
+}

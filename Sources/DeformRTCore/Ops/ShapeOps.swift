@@ -1,0 +1,465 @@
+import DeformRTKernels
+
+/// Copies the input unchanged into an output of another shape (Reshape, Flatten, Squeeze, Unsqueeze).
+private func copyThrough(_ inputs: [Tensor?], _ outputs: [Tensor]) {
+    let x = inputs[0]!
+    outputs[0].rawPointer.copyMemory(from: x.rawPointer, byteCount: x.byteCount)
+}
+
+final class ReshapeOperator: Operator {
+    let allowZero: Bool
+    init(_ spec: OperatorSpec) throws {
+        allowZero = try spec.attributes.int("allowzero", default: 0) != 0
+        if spec.opset < 5 { throw DeformRTError.unsupported("node \(spec.node.label): Reshape-\(spec.opset) (shape attribute) is not supported") }
+    }
+
+    func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
+        let x = try PlanCheck.input(inputs, 0, "data")
+        let requested = try PlanCheck.constantInts(try PlanCheck.input(inputs, 1, "shape"), "shape")
+        var shape: [Int] = []
+        var inferAt: Int?
+        for (i, d) in requested.enumerated() {
+            if d == -1 {
+                if inferAt != nil { throw DeformRTError.invalidModel("shape \(requested) has more than one -1") }
+                inferAt = i
+                shape.append(1)
+            } else if d == 0 && !allowZero {
+                guard i < x.shape.count else { throw DeformRTError.invalidModel("shape \(requested) copies dim \(i), which input \(x.shape) lacks") }
+                shape.append(x.shape[i])
+            } else if d < 0 {
+                throw DeformRTError.invalidModel("invalid dim \(d) in shape \(requested)")
+            } else {
+                shape.append(d)
+            }
+        }
+        let total = try Limits.elementCount(x.shape, what: "input")
+        if let inferAt {
+            let known = try Limits.elementCount(shape, what: "shape")
+            if known == 0 || total % known != 0 {
+                throw DeformRTError.invalidModel("cannot reshape \(x.shape) into \(requested)")
+            }
+            shape[inferAt] = total / known
+        }
+        if try Limits.elementCount(shape, what: "shape") != total {
+            throw DeformRTError.invalidModel("cannot reshape \(x.shape) (\(total) elements) into \(shape)")
+        }
+        return [PlanValue(ValueType(x.elementType, shape))]
+    }
+
+    func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws { copyThrough(inputs, outputs) }
+}
+
+final class FlattenOperator: Operator {
+    let axis: Int
+    init(_ spec: OperatorSpec) throws { axis = try spec.attributes.int("axis", default: 1) }
+
+    func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
+        let x = try PlanCheck.input(inputs, 0, "input")
+        let r = x.shape.count
+        let a = axis < 0 ? axis + r : axis
+        if a < 0 || a > r { throw DeformRTError.invalidModel("axis \(axis) is out of range for rank \(r)") }
+        return [PlanValue(ValueType(x.elementType, [x.shape[..<a].reduce(1, *), x.shape[a...].reduce(1, *)]))]
+    }
+
+    func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws { copyThrough(inputs, outputs) }
+}
+
+/// Squeeze and Unsqueeze: axes from the attribute (opset < 13) or the second input.
+final class SqueezeOperator: Operator {
+    let unsqueeze: Bool
+    let attributeAxes: [Int]?
+
+    init(_ spec: OperatorSpec, unsqueeze: Bool) throws {
+        self.unsqueeze = unsqueeze
+        attributeAxes = try spec.attributes.ints("axes")
+    }
+
+    func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
+        let x = try PlanCheck.input(inputs, 0, "data")
+        var axes = attributeAxes
+        if let given = PlanCheck.optionalInput(inputs, 1) { axes = try PlanCheck.constantInts(given, "axes") }
+        if unsqueeze {
+            guard let axes else { throw DeformRTError.invalidModel("Unsqueeze needs axes") }
+            let rank = x.shape.count + axes.count
+            let normalized = try axes.map { try PlanCheck.axis($0, rank: rank) }
+            if Set(normalized).count != normalized.count { throw DeformRTError.invalidModel("repeated axes \(axes)") }
+            var shape: [Int] = []
+            var source = x.shape.makeIterator()
+            for i in 0..<rank { shape.append(normalized.contains(i) ? 1 : source.next()!) }
+            return [PlanValue(ValueType(x.elementType, shape), constant: nil)]
+        }
+        let rank = x.shape.count
+        let drop: Set<Int>
+        if let axes {
+            drop = Set(try axes.map { try PlanCheck.axis($0, rank: rank) })
+            for a in drop where x.shape[a] != 1 {
+                throw DeformRTError.invalidModel("cannot squeeze axis \(a) of size \(x.shape[a]) (shape \(x.shape))")
+            }
+        } else {
+            drop = Set(x.shape.indices.filter { x.shape[$0] == 1 })
+        }
+        return [PlanValue(ValueType(x.elementType, x.shape.indices.filter { !drop.contains($0) }.map { x.shape[$0] }))]
+    }
+
+    func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws { copyThrough(inputs, outputs) }
+}
+
+final class TransposeOperator: Operator {
+    let perm: [Int]?
+    init(_ spec: OperatorSpec) throws { perm = try spec.attributes.ints("perm") }
+
+    private func permutation(rank: Int) throws -> [Int] {
+        let p = perm ?? Array((0..<rank).reversed())
+        if p.count != rank || Set(p) != Set(0..<rank) {
+            throw DeformRTError.invalidModel("perm \(p) is not a permutation of \(rank) axes")
+        }
+        return p
+    }
+
+    func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
+        let x = try PlanCheck.input(inputs, 0, "data")
+        let p = try permutation(rank: x.shape.count)
+        return [PlanValue(ValueType(x.elementType, p.map { x.shape[$0] }))]
+    }
+
+    func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
+        let x = inputs[0]!
+        let p = try permutation(rank: x.rank)
+        var inStrides = [Int](repeating: 1, count: x.rank)
+        for i in stride(from: x.rank - 2, through: 0, by: -1) { inStrides[i] = inStrides[i + 1] * x.shape[i + 1] }
+        let outShape = outputs[0].shape
+        StridedCopy.copy(elementSize: x.elementType.byteSize, shape: outShape, sourceStrides: p.map { inStrides[$0] },
+                         source: x.rawPointer, destination: outputs[0].rawPointer)
+    }
+}
+
+final class ConcatOperator: Operator {
+    let axis: Int
+    init(_ spec: OperatorSpec) throws {
+        guard let axis = try spec.attributes.int("axis") else { throw spec.fail("missing attribute axis") }
+        self.axis = axis
+    }
+
+    func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
+        let parts = inputs.compactMap { $0 }
+        guard let first = parts.first else { throw DeformRTError.invalidModel("Concat needs at least one input") }
+        let a = try PlanCheck.axis(axis, rank: first.shape.count)
+        var shape = first.shape
+        shape[a] = 0
+        for part in parts {
+            if part.elementType != first.elementType || part.shape.count != first.shape.count {
+                throw DeformRTError.invalidModel("inputs differ in type or rank: \(first.shape) and \(part.shape)")
+            }
+            for d in part.shape.indices where d != a && part.shape[d] != first.shape[d] {
+                throw DeformRTError.invalidModel("inputs \(first.shape) and \(part.shape) differ outside axis \(axis)")
+            }
+            shape[a] += part.shape[a]
+        }
+        return [PlanValue(ValueType(first.elementType, shape))]
+    }
+
+    func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
+        let out = outputs[0]
+        let a = try PlanCheck.axis(axis, rank: out.rank)
+        let outer = out.shape[..<a].reduce(1, *)
+        let rowBytes = out.shape[a...].reduce(1, *) * out.elementType.byteSize
+        var offset = 0
+        for case let part? in inputs {
+            let partRow = part.shape[a...].reduce(1, *) * part.elementType.byteSize
+            for o in 0..<outer where partRow > 0 {
+                (out.rawPointer + o * rowBytes + offset).copyMemory(from: part.rawPointer + o * partRow, byteCount: partRow)
+            }
+            offset += partRow
+        }
+    }
+}
+
+/// Split into equal parts, or by the `split` attribute (opset < 13) / input (opset >= 13).
+final class SplitOperator: Operator {
+    let axis: Int
+    let attributeSplit: [Int]?
+    let outputCount: Int
+    let numOutputs: Int?
+
+    init(_ spec: OperatorSpec) throws {
+        axis = try spec.attributes.int("axis", default: 0)
+        attributeSplit = try spec.attributes.ints("split")
+        numOutputs = try spec.attributes.int("num_outputs")
+        outputCount = spec.node.outputs.count
+    }
+
+    private func sizes(_ inputs: [PlanValue?], dim: Int) throws -> [Int] {
+        var split = attributeSplit
+        if let given = PlanCheck.optionalInput(inputs, 1) { split = try PlanCheck.constantInts(given, "split") }
+        if let split {
+            if split.count != outputCount || split.contains(where: { $0 < 0 }) || split.reduce(0, +) != dim {
+                throw DeformRTError.invalidModel("split \(split) does not divide a dim of \(dim) into \(outputCount) outputs")
+            }
+            return split
+        }
+        let parts = numOutputs ?? outputCount
+        guard parts > 0 else { throw DeformRTError.invalidModel("Split has no outputs") }
+        let chunk = (dim + parts - 1) / parts
+        return (0..<parts).map { max(0, min(chunk, dim - $0 * chunk)) }
+    }
+
+    func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
+        let x = try PlanCheck.input(inputs, 0, "input")
+        let a = try PlanCheck.axis(axis, rank: x.shape.count)
+        return try sizes(inputs, dim: x.shape[a]).map { size in
+            var shape = x.shape
+            shape[a] = size
+            return PlanValue(ValueType(x.elementType, shape))
+        }
+    }
+
+    func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
+        let x = inputs[0]!
+        let a = try PlanCheck.axis(axis, rank: x.rank)
+        let outer = x.shape[..<a].reduce(1, *)
+        let rowBytes = x.shape[a...].reduce(1, *) * x.elementType.byteSize
+        var offset = 0
+        for out in outputs {
+            let partRow = out.shape[a...].reduce(1, *) * out.elementType.byteSize
+            for o in 0..<outer where partRow > 0 {
+                (out.rawPointer + o * partRow).copyMemory(from: x.rawPointer + o * rowBytes + offset, byteCount: partRow)
+            }
+            offset += partRow
+        }
+    }
+}
+
+/// Slice (opset >= 10: starts, ends, axes, steps as inputs; opset < 10: attributes).
+final class SliceOperator: Operator {
+    let attributeStarts: [Int]?, attributeEnds: [Int]?, attributeAxes: [Int]?
+    init(_ spec: OperatorSpec) throws {
+        attributeStarts = try spec.attributes.ints("starts")
+        attributeEnds = try spec.attributes.ints("ends")
+        attributeAxes = try spec.attributes.ints("axes")
+    }
+
+    private struct Region { var starts: [Int]; var steps: [Int]; var shape: [Int] }
+
+    private func region(_ inputs: [PlanValue?]) throws -> Region {
+        let x = try PlanCheck.input(inputs, 0, "data")
+        let rank = x.shape.count
+        let starts = try PlanCheck.optionalInput(inputs, 1).map { try PlanCheck.constantInts($0, "starts") } ?? attributeStarts ?? []
+        let ends = try PlanCheck.optionalInput(inputs, 2).map { try PlanCheck.constantInts($0, "ends") } ?? attributeEnds ?? []
+        let axes = try PlanCheck.optionalInput(inputs, 3).map { try PlanCheck.constantInts($0, "axes") } ?? attributeAxes ?? Array(0..<starts.count)
+        let steps = try PlanCheck.optionalInput(inputs, 4).map { try PlanCheck.constantInts($0, "steps") } ?? [Int](repeating: 1, count: starts.count)
+        if starts.count != ends.count || axes.count != starts.count || steps.count != starts.count {
+            throw DeformRTError.invalidModel("starts, ends, axes and steps differ in length")
+        }
+        var r = Region(starts: [Int](repeating: 0, count: rank), steps: [Int](repeating: 1, count: rank), shape: x.shape)
+        var seen = Set<Int>()
+        for i in starts.indices {
+            let a = try PlanCheck.axis(axes[i], rank: rank)
+            if !seen.insert(a).inserted { throw DeformRTError.invalidModel("axis \(axes[i]) repeated") }
+            let dim = x.shape[a], step = steps[i]
+            if step == 0 { throw DeformRTError.invalidModel("step 0 on axis \(a)") }
+            func clampIndex(_ v: Int, _ low: Int, _ high: Int) -> Int {
+                let v = v < 0 ? v &+ dim : v
+                return Swift.min(Swift.max(v, low), high)
+            }
+            let start = step > 0 ? clampIndex(starts[i], 0, dim) : clampIndex(starts[i], 0, dim - 1)
+            let end = step > 0 ? clampIndex(ends[i], 0, dim) : clampIndex(ends[i], -1, dim - 1)
+            let count = step > 0 ? Swift.max(0, (end - start + step - 1) / step) : Swift.max(0, (start - end + (-step) - 1) / (-step))
+            r.starts[a] = start
+            r.steps[a] = step
+            r.shape[a] = count
+        }
+        return r
+    }
+
+    func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
+        let x = try PlanCheck.input(inputs, 0, "data")
+        return [PlanValue(ValueType(x.elementType, try region(inputs).shape))]
+    }
+
+    func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
+        let x = inputs[0]!
+        let planInputs = inputs.map { t in t.map { PlanValue(ValueType($0.elementType, $0.shape), constant: $0) } }
+        let r = try region(planInputs)
+        var strides = [Int](repeating: 1, count: x.rank)
+        for i in stride(from: x.rank - 2, through: 0, by: -1) { strides[i] = strides[i + 1] * x.shape[i + 1] }
+        var start = 0
+        for i in 0..<x.rank { start += r.starts[i] * strides[i] }
+        let size = x.elementType.byteSize
+        StridedCopy.copy(elementSize: size, shape: r.shape, sourceStrides: zip(strides, r.steps).map { $0 * $1 },
+                         source: x.rawPointer + start * size, destination: outputs[0].rawPointer)
+    }
+}
+
+/// Shape: the input's dims (optionally a start/end slice, opset 15), known while planning.
+final class ShapeOperator: Operator {
+    let start: Int, end: Int?
+    init(_ spec: OperatorSpec) throws {
+        start = try spec.attributes.int("start", default: 0)
+        end = try spec.attributes.int("end")
+    }
+
+    func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
+        let x = try PlanCheck.input(inputs, 0, "data")
+        let r = x.shape.count
+        func clampIndex(_ v: Int) -> Int { Swift.min(Swift.max(v < 0 ? v + r : v, 0), r) }
+        let s = clampIndex(start), e = clampIndex(end ?? r)
+        let dims = s < e ? x.shape[s..<e].map { Int64($0) } : []
+        return [PlanValue(ValueType(.int64, [dims.count]), constant: Tensor(int64s: dims, shape: [dims.count]))]
+    }
+
+    func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
+        let x = inputs[0]!
+        let r = x.rank
+        func clampIndex(_ v: Int) -> Int { Swift.min(Swift.max(v < 0 ? v + r : v, 0), r) }
+        let s = clampIndex(start)
+        for i in 0..<outputs[0].elementCount { outputs[0].pointer(Int64.self)[i] = Int64(x.shape[s + i]) }
+    }
+}
+
+/// Gather along an axis with int32/int64 indices; negative indices count from the end.
+final class GatherOperator: Operator {
+    let axis: Int
+    init(_ spec: OperatorSpec) throws { axis = try spec.attributes.int("axis", default: 0) }
+
+    func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
+        let x = try PlanCheck.input(inputs, 0, "data"), indices = try PlanCheck.input(inputs, 1, "indices")
+        if indices.elementType != .int64 && indices.elementType != .int32 {
+            throw DeformRTError.invalidModel("indices must be int32 or int64, got \(indices.elementType.onnxName)")
+        }
+        let a = try PlanCheck.axis(axis, rank: x.shape.count)
+        return [PlanValue(ValueType(x.elementType, Array(x.shape[..<a]) + indices.shape + Array(x.shape[(a + 1)...])))]
+    }
+
+    func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
+        let x = inputs[0]!, indices = try inputs[1]!.integerValues()
+        let a = try PlanCheck.axis(axis, rank: x.rank)
+        let outer = x.shape[..<a].reduce(1, *), dim = x.shape[a]
+        let innerBytes = x.shape[(a + 1)...].reduce(1, *) * x.elementType.byteSize
+        for (j, raw) in indices.enumerated() {
+            let index = raw < 0 ? raw + Int64(dim) : raw
+            if index < 0 || index >= Int64(dim) {
+                throw DeformRTError.invalidArgument("index \(raw) is out of range for axis \(axis) of size \(dim)")
+            }
+            for o in 0..<outer where innerBytes > 0 {
+                (outputs[0].rawPointer + (o * indices.count + j) * innerBytes)
+                    .copyMemory(from: x.rawPointer + (o * dim + Int(index)) * innerBytes, byteCount: innerBytes)
+            }
+        }
+    }
+}
+
+/// Constant: the value attribute in any of its spellings.
+final class ConstantOperator: Operator {
+    let value: Tensor
+    init(_ spec: OperatorSpec) throws {
+        let a = spec.attributes
+        if let t = try a.tensor("value") { value = t }
+        else if let f = try a.float("value_float"), a.has("value_float") { value = Tensor(floats: [f], shape: []) }
+        else if let fs = try a.floats("value_floats") { value = Tensor(floats: fs, shape: [fs.count]) }
+        else if let i = try a.int("value_int") { value = Tensor(int64s: [Int64(i)], shape: []) }
+        else if let iss = try a.ints("value_ints") { value = Tensor(int64s: iss.map { Int64($0) }, shape: [iss.count]) }
+        else if a.has("value_string") || a.has("value_strings") {
+            throw DeformRTError.unsupported("node \(spec.node.label) (Constant): string constants are not supported")
+        } else if a.has("sparse_value") {
+            throw DeformRTError.unsupported("node \(spec.node.label) (Constant): sparse constants are not supported")
+        } else {
+            throw spec.fail("Constant has no value attribute")
+        }
+    }
+
+    func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
+        [PlanValue(ValueType(value.elementType, value.shape), constant: value)]
+    }
+
+    func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
+        outputs[0].rawPointer.copyMemory(from: value.rawPointer, byteCount: value.byteCount)
+    }
+}
+
+/// Cast between the numeric types (float <-> int saturates; NaN -> 0 for integer targets).
+final class CastOperator: Operator {
+    let to: ElementType
+    init(_ spec: OperatorSpec) throws {
+        guard let code = try spec.attributes.int("to") else { throw spec.fail("missing attribute 'to'") }
+        guard let type = ElementType(rawValue: Int32(clamping: code)), type != .string else {
+            throw DeformRTError.unsupported("node \(spec.node.label) (Cast): target type \(code) is not supported")
+        }
+        to = type
+    }
+
+    func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
+        let x = try PlanCheck.input(inputs, 0, "input")
+        if x.elementType == .string { throw DeformRTError.unsupported("casting strings is not supported") }
+        return [PlanValue(ValueType(to, x.shape))]
+    }
+
+    func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
+        let x = inputs[0]!, y = outputs[0]
+        let n = x.elementCount
+        for i in 0..<n { Scalar.store(Scalar.load(x, i), y, i) }
+    }
+}
+
+/// One element of any numeric type, for the few operators that convert between types.
+enum Scalar {
+    case real(Double)
+    case integer(Int64)
+    case unsigned(UInt64)
+
+    static func load(_ t: Tensor, _ i: Int) -> Scalar {
+        let p = t.rawPointer
+        switch t.elementType {
+        case .float: return .real(Double(p.load(fromByteOffset: i * 4, as: Float.self)))
+        case .double: return .real(p.load(fromByteOffset: i * 8, as: Double.self))
+        case .float16: return .real(Double(p.load(fromByteOffset: i * 2, as: Float16.self)))
+        case .int64: return .integer(p.load(fromByteOffset: i * 8, as: Int64.self))
+        case .int32: return .integer(Int64(p.load(fromByteOffset: i * 4, as: Int32.self)))
+        case .int16: return .integer(Int64(p.load(fromByteOffset: i * 2, as: Int16.self)))
+        case .int8: return .integer(Int64(p.load(fromByteOffset: i, as: Int8.self)))
+        case .uint8: return .integer(Int64(p.load(fromByteOffset: i, as: UInt8.self)))
+        case .bool: return .integer(p.load(fromByteOffset: i, as: UInt8.self) != 0 ? 1 : 0)
+        case .uint16: return .integer(Int64(p.load(fromByteOffset: i * 2, as: UInt16.self)))
+        case .uint32: return .integer(Int64(p.load(fromByteOffset: i * 4, as: UInt32.self)))
+        case .uint64: return .unsigned(p.load(fromByteOffset: i * 8, as: UInt64.self))
+        case .string: return .integer(0)
+        }
+    }
+
+    /// Integer value of a real, truncated toward zero and saturated; NaN gives 0.
+    private static func truncated(_ v: Double) -> Int64 {
+        if v.isNaN { return 0 }
+        if v >= 9.2233720368547758e18 { return .max }
+        if v <= -9.2233720368547758e18 { return .min }
+        return Int64(v)
+    }
+
+    static func store(_ s: Scalar, _ t: Tensor, _ i: Int) {
+        let p = t.rawPointer
+        let real: Double, integer: Int64
+        switch s {
+        case .real(let v): real = v; integer = truncated(v)
+        case .integer(let v): real = Double(v); integer = v
+        case .unsigned(let v): real = Double(v); integer = Int64(truncatingIfNeeded: v)
+        }
+        switch t.elementType {
+        case .float: p.storeBytes(of: Float(real), toByteOffset: i * 4, as: Float.self)
+        case .double: p.storeBytes(of: real, toByteOffset: i * 8, as: Double.self)
+        case .float16: p.storeBytes(of: Float16(real), toByteOffset: i * 2, as: Float16.self)
+        case .int64: p.storeBytes(of: integer, toByteOffset: i * 8, as: Int64.self)
+        case .int32: p.storeBytes(of: Int32(truncatingIfNeeded: integer), toByteOffset: i * 4, as: Int32.self)
+        case .int16: p.storeBytes(of: Int16(truncatingIfNeeded: integer), toByteOffset: i * 2, as: Int16.self)
+        case .int8: p.storeBytes(of: Int8(truncatingIfNeeded: integer), toByteOffset: i, as: Int8.self)
+        case .uint8: p.storeBytes(of: UInt8(truncatingIfNeeded: integer), toByteOffset: i, as: UInt8.self)
+        case .bool:
+            let nonzero: Bool
+            if case .real(let v) = s { nonzero = v != 0 } else { nonzero = integer != 0 }
+            p.storeBytes(of: UInt8(nonzero ? 1 : 0), toByteOffset: i, as: UInt8.self)
+        case .uint16: p.storeBytes(of: UInt16(truncatingIfNeeded: integer), toByteOffset: i * 2, as: UInt16.self)
+        case .uint32: p.storeBytes(of: UInt32(truncatingIfNeeded: integer), toByteOffset: i * 4, as: UInt32.self)
+        case .uint64:
+            if case .unsigned(let v) = s { p.storeBytes(of: v, toByteOffset: i * 8, as: UInt64.self) }
+            else { p.storeBytes(of: UInt64(truncatingIfNeeded: integer), toByteOffset: i * 8, as: UInt64.self) }
+        case .string: break
+        }
+    }
+}

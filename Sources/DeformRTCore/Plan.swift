@@ -1,0 +1,258 @@
+import DeformRTKernels
+
+/// Everything needed to run the graph for one set of input shapes: output shapes, folded
+/// constants, and a liveness-planned arena in which every intermediate has a fixed place, so a
+/// steady-state run allocates nothing but the tensors it returns.
+final class ExecutionPlan {
+    let inputTypes: [ValueType]
+
+    /// One operator run with its tensors bound. Graph inputs and outputs are bound per run.
+    private struct Step {
+        let node: Int
+        let op: Operator
+        var inputs: [Tensor?]
+        var outputs: [Tensor]
+    }
+
+    /// Where a per-run tensor must be bound: step, position, and whether it is an output slot.
+    private struct Binding {
+        let step: Int
+        let position: Int
+        let isOutput: Bool
+    }
+
+    private enum OutputSource {
+        case computed(value: Int, type: ValueType)
+        case fixed(Tensor)  // a graph input, constant or folded value: copied out
+        case input(Int)
+    }
+
+    private var steps: [Step] = []
+    private let inputBindings: [[Binding]]
+    private var outputBindings: [Int: [Binding]] = [:]
+    private let outputSources: [OutputSource]
+    private let arena: TensorStorage
+    private let workspace: TensorStorage
+    private let parallel: Parallel
+
+    init(session: SessionCore, inputTypes: [ValueType]) throws {
+        self.inputTypes = inputTypes
+        let graph = session.graph
+        parallel = Parallel(threads: session.options.threads)
+        let valueCount = graph.valueNames.count
+        var known = [PlanValue?](repeating: nil, count: valueCount)
+        var budget = MemoryBudget(limit: session.options.memoryLimit)
+        for (id, tensor) in graph.initializers { known[id] = PlanValue(ValueType(tensor.elementType, tensor.shape), constant: tensor) }
+        var isGraphInput = [Int?](repeating: nil, count: valueCount)
+        for (index, input) in graph.inputs.enumerated() {
+            known[input.id] = PlanValue(inputTypes[index])
+            isGraphInput[input.id] = index
+        }
+        var isGraphOutput = [Bool](repeating: false, count: valueCount)
+        for output in graph.outputs { isGraphOutput[output.id] = true }
+
+        // Pass 1: types, shapes and folding, in execution order.
+        var runtimeNodes: [Int] = []
+        for (position, nodeIndex) in session.order.enumerated() {
+            let node = graph.nodes[nodeIndex]
+            let op = session.operators[position]
+            let inputs = node.inputs.map { $0.flatMap { known[$0] } }
+            var outputs: [PlanValue]
+            do {
+                outputs = try op.plan(inputs)
+            } catch let error as DeformRTError {
+                throw DeformRTError(error.code, "node \(node.label) (\(node.opType)): \(error.message)")
+            }
+            if outputs.count < node.outputs.count {
+                throw DeformRTError.unsupported("node \(node.label) (\(node.opType)): produces \(outputs.count) outputs, the model asks for \(node.outputs.count)")
+            }
+            for value in outputs {
+                _ = try Limits.elementCount(value.shape, what: "node \(node.label) (\(node.opType)) output")
+            }
+            let allConstant = node.inputs.allSatisfy { $0 == nil || known[$0!]?.constant != nil }
+            let small = outputs.allSatisfy { $0.type.shape.reduce(1, *) <= ExecutionPlan.foldLimit }
+            if outputs.allSatisfy({ $0.constant != nil }) {
+                // Outputs fixed by shapes alone (Shape, Size): nothing to run.
+            } else if allConstant && small {
+                let folded = try outputs.map { try Tensor(zeros: $0.type.elementType, shape: $0.type.shape) }
+                let inputTensors = node.inputs.map { $0.flatMap { known[$0]?.constant } }
+                let bytes = op.workspaceByteCount(inputs.map { $0?.type }, outputs.map(\.type), threads: 1)
+                let scratch = TensorStorage(zeroedByteCount: bytes)
+                do {
+                    try op.run(inputTensors, folded, RunContext(parallel: .serial, workspace: scratch.bytes, workspaceByteCount: bytes))
+                } catch let error as DeformRTError {
+                    throw DeformRTError(error.code, "node \(node.label) (\(node.opType)): \(error.message)")
+                }
+                for i in outputs.indices { outputs[i].constant = folded[i] }
+                try budget.add(folded.reduce(0) { $0 + $1.byteCount })
+            } else {
+                for i in outputs.indices { outputs[i].constant = nil }
+                runtimeNodes.append(position)
+            }
+            for (i, id) in node.outputs.enumerated() { known[id] = outputs[i] }
+        }
+
+        // Pass 2: lifetimes of the intermediates that live in the arena.
+        var firstStep = [Int](repeating: -1, count: valueCount)
+        var lastStep = [Int](repeating: -1, count: valueCount)
+        for (stepIndex, position) in runtimeNodes.enumerated() {
+            let node = graph.nodes[session.order[position]]
+            for id in node.outputs where firstStep[id] < 0 { firstStep[id] = stepIndex; lastStep[id] = stepIndex }
+            for case let id? in node.inputs where firstStep[id] >= 0 { lastStep[id] = stepIndex }
+        }
+        var blocks: [ArenaBlock] = []
+        for id in 0..<valueCount where firstStep[id] >= 0 && !isGraphOutput[id] {
+            let type = known[id]!.type
+            let bytes = try Limits.byteCount(type.shape.reduce(1, *), elementSize: type.elementType.byteSize, what: graph.valueNames[id])
+            blocks.append(ArenaBlock(value: id, bytes: bytes, first: firstStep[id], last: lastStep[id]))
+        }
+        let arenaBytes = ArenaBlock.assignOffsets(&blocks)
+        try budget.add(arenaBytes)
+        var workspaceBytes = 0
+        for position in runtimeNodes {
+            let node = graph.nodes[session.order[position]]
+            let inputs = node.inputs.map { $0.flatMap { known[$0]?.type } }
+            let outputs = node.outputs.map { known[$0]!.type }
+            workspaceBytes = max(workspaceBytes, session.operators[position].workspaceByteCount(inputs, outputs, threads: parallel.threads))
+        }
+        try budget.add(workspaceBytes)
+        for output in graph.outputs {
+            let type = known[output.id]!.type
+            try budget.add(try Limits.byteCount(type.shape.reduce(1, *), elementSize: type.elementType.byteSize, what: output.name))
+        }
+
+        arena = TensorStorage(zeroedByteCount: arenaBytes)
+        workspace = TensorStorage(zeroedByteCount: workspaceBytes)
+        var bound = [Tensor?](repeating: nil, count: valueCount)
+        for block in blocks {
+            let type = known[block.value]!.type
+            bound[block.value] = Tensor(elementType: type.elementType, shape: type.shape,
+                                        storage: TensorStorage(borrowing: arena.bytes + block.offset, byteCount: block.bytes, keepAlive: arena))
+        }
+        for id in 0..<valueCount where bound[id] == nil { bound[id] = known[id]?.constant }
+
+        // Pass 3: steps with their tensors; graph inputs and outputs get bindings instead.
+        var inputBindings = [[Binding]](repeating: [], count: graph.inputs.count)
+        let placeholder = Tensor(elementType: .float, shape: [0], storage: arena)
+        for position in runtimeNodes {
+            let nodeIndex = session.order[position]
+            let node = graph.nodes[nodeIndex]
+            let stepIndex = steps.count
+            var inputs: [Tensor?] = []
+            for (slot, id) in node.inputs.enumerated() {
+                guard let id else { inputs.append(nil); continue }
+                if let graphInput = isGraphInput[id] {
+                    inputBindings[graphInput].append(Binding(step: stepIndex, position: slot, isOutput: false))
+                    inputs.append(placeholder)
+                } else if isGraphOutput[id] && firstStep[id] >= 0 {
+                    outputBindings[id, default: []].append(Binding(step: stepIndex, position: slot, isOutput: false))
+                    inputs.append(placeholder)
+                } else {
+                    inputs.append(bound[id])
+                }
+            }
+            var outputs: [Tensor] = []
+            for (slot, id) in node.outputs.enumerated() {
+                if isGraphOutput[id] {
+                    outputBindings[id, default: []].append(Binding(step: stepIndex, position: slot, isOutput: true))
+                    outputs.append(placeholder)
+                } else {
+                    outputs.append(bound[id]!)
+                }
+            }
+            steps.append(Step(node: nodeIndex, op: session.operators[position], inputs: inputs, outputs: outputs))
+        }
+        self.inputBindings = inputBindings
+        outputSources = graph.outputs.map { output in
+            if let index = isGraphInput[output.id] { return .input(index) }
+            if firstStep[output.id] >= 0 { return .computed(value: output.id, type: known[output.id]!.type) }
+            return .fixed(known[output.id]!.constant!)
+        }
+    }
+
+    /// Outputs up to this many elements are computed while planning when their inputs are constant.
+    static let foldLimit = 1 << 16
+
+    func execute(inputs: [Tensor], wanted: [Int]) throws -> [Tensor] {
+        for (index, bindings) in inputBindings.enumerated() {
+            for binding in bindings { steps[binding.step].inputs[binding.position] = inputs[index] }
+        }
+        var results: [Int: Tensor] = [:]
+        for source in outputSources {
+            guard case .computed(let value, let type) = source, results[value] == nil else { continue }
+            let tensor = try Tensor(zeros: type.elementType, shape: type.shape)
+            results[value] = tensor
+            for binding in outputBindings[value] ?? [] {
+                if binding.isOutput { steps[binding.step].outputs[binding.position] = tensor }
+                else { steps[binding.step].inputs[binding.position] = tensor }
+            }
+        }
+        let context = RunContext(parallel: parallel, workspace: workspace.bytes, workspaceByteCount: workspace.byteCount)
+        for step in steps {
+            try step.op.run(step.inputs, step.outputs, context)
+        }
+        // Drop references to the caller's tensors so they are not kept past the call.
+        for bindings in inputBindings {
+            for binding in bindings { steps[binding.step].inputs[binding.position] = nil }
+        }
+        var handedOut = Set<Int>()
+        return wanted.map { index in
+            switch outputSources[index] {
+            case .computed(let value, _):
+                let tensor = results[value]!
+                // The same value asked for twice gets its own copy the second time.
+                return handedOut.insert(value).inserted ? tensor : tensor.copy()
+            case .fixed(let tensor): return tensor.copy()
+            case .input(let i): return inputs[i].copy()
+            }
+        }
+    }
+}
+
+/// Keeps the bytes a plan holds under the session's memory limit, checked before allocating.
+struct MemoryBudget {
+    let limit: UInt64
+    var used: UInt64 = 0
+
+    mutating func add(_ bytes: Int) throws {
+        let (total, overflow) = used.addingReportingOverflow(UInt64(max(0, bytes)))
+        if overflow || total > limit {
+            throw DeformRTError(.outOfMemory, "planning needs more than the session's memory limit of \(limit) bytes")
+        }
+        used = total
+    }
+}
+
+/// An intermediate value's place in the arena and the steps during which it is alive.
+struct ArenaBlock {
+    let value: Int
+    let bytes: Int
+    let first: Int
+    let last: Int
+    var offset = 0
+
+    static let alignment = 64
+
+    /// Greedy by size (largest first): each block takes the lowest offset that does not overlap a
+    /// block already placed whose lifetime intersects its own. Returns the arena size.
+    static func assignOffsets(_ blocks: inout [ArenaBlock]) -> Int {
+        let order = blocks.indices.sorted { blocks[$0].bytes != blocks[$1].bytes ? blocks[$0].bytes > blocks[$1].bytes : $0 < $1 }
+        var placed: [Int] = []
+        var total = 0
+        for index in order {
+            let size = (blocks[index].bytes + alignment - 1) / alignment * alignment
+            let conflicts = placed.filter { blocks[$0].first <= blocks[index].last && blocks[index].first <= blocks[$0].last }
+                .sorted { blocks[$0].offset < blocks[$1].offset }
+            var offset = 0
+            for other in conflicts {
+                let otherEnd = blocks[other].offset + (blocks[other].bytes + alignment - 1) / alignment * alignment
+                if offset + size <= blocks[other].offset { break }
+                offset = max(offset, otherEnd)
+            }
+            blocks[index].offset = offset
+            total = max(total, offset + size)
+            placed.append(index)
+        }
+        return total
+    }
+}

@@ -1,0 +1,173 @@
+import DeformRTKernels
+import Glibc
+
+/// Options fixed when a session is made.
+public struct SessionOptions: Sendable, Equatable {
+    /// Threads one run may use.
+    public var threads: Int
+    /// Cap on the tensor bytes a plan may hold (arena, workspace, folded constants, outputs).
+    public var memoryLimit: UInt64
+
+    public init(threads: Int? = nil, memoryLimit: UInt64? = nil) {
+        self.threads = threads ?? SessionOptions.defaultThreads
+        self.memoryLimit = memoryLimit ?? Limits.defaultMemoryLimit
+    }
+
+    public static var defaultThreads: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+}
+
+/// A checked, sorted graph with one operator per node, ready to be planned for input shapes.
+/// A session runs one call at a time (callers are serialised by a lock).
+public final class SessionCore: @unchecked Sendable {
+    public let graph: Graph
+    public let options: SessionOptions
+    let order: [Int]
+    let operators: [Operator]
+    private var plan: ExecutionPlan?
+    private let lock = Mutex()
+
+    public init(graph: Graph, options: SessionOptions) throws {
+        self.graph = graph
+        self.options = options
+        order = try GraphCheck.topologicalOrder(graph)
+        operators = try OperatorRegistry.makeOperators(graph, order: order)
+        // With fully static inputs, plan now so shape errors surface at creation.
+        let staticShapes = graph.inputs.compactMap { input -> [Int]? in
+            guard let shape = input.shape, !shape.contains(-1), input.elementType != nil else { return nil }
+            return shape
+        }
+        if staticShapes.count == graph.inputs.count {
+            let types = graph.inputs.map { ValueType($0.elementType!, $0.shape!) }
+            plan = try ExecutionPlan(session: self, inputTypes: types)
+        }
+    }
+
+    /// Runs the graph. `feeds` are matched to graph inputs by name; `outputNames` nil means all.
+    public func run(feeds: [(name: String, tensor: Tensor)], outputNames: [String]?) throws -> [Tensor] {
+        lock.lock()
+        defer { lock.unlock() }
+        var ordered = [Tensor?](repeating: nil, count: graph.inputs.count)
+        for feed in feeds {
+            guard let index = graph.inputs.firstIndex(where: { $0.name == feed.name }) else {
+                let known = graph.inputs.map { "'\($0.name)'" }.joined(separator: ", ")
+                throw DeformRTError.invalidArgument("unknown input name '\(feed.name)' (the model's inputs are \(known))")
+            }
+            if ordered[index] != nil {
+                throw DeformRTError.invalidArgument("input '\(feed.name)' is fed more than once")
+            }
+            try checkFeed(feed.tensor, against: graph.inputs[index])
+            ordered[index] = feed.tensor
+        }
+        var inputs: [Tensor] = []
+        for (index, tensor) in ordered.enumerated() {
+            guard let tensor else {
+                throw DeformRTError.invalidArgument("input '\(graph.inputs[index].name)' is not fed")
+            }
+            inputs.append(tensor)
+        }
+        let wanted: [Int]
+        if let outputNames {
+            wanted = try outputNames.map { name in
+                guard let index = graph.outputs.firstIndex(where: { $0.name == name }) else {
+                    let known = graph.outputs.map { "'\($0.name)'" }.joined(separator: ", ")
+                    throw DeformRTError.invalidArgument("unknown output name '\(name)' (the model's outputs are \(known))")
+                }
+                return index
+            }
+        } else {
+            wanted = Array(graph.outputs.indices)
+        }
+        let types = inputs.map { ValueType($0.elementType, $0.shape) }
+        if plan == nil || plan!.inputTypes != types {
+            plan = nil  // free the old arena before making the new one
+            plan = try ExecutionPlan(session: self, inputTypes: types)
+        }
+        return try plan!.execute(inputs: inputs, wanted: wanted)
+    }
+
+    private func checkFeed(_ tensor: Tensor, against declaration: ValueDeclaration) throws {
+        let name = declaration.name
+        if let type = declaration.elementType, type != tensor.elementType {
+            throw DeformRTError.invalidArgument("input '\(name)' must be tensor(\(type.onnxName)), got tensor(\(tensor.elementType.onnxName))")
+        }
+        if tensor.elementType == .string {
+            throw DeformRTError.invalidArgument("input '\(name)': string tensors are not supported")
+        }
+        if let shape = declaration.shape {
+            if shape.count != tensor.shape.count {
+                throw DeformRTError.invalidArgument("input '\(name)' must have rank \(shape.count) (shape \(shape.map { $0 < 0 ? "?" : String($0) })), got shape \(tensor.shape)")
+            }
+            for (axis, dim) in shape.enumerated() where dim >= 0 && dim != tensor.shape[axis] {
+                throw DeformRTError.invalidArgument("input '\(name)': dimension \(axis) must be \(dim), got shape \(tensor.shape)")
+            }
+        }
+    }
+}
+
+/// A pthread mutex (the core avoids Foundation).
+final class Mutex: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+    init() { pthread_mutex_init(&mutex, nil) }
+    deinit { pthread_mutex_destroy(&mutex) }
+    func lock() { pthread_mutex_lock(&mutex) }
+    func unlock() { pthread_mutex_unlock(&mutex) }
+}
+
+/// Graph checks made when a session is created: every error names the node concerned.
+enum GraphCheck {
+    /// Nodes in an order where every value is produced before use (Kahn's algorithm), after
+    /// checking that each value has exactly one producer and every used value has one.
+    static func topologicalOrder(_ graph: Graph) throws -> [Int] {
+        var producer = [Int?](repeating: nil, count: graph.valueNames.count)
+        var isSource = [Bool](repeating: false, count: graph.valueNames.count)
+        for input in graph.inputs { isSource[input.id] = true }
+        for id in graph.initializers.keys { isSource[id] = true }
+        for (index, node) in graph.nodes.enumerated() {
+            for output in node.outputs {
+                let name = graph.valueNames[output]
+                if isSource[output] {
+                    throw DeformRTError.invalidModel("node \(node.label) (\(node.opType)) writes '\(name)', which is already a graph input or initializer")
+                }
+                if let other = producer[output] {
+                    throw DeformRTError.invalidModel("value '\(name)' is produced twice: by node \(graph.nodes[other].label) and by node \(node.label)")
+                }
+                producer[output] = index
+            }
+        }
+        var pending = [Int](repeating: 0, count: graph.nodes.count)
+        var consumers = [[Int]](repeating: [], count: graph.nodes.count)
+        for (index, node) in graph.nodes.enumerated() {
+            for case let input? in node.inputs {
+                if isSource[input] { continue }
+                guard let from = producer[input] else {
+                    throw DeformRTError.invalidModel("node \(node.label) (\(node.opType)) reads '\(graph.valueNames[input])', which no node, input or initializer provides")
+                }
+                pending[index] += 1
+                consumers[from].append(index)
+            }
+        }
+        for output in graph.outputs where !isSource[output.id] && producer[output.id] == nil {
+            throw DeformRTError.invalidModel("graph output '\(output.name)' is not produced by any node")
+        }
+        // A FIFO queue keeps the file's order for graphs that are already sorted.
+        var ready = (0..<graph.nodes.count).filter { pending[$0] == 0 }
+        var order: [Int] = []
+        order.reserveCapacity(graph.nodes.count)
+        var head = 0
+        while head < ready.count {
+            let index = ready[head]
+            head += 1
+            order.append(index)
+            for consumer in consumers[index] {
+                pending[consumer] -= 1
+                if pending[consumer] == 0 { ready.append(consumer) }
+            }
+        }
+        if order.count != graph.nodes.count {
+            let stuck = (0..<graph.nodes.count).first { pending[$0] > 0 }!
+            let node = graph.nodes[stuck]
+            throw DeformRTError.invalidModel("the graph has a cycle through node \(node.label) (\(node.opType))")
+        }
+        return order
+    }
+}

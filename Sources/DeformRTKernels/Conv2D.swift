@@ -1,0 +1,133 @@
+/// 2-D convolution, NCHW float32: output = conv(input, weight) + bias.
+///
+/// `run` is the optimised path: 1x1 / stride 1 / no padding goes straight to GEMM on the input;
+/// everything else is im2col into a panel per tile of output pixels, then GEMM. Tiles are spread
+/// over the threads of `parallel`, each with its own scratch in the caller's workspace. The GEMM
+/// is `ConvEngine.preferred`. `reference` (Reference/ConvReference.swift) is the test oracle.
+public enum Conv2D {
+    /// Scratch bytes `run` needs for this geometry and thread count (0 allowed).
+    public static func workspaceByteCount(_ g: ConvGeometry, threads: Int) -> Int {
+        workspaceByteCount(g, threads: threads, engine: .preferred)
+    }
+
+    /// Optimised path: output = conv(input, weight) + bias. No allocation inside.
+    public static func run(
+        _ g: ConvGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+        bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
+        workspace: UnsafeMutableRawPointer, parallel: Parallel
+    ) {
+        run(g, input: input, weight: weight, bias: bias, output: output, workspace: workspace, parallel: parallel,
+            engine: .preferred)
+    }
+
+    /// Scratch bytes of `run(..., engine:)`.
+    public static func workspaceByteCount(_ g: ConvGeometry, threads: Int, engine: ConvEngine) -> Int {
+        switch engine {
+        case .packedSIMD:
+            return ChannelsLastConvPlan(g, engine: engine, threads: threads, pointwise: isPointwise(g)).byteCount
+        case .blas:
+            let plan = BlasPlan(g, threads: threads)
+            return plan.usesPanel ? plan.workers * plan.panelFloats * MemoryLayout<Float>.size : 0
+        }
+    }
+
+    /// `run` with a chosen GEMM engine. packedSIMD: input to channels-last rows, im2col rows per
+    /// pixel tile (none for pointwise), SIMD16 micro-kernels. blas: NCHW im2col panel per tile
+    /// (none for pointwise), OpenBLAS sgemm straight into the output.
+    public static func run(
+        _ g: ConvGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+        bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
+        workspace: UnsafeMutableRawPointer, parallel: Parallel, engine: ConvEngine
+    ) {
+        switch engine {
+        case .packedSIMD:
+            let pointwise = isPointwise(g)
+            let plan = ChannelsLastConvPlan(g, engine: engine, threads: parallel.threads, pointwise: pointwise)
+            plan.run({ _ in pointwise ? .pointwise : .im2col }, input: input, weight: weight, bias: bias,
+                     output: output, workspace: workspace, parallel: parallel)
+        case .blas:
+            let plan = BlasPlan(g, threads: parallel.threads)
+            if plan.items == 0 { return }
+            let panels = workspace.bindMemory(to: Float.self, capacity: plan.workers * plan.panelFloats)
+            parallel.forEachRange(plan.items) { worker, items in
+                let panel = panels + worker * plan.panelFloats
+                for item in items {
+                    plan.runItem(item, input: input, weight: weight, bias: bias, output: output, panel: panel)
+                }
+            }
+        }
+    }
+
+    /// 1x1, stride 1, no padding: the input itself is the GEMM operand.
+    static func isPointwise(_ g: ConvGeometry) -> Bool {
+        g.kernelHeight == 1 && g.kernelWidth == 1 && g.strideHeight == 1 && g.strideWidth == 1
+            && g.padTop == 0 && g.padLeft == 0 && g.outHeight == g.inHeight && g.outWidth == g.inWidth
+    }
+}
+
+/// How `Conv2D.run` cuts one call into independent items (batch x group x column tile).
+struct BlasPlan {
+    let g: ConvGeometry
+    let cinPerGroup: Int
+    let coutPerGroup: Int
+    let k: Int
+    let outPixels: Int
+    let tileColumns: Int
+    let tilesPerImage: Int
+    let items: Int
+    let workers: Int
+    let usesPanel: Bool
+    var panelFloats: Int { usesPanel ? k * tileColumns : 0 }
+
+    init(_ g: ConvGeometry, threads: Int) {
+        self.g = g
+        cinPerGroup = g.inChannels / max(g.group, 1)
+        coutPerGroup = g.outChannels / max(g.group, 1)
+        k = cinPerGroup * g.kernelHeight * g.kernelWidth
+        outPixels = max(g.outHeight, 0) * max(g.outWidth, 0)
+        usesPanel = !Conv2D.isPointwise(g)
+        tileColumns = BlasPlan.tileColumns(k: k, m: coutPerGroup, pixels: outPixels,
+                                           images: g.batch * g.group, threads: threads)
+        tilesPerImage = tileColumns == 0 ? 0 : (outPixels + tileColumns - 1) / tileColumns
+        items = g.outChannels == 0 ? 0 : g.batch * g.group * tilesPerImage
+        workers = max(1, min(threads, items))
+    }
+
+    /// Wide enough that GEMM amortises packing the weights (m x k) once per call, small enough
+    /// that the panel stays near cache, and enough tiles to keep every thread busy.
+    static func tileColumns(k: Int, m: Int, pixels: Int, images: Int, threads: Int) -> Int {
+        if pixels == 0 { return 0 }
+        var tile = max(128, min(1024, (1 << 18) / max(k, 1)))
+        tile = (tile + 15) / 16 * 16
+        let wanted = max(1, (2 * threads + images - 1) / images)
+        if (pixels + tile - 1) / tile < wanted {
+            tile = max(64, ((pixels + wanted - 1) / wanted + 15) / 16 * 16)
+        }
+        return min(tile, pixels)
+    }
+
+    func runItem(
+        _ item: Int, input: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+        output: UnsafeMutablePointer<Float>, panel: UnsafeMutablePointer<Float>
+    ) {
+        let tile = item % tilesPerImage
+        let image = item / tilesPerImage
+        let grp = image % g.group
+        let n = image / g.group
+        let n0 = tile * tileColumns
+        let count = min(tileColumns, outPixels - n0)
+        let plane0 = input + (n * g.inChannels + grp * cinPerGroup) * g.inHeight * g.inWidth
+        let w = weight + grp * coutPerGroup * k
+        let c = output + (n * g.outChannels + grp * coutPerGroup) * outPixels + n0
+        if usesPanel {
+            ConvIm2col.fill(g, plane0: plane0, channels: cinPerGroup, panel: panel, ld: count, n0: n0, count: count)
+            Gemm.sgemm(m: coutPerGroup, n: count, k: k, a: w, lda: k, b: panel, ldb: count, c: c, ldc: outPixels)
+        } else {
+            Gemm.sgemm(m: coutPerGroup, n: count, k: k, a: w, lda: k, b: plane0 + n0, ldb: outPixels,
+                       c: c, ldc: outPixels)
+        }
+        if let bias {
+            ConvBias.add(bias + grp * coutPerGroup, rows: coutPerGroup, to: c, ld: outPixels, count: count)
+        }
+    }
+}

@@ -1,0 +1,140 @@
+/// Deformable RoI pooling (DCNv1 section 2.2 with DCNv2's sampling grid) and its modulated form
+/// (DCNv2 section 3.2, eq. 2), as mmcv computes them: ONNX ops mmcv::MMCVDeformRoIPool and
+/// mmcv::MMCVModulatedDeformRoIPool, NCHW float32.
+///
+///   input   [batch, channels, height, width]
+///   rois    [roiCount, 5]  (batch_index, x1, y1, x2, y2) in input-image coordinates
+///   offset  [roiCount, 2, pooledHeight, pooledWidth] normalised (x plane, then y plane); optional
+///   mask    [roiCount, 1, pooledHeight, pooledWidth]; optional (modulated form)
+///   output  [roiCount, channels, pooledHeight, pooledWidth]
+public struct DeformRoIPoolParams: Sendable, Equatable {
+    public var batch: Int
+    public var channels: Int
+    public var height: Int
+    public var width: Int
+    public var roiCount: Int
+    public var pooledHeight: Int
+    public var pooledWidth: Int
+    public var spatialScale: Float
+    /// Samples per bin along each axis; 0 = adaptive, ceil(roi_extent / pooled_extent). mmcv's
+    /// exporter writes it as a float attribute; the kernel casts it to int, so callers pass Int(v).
+    public var samplingRatio: Int
+    /// Scale of the normalised offsets: a bin moves by gamma * offset * (roi width, roi height).
+    public var gamma: Float
+
+    public init(
+        batch: Int, channels: Int, height: Int, width: Int, roiCount: Int,
+        pooledHeight: Int, pooledWidth: Int, spatialScale: Float = 1, samplingRatio: Int = 0,
+        gamma: Float = 0.1
+    ) {
+        self.batch = batch
+        self.channels = channels
+        self.height = height
+        self.width = width
+        self.roiCount = roiCount
+        self.pooledHeight = pooledHeight
+        self.pooledWidth = pooledWidth
+        self.spatialScale = spatialScale
+        self.samplingRatio = samplingRatio
+        self.gamma = gamma
+    }
+
+    /// Why these parameters cannot run, or nil (callers report it; the kernels trap on it).
+    public var invalidReason: String? {
+        if batch < 0 || channels < 0 || height < 0 || width < 0 || roiCount < 0 {
+            return "DeformRoIPool: negative dimension"
+        }
+        if pooledHeight < 1 || pooledWidth < 1 { return "DeformRoIPool: output size must be >= 1" }
+        if samplingRatio < 0 || samplingRatio > RoILimits.samplingRatio {
+            return "DeformRoIPool: sampling_ratio must be in 0...\(RoILimits.samplingRatio)"
+        }
+        if !spatialScale.isFinite || !gamma.isFinite { return "DeformRoIPool: spatial_scale and gamma must be finite" }
+        return nil
+    }
+
+    var outputCount: Int { roiCount * channels * pooledHeight * pooledWidth }
+}
+
+/// mmcv deform_roi_pool: mmcv/ops/csrc/common/cuda/deform_roi_pool_cuda_kernel.cuh
+/// (deform_roi_pool_forward_cuda_kernel) with common_cuda_helper.hpp's bilinear_interpolate; the
+/// modulated form multiplies each pooled bin by its mask, as ModulatedDeformRoIPoolPack does.
+/// Corners are scaled and shifted by -0.5 without rounding, so zero offsets give exactly
+/// `RoiAlign` half_pixel average (tested).
+///
+/// Defined results (see RoISampling.swift): a batch index outside the batch or a non-finite corner
+/// gives zeros for that RoI; a non-finite offset moves its bin off the map (0, times the mask);
+/// mask values multiply as they are.
+public enum DeformRoIPool {
+    public static func workspaceByteCount(_ params: DeformRoIPoolParams, threads: Int) -> Int {
+        RoIWorkspace.byteCount(
+            mapFloats: params.batch * params.height * params.width * params.channels,
+            accumulatorFloats: params.channels, threads: threads)
+    }
+
+    /// Optimised path; `offset` nil = zero offsets, `mask` nil = no modulation.
+    public static func run(
+        _ params: DeformRoIPoolParams, input: UnsafePointer<Float>, rois: UnsafePointer<Float>,
+        offset: UnsafePointer<Float>?, mask: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
+        workspace: UnsafeMutableRawBufferPointer, parallel: Parallel
+    ) {
+        precondition(params.invalidReason == nil, params.invalidReason ?? "")
+        let channels = params.channels, height = params.height, width = params.width
+        let pixels = height * width
+        let bins = params.pooledHeight * params.pooledWidth
+        if params.outputCount == 0 { return }
+        if pixels == 0 {
+            output.update(repeating: 0, count: params.outputCount)
+            return
+        }
+        let space = RoIWorkspace(
+            workspace, mapFloats: params.batch * pixels * channels, accumulatorFloats: channels,
+            threads: parallel.threads)
+        RoIChannelsLast.copy(
+            groups: params.batch, channels: channels, pixels: pixels, channelStride: pixels,
+            source: { input + $0 * channels * pixels }, destination: space.map, parallel: parallel)
+        parallel.forEachRange(params.roiCount) { worker, roiRange in
+            var (accumulator, table) = space.scratch(worker)
+            for r in roiRange {
+                let roiOutput = output + r * channels * bins
+                guard let n = roiBatch(rois[5 * r], batch: params.batch), let box = box(params, rois + 5 * r)
+                else {
+                    roiOutput.update(repeating: 0, count: channels * bins)
+                    continue
+                }
+                let image = UnsafePointer(space.map + n * pixels * channels)
+                for bin in 0..<bins {
+                    let (shiftX, shiftY) = shift(params, box, offset, roi: r, bin: bin)
+                    RoIAlignBins.pool(
+                        box, ph: bin / params.pooledWidth, pw: bin % params.pooledWidth,
+                        shiftX: shiftX, shiftY: shiftY, maximum: false, image: image, height: height,
+                        width: width, channels: channels, accumulator: accumulator, table: &table)
+                    let out = roiOutput + bin
+                    if let mask {
+                        let m = mask[r * bins + bin]
+                        for c in 0..<channels { out[c * bins] = accumulator[c] * m }
+                    } else {
+                        for c in 0..<channels { out[c * bins] = accumulator[c] }
+                    }
+                }
+            }
+        }
+    }
+
+    static func box(_ params: DeformRoIPoolParams, _ roi: UnsafePointer<Float>) -> RoIAlignBox? {
+        RoIAlignBox(
+            x1: roi[1], y1: roi[2], x2: roi[3], y2: roi[4], spatialScale: params.spatialScale,
+            pixelShift: 0.5, minimumSize: nil, pooledHeight: params.pooledHeight,
+            pooledWidth: params.pooledWidth, samplingRatio: params.samplingRatio)
+    }
+
+    /// mmcv's offset_roi_w = gamma * roi_width * offset[x], offset_roi_h likewise with the y plane.
+    @inline(__always)
+    static func shift(
+        _ params: DeformRoIPoolParams, _ box: RoIAlignBox, _ offset: UnsafePointer<Float>?, roi: Int, bin: Int
+    ) -> (x: Float, y: Float) {
+        guard let offset else { return (0, 0) }
+        let bins = params.pooledHeight * params.pooledWidth
+        let o = offset + roi * 2 * bins + bin
+        return (params.gamma * box.width * o[0], params.gamma * box.height * o[bins])
+    }
+}

@@ -1,0 +1,144 @@
+/// ONNX MaxRoiPool (opsets 1, 22) on NCHW float32.
+///
+///   input   [batch, channels, height, width]
+///   rois    [roiCount, 5]  (batch_index, x1, y1, x2, y2) in input-image coordinates
+///   output  [roiCount, channels, pooledHeight, pooledWidth]
+public struct MaxRoiPoolParams: Sendable, Equatable {
+    public var batch: Int
+    public var channels: Int
+    public var height: Int
+    public var width: Int
+    public var roiCount: Int
+    public var pooledHeight: Int
+    public var pooledWidth: Int
+    public var spatialScale: Float
+
+    public init(
+        batch: Int, channels: Int, height: Int, width: Int, roiCount: Int,
+        pooledHeight: Int, pooledWidth: Int, spatialScale: Float = 1
+    ) {
+        self.batch = batch
+        self.channels = channels
+        self.height = height
+        self.width = width
+        self.roiCount = roiCount
+        self.pooledHeight = pooledHeight
+        self.pooledWidth = pooledWidth
+        self.spatialScale = spatialScale
+    }
+
+    /// Why these parameters cannot run, or nil (callers report it; the kernels trap on it).
+    public var invalidReason: String? {
+        if batch < 0 || channels < 0 || height < 0 || width < 0 || roiCount < 0 {
+            return "MaxRoiPool: negative dimension"
+        }
+        if pooledHeight < 1 || pooledWidth < 1 { return "MaxRoiPool: pooled_shape must be >= 1" }
+        if !spatialScale.isFinite { return "MaxRoiPool: spatial_scale must be finite" }
+        return nil
+    }
+
+    var outputCount: Int { roiCount * channels * pooledHeight * pooledWidth }
+}
+
+/// One RoI's integer geometry, as torchvision's roi_pool_forward_kernel_impl (and onnxruntime's
+/// MaxRoiPool) compute it: corners scaled and rounded half away from zero, size end - start + 1
+/// forced to at least 1, bins floor(p * bin) ..< ceil((p + 1) * bin) clipped to the map.
+struct MaxRoiPoolBox {
+    var startX: Int
+    var startY: Int
+    var binWidth: Float
+    var binHeight: Float
+
+    /// nil (the RoI outputs zeros) when a rounded corner is not finite or beyond +-2^30.
+    init?(_ roi: UnsafePointer<Float>, spatialScale: Float, pooledHeight: Int, pooledWidth: Int) {
+        func corner(_ value: Float) -> Int? {
+            let rounded = (value * spatialScale).rounded(.toNearestOrAwayFromZero)
+            return rounded.magnitude <= RoILimits.roundedCorner ? Int(rounded) : nil  // NaN fails too
+        }
+        guard let x1 = corner(roi[1]), let y1 = corner(roi[2]), let x2 = corner(roi[3]),
+            let y2 = corner(roi[4])
+        else { return nil }
+        startX = x1
+        startY = y1
+        let roiWidth = max(x2 - x1 + 1, 1)
+        let roiHeight = max(y2 - y1 + 1, 1)
+        binHeight = Float(roiHeight) / Float(pooledHeight)
+        binWidth = Float(roiWidth) / Float(pooledWidth)
+    }
+
+    /// Map rows (or columns) of bin `p`; empty bins pool to 0.
+    @inline(__always)
+    static func span(_ p: Int, bin: Float, start: Int, size: Int) -> Range<Int> {
+        let low = Int((Float(p) * bin).rounded(.down)) + start
+        let high = Int((Float(p + 1) * bin).rounded(.up)) + start
+        let clippedLow = min(max(low, 0), size)
+        let clippedHigh = min(max(high, 0), size)
+        return clippedLow..<max(clippedLow, clippedHigh)
+    }
+}
+
+/// ONNX MaxRoiPool, matching torchvision.ops.roi_pool (and onnxruntime's MaxRoiPool, which
+/// computes the same): each bin is the max over its pixels, 0 when the bin is empty; a NaN never
+/// replaces the running max (initial -FLT_MAX), as in both.
+///
+/// Defined results: a batch index outside the batch, or a corner that is not finite or rounds
+/// beyond +-2^30 after scaling, gives zeros for that RoI; a map with no pixels gives zeros.
+public enum MaxRoiPool {
+    public static func workspaceByteCount(_ params: MaxRoiPoolParams, threads: Int) -> Int {
+        RoIWorkspace.byteCount(
+            mapFloats: params.batch * params.height * params.width * params.channels,
+            accumulatorFloats: params.channels, threads: threads)
+    }
+
+    public static func run(
+        _ params: MaxRoiPoolParams, input: UnsafePointer<Float>, rois: UnsafePointer<Float>,
+        output: UnsafeMutablePointer<Float>, workspace: UnsafeMutableRawBufferPointer, parallel: Parallel
+    ) {
+        precondition(params.invalidReason == nil, params.invalidReason ?? "")
+        let channels = params.channels, height = params.height, width = params.width
+        let pixels = height * width
+        let bins = params.pooledHeight * params.pooledWidth
+        if params.outputCount == 0 { return }
+        if pixels == 0 {
+            output.update(repeating: 0, count: params.outputCount)
+            return
+        }
+        let space = RoIWorkspace(
+            workspace, mapFloats: params.batch * pixels * channels, accumulatorFloats: channels,
+            threads: parallel.threads)
+        RoIChannelsLast.copy(
+            groups: params.batch, channels: channels, pixels: pixels, channelStride: pixels,
+            source: { input + $0 * channels * pixels }, destination: space.map, parallel: parallel)
+        parallel.forEachRange(params.roiCount) { worker, roiRange in
+            let accumulator = space.scratch(worker).accumulator
+            for r in roiRange {
+                let roi = rois + 5 * r
+                let roiOutput = output + r * channels * bins
+                guard let n = roiBatch(roi[0], batch: params.batch),
+                    let box = MaxRoiPoolBox(
+                        roi, spatialScale: params.spatialScale, pooledHeight: params.pooledHeight,
+                        pooledWidth: params.pooledWidth)
+                else {
+                    roiOutput.update(repeating: 0, count: channels * bins)
+                    continue
+                }
+                let image = UnsafePointer(space.map + n * pixels * channels)
+                for ph in 0..<params.pooledHeight {
+                    let rows = MaxRoiPoolBox.span(ph, bin: box.binHeight, start: box.startY, size: height)
+                    for pw in 0..<params.pooledWidth {
+                        let columns = MaxRoiPoolBox.span(pw, bin: box.binWidth, start: box.startX, size: width)
+                        let empty = rows.isEmpty || columns.isEmpty
+                        accumulator.update(repeating: empty ? 0 : -.greatestFiniteMagnitude, count: channels)
+                        if !empty {
+                            RoIChannelsLast.maxOverRectangle(
+                                base: image, width: width, channels: channels, rows: rows, columns: columns,
+                                into: accumulator)
+                        }
+                        let bin = roiOutput + ph * params.pooledWidth + pw
+                        for c in 0..<channels { bin[c * bins] = accumulator[c] }
+                    }
+                }
+            }
+        }
+    }
+}

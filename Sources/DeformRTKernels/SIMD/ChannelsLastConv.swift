@@ -1,0 +1,297 @@
+/// Which GEMM the convolution paths use.
+public enum ConvEngine: Sendable, Equatable {
+    /// The register-blocked SIMD16 micro-kernels of PackedGemm on weights packed per call.
+    case packedSIMD
+    /// OpenBLAS sgemm (single-threaded; Gemm.swift) on the same panels.
+    case blas
+
+    /// Chosen once per process: packedSIMD when this module was compiled with FMA vector code
+    /// (`-target-cpu` with AVX-512 or AVX2), else blas. Without such a target LLVM lowers SIMD16 FMAs
+    /// to 16 calls of fmaf, over 100x slower, so a 6 x 64 x 256 probe of the micro-kernel tells
+    /// the two builds apart with a wide margin (threshold 20 GFLOP/s; FMA builds run ~110, plain ~1).
+    public static let preferred: ConvEngine = PackedGemm.probeGFlops() > 20 ? .packedSIMD : .blas
+}
+
+/// What fills the A panel (one row per output pixel) of the channels-last convolution.
+enum PanelSource {
+    /// 1x1, stride 1, no padding: the channels-last input rows are the panel.
+    case pointwise
+    case im2col
+    /// Offsets and mask of the current batch item.
+    case deformable(DeformableOptions, offset: UnsafePointer<Float>, mask: UnsafePointer<Float>?)
+}
+
+/// The shared path of Conv2D (packed engine) and DeformConv (both engines): input transposed to
+/// channels-last rows once per batch item, then per tile of output pixels and per k block a
+/// pixel-major panel (im2col or deformable samples), multiplied into the tile's outputs.
+///
+/// Workspace: packed (or reordered) weights | channels-last input (+ 8 zero rows: the zero row
+/// that padded / out-of-range samples read, and rows the last 6-row group may touch) |
+/// per worker: panel, GEMM result (packed engine), sampling plan, sample origins.
+struct ChannelsLastConvPlan {
+    let g: ConvGeometry
+    let engine: ConvEngine
+    let cin: Int          // per conv group
+    let cout: Int         // per conv group
+    let coutPadded: Int   // cout rounded up to 16: the packed weight / result width
+    let taps: Int
+    let k: Int            // taps * cin
+    let kc: Int           // k block
+    let tileRows: Int     // multiple of 6 (micro-kernel rows) and of 16 (plan vectors) once padded
+    let inPixels: Int
+    let outPixels: Int
+    let rowStride: Int    // channels-last row length: inChannels rounded up to 16
+    let rowGroups: Int    // ceil(outPixels / 6)
+    let workers: Int
+
+    // Workspace layout in floats from the (64-byte aligned) base; every region 16-float aligned.
+    let weightsAt: Int
+    let rowsAt: Int
+    let workerAt: Int
+    let workerFloats: Int
+    let panelAt: Int      // within a worker's region
+    let resultAt: Int
+    let planIndexAt: Int
+    let planWeightAt: Int
+    let originYAt: Int
+    let originXAt: Int
+    let planStride: Int
+    let totalFloats: Int
+
+    static let extraRows = 8
+
+    init(_ g: ConvGeometry, engine: ConvEngine, threads: Int, pointwise: Bool = false) {
+        self.g = g
+        self.engine = engine
+        cin = g.inChannels / max(g.group, 1)
+        cout = g.outChannels / max(g.group, 1)
+        coutPadded = (cout + 15) & ~15
+        taps = g.kernelHeight * g.kernelWidth
+        k = cin * taps
+        // Blocks of ~576 of k keep a 64-column weight block (kc x 64) in L2 and the panel small.
+        let blocks = max(1, (k + 639) / 640)
+        kc = max(1, (k + blocks - 1) / blocks)
+        var rows = min(49_152 / max(kc, 1), 49_152 / coutPadded)
+        rows = min(max(rows, 24), 192) / 6 * 6
+        tileRows = rows
+        inPixels = g.inHeight * g.inWidth
+        outPixels = max(g.outHeight, 0) * max(g.outWidth, 0)
+        rowStride = (g.inChannels + 15) & ~15
+        rowGroups = (outPixels + 5) / 6
+        workers = max(1, min(threads, g.group * rowGroups))
+
+        func aligned(_ n: Int) -> Int { (n + 15) & ~15 }
+        weightsAt = 0
+        let weightFloats = engine == .packedSIMD ? g.group * k * coutPadded : g.outChannels * k
+        rowsAt = aligned(weightFloats)
+        let rowFloats = (inPixels + Self.extraRows) * rowStride
+        workerAt = rowsAt + aligned(rowFloats)
+        planStride = aligned(tileRows)
+        panelAt = 0
+        resultAt = pointwise && engine == .packedSIMD ? panelAt : aligned(tileRows * kc)
+        planIndexAt = resultAt + (engine == .packedSIMD ? aligned(tileRows * coutPadded) : 0)
+        planWeightAt = planIndexAt + 4 * planStride
+        originYAt = planWeightAt + 4 * planStride
+        originXAt = originYAt + planStride
+        workerFloats = aligned(originXAt + planStride)
+        totalFloats = workerAt + workers * workerFloats
+    }
+
+    var byteCount: Int { outPixels == 0 || g.outChannels == 0 ? 0 : totalFloats * MemoryLayout<Float>.stride }
+
+    func run(
+        _ source: (Int) -> PanelSource, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+        bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
+        workspace: UnsafeMutableRawPointer, parallel: Parallel
+    ) {
+        if byteCount == 0 { return }
+        let base = workspace.bindMemory(to: Float.self, capacity: totalFloats)
+        let rows = base + rowsAt
+        packWeights(weight, into: base + weightsAt, parallel: parallel)
+        (rows + inPixels * rowStride).update(repeating: 0, count: Self.extraRows * rowStride)
+        let pixelBlocks = (inPixels + 15) / 16
+        for n in 0..<g.batch {
+            let image = input + n * g.inChannels * inPixels
+            parallel.forEachRange(pixelBlocks) { _, blocks in
+                let lo = blocks.lowerBound * 16, hi = min(blocks.upperBound * 16, inPixels)
+                ConvLayout.channelsLast(image, channels: g.inChannels, planeSize: inPixels, pixels: lo..<hi,
+                                        rows: rows, rowStride: rowStride)
+            }
+            let src = source(n)
+            let out = output + n * g.outChannels * outPixels
+            let groupsPerTile = tileRows / 6
+            parallel.forEachRange(g.group * rowGroups) { worker, range in
+                let scratch = base + workerAt + worker * workerFloats
+                var at = range.lowerBound
+                while at < range.upperBound {
+                    let grp = at / rowGroups
+                    let first = at - grp * rowGroups
+                    let groups = min(groupsPerTile, range.upperBound - at, rowGroups - first)
+                    let p0 = first * 6
+                    runTile(grp: grp, p0: p0, count: min(groups * 6, outPixels - p0), source: src, rows: rows,
+                            weights: base + weightsAt, bias: bias, output: out, scratch: scratch)
+                    at += groups
+                }
+            }
+        }
+    }
+
+    private func packWeights(_ weight: UnsafePointer<Float>, into packed: UnsafeMutablePointer<Float>, parallel: Parallel) {
+        switch engine {
+        case .packedSIMD:
+            let blocks = (coutPadded + 63) / 64
+            parallel.forEachRange(g.group * blocks) { _, items in
+                for item in items {
+                    let grp = item / blocks, block = item - grp * blocks
+                    ConvLayout.packBlock(weight + grp * cout * k, cin: cin, taps: taps, cout: cout,
+                                         blockStart: block * 64, width: min(64, coutPadded - block * 64),
+                                         packed: packed + grp * k * coutPadded + block * 64 * k)
+                }
+            }
+        case .blas:
+            parallel.forEachRange(g.outChannels) { _, filters in
+                for m in filters {
+                    ConvLayout.reorderFilter(weight + m * k, cin: cin, taps: taps, to: packed + m * k)
+                }
+            }
+        }
+    }
+
+    /// Outputs of conv group `grp`, pixels p0 ..< p0 + count.
+    private func runTile(
+        grp: Int, p0: Int, count: Int, source: PanelSource, rows: UnsafeMutablePointer<Float>,
+        weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
+        scratch: UnsafeMutablePointer<Float>
+    ) {
+        let paddedRows = (count + 5) / 6 * 6
+        let panel = scratch + panelAt
+        let result = scratch + resultAt
+        let channelBase = grp * cin
+        let out = output + grp * cout * outPixels + p0
+        if case .deformable = source {
+            DeformableSampling.fillOrigins(g, p0: p0, count: count, baseY: scratch + originYAt,
+                                           baseX: scratch + originXAt)
+        }
+        var planKey = -1
+        var kb = 0
+        while kb < k {
+            let kcCur = min(kc, k - kb)
+            var a = UnsafePointer(panel)
+            var lda = kc
+            switch source {
+            case .pointwise:
+                a = UnsafePointer(rows + p0 * rowStride + channelBase + kb)
+                lda = rowStride
+            case .im2col:
+                fillIm2col(kb: kb, kcCur: kcCur, p0: p0, count: count, rows: rows, channelBase: channelBase, panel: panel)
+            case let .deformable(d, offset, mask):
+                fillDeformable(d, offset: offset, mask: mask, kb: kb, kcCur: kcCur, count: count, p0: p0, rows: rows,
+                               channelBase: channelBase, panel: panel, scratch: scratch, planKey: &planKey)
+            }
+            if case .pointwise = source {} else if paddedRows > count {
+                (panel + count * kc).update(repeating: 0, count: (paddedRows - count) * kc)
+            }
+            switch engine {
+            case .packedSIMD:
+                multiplyPacked(a: a, lda: lda, kb: kb, kcCur: kcCur, rows: paddedRows,
+                               weights: weights + grp * k * coutPadded, result: result)
+            case .blas:
+                Gemm.sgemm(transposeB: true, m: cout, n: count, k: kcCur, a: weights + grp * cout * k + kb, lda: k,
+                           b: a, ldb: lda, beta: kb == 0 ? 0 : 1, c: out, ldc: outPixels)
+            }
+            kb += kcCur
+        }
+        let channelBias = bias.map { $0 + grp * cout }
+        switch engine {
+        case .packedSIMD:
+            ConvLayout.transpose(result, srcStride: coutPadded, out, dstStride: outPixels, rows: cout, columns: count,
+                                 rowBias: channelBias)
+        case .blas:
+            if let channelBias { ConvBias.add(channelBias, rows: cout, to: out, ld: outPixels, count: count) }
+        }
+    }
+
+    /// result[r][m] (+)= sum over k in kb ..< kb + kcCur of a[r][k - kb] * packed[k][m], 64 columns at a time.
+    private func multiplyPacked(
+        a: UnsafePointer<Float>, lda: Int, kb: Int, kcCur: Int, rows: Int, weights: UnsafePointer<Float>,
+        result: UnsafeMutablePointer<Float>
+    ) {
+        let accumulate = kb > 0
+        var col = 0
+        while col < coutPadded {
+            let width = min(64, coutPadded - col)
+            let block = weights + col * k + kb * width
+            var r = 0
+            while r < rows {
+                let aRows = a + r * lda
+                let c = result + r * coutPadded + col
+                if width == 64 {
+                    PackedGemm.kernel6x64(kc: kcCur, a: aRows, lda: lda, b: block, c: c, ldc: coutPadded,
+                                          accumulate: accumulate)
+                } else {
+                    var s = 0
+                    while s < width {
+                        PackedGemm.kernel6x16(kc: kcCur, a: aRows, lda: lda, b: block + s, ldb: width, c: c + s,
+                                              ldc: coutPadded, accumulate: accumulate)
+                        s += 16
+                    }
+                }
+                r += 6
+            }
+            col += width
+        }
+    }
+
+    /// Panel columns kb ..< kb + kcCur (k = tap * cin + c) of plain convolution.
+    private func fillIm2col(
+        kb: Int, kcCur: Int, p0: Int, count: Int, rows: UnsafeMutablePointer<Float>, channelBase: Int,
+        panel: UnsafeMutablePointer<Float>
+    ) {
+        var kk = kb
+        while kk < kb + kcCur {
+            let tap = kk / cin
+            let c0 = kk - tap * cin
+            let c1 = min(cin, c0 + kb + kcCur - kk)
+            let i = tap / g.kernelWidth, j = tap - i * g.kernelWidth
+            DeformableSampling.im2col(g, i: i, j: j, p0: p0, count: count, rows: rows + channelBase + c0,
+                                      rowStride: rowStride, zeroRow: rows + inPixels * rowStride + channelBase + c0,
+                                      channels: c1 - c0, panel: panel + (kk - kb), panelStride: kc)
+            kk += c1 - c0
+        }
+    }
+
+    /// Panel columns kb ..< kb + kcCur of deformable convolution: for each run of channels sharing
+    /// a tap and an offset group, one sampling plan, then a gather over the run.
+    private func fillDeformable(
+        _ d: DeformableOptions, offset: UnsafePointer<Float>, mask: UnsafePointer<Float>?, kb: Int, kcCur: Int,
+        count: Int, p0: Int, rows: UnsafeMutablePointer<Float>, channelBase: Int, panel: UnsafeMutablePointer<Float>,
+        scratch: UnsafeMutablePointer<Float>, planKey: inout Int
+    ) {
+        let perOffsetGroup = g.inChannels / d.offsetGroup
+        let planIndex = UnsafeMutableRawPointer(scratch + planIndexAt).assumingMemoryBound(to: Int32.self)
+        let planWeight = scratch + planWeightAt
+        var kk = kb
+        while kk < kb + kcCur {
+            let tap = kk / cin
+            let c0 = kk - tap * cin
+            let og = (channelBase + c0) / perOffsetGroup
+            let c1 = min(cin, c0 + kb + kcCur - kk, (og + 1) * perOffsetGroup - channelBase)
+            let key = og * taps + tap
+            if key != planKey {
+                let i = tap / g.kernelWidth, j = tap - i * g.kernelWidth
+                let dyPlane = offset + (2 * key) * outPixels + p0
+                DeformableSampling.plan(
+                    border: d.border, height: g.inHeight, width: g.inWidth,
+                    tapY: Float(i * g.dilationHeight), tapX: Float(j * g.dilationWidth),
+                    dy: dyPlane, dx: dyPlane + outPixels, mask: mask.map { $0 + key * outPixels + p0 }, count: count,
+                    baseY: scratch + originYAt, baseX: scratch + originXAt, zeroRow: Int32(inPixels),
+                    index: planIndex, weight: planWeight, stride: planStride)
+                planKey = key
+            }
+            DeformableSampling.gather(rows: rows + channelBase + c0, rowStride: rowStride, channels: c1 - c0,
+                                      count: count, index: planIndex, weight: planWeight, stride: planStride,
+                                      panel: panel + (kk - kb), panelStride: kc)
+            kk += c1 - c0
+        }
+    }
+}

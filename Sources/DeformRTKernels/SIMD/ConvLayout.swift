@@ -1,0 +1,104 @@
+/// Layout changes around the packed convolution GEMM: NCHW input to channels-last rows, the
+/// pixel-major GEMM result back to NCHW (+ bias), and weights to the packed or BLAS order.
+enum ConvLayout {
+    /// Splits two rows into their even and odd lanes: four rounds over 16 rows transpose 16 x 16
+    /// (each round rotates the 8-bit (row, column) index right by one bit).
+    @inline(__always)
+    static func unzip(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> (SIMD16<Float>, SIMD16<Float>) {
+        (SIMD16<Float>(lowHalf: a.evenHalf, highHalf: b.evenHalf),
+         SIMD16<Float>(lowHalf: a.oddHalf, highHalf: b.oddHalf))
+    }
+
+    /// dst[r][c] = src[c][r] + (rowBias?[r] ?? 0) for a 16 x 16 block; strides in floats.
+    static func transpose16x16(
+        _ src: UnsafePointer<Float>, srcStride: Int, _ dst: UnsafeMutablePointer<Float>, dstStride: Int,
+        rowBias: UnsafePointer<Float>?
+    ) {
+        let s = UnsafeRawPointer(src)
+        let sb = srcStride * MemoryLayout<Float>.stride
+        @inline(__always) func load(_ r: Int) -> SIMD16<Float> {
+            s.loadUnaligned(fromByteOffset: r * sb, as: SIMD16<Float>.self)
+        }
+        var r0 = load(0), r1 = load(1), r2 = load(2), r3 = load(3)
+        var r4 = load(4), r5 = load(5), r6 = load(6), r7 = load(7)
+        var r8 = load(8), r9 = load(9), r10 = load(10), r11 = load(11)
+        var r12 = load(12), r13 = load(13), r14 = load(14), r15 = load(15)
+        for _ in 0..<4 {
+            let (n0, n8) = unzip(r0, r1), (n1, n9) = unzip(r2, r3)
+            let (n2, n10) = unzip(r4, r5), (n3, n11) = unzip(r6, r7)
+            let (n4, n12) = unzip(r8, r9), (n5, n13) = unzip(r10, r11)
+            let (n6, n14) = unzip(r12, r13), (n7, n15) = unzip(r14, r15)
+            r0 = n0; r1 = n1; r2 = n2; r3 = n3; r4 = n4; r5 = n5; r6 = n6; r7 = n7
+            r8 = n8; r9 = n9; r10 = n10; r11 = n11; r12 = n12; r13 = n13; r14 = n14; r15 = n15
+        }
+        let d = UnsafeMutableRawPointer(dst)
+        let db = dstStride * MemoryLayout<Float>.stride
+        @inline(__always) func store(_ r: Int, _ v: SIMD16<Float>) {
+            let b = rowBias.map { SIMD16<Float>(repeating: $0[r]) } ?? SIMD16<Float>()
+            d.storeBytes(of: v + b, toByteOffset: r * db, as: SIMD16<Float>.self)
+        }
+        store(0, r0); store(1, r1); store(2, r2); store(3, r3)
+        store(4, r4); store(5, r5); store(6, r6); store(7, r7)
+        store(8, r8); store(9, r9); store(10, r10); store(11, r11)
+        store(12, r12); store(13, r13); store(14, r14); store(15, r15)
+    }
+
+    /// dst[r][c] = src[c][r] + (rowBias?[r] ?? 0) for r < rows, c < columns: 16 x 16 blocks, scalar edges.
+    static func transpose(
+        _ src: UnsafePointer<Float>, srcStride: Int, _ dst: UnsafeMutablePointer<Float>, dstStride: Int,
+        rows: Int, columns: Int, rowBias: UnsafePointer<Float>?
+    ) {
+        let fullRows = rows & ~15
+        let fullColumns = columns & ~15
+        var r = 0
+        while r < fullRows {
+            var c = 0
+            while c < fullColumns {
+                transpose16x16(src + c * srcStride + r, srcStride: srcStride, dst + r * dstStride + c,
+                               dstStride: dstStride, rowBias: rowBias.map { $0 + r })
+                c += 16
+            }
+            r += 16
+        }
+        for r in 0..<rows {
+            let b = rowBias?[r] ?? 0
+            let cStart = r < fullRows ? fullColumns : 0
+            for c in cStart..<columns { dst[r * dstStride + c] = src[c * srcStride + r] + b }
+        }
+    }
+
+    /// One batch item NCHW -> channels-last rows: rows[p * rowStride + c] = input[c][p] for the
+    /// pixel range `pixels`.
+    static func channelsLast(
+        _ input: UnsafePointer<Float>, channels: Int, planeSize: Int, pixels: Range<Int>,
+        rows: UnsafeMutablePointer<Float>, rowStride: Int
+    ) {
+        transpose(input + pixels.lowerBound, srcStride: planeSize, rows + pixels.lowerBound * rowStride,
+                  dstStride: rowStride, rows: pixels.count, columns: channels, rowBias: nil)
+    }
+
+    /// Packed-GEMM weights of one conv group and one block of output channels:
+    /// packed[k][col] = weight[blockStart + col][c][tap] with k = tap * cin + c, zero for columns past
+    /// `cout`. `width` is the block width (a multiple of 16); `weight` points at the group's first filter.
+    static func packBlock(
+        _ weight: UnsafePointer<Float>, cin: Int, taps: Int, cout: Int, blockStart: Int, width: Int,
+        packed: UnsafeMutablePointer<Float>
+    ) {
+        let filterSize = cin * taps
+        let live = min(width, cout - blockStart)
+        for c in 0..<cin {
+            for tap in 0..<taps {
+                let row = packed + (tap * cin + c) * width
+                for col in 0..<live { row[col] = weight[(blockStart + col) * filterSize + c * taps + tap] }
+                for col in live..<width { row[col] = 0 }
+            }
+        }
+    }
+
+    /// BLAS-order weights of one filter: reordered[tap * cin + c] = filter[c * taps + tap].
+    static func reorderFilter(_ filter: UnsafePointer<Float>, cin: Int, taps: Int, to reordered: UnsafeMutablePointer<Float>) {
+        for c in 0..<cin {
+            for tap in 0..<taps { reordered[tap * cin + c] = filter[c * taps + tap] }
+        }
+    }
+}

@@ -1,0 +1,113 @@
+import DeformRTKernels
+import TestSupport
+import XCTest
+
+/// Conv2D.run (both GEMM engines) against Conv2D.reference (Double accumulation) at awkward shapes.
+/// Tolerance: max |a - b| / (1 + |b|) <= 1e-4 (float32 sums of up to ~2300 products of U(-1, 1) terms).
+final class Conv2DTests: XCTestCase {
+    static let tolerance: Float = 1e-4
+
+    func check(_ g: ConvGeometry, bias: Bool = true, threads: [Int] = [1, 2], seed: UInt64 = 1,
+               file: StaticString = #filePath, line: UInt = #line) {
+        var rng = SeededGenerator(seed: seed)
+        let input = rng.floats(g.batch * g.inChannels * g.inHeight * g.inWidth)
+        let weight = rng.floats(g.outChannels * (g.inChannels / g.group) * g.kernelHeight * g.kernelWidth)
+        let b = bias ? rng.floats(g.outChannels) : []
+        let outCount = g.batch * g.outChannels * g.outHeight * g.outWidth
+        var expected = [Float](repeating: .nan, count: outCount)
+        b.withUnsafeBufferPointer { bp in
+            Conv2D.reference(g, input: input, weight: weight, bias: bias ? bp.baseAddress : nil, output: &expected)
+        }
+        for engine in [ConvEngine.packedSIMD, .blas] {
+            for t in threads {
+                var got = [Float](repeating: .nan, count: outCount)
+                let bytes = Conv2D.workspaceByteCount(g, threads: t, engine: engine)
+                let ws = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 1), alignment: 64)
+                defer { ws.deallocate() }
+                // Garbage in the workspace must not leak into the result.
+                ws.initializeMemory(as: UInt8.self, repeating: 0xFF, count: max(bytes, 1))
+                b.withUnsafeBufferPointer { bp in
+                    Conv2D.run(g, input: input, weight: weight, bias: bias ? bp.baseAddress : nil, output: &got,
+                               workspace: ws, parallel: Parallel(threads: t), engine: engine)
+                }
+                let err = maxMixedError(got, expected)
+                XCTAssertLessThanOrEqual(err, Self.tolerance, "\(g) \(engine) threads \(t)", file: file, line: line)
+            }
+        }
+    }
+
+    func testAwkwardChannelCounts3x3() {
+        for c in [1, 3, 7, 15, 16, 17] {
+            check(ConvGeometry(batch: 1, inChannels: c, inHeight: 7, inWidth: 9, outChannels: 17 - c + 1,
+                               kernelHeight: 3, kernelWidth: 3, padTop: 1, padLeft: 1), seed: UInt64(c))
+        }
+        check(ConvGeometry(batch: 1, inChannels: 127, inHeight: 5, inWidth: 6, outChannels: 129,
+                           kernelHeight: 3, kernelWidth: 3, padTop: 1, padLeft: 1))
+        check(ConvGeometry(batch: 1, inChannels: 129, inHeight: 4, inWidth: 3, outChannels: 127,
+                           kernelHeight: 3, kernelWidth: 3, padTop: 1, padLeft: 1))
+    }
+
+    func testAwkwardPixelCounts() {
+        for (h, w) in [(1, 1), (1, 3), (7, 1), (3, 5), (15, 16), (17, 17), (1, 127), (129, 1)] {
+            check(ConvGeometry(batch: 1, inChannels: 4, inHeight: h, inWidth: w, outChannels: 5,
+                               kernelHeight: 3, kernelWidth: 3, padTop: 1, padLeft: 1), seed: UInt64(h * 1000 + w))
+        }
+    }
+
+    func testStridesDilationAsymmetricPads() {
+        check(ConvGeometry(batch: 2, inChannels: 5, inHeight: 13, inWidth: 11, outChannels: 6,
+                           kernelHeight: 3, kernelWidth: 3, strideHeight: 2, strideWidth: 3,
+                           padTop: 1, padLeft: 2, padBottom: 0, padRight: 1))
+        check(ConvGeometry(batch: 1, inChannels: 3, inHeight: 12, inWidth: 14, outChannels: 4,
+                           kernelHeight: 3, kernelWidth: 3, padTop: 2, padLeft: 2, dilationHeight: 2,
+                           dilationWidth: 3))
+        check(ConvGeometry(batch: 1, inChannels: 3, inHeight: 9, inWidth: 10, outChannels: 7,
+                           kernelHeight: 2, kernelWidth: 5, strideHeight: 1, strideWidth: 2,
+                           padTop: 0, padLeft: 3, padBottom: 2, padRight: 0, dilationHeight: 3, dilationWidth: 1))
+        // Padding wider than the kernel reach: whole output rows and columns see only zeros.
+        check(ConvGeometry(batch: 1, inChannels: 2, inHeight: 3, inWidth: 3, outChannels: 3,
+                           kernelHeight: 3, kernelWidth: 3, padTop: 4, padLeft: 5, padBottom: 3, padRight: 4))
+    }
+
+    func testKernelShapes() {
+        for (kh, kw) in [(1, 1), (5, 5), (1, 3), (3, 1), (7, 2)] {
+            check(ConvGeometry(batch: 1, inChannels: 6, inHeight: 11, inWidth: 10, outChannels: 5,
+                               kernelHeight: kh, kernelWidth: kw, padTop: kh / 2, padLeft: kw / 2),
+                  seed: UInt64(kh * 10 + kw))
+        }
+    }
+
+    func testPointwiseFastPath() {
+        check(ConvGeometry(batch: 2, inChannels: 17, inHeight: 9, inWidth: 15, outChannels: 16,
+                           kernelHeight: 1, kernelWidth: 1))
+        check(ConvGeometry(batch: 1, inChannels: 3, inHeight: 37, inWidth: 41, outChannels: 5,
+                           kernelHeight: 1, kernelWidth: 1), bias: false)
+        // 1x1 with stride or padding is not the fast path.
+        check(ConvGeometry(batch: 1, inChannels: 3, inHeight: 8, inWidth: 7, outChannels: 4,
+                           kernelHeight: 1, kernelWidth: 1, strideHeight: 2, strideWidth: 2))
+        check(ConvGeometry(batch: 1, inChannels: 3, inHeight: 8, inWidth: 7, outChannels: 4,
+                           kernelHeight: 1, kernelWidth: 1, padTop: 1, padLeft: 0, padBottom: 0, padRight: 2))
+    }
+
+    func testGroupsAndDepthwise() {
+        check(ConvGeometry(batch: 2, inChannels: 6, inHeight: 9, inWidth: 8, outChannels: 9,
+                           kernelHeight: 3, kernelWidth: 3, padTop: 1, padLeft: 1, group: 3))
+        check(ConvGeometry(batch: 1, inChannels: 17, inHeight: 10, inWidth: 19, outChannels: 17,
+                           kernelHeight: 3, kernelWidth: 3, padTop: 1, padLeft: 1, group: 17))
+        check(ConvGeometry(batch: 1, inChannels: 16, inHeight: 7, inWidth: 7, outChannels: 32,
+                           kernelHeight: 5, kernelWidth: 5, strideHeight: 2, strideWidth: 2,
+                           padTop: 2, padLeft: 2, group: 16))
+        check(ConvGeometry(batch: 1, inChannels: 8, inHeight: 6, inWidth: 6, outChannels: 8,
+                           kernelHeight: 1, kernelWidth: 1, group: 4))
+    }
+
+    func testBatchAndNoBias() {
+        check(ConvGeometry(batch: 3, inChannels: 7, inHeight: 6, inWidth: 5, outChannels: 3,
+                           kernelHeight: 3, kernelWidth: 3, padTop: 1, padLeft: 1), bias: false)
+    }
+
+    func testManyTilesManyThreads() {
+        check(ConvGeometry(batch: 1, inChannels: 16, inHeight: 45, inWidth: 47, outChannels: 24,
+                           kernelHeight: 3, kernelWidth: 3, padTop: 1, padLeft: 1), threads: [1, 2, 3, 5])
+    }
+}

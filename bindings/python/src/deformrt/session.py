@@ -1,0 +1,351 @@
+"""The Python API: InferenceSession, NodeArg and DeformRTError, shaped like onnxruntime's."""
+
+from __future__ import annotations
+
+import ctypes
+import operator
+import os
+import threading
+from ctypes import POINTER, byref, c_char_p, c_int32, c_int64, c_size_t, c_void_p
+from typing import Any, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from . import _capi
+from ._capi import ElementType, Status
+
+_NUMPY_DTYPE_OF = {
+    ElementType.FLOAT: np.dtype(np.float32),
+    ElementType.UINT8: np.dtype(np.uint8),
+    ElementType.INT8: np.dtype(np.int8),
+    ElementType.UINT16: np.dtype(np.uint16),
+    ElementType.INT16: np.dtype(np.int16),
+    ElementType.INT32: np.dtype(np.int32),
+    ElementType.INT64: np.dtype(np.int64),
+    ElementType.BOOL: np.dtype(np.bool_),
+    ElementType.FLOAT16: np.dtype(np.float16),
+    ElementType.DOUBLE: np.dtype(np.float64),
+    ElementType.UINT32: np.dtype(np.uint32),
+    ElementType.UINT64: np.dtype(np.uint64),
+}
+_ELEMENT_TYPE_OF = {dtype: element_type for element_type, dtype in _NUMPY_DTYPE_OF.items()}
+
+# onnxruntime's NodeArg.type spellings.
+_TYPE_NAME_OF = {
+    ElementType.UNDEFINED: "undefined",
+    ElementType.FLOAT: "float",
+    ElementType.UINT8: "uint8",
+    ElementType.INT8: "int8",
+    ElementType.UINT16: "uint16",
+    ElementType.INT16: "int16",
+    ElementType.INT32: "int32",
+    ElementType.INT64: "int64",
+    ElementType.STRING: "string",
+    ElementType.BOOL: "bool",
+    ElementType.FLOAT16: "float16",
+    ElementType.DOUBLE: "double",
+    ElementType.UINT32: "uint32",
+    ElementType.UINT64: "uint64",
+}
+
+_INT32_RANGE = range(-(2**31), 2**31)
+_UINT64_RANGE = range(0, 2**64)
+
+
+class DeformRTError(RuntimeError):
+    """A failed DeformRT call: `status` is the drt_status code, `message` the library's text."""
+
+    def __init__(self, status: int, message: str):
+        try:
+            status = Status(status)
+        except ValueError:  # a code appended by a newer library
+            status = int(status)
+        super().__init__(status, message)
+        self.status = status
+        self.message = message
+
+    def __str__(self) -> str:
+        name = self.status.name if isinstance(self.status, Status) else f"status {self.status}"
+        return f"[DeformRT] {name}: {self.message}"
+
+
+def _check(status: int) -> None:
+    if status == Status.OK:
+        return
+    message = (_capi.drt_last_error_message() or b"").decode("utf-8", "replace")
+    if not message:
+        message = (_capi.drt_status_string(status) or b"").decode("utf-8", "replace")
+    raise DeformRTError(status, message)
+
+
+def _type_string(element_type: int) -> str:
+    name = _TYPE_NAME_OF.get(element_type)
+    return f"tensor({name})" if name else f"tensor(unknown type {element_type})"
+
+
+def _element_type_of_dtype(dtype: np.dtype) -> Optional[int]:
+    # Byte order does not change the element type; the array is converted to native order later.
+    return _ELEMENT_TYPE_OF.get(np.dtype(dtype).newbyteorder("="))
+
+
+def _dtype_string(dtype: np.dtype) -> str:
+    element_type = _element_type_of_dtype(dtype)
+    return _type_string(element_type) if element_type is not None else f"numpy {np.dtype(dtype)}"
+
+
+def _encode_name(name: Any, what: str) -> bytes:
+    if not isinstance(name, str):
+        raise TypeError(f"{what} names must be str, got {type(name).__name__}")
+    encoded = name.encode("utf-8")
+    if b"\0" in encoded:
+        raise DeformRTError(Status.INVALID_ARGUMENT, f"{what} name {name!r} contains a NUL character")
+    return encoded
+
+
+class NodeArg:
+    """A graph input or output as declared by the model, like onnxruntime.NodeArg.
+
+    shape lists the declared dims, None for a dynamic one; [] when the model declares no shape
+    (or a scalar). type is an onnxruntime-style string such as 'tensor(float)'.
+    """
+
+    __slots__ = ("name", "type", "shape", "element_type")
+
+    def __init__(self, name: str, element_type: int, shape: List[Optional[int]]):
+        self.name = name
+        self.type = _type_string(element_type)
+        self.shape = shape
+        self.element_type = element_type
+
+    def __repr__(self) -> str:
+        return f"NodeArg(name={self.name!r}, type={self.type!r}, shape={self.shape!r})"
+
+
+def _read_node_args(model, count_fn, name_fn, type_fn, shape_fn) -> List[NodeArg]:
+    count = c_size_t()
+    _check(count_fn(model, byref(count)))
+    node_args = []
+    for index in range(count.value):
+        name = c_char_p()
+        _check(name_fn(model, index, byref(name)))
+        element_type = c_int32()
+        _check(type_fn(model, index, byref(element_type)))
+        rank = c_size_t()
+        status = shape_fn(model, index, None, 0, byref(rank))
+        if status != Status.BUFFER_TOO_SMALL:
+            _check(status)
+        dims = (c_int64 * rank.value)()
+        _check(shape_fn(model, index, dims, rank.value, byref(rank)))
+        try:
+            element_type_value = ElementType(element_type.value)
+        except ValueError:
+            element_type_value = element_type.value
+        node_args.append(NodeArg(
+            (name.value or b"").decode("utf-8", "replace"),
+            element_type_value,
+            [None if dim < 0 else dim for dim in dims]))
+    return node_args
+
+
+def _load_model(path_or_bytes: Union[str, os.PathLike, bytes, bytearray, memoryview]):
+    model = POINTER(_capi.drt_model)()
+    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+        data = bytes(path_or_bytes)  # no copy for bytes; the library copies what it keeps
+        _check(_capi.drt_model_load_memory(data, len(data), byref(model)))
+    elif isinstance(path_or_bytes, (str, os.PathLike)):
+        path = os.fsencode(path_or_bytes)
+        if b"\0" in path:
+            raise DeformRTError(Status.INVALID_ARGUMENT,
+                                f"model path {path_or_bytes!r} contains a NUL character")
+        _check(_capi.drt_model_load_file(path, byref(model)))
+    else:
+        raise TypeError("InferenceSession needs a path (str or os.PathLike) or the model's bytes, "
+                        f"got {type(path_or_bytes).__name__}")
+    return model
+
+
+def _copy_out(tensor) -> np.ndarray:
+    element_type = c_int32()
+    _check(_capi.drt_tensor_element_type(tensor, byref(element_type)))
+    dtype = _NUMPY_DTYPE_OF.get(element_type.value)
+    if dtype is None:
+        raise DeformRTError(Status.UNSUPPORTED,
+                            f"the binding cannot return an output of type {_type_string(element_type.value)}")
+    rank = c_size_t()
+    _check(_capi.drt_tensor_rank(tensor, byref(rank)))
+    dims = (c_int64 * rank.value)()
+    _check(_capi.drt_tensor_shape(tensor, dims, rank.value, byref(rank)))
+    byte_size = c_size_t()
+    _check(_capi.drt_tensor_byte_size(tensor, byref(byte_size)))
+    data = c_void_p()
+    _check(_capi.drt_tensor_data(tensor, byref(data)))
+    array = np.empty(tuple(dims), dtype=dtype)
+    if array.nbytes != byte_size.value:
+        raise DeformRTError(Status.INTERNAL,
+                            f"output tensor of shape {list(dims)} and type {_type_string(element_type.value)} "
+                            f"reports {byte_size.value} bytes, expected {array.nbytes}")
+    if array.nbytes:
+        ctypes.memmove(array.ctypes.data, data.value, array.nbytes)
+    return array
+
+
+class InferenceSession:
+    """Loads an ONNX model and runs it.
+
+    path_or_bytes: a file path (str or os.PathLike) or the serialized model (bytes-like).
+    threads: threads one run may use (1..256; 0 or None: one per core).
+    memory_limit: cap in bytes on the tensor memory the session plans (None: the library default).
+
+    run() may be called from several threads; calls on one session run one at a time.
+    """
+
+    def __init__(self, path_or_bytes: Union[str, os.PathLike, bytes, bytearray, memoryview],
+                 threads: Optional[int] = None, memory_limit: Optional[int] = None):
+        # Bound here so close() still works from __del__ during interpreter shutdown.
+        self._free_session = _capi.drt_session_free
+        self._free_model = _capi.drt_model_free
+        self._lock = threading.Lock()
+        self._session = None
+        self._model = None
+        threads = None if threads is None else operator.index(threads)
+        memory_limit = None if memory_limit is None else operator.index(memory_limit)
+        if threads is not None and threads not in _INT32_RANGE:
+            raise DeformRTError(Status.INVALID_ARGUMENT, f"threads must be 0..256, got {threads}")
+        if memory_limit is not None and memory_limit not in _UINT64_RANGE:
+            raise DeformRTError(Status.INVALID_ARGUMENT,
+                                f"memory_limit must be 0..2**64-1 bytes, got {memory_limit}")
+
+        self._model = _load_model(path_or_bytes)
+        try:
+            self._inputs = _read_node_args(
+                self._model, _capi.drt_model_input_count, _capi.drt_model_input_name,
+                _capi.drt_model_input_element_type, _capi.drt_model_input_shape)
+            self._outputs = _read_node_args(
+                self._model, _capi.drt_model_output_count, _capi.drt_model_output_name,
+                _capi.drt_model_output_element_type, _capi.drt_model_output_shape)
+            self._input_element_types = {node.name: node.element_type for node in self._inputs}
+
+            options = POINTER(_capi.drt_session_options)()
+            _check(_capi.drt_session_options_create(byref(options)))
+            try:
+                if threads is not None:
+                    _check(_capi.drt_session_options_set_threads(options, threads))
+                if memory_limit is not None:
+                    _check(_capi.drt_session_options_set_memory_limit(options, memory_limit))
+                session = POINTER(_capi.drt_session)()
+                _check(_capi.drt_session_create(self._model, options, byref(session)))
+                self._session = session
+            finally:
+                _capi.drt_session_options_free(options)
+        except BaseException:
+            self.close()
+            raise
+
+    def get_inputs(self) -> List[NodeArg]:
+        return list(self._inputs)
+
+    def get_outputs(self) -> List[NodeArg]:
+        return list(self._outputs)
+
+    def run(self, output_names: Optional[Sequence[str]],
+            input_feed: Mapping[str, Any]) -> List[np.ndarray]:
+        """Runs the model on input_feed ({input name: array}) and returns the outputs named in
+        output_names (None: all, in graph order) as new numpy arrays."""
+        if isinstance(output_names, (str, bytes)):
+            raise TypeError("output_names must be a list of names or None, not a single name")
+        if not isinstance(input_feed, Mapping):
+            raise TypeError(f"input_feed must be a mapping of input names to arrays, "
+                            f"got {type(input_feed).__name__}")
+        encoded_inputs = [_encode_name(name, "input") for name in input_feed]
+        encoded_outputs = (None if output_names is None
+                           else [_encode_name(name, "output") for name in output_names])
+
+        with self._lock:
+            if self._session is None:
+                raise DeformRTError(Status.INVALID_ARGUMENT, "the session is closed")
+            # The arrays stay referenced here until the borrowed tensors are freed.
+            arrays = []
+            tensors = []
+            try:
+                for name, value in input_feed.items():
+                    array, element_type = self._prepare_input(name, value)
+                    arrays.append(array)
+                    tensors.append(self._borrow(array, element_type))
+                input_count = len(tensors)
+                input_names = (c_char_p * input_count)(*encoded_inputs)
+                input_tensors = (POINTER(_capi.drt_tensor) * input_count)(*tensors)
+                if encoded_outputs is None:
+                    output_count = len(self._outputs)
+                    output_names_array = None
+                else:
+                    output_count = len(encoded_outputs)
+                    output_names_array = (c_char_p * output_count)(*encoded_outputs)
+                outputs = (POINTER(_capi.drt_tensor) * output_count)()
+                _check(_capi.drt_session_run(self._session, input_names, input_tensors,
+                                             input_count, output_names_array, output_count,
+                                             outputs))
+                try:
+                    return [_copy_out(tensor) for tensor in outputs]
+                finally:
+                    for tensor in outputs:
+                        _capi.drt_tensor_free(tensor)
+            finally:
+                for tensor in tensors:
+                    _capi.drt_tensor_free(tensor)
+
+    def _prepare_input(self, name: str, value: Any):
+        """The array to hand to the library: `value` itself when it is C-contiguous, aligned and
+        of the declared type; otherwise a converted copy. Unsafe casts are refused."""
+        declared_type = self._input_element_types.get(name, ElementType.UNDEFINED)
+        declared_dtype = _NUMPY_DTYPE_OF.get(declared_type)
+        if declared_type != ElementType.UNDEFINED and declared_dtype is None:
+            raise DeformRTError(Status.UNSUPPORTED,
+                                f"input {name!r} has type {_type_string(declared_type)}, "
+                                "which DeformRT cannot run")
+        if not isinstance(value, np.ndarray):
+            # Lists and scalars take the declared type, as in onnxruntime.
+            value = np.asarray(value, dtype=declared_dtype)
+        if declared_dtype is None:
+            element_type = _element_type_of_dtype(value.dtype)
+            if element_type is None:
+                raise DeformRTError(Status.INVALID_ARGUMENT,
+                                    f"input {name!r} has numpy dtype {value.dtype}, "
+                                    "which DeformRT does not support")
+            target_dtype = _NUMPY_DTYPE_OF[element_type]
+        else:
+            element_type = declared_type
+            target_dtype = declared_dtype
+            if value.dtype != target_dtype and not np.can_cast(value.dtype, target_dtype, "safe"):
+                raise DeformRTError(Status.INVALID_ARGUMENT,
+                                    f"unexpected input data type for input {name!r}: actual "
+                                    f"{_dtype_string(value.dtype)}, expected {_type_string(declared_type)}")
+        return np.require(value, dtype=target_dtype, requirements=["C_CONTIGUOUS", "ALIGNED"]), element_type
+
+    @staticmethod
+    def _borrow(array: np.ndarray, element_type: int):
+        shape = (c_int64 * array.ndim)(*array.shape)
+        tensor = POINTER(_capi.drt_tensor)()
+        _check(_capi.drt_tensor_create_borrowed(element_type, shape, array.ndim, array.ctypes.data,
+                                                array.nbytes, byref(tensor)))
+        return tensor
+
+    def close(self) -> None:
+        """Frees the session and its model; further run() calls raise. Safe to call twice."""
+        with self._lock:
+            session, self._session = self._session, None
+            model, self._model = self._model, None
+        if session:
+            self._free_session(session)
+        if model:
+            self._free_model(model)
+
+    def __enter__(self) -> "InferenceSession":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # __init__ may have failed before these were set.
+        if getattr(self, "_lock", None) is not None:
+            self.close()
