@@ -38,7 +38,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["DeformRTKernels"], path: "Tests/TestSupport"),
         .testTarget(name: "DeformRTKernelsTests", dependencies: ["DeformRTKernels", "TestSupport"]),
         .testTarget(name: "DeformRTCoreTests", dependencies: ["DeformRTCore", "TestSupport"]),
-        .testTarget(name: "DeformRTTests", dependencies: ["DeformRT", "TestSupport"]),
+        .testTarget(name: "DeformRTTests", dependencies: ["DeformRT", "ONNXProto", "DeformRTKernels", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )
