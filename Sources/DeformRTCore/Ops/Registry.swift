@@ -32,6 +32,10 @@ enum OperatorRegistry {
         add("", "Split") { try SplitOperator($0) }
         add("", "Slice") { try SliceOperator($0) }
         add("", "Softmax") { try SoftmaxOperator($0) }
+        add("", "ReduceMean") { try ReduceOperator($0, kind: .mean) }
+        add("", "ReduceSum") { try ReduceOperator($0, kind: .sum) }
+        add("", "ReduceMax") { try ReduceOperator($0, kind: .max) }
+        add("", "ReduceMin") { try ReduceOperator($0, kind: .min) }
         add("", "Constant") { try ConstantOperator($0) }
         add("", "Shape") { try ShapeOperator($0) }
         add("", "Gather") { try GatherOperator($0) }
