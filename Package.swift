@@ -35,6 +35,8 @@ let package = Package(
             dependencies: ["DeformRT", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "swift-example", dependencies: ["DeformRT"], path: "examples/swift"),
         .executableTarget(name: "kernel-bench", dependencies: ["DeformRTKernels"], path: "bench/kernel-bench"),
+        // Replays fuzz inputs; fuzz/build.sh builds it as the libFuzzer target (see SECURITY.md).
+        .executableTarget(name: "deformrt-fuzz", dependencies: ["DeformRTCAPI", "CDeformRT"], path: "fuzz/Sources"),
         .target(name: "TestSupport", dependencies: ["DeformRTKernels"], path: "Tests/TestSupport"),
         .testTarget(name: "DeformRTKernelsTests", dependencies: ["DeformRTKernels", "TestSupport"]),
         .testTarget(name: "DeformRTCoreTests", dependencies: ["DeformRTCore", "TestSupport"]),

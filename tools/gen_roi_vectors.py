@@ -61,7 +61,7 @@ import sys
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-OUT = os.path.join(os.path.dirname(HERE), "tests", "vectors", "roi")
+OUT = os.path.join(os.path.dirname(HERE), "Tests", "vectors", "roi")
 TOLERANCE = 1e-5
 f32 = np.float32
 i64 = np.int64

@@ -247,27 +247,31 @@ enum TensorDecoder {
                 throw DeformRTError.invalidModel("\(what): \(field) holds \(n) values but shape \(shape) needs \(count)")
             }
         }
+        // The count is checked before allocating: dims may promise terabytes that no field holds.
+        switch type {
+        case .float: try checkCount(proto.floatData.count, "float_data")
+        case .double: try checkCount(proto.doubleData.count, "double_data")
+        case .int64: try checkCount(proto.int64Data.count, "int64_data")
+        case .uint32, .uint64: try checkCount(proto.uint64Data.count, "uint64_data")
+        case .int32, .int16, .int8, .uint16, .uint8, .bool, .float16: try checkCount(proto.int32Data.count, "int32_data")
+        case .string: break  // refused above
+        }
         let storage = TensorStorage(zeroedByteCount: byteCount)
         let out = storage.bytes
+        func copy(_ source: UnsafeRawBufferPointer) {
+            if let base = source.baseAddress, byteCount > 0 { out.copyMemory(from: base, byteCount: byteCount) }
+        }
         switch type {
-        case .float:
-            try checkCount(proto.floatData.count, "float_data")
-            proto.floatData.withUnsafeBytes { out.copyMemory(from: $0.baseAddress!, byteCount: byteCount) }
-        case .double:
-            try checkCount(proto.doubleData.count, "double_data")
-            proto.doubleData.withUnsafeBytes { out.copyMemory(from: $0.baseAddress!, byteCount: byteCount) }
-        case .int64:
-            try checkCount(proto.int64Data.count, "int64_data")
-            proto.int64Data.withUnsafeBytes { out.copyMemory(from: $0.baseAddress!, byteCount: byteCount) }
+        case .float: proto.floatData.withUnsafeBytes(copy)
+        case .double: proto.doubleData.withUnsafeBytes(copy)
+        case .int64: proto.int64Data.withUnsafeBytes(copy)
         case .uint32, .uint64:
-            try checkCount(proto.uint64Data.count, "uint64_data")
             for (i, v) in proto.uint64Data.enumerated() {
                 if type == .uint32 { out.storeBytes(of: UInt32(truncatingIfNeeded: v), toByteOffset: i * 4, as: UInt32.self) }
                 else { out.storeBytes(of: v, toByteOffset: i * 8, as: UInt64.self) }
             }
         case .int32, .int16, .int8, .uint16, .uint8, .bool, .float16:
             // These types travel in int32_data, one element (or float16 bit pattern) per entry.
-            try checkCount(proto.int32Data.count, "int32_data")
             for (i, v) in proto.int32Data.enumerated() {
                 switch type {
                 case .int32: out.storeBytes(of: v, toByteOffset: i * 4, as: Int32.self)

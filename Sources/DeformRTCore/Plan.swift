@@ -45,6 +45,8 @@ final class ExecutionPlan {
         for (id, tensor) in graph.initializers { known[id] = PlanValue(ValueType(tensor.elementType, tensor.shape), constant: tensor) }
         var isGraphInput = [Int?](repeating: nil, count: valueCount)
         for (index, input) in graph.inputs.enumerated() {
+            // Declared shapes are untrusted: bound them before any operator multiplies their dims.
+            _ = try Limits.elementCount(inputTypes[index].shape, what: "graph input '\(input.name)'")
             known[input.id] = PlanValue(inputTypes[index])
             isGraphInput[input.id] = index
         }
@@ -63,7 +65,10 @@ final class ExecutionPlan {
             } catch let error as DeformRTError {
                 throw DeformRTError(error.code, "node \(node.label) (\(node.opType)): \(error.message)")
             }
-            if outputs.count < node.outputs.count {
+            // A node without outputs computes nothing anyone reads; otherwise the operator's
+            // outputs must match the node's one to one (run writes each of them).
+            if node.outputs.isEmpty { continue }
+            if outputs.count != node.outputs.count {
                 throw DeformRTError.unsupported("node \(node.label) (\(node.opType)): produces \(outputs.count) outputs, the model asks for \(node.outputs.count)")
             }
             for value in outputs {

@@ -78,7 +78,7 @@ public enum Pooling {
         }
     }
 
-    /// Mean of each plane of `size` elements.
+    /// Mean of each plane of `size` elements (NaN for an empty plane, as 0 / 0 and numpy give).
     public static func globalAverage(planes: Int, size: Int, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
                                      parallel: Parallel) {
         parallel.forEach(planes) { plane in
@@ -91,7 +91,7 @@ public enum Pooling {
             }
             var sum = acc.sum()
             while i < size { sum += x[i]; i += 1 }
-            output[plane] = size > 0 ? sum / Float(size) : 0
+            output[plane] = sum / Float(size)
         }
     }
 }

@@ -84,7 +84,7 @@ public enum RoiAlign {
     public static func workspaceByteCount(_ params: RoiAlignParams, threads: Int) -> Int {
         RoIWorkspace.byteCount(
             mapFloats: params.batch * params.height * params.width * params.channels,
-            accumulatorFloats: params.channels, threads: threads)
+            roiFloats: params.outputHeight * params.outputWidth * params.channels, threads: threads)
     }
 
     /// Optimised path: a channels-last copy of the map, each bin's samples and weights computed
@@ -104,14 +104,14 @@ public enum RoiAlign {
             return
         }
         let space = RoIWorkspace(
-            workspace, mapFloats: params.batch * pixels * channels, accumulatorFloats: channels,
+            workspace, mapFloats: params.batch * pixels * channels, roiFloats: bins * channels,
             threads: parallel.threads)
         RoIChannelsLast.copy(
             groups: params.batch, channels: channels, pixels: pixels, channelStride: pixels,
             source: { input + $0 * channels * pixels }, destination: space.map, parallel: parallel)
         let maximum = params.mode == .max
         parallel.forEachRange(params.roiCount) { worker, roiRange in
-            var (accumulator, table) = space.scratch(worker)
+            var scratch = space.scratch(worker)
             for r in roiRange {
                 let roiOutput = output + r * channels * bins
                 guard let n = roiBatch(batchIndices[r], batch: params.batch),
@@ -121,16 +121,13 @@ public enum RoiAlign {
                     continue
                 }
                 let image = UnsafePointer(space.map + n * pixels * channels)
-                for ph in 0..<params.outputHeight {
-                    for pw in 0..<params.outputWidth {
-                        RoIAlignBins.pool(
-                            box, ph: ph, pw: pw, shiftX: 0, shiftY: 0, maximum: maximum, image: image,
-                            height: height, width: width, channels: channels, accumulator: accumulator,
-                            table: &table)
-                        let bin = roiOutput + ph * params.outputWidth + pw
-                        for c in 0..<channels { bin[c * bins] = accumulator[c] }
-                    }
+                for bin in 0..<bins {
+                    RoIAlignBins.pool(
+                        box, ph: bin / params.outputWidth, pw: bin % params.outputWidth, shiftX: 0, shiftY: 0,
+                        maximum: maximum, image: image, height: height, width: width, channels: channels,
+                        into: scratch.roi + bin * channels, table: &scratch.table)
                 }
+                scratch.writeRoI(bins: bins, channels: channels, to: roiOutput)
             }
         }
     }

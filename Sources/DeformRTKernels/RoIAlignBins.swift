@@ -43,13 +43,13 @@ struct RoIAlignBox {
 
 enum RoIAlignBins {
     /// Pools bin (ph, pw) of one RoI over every channel of a channels-last image into
-    /// `accumulator`: the average of the samples (mode average) or onnxruntime's max
+    /// `pooled`: the average of the samples (mode average) or onnxruntime's max
     /// (`maximum`: the largest weighted corner over all samples, 0 standing for samples off the
     /// map). `shiftX`/`shiftY` move the bin (mmcv's offsets; 0 for RoiAlign).
     static func pool(
         _ box: RoIAlignBox, ph: Int, pw: Int, shiftX: Float, shiftY: Float, maximum: Bool,
         image: UnsafePointer<Float>, height: Int, width: Int, channels: Int,
-        accumulator: UnsafeMutablePointer<Float>, table: inout RoISampleTable
+        into pooled: UnsafeMutablePointer<Float>, table: inout RoISampleTable
     ) {
         let originY = (box.startY + shiftY) + Float(ph) * box.binHeight
         let originX = (box.startX + shiftX) + Float(pw) * box.binWidth
@@ -57,7 +57,7 @@ enum RoIAlignBins {
             origin: originY, bin: box.binHeight, grid: box.gridHeight, lower: -1, upper: Float(height))
         let columns = roiValidSamples(
             origin: originX, bin: box.binWidth, grid: box.gridWidth, lower: -1, upper: Float(width))
-        accumulator.update(repeating: maximum ? -.infinity : 0, count: channels)
+        pooled.update(repeating: maximum ? -.infinity : 0, count: channels)
         table.count = 0
         for iy in rows {
             let y = roiAlignTap(
@@ -72,33 +72,33 @@ enum RoIAlignBins {
                     (rowLow + x.high) * channels, y.lowWeight * x.highWeight,
                     (rowHigh + x.low) * channels, y.highWeight * x.lowWeight,
                     (rowHigh + x.high) * channels, y.highWeight * x.highWeight)
-                if table.isFull { flush(&table, maximum: maximum, image, channels, accumulator) }
+                if table.isFull { flush(&table, maximum: maximum, image, channels, pooled) }
             }
         }
-        flush(&table, maximum: maximum, image, channels, accumulator)
+        flush(&table, maximum: maximum, image, channels, pooled)
         if maximum {
             let total = box.gridHeight * box.gridWidth
             if total == 0 {
-                accumulator.update(repeating: 0, count: channels)
+                pooled.update(repeating: 0, count: channels)
             } else if rows.count * columns.count < total {
                 // Samples off the map have zero weights and count as 0 in the max.
-                for c in 0..<channels where accumulator[c] < 0 { accumulator[c] = 0 }
+                for c in 0..<channels where pooled[c] < 0 { pooled[c] = 0 }
             }
         } else {
-            for c in 0..<channels { accumulator[c] /= box.samples }
+            for c in 0..<channels { pooled[c] /= box.samples }
         }
     }
 
     @inline(__always)
     private static func flush(
         _ table: inout RoISampleTable, maximum: Bool, _ image: UnsafePointer<Float>, _ channels: Int,
-        _ accumulator: UnsafeMutablePointer<Float>
+        _ pooled: UnsafeMutablePointer<Float>
     ) {
         guard table.count > 0 else { return }
         if maximum {
-            RoIChannelsLast.accumulateMax(table, base: image, channels: channels, into: accumulator)
+            RoIChannelsLast.accumulateMax(table, base: image, channels: channels, into: pooled)
         } else {
-            RoIChannelsLast.accumulate(table, base: image, channels: channels, into: accumulator)
+            RoIChannelsLast.accumulate(table, base: image, channels: channels, into: pooled)
         }
         table.count = 0
     }

@@ -68,7 +68,7 @@ public enum DeformRoIPool {
     public static func workspaceByteCount(_ params: DeformRoIPoolParams, threads: Int) -> Int {
         RoIWorkspace.byteCount(
             mapFloats: params.batch * params.height * params.width * params.channels,
-            accumulatorFloats: params.channels, threads: threads)
+            roiFloats: params.pooledHeight * params.pooledWidth * params.channels, threads: threads)
     }
 
     /// Optimised path; `offset` nil = zero offsets, `mask` nil = no modulation.
@@ -87,13 +87,13 @@ public enum DeformRoIPool {
             return
         }
         let space = RoIWorkspace(
-            workspace, mapFloats: params.batch * pixels * channels, accumulatorFloats: channels,
+            workspace, mapFloats: params.batch * pixels * channels, roiFloats: bins * channels,
             threads: parallel.threads)
         RoIChannelsLast.copy(
             groups: params.batch, channels: channels, pixels: pixels, channelStride: pixels,
             source: { input + $0 * channels * pixels }, destination: space.map, parallel: parallel)
         parallel.forEachRange(params.roiCount) { worker, roiRange in
-            var (accumulator, table) = space.scratch(worker)
+            var scratch = space.scratch(worker)
             for r in roiRange {
                 let roiOutput = output + r * channels * bins
                 guard let n = roiBatch(rois[5 * r], batch: params.batch), let box = box(params, rois + 5 * r)
@@ -104,18 +104,17 @@ public enum DeformRoIPool {
                 let image = UnsafePointer(space.map + n * pixels * channels)
                 for bin in 0..<bins {
                     let (shiftX, shiftY) = shift(params, box, offset, roi: r, bin: bin)
+                    let pooled = scratch.roi + bin * channels
                     RoIAlignBins.pool(
                         box, ph: bin / params.pooledWidth, pw: bin % params.pooledWidth,
                         shiftX: shiftX, shiftY: shiftY, maximum: false, image: image, height: height,
-                        width: width, channels: channels, accumulator: accumulator, table: &table)
-                    let out = roiOutput + bin
+                        width: width, channels: channels, into: pooled, table: &scratch.table)
                     if let mask {
                         let m = mask[r * bins + bin]
-                        for c in 0..<channels { out[c * bins] = accumulator[c] * m }
-                    } else {
-                        for c in 0..<channels { out[c * bins] = accumulator[c] }
+                        for c in 0..<channels { pooled[c] *= m }
                     }
                 }
+                scratch.writeRoI(bins: bins, channels: channels, to: roiOutput)
             }
         }
     }

@@ -54,7 +54,8 @@ public struct DeformablePSROIPoolParams: Sendable, Equatable {
             return "DeformablePSROIPool: group_size, pooled_size and part_size must be >= 1"
         }
         if channels < outputDim * groupSize * groupSize {
-            return "DeformablePSROIPool: input has \(channels) channels, needs output_dim * group_size^2 = \(outputDim * groupSize * groupSize)"
+            return "DeformablePSROIPool: input has \(channels) channels, "
+                + "needs output_dim * group_size^2 = \(outputDim * groupSize * groupSize)"
         }
         if samplePerPart < 1 || samplePerPart > RoILimits.samplingRatio {
             return "DeformablePSROIPool: sample_per_part must be in 1...\(RoILimits.samplingRatio)"
@@ -147,7 +148,7 @@ public enum DeformablePSROIPool {
         RoIWorkspace.byteCount(
             mapFloats: params.batch * params.groupSize * params.groupSize * params.height * params.width
                 * params.outputDim,
-            accumulatorFloats: params.outputDim, threads: threads)
+            roiFloats: params.pooledSize * params.pooledSize * params.outputDim, threads: threads)
     }
 
     /// Optimised path: the score maps copied to [batch][group][pixel][outputDim] so that the
@@ -167,7 +168,7 @@ public enum DeformablePSROIPool {
             return
         }
         let space = RoIWorkspace(
-            workspace, mapFloats: params.batch * groups * pixels * outputDim, accumulatorFloats: outputDim,
+            workspace, mapFloats: params.batch * groups * pixels * outputDim, roiFloats: bins * outputDim,
             threads: parallel.threads)
         // Input channel c * groups + group becomes channel c of plane set (n, group).
         RoIChannelsLast.copy(
@@ -176,9 +177,8 @@ public enum DeformablePSROIPool {
             destination: space.map, parallel: parallel)
         let classes = trans == nil ? 1 : params.transClasses
         let channelsPerClass = outputDim / classes
-        let samples = params.samplePerPart
         parallel.forEachRange(params.roiCount) { worker, roiRange in
-            var (accumulator, table) = space.scratch(worker)
+            var scratch = space.scratch(worker)
             for r in roiRange {
                 let roiOutput = output + r * outputDim * bins
                 guard let n = roiBatch(rois[5 * r], batch: params.batch),
@@ -193,39 +193,56 @@ public enum DeformablePSROIPool {
                             let bin = PSROIBin(params, box, trans: trans, roi: r, transClass: k, ph: ph, pw: pw)
                             let image = UnsafePointer(
                                 space.map + ((n * groups + bin.group) * pixels) * outputDim + k * channelsPerClass)
-                            accumulator.update(repeating: 0, count: channelsPerClass)
-                            table.count = 0
-                            var kept = 0
-                            for ih in 0..<samples {
-                                guard let y = psroiTap(bin.startY + Float(ih) * bin.stepY, size: height) else { continue }
-                                for iw in 0..<samples {
-                                    guard let x = psroiTap(bin.startX + Float(iw) * bin.stepX, size: width)
-                                    else { continue }
-                                    table.append(
-                                        (y.low * width + x.low) * outputDim, x.lowWeight * y.lowWeight,
-                                        (y.high * width + x.low) * outputDim, x.lowWeight * y.highWeight,
-                                        (y.low * width + x.high) * outputDim, x.highWeight * y.lowWeight,
-                                        (y.high * width + x.high) * outputDim, x.highWeight * y.highWeight)
-                                    kept += 1
-                                    if table.isFull {
-                                        RoIChannelsLast.accumulate(
-                                            table, base: image, channels: channelsPerClass, into: accumulator)
-                                        table.count = 0
-                                    }
-                                }
-                            }
-                            if table.count > 0 {
-                                RoIChannelsLast.accumulate(table, base: image, channels: channelsPerClass, into: accumulator)
-                            }
-                            let out = roiOutput + (k * channelsPerClass * params.pooledSize + ph) * params.pooledSize + pw
-                            let count = Float(kept)
-                            for c in 0..<channelsPerClass {
-                                out[c * bins] = kept == 0 ? 0 : accumulator[c] / count
-                            }
+                            let pooled = scratch.roi + (ph * params.pooledSize + pw) * outputDim + k * channelsPerClass
+                            pool(
+                                bin, params, image: image, channels: channelsPerClass, into: pooled,
+                                table: &scratch.table)
                         }
                     }
                 }
+                scratch.writeRoI(bins: bins, channels: outputDim, to: roiOutput)
             }
         }
+    }
+
+    /// Averages the kept samples of one bin over `channels` channels of a channels-last image into
+    /// `pooled` (0 when no sample is kept).
+    private static func pool(
+        _ bin: PSROIBin, _ params: DeformablePSROIPoolParams, image: UnsafePointer<Float>, channels: Int,
+        into pooled: UnsafeMutablePointer<Float>, table: inout RoISampleTable
+    ) {
+        let height = params.height, width = params.width, stride = params.outputDim
+        pooled.update(repeating: 0, count: channels)
+        table.count = 0
+        var kept = 0
+        for ih in 0..<params.samplePerPart {
+            guard let y = psroiTap(bin.startY + Float(ih) * bin.stepY, size: height) else { continue }
+            for iw in 0..<params.samplePerPart {
+                guard let x = psroiTap(bin.startX + Float(iw) * bin.stepX, size: width) else { continue }
+                // MXNet's order: (y1, x1), (y2, x1), (y1, x2), (y2, x2).
+                table.append(
+                    (y.low * width + x.low) * stride, x.lowWeight * y.lowWeight,
+                    (y.high * width + x.low) * stride, x.lowWeight * y.highWeight,
+                    (y.low * width + x.high) * stride, x.highWeight * y.lowWeight,
+                    (y.high * width + x.high) * stride, x.highWeight * y.highWeight)
+                kept += 1
+                if table.isFull { flush(&table, image, channels, pooled) }
+            }
+        }
+        flush(&table, image, channels, pooled)
+        if kept > 0 {
+            let count = Float(kept)
+            for c in 0..<channels { pooled[c] /= count }
+        }
+    }
+
+    @inline(__always)
+    private static func flush(
+        _ table: inout RoISampleTable, _ image: UnsafePointer<Float>, _ channels: Int,
+        _ pooled: UnsafeMutablePointer<Float>
+    ) {
+        guard table.count > 0 else { return }
+        RoIChannelsLast.accumulate(table, base: image, channels: channels, into: pooled)
+        table.count = 0
     }
 }

@@ -87,7 +87,7 @@ public enum MaxRoiPool {
     public static func workspaceByteCount(_ params: MaxRoiPoolParams, threads: Int) -> Int {
         RoIWorkspace.byteCount(
             mapFloats: params.batch * params.height * params.width * params.channels,
-            accumulatorFloats: params.channels, threads: threads)
+            roiFloats: params.pooledHeight * params.pooledWidth * params.channels, threads: threads)
     }
 
     public static func run(
@@ -104,13 +104,13 @@ public enum MaxRoiPool {
             return
         }
         let space = RoIWorkspace(
-            workspace, mapFloats: params.batch * pixels * channels, accumulatorFloats: channels,
+            workspace, mapFloats: params.batch * pixels * channels, roiFloats: bins * channels,
             threads: parallel.threads)
         RoIChannelsLast.copy(
             groups: params.batch, channels: channels, pixels: pixels, channelStride: pixels,
             source: { input + $0 * channels * pixels }, destination: space.map, parallel: parallel)
         parallel.forEachRange(params.roiCount) { worker, roiRange in
-            let accumulator = space.scratch(worker).accumulator
+            let scratch = space.scratch(worker)
             for r in roiRange {
                 let roi = rois + 5 * r
                 let roiOutput = output + r * channels * bins
@@ -128,16 +128,16 @@ public enum MaxRoiPool {
                     for pw in 0..<params.pooledWidth {
                         let columns = MaxRoiPoolBox.span(pw, bin: box.binWidth, start: box.startX, size: width)
                         let empty = rows.isEmpty || columns.isEmpty
-                        accumulator.update(repeating: empty ? 0 : -.greatestFiniteMagnitude, count: channels)
+                        let pooled = scratch.roi + (ph * params.pooledWidth + pw) * channels
+                        pooled.update(repeating: empty ? 0 : -.greatestFiniteMagnitude, count: channels)
                         if !empty {
                             RoIChannelsLast.maxOverRectangle(
                                 base: image, width: width, channels: channels, rows: rows, columns: columns,
-                                into: accumulator)
+                                into: pooled)
                         }
-                        let bin = roiOutput + ph * params.pooledWidth + pw
-                        for c in 0..<channels { bin[c * bins] = accumulator[c] }
                     }
                 }
+                scratch.writeRoI(bins: bins, channels: channels, to: roiOutput)
             }
         }
     }

@@ -1,14 +1,17 @@
 /// Pieces shared by the RoI pooling kernels (RoiAlign, MaxRoiPool, DeformRoIPool,
 /// DeformablePSROIPool), their scalar references and the channels-last gather in SIMD/.
 ///
-/// Defined results for bad RoIs (the same in every op, reference and optimised path):
+/// Defined results for bad RoIs (the same in the reference and the optimised path of every op):
 /// - a batch index outside `0..<batch` (for float columns: not finite, or outside after the C
 ///   cast's truncation toward zero) gives an all-zero RoI;
-/// - a non-finite corner, or corners whose scaled extent overflows Float, gives an all-zero RoI;
+/// - a non-finite corner, or a scaled extent that overflows Float (MaxRoiPool: a rounded corner
+///   beyond +-2^30), gives an all-zero RoI;
 /// - x2 < x1 or y2 < y1 follows each reference's own formula (clamped to a minimum size, or no
-///   samples), which never reads outside the map;
-/// - a sample position that is NaN is outside the map (the references would cast it to an int);
-/// - huge offsets move samples off the map, where each op's border rule applies.
+///   samples), which never reads outside the map; torchvision and onnxruntime throw for a RoI
+///   inverted in one axis only with half_pixel and adaptive sampling, here it has no samples: 0;
+/// - a NaN sample position counts as off the map, where the op's border rule applies (the
+///   references would cast it to an int); huge or infinite offsets likewise;
+/// - an adaptive sampling grid is at most `RoILimits.adaptiveGrid` per axis.
 
 /// Limits that keep the work of hostile RoIs bounded; real detectors come nowhere near them.
 public enum RoILimits {
@@ -152,47 +155,60 @@ struct RoISampleTable {
     }
 }
 
-/// Workspace of the optimised RoI kernels: a channels-last copy of the map, then per thread an
-/// accumulator row and a sample table.
+/// Workspace of the optimised RoI kernels: a channels-last copy of the map, then per thread one
+/// RoI's results as [bin][channel] rows and a sample table.
 struct RoIWorkspace {
     static let alignment = 64
 
-    static func byteCount(mapFloats: Int, accumulatorFloats: Int, threads: Int) -> Int {
-        alignment + roundUp(mapFloats * 4) + max(1, threads) * perThreadBytes(accumulatorFloats)
+    static func byteCount(mapFloats: Int, roiFloats: Int, threads: Int) -> Int {
+        alignment + roundUp(mapFloats * 4) + max(1, threads) * perThreadBytes(roiFloats)
     }
 
     private static func roundUp(_ bytes: Int) -> Int { (bytes + alignment - 1) / alignment * alignment }
 
-    private static func perThreadBytes(_ accumulatorFloats: Int) -> Int {
-        roundUp(accumulatorFloats * 4) + roundUp(RoISampleTable.capacity * 4 * 8)
+    private static func perThreadBytes(_ roiFloats: Int) -> Int {
+        roundUp(roiFloats * 4) + roundUp(RoISampleTable.capacity * 4 * 8)
             + roundUp(RoISampleTable.capacity * 4 * 4)
     }
 
     let map: UnsafeMutablePointer<Float>
     private let threadBase: UnsafeMutableRawPointer
-    private let accumulatorFloats: Int
+    private let roiFloats: Int
 
-    init(_ buffer: UnsafeMutableRawBufferPointer, mapFloats: Int, accumulatorFloats: Int, threads: Int) {
+    init(_ buffer: UnsafeMutableRawBufferPointer, mapFloats: Int, roiFloats: Int, threads: Int) {
         precondition(
             buffer.count >= RoIWorkspace.byteCount(
-                mapFloats: mapFloats, accumulatorFloats: accumulatorFloats, threads: threads),
+                mapFloats: mapFloats, roiFloats: roiFloats, threads: threads),
             "RoI workspace too small: size it with workspaceByteCount for the same thread count")
         let raw = buffer.baseAddress!
         let misalignment = Int(bitPattern: raw) % RoIWorkspace.alignment
         let start = raw + (misalignment == 0 ? 0 : RoIWorkspace.alignment - misalignment)
         map = start.bindMemory(to: Float.self, capacity: mapFloats)
         threadBase = start + RoIWorkspace.roundUp(mapFloats * 4)
-        self.accumulatorFloats = accumulatorFloats
+        self.roiFloats = roiFloats
     }
 
-    /// Accumulator row and sample table private to `worker`.
-    func scratch(_ worker: Int) -> (accumulator: UnsafeMutablePointer<Float>, table: RoISampleTable) {
-        let base = threadBase + worker * RoIWorkspace.perThreadBytes(accumulatorFloats)
-        let accumulator = base.bindMemory(to: Float.self, capacity: accumulatorFloats)
-        let offsetsBase = base + RoIWorkspace.roundUp(accumulatorFloats * 4)
+    /// RoI rows and sample table private to `worker`.
+    func scratch(_ worker: Int) -> RoIScratch {
+        let base = threadBase + worker * RoIWorkspace.perThreadBytes(roiFloats)
+        let roi = base.bindMemory(to: Float.self, capacity: roiFloats)
+        let offsetsBase = base + RoIWorkspace.roundUp(roiFloats * 4)
         let offsets = offsetsBase.bindMemory(to: Int.self, capacity: RoISampleTable.capacity * 4)
         let weights = (offsetsBase + RoIWorkspace.roundUp(RoISampleTable.capacity * 4 * 8))
             .bindMemory(to: Float.self, capacity: RoISampleTable.capacity * 4)
-        return (accumulator, RoISampleTable(offsets: offsets, weights: weights))
+        return RoIScratch(roi: roi, table: RoISampleTable(offsets: offsets, weights: weights))
+    }
+}
+
+/// One thread's share of an `RoIWorkspace`.
+struct RoIScratch {
+    /// The current RoI's pooled values, row `bin` holding its channels.
+    let roi: UnsafeMutablePointer<Float>
+    var table: RoISampleTable
+
+    /// Writes the RoI rows to the NCHW output block of that RoI ([channel][bin]).
+    func writeRoI(bins: Int, channels: Int, to output: UnsafeMutablePointer<Float>) {
+        RoIChannelsLast.transpose(
+            roi, sourceStride: channels, rows: bins, columns: channels, into: output, destinationStride: bins)
     }
 }

@@ -106,6 +106,21 @@ final class Conv2DTests: XCTestCase {
                            kernelHeight: 3, kernelWidth: 3, padTop: 1, padLeft: 1), bias: false)
     }
 
+    /// The default engine (ConvEngine.preferred) with the default workspace size.
+    func testPreferredEngine() {
+        let g = ConvGeometry(batch: 1, inChannels: 5, inHeight: 6, inWidth: 7, outChannels: 4,
+                             kernelHeight: 3, kernelWidth: 3, padTop: 1, padLeft: 1)
+        var rng = SeededGenerator(seed: 3)
+        let input = rng.floats(5 * 6 * 7), weight = rng.floats(4 * 5 * 9)
+        var expected = [Float](repeating: .nan, count: 4 * 6 * 7), got = expected
+        Conv2D.reference(g, input: input, weight: weight, bias: nil, output: &expected)
+        let ws = UnsafeMutableRawPointer.allocate(byteCount: max(Conv2D.workspaceByteCount(g, threads: 2), 1),
+                                                  alignment: 64)
+        defer { ws.deallocate() }
+        Conv2D.run(g, input: input, weight: weight, bias: nil, output: &got, workspace: ws, parallel: Parallel(threads: 2))
+        XCTAssertLessThanOrEqual(maxMixedError(got, expected), Self.tolerance, "engine \(ConvEngine.preferred)")
+    }
+
     func testManyTilesManyThreads() {
         check(ConvGeometry(batch: 1, inChannels: 16, inHeight: 45, inWidth: 47, outChannels: 24,
                            kernelHeight: 3, kernelWidth: 3, padTop: 1, padLeft: 1), threads: [1, 2, 3, 5])

@@ -184,6 +184,36 @@ final class DeformConvTests: XCTestCase {
         }
     }
 
+    /// Sample positions exactly on and just beside the points where the border rules change.
+    func testExactBorderPositions() {
+        let h = 4, w = 5
+        let critical: [Float] = [-1.5, -1, -0.999_999, -0.5, -1e-7, -1e-30, 0, 1e-7, 0.5, 2, 2.5, 3 - 1e-6, 3,
+                                 3 + 1e-6, 3.5, 4 - 1e-6, 4, 4 + 1e-6, 4.5, 5 - 1e-6, 5, 5.5]
+        for border in Self.borders {
+            // 1x1 kernel, no padding: output pixel (oy, ox) samples at (oy + dy, ox + dx).
+            var c = Case(geometry(3, h, w, 2, k: 1, pad: 0), DeformableOptions(hasMask: false, border: border))
+            let pixels = h * w
+            for p in 0..<pixels {
+                let oy = Float(p / w), ox = Float(p % w)
+                c.offset[p] = critical[(p * 7) % critical.count] - oy
+                c.offset[pixels + p] = critical[(p * 3 + 5) % critical.count] - ox
+            }
+            check(c)
+        }
+    }
+
+    /// The default engine (ConvEngine.preferred) with the default workspace size.
+    func testPreferredEngine() {
+        let c = Case(geometry(5, 6, 7, 4), DeformableOptions(offsetGroup: 5, hasMask: true))
+        var out = [Float](repeating: .nan, count: c.outCount)
+        let ws = UnsafeMutableRawPointer.allocate(
+            byteCount: max(DeformConv.workspaceByteCount(c.g, c.d, threads: 2), 1), alignment: 64)
+        defer { ws.deallocate() }
+        DeformConv.run(c.g, c.d, input: c.input, weight: c.weight, offset: c.offset, mask: c.mask, bias: c.bias,
+                       output: &out, workspace: ws, parallel: Parallel(threads: 2))
+        XCTAssertLessThanOrEqual(maxMixedError(out, c.reference()), Self.tolerance, "engine \(ConvEngine.preferred)")
+    }
+
     /// Hostile offsets: far outside, huge, non-finite. Nothing is read out of bounds (the address
     /// sanitizer build checks that), the output is finite, and it matches the reference.
     func testHostileOffsets() {

@@ -93,6 +93,10 @@ static int read_npy(const char *path, float_array *array) {
         fprintf(stderr, "%s: truncated .npy header\n", path);
         goto done;
     }
+    /* The header is padded with spaces and ends in a newline: trim them for messages. */
+    while (header_length > 0 && (header[header_length - 1] == ' ' || header[header_length - 1] == '\n')) {
+        header_length--;
+    }
     header[header_length] = '\0';
     if (strstr(header, "'descr': '<f4'") == NULL || strstr(header, "'fortran_order': False") == NULL ||
         !parse_npy_shape(header, array)) {

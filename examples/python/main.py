@@ -32,6 +32,6 @@ def main(argv):
 if __name__ == "__main__":
     try:
         sys.exit(main(sys.argv))
-    except deformrt.DeformRTError as error:
+    except (deformrt.DeformRTError, OSError, ValueError) as error:  # ValueError: not a .npy file
         print(error, file=sys.stderr)
         sys.exit(1)

@@ -4,7 +4,8 @@
  *
  * Conventions
  *   - Every fallible call returns a drt_status (DRT_OK = 0) and hands results back through out_*
- *     parameters, which come last. On failure the out_* parameters are left untouched and
+ *     parameters, which come last. On failure the out_* parameters are left untouched (except that
+ *     the shape calls report the rank needed with DRT_ERROR_BUFFER_TOO_SMALL) and
  *     drt_last_error_message() describes the failure.
  *   - Every object made by a _create or _load call is freed with the matching _free call.
  *     Passing NULL to a _free call does nothing.

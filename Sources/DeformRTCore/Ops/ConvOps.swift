@@ -21,13 +21,16 @@ struct Window2D {
         autoPad = try attributes.string("auto_pad") ?? "NOTSET"
         if strides.count == 1 && spatialRank == 2 { strides = [strides[0], strides[0]] }
         if dilations.count == 1 && spatialRank == 2 { dilations = [dilations[0], dilations[0]] }
-        if let p = pads {
-            if p.count == 1 { pads = [p[0], p[0], p[0], p[0]] }
-            else if p.count == 2 && spatialRank == 2 { pads = [p[0], p[1], p[0], p[1]] }
-        }
+        // Two pads are [begin, end] of a 1-D window (liftTo2D) or mmcv's [pH, pW] (resolvedPads):
+        // which one is only known once the input's rank is.
+        if let p = pads, p.count == 1 { pads = [p[0], p[0], p[0], p[0]] }
         for v in strides where v < 1 { throw spec.fail("strides must be >= 1, got \(strides)") }
         for v in dilations where v < 1 { throw spec.fail("dilations must be >= 1, got \(dilations)") }
         if let pads, pads.contains(where: { $0 < 0 }) { throw spec.fail("pads must be >= 0, got \(pads)") }
+        if self.kernel.contains(where: { $0 < 1 }) { throw spec.fail("kernel_shape must be >= 1, got \(self.kernel)") }
+        for values in [self.kernel, strides, dilations, pads ?? []] where values.contains(where: { $0 > Limits.maxWindowValue }) {
+            throw spec.fail("window attribute \(values) exceeds the limit of \(Limits.maxWindowValue)")
+        }
         if !["NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"].contains(autoPad) {
             throw spec.fail("unknown auto_pad '\(autoPad)'")
         }
@@ -59,6 +62,7 @@ struct Window2D {
             return [begin[0], begin[1], end[0], end[1]]
         default:
             guard let pads else { return [0, 0, 0, 0] }
+            if pads.count == 2 { return [pads[0], pads[1], pads[0], pads[1]] }
             guard pads.count == 4 else { throw DeformRTError.invalidModel("pads must have 4 values for a 2-D window, got \(pads)") }
             return pads
         }
@@ -79,10 +83,13 @@ struct Window2D {
 /// ONNX Conv for 1-D and 2-D inputs (1-D runs as 2-D over a height-1 map).
 final class ConvOperator: Operator {
     var window: Window2D
+    /// The attributes read for a 1-D input, where two pads are [begin, end] of the one axis.
+    var window1D: Window2D
     let group: Int
 
     init(_ spec: OperatorSpec) throws {
         window = try Window2D(spec, kernelRequired: false)
+        window1D = try Window2D(spec, kernelRequired: false, spatialRank: 1)
         group = try spec.attributes.int("group", default: 1)
         if group < 1 { throw spec.fail("group must be >= 1, got \(group)") }
     }
@@ -92,8 +99,8 @@ final class ConvOperator: Operator {
             throw DeformRTError.unsupported("only 1-D and 2-D convolutions are supported (input shape \(x))")
         }
         guard w.count == x.count else { throw DeformRTError.invalidModel("weight shape \(w) does not match input shape \(x)") }
-        var window = window
         let is1D = x.count == 3
+        var window = is1D ? window1D : window
         if is1D { window.liftTo2D() }
         let x4 = is1D ? [x[0], x[1], 1, x[2]] : x
         let w4 = is1D ? [w[0], w[1], 1, w[2]] : w
@@ -102,14 +109,20 @@ final class ConvOperator: Operator {
         }
         window.kernel = [w4[2], w4[3]]
         let pads = try window.resolvedPads(size: [x4[2], x4[3]])
-        if x4[1] % group != 0 || w4[0] % group != 0 || w4[1] * group != x4[1] {
+        if is1D && (pads[0] != 0 || pads[2] != 0) {
+            throw DeformRTError.invalidModel("a 1-D convolution takes 2 pads [begin, end], got \(self.window.pads ?? [])")
+        }
+        if w4[2] < 1 || w4[3] < 1 { throw DeformRTError.invalidModel("weight shape \(w) has an empty kernel") }
+        if x4[1] % group != 0 || w4[0] % group != 0 || w4[1] != x4[1] / group {
             throw DeformRTError.invalidModel("group \(group) does not fit input channels \(x4[1]) and weight shape \(w)")
         }
         let g = ConvGeometry(batch: x4[0], inChannels: x4[1], inHeight: x4[2], inWidth: x4[3], outChannels: w4[0],
                              kernelHeight: w4[2], kernelWidth: w4[3], strideHeight: window.strides[0], strideWidth: window.strides[1],
                              padTop: pads[0], padLeft: pads[1], padBottom: pads[2], padRight: pads[3],
                              dilationHeight: window.dilations[0], dilationWidth: window.dilations[1], group: group)
-        if g.outHeight < 1 || g.outWidth < 1 {
+        // Truncating division rounds a slightly negative room up to one output; refuse it here.
+        if g.inHeight + pads[0] + pads[2] < g.dilationHeight * (g.kernelHeight - 1) + 1
+            || g.inWidth + pads[1] + pads[3] < g.dilationWidth * (g.kernelWidth - 1) + 1 || g.outHeight < 1 || g.outWidth < 1 {
             throw DeformRTError.invalidModel("the kernel does not fit the input: input \(x), weight \(w), pads \(pads)")
         }
         return g
@@ -199,21 +212,26 @@ final class DeformConvOperator: Operator {
         }
         window.kernel = [w[2], w[3]]
         let pads = try window.resolvedPads(size: [x[2], x[3]])
-        if x[1] % group != 0 || w[0] % group != 0 || w[1] * group != x[1] {
+        if w[2] < 1 || w[3] < 1 { throw DeformRTError.invalidModel("weight shape \(w) has an empty kernel") }
+        if x[1] % group != 0 || w[0] % group != 0 || w[1] != x[1] / group {
             throw DeformRTError.invalidModel("group \(group) does not fit input channels \(x[1]) and weight shape \(w)")
         }
-        if x[1] % offsetGroup != 0 {
+        if x[1] % offsetGroup != 0 || offsetGroup > max(x[1], 1) {
             throw DeformRTError.invalidModel("offset group \(offsetGroup) does not divide the \(x[1]) input channels")
         }
         let g = ConvGeometry(batch: x[0], inChannels: x[1], inHeight: x[2], inWidth: x[3], outChannels: w[0],
                              kernelHeight: w[2], kernelWidth: w[3], strideHeight: window.strides[0], strideWidth: window.strides[1],
                              padTop: pads[0], padLeft: pads[1], padBottom: pads[2], padRight: pads[3],
                              dilationHeight: window.dilations[0], dilationWidth: window.dilations[1], group: group)
-        if g.outHeight < 1 || g.outWidth < 1 {
+        // Truncating division rounds a slightly negative room up to one output; refuse it here.
+        if g.inHeight + pads[0] + pads[2] < g.dilationHeight * (g.kernelHeight - 1) + 1
+            || g.inWidth + pads[1] + pads[3] < g.dilationWidth * (g.kernelWidth - 1) + 1 || g.outHeight < 1 || g.outWidth < 1 {
             throw DeformRTError.invalidModel("the kernel does not fit the input: input \(x), weight \(w), pads \(pads)")
         }
         let taps = g.kernelHeight * g.kernelWidth
-        let expectedOffset = [g.batch, offsetGroup * 2 * taps, g.outHeight, g.outWidth]
+        let offsetChannels = try Limits.product(offsetGroup, 2 * taps, what: "offset channels")
+        _ = try Limits.product(g.inChannels, taps, what: "sampled columns")
+        let expectedOffset = [g.batch, offsetChannels, g.outHeight, g.outWidth]
         if offset != expectedOffset {
             throw DeformRTError.invalidModel("offset shape \(offset) must be \(expectedOffset) (batch, offset_group*2*kH*kW, out H, out W)")
         }

@@ -98,11 +98,31 @@ final class BinaryOperator: Operator {
         let a = inputs[0]!, b = inputs[1]!, out = outputs[0]
         switch a.elementType {
         case .float: runFloat(a, b, out, context)
-        case .double: apply(Double.self, a, b, out, divide: { $0 / $1 })
-        case .int64: apply(Int64.self, a, b, out, divide: BinaryOperator.truncatingDivide)
-        case .int32: apply(Int32.self, a, b, out, divide: BinaryOperator.truncatingDivide)
-        case .float16: apply(Float16.self, a, b, out, divide: { $0 / $1 })
+        case .double: apply(Double.self, a, b, out, BinaryOperator.real(operation))
+        case .int64: apply(Int64.self, a, b, out, BinaryOperator.wrapping(operation))
+        case .int32: apply(Int32.self, a, b, out, BinaryOperator.wrapping(operation))
+        case .float16: apply(Float16.self, a, b, out, BinaryOperator.real(operation))
         default: throw DeformRTError.unsupported("element type \(a.elementType.onnxName) is not supported")
+        }
+    }
+
+    static func real<T: FloatingPoint>(_ operation: BinaryOperation) -> (T, T) -> T {
+        switch operation {
+        case .add: return { $0 + $1 }
+        case .sub: return { $0 - $1 }
+        case .mul: return { $0 * $1 }
+        case .div: return { $0 / $1 }
+        }
+    }
+
+    /// Integer arithmetic wraps on overflow (as C and numpy do) instead of trapping: model
+    /// constants are untrusted.
+    static func wrapping<T: FixedWidthInteger>(_ operation: BinaryOperation) -> (T, T) -> T {
+        switch operation {
+        case .add: return { $0 &+ $1 }
+        case .sub: return { $0 &- $1 }
+        case .mul: return { $0 &* $1 }
+        case .div: return truncatingDivide
         }
     }
 
@@ -125,21 +145,10 @@ final class BinaryOperator: Operator {
         }
     }
 
-    private func apply<T: Numeric>(_: T.Type, _ a: Tensor, _ b: Tensor, _ out: Tensor, divide: (T, T) -> T) {
+    private func apply<T>(_: T.Type, _ a: Tensor, _ b: Tensor, _ out: Tensor, _ combine: (T, T) -> T) {
         let pa = a.pointer(T.self), pb = b.pointer(T.self), po = out.pointer(T.self)
-        let operation = operation
         Broadcast.forEachRow(out: out.shape, a: a.shape, b: b.shape) { ao, astr, bo, bstr, oo, n in
-            for i in 0..<n {
-                let x = pa[ao + i * astr], y = pb[bo + i * bstr]
-                let r: T
-                switch operation {
-                case .add: r = x + y
-                case .sub: r = x - y
-                case .mul: r = x * y
-                case .div: r = divide(x, y)
-                }
-                po[oo + i] = r
-            }
+            for i in 0..<n { po[oo + i] = combine(pa[ao + i * astr], pb[bo + i * bstr]) }
         }
     }
 }

@@ -80,10 +80,10 @@ enum PlanCheck {
         }
     }
 
-    /// Normalises a possibly negative axis for a tensor of `rank` dims.
+    /// Normalises a possibly negative axis for a tensor of `rank` dims (a scalar has no axis).
     static func axis(_ axis: Int, rank: Int, _ what: String = "axis") throws -> Int {
         let a = axis < 0 ? axis + rank : axis
-        if a < 0 || a >= max(rank, 1) && !(rank == 0 && a == 0) {
+        if a < 0 || a >= rank {
             throw DeformRTError.invalidModel("\(what) \(axis) is out of range for rank \(rank)")
         }
         return a

@@ -21,9 +21,12 @@ final class PoolOperator: Operator {
 
     private func geometry(_ x: [Int]) throws -> PoolGeometry {
         guard x.count == 4 || x.count == 3 else { throw DeformRTError.unsupported("only 1-D and 2-D pooling is supported (input shape \(x))") }
+        // One kernel dim per spatial dim: a 2-D window over a 1-D input would write rows its output lacks.
+        guard window.kernel.count == x.count - 2 else {
+            throw DeformRTError.invalidModel("kernel_shape \(window.kernel) does not match input shape \(x)")
+        }
         var window = window
         if x.count == 3 { window.liftTo2D() }
-        guard window.kernel.count == 2 else { throw DeformRTError.invalidModel("kernel_shape \(self.window.kernel) does not match input shape \(x)") }
         let h = x.count == 3 ? 1 : x[2], w = x.count == 3 ? x[2] : x[3]
         let pads = try window.resolvedPads(size: [h, w])
         guard let oh = Window2D.outputSize(h, kernel: window.kernel[0], stride: window.strides[0], dilation: window.dilations[0],
@@ -37,6 +40,9 @@ final class PoolOperator: Operator {
             outH = (h + window.strides[0] - 1) / window.strides[0]
             outW = (w + window.strides[1] - 1) / window.strides[1]
         } else { outH = oh; outW = ow }
+        if x.count == 3 && outH != 1 {
+            throw DeformRTError.invalidModel("a 1-D pooling window takes 2 pads [begin, end], got \(self.window.pads ?? [])")
+        }
         return PoolGeometry(planes: x[0] * x[1], inHeight: h, inWidth: w, outHeight: outH, outWidth: outW,
                             kernelHeight: window.kernel[0], kernelWidth: window.kernel[1],
                             strideHeight: window.strides[0], strideWidth: window.strides[1],

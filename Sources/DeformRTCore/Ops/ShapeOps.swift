@@ -81,6 +81,7 @@ final class SqueezeOperator: Operator {
         if unsqueeze {
             guard let axes else { throw DeformRTError.invalidModel("Unsqueeze needs axes") }
             let rank = x.shape.count + axes.count
+            if rank > Limits.maxRank { throw DeformRTError.invalidModel("Unsqueeze to rank \(rank) exceeds the limit of \(Limits.maxRank)") }
             let normalized = try axes.map { try PlanCheck.axis($0, rank: rank) }
             if Set(normalized).count != normalized.count { throw DeformRTError.invalidModel("repeated axes \(axes)") }
             var shape: [Int] = []
@@ -153,7 +154,9 @@ final class ConcatOperator: Operator {
             for d in part.shape.indices where d != a && part.shape[d] != first.shape[d] {
                 throw DeformRTError.invalidModel("inputs \(first.shape) and \(part.shape) differ outside axis \(axis)")
             }
-            shape[a] += part.shape[a]
+            let (sum, overflow) = shape[a].addingReportingOverflow(part.shape[a])
+            if overflow { throw DeformRTError.invalidModel("the concatenated axis overflows") }
+            shape[a] = sum
         }
         return [PlanValue(ValueType(first.elementType, shape))]
     }
@@ -192,13 +195,17 @@ final class SplitOperator: Operator {
         var split = attributeSplit
         if let given = PlanCheck.optionalInput(inputs, 1) { split = try PlanCheck.constantInts(given, "split") }
         if let split {
-            if split.count != outputCount || split.contains(where: { $0 < 0 }) || split.reduce(0, +) != dim {
+            // The running sum stops at dim, so hostile sizes cannot overflow it.
+            var total = 0
+            for part in split where part >= 0 && total <= dim { total += Swift.min(part, dim + 1) }
+            if split.count != outputCount || split.contains(where: { $0 < 0 }) || total != dim {
                 throw DeformRTError.invalidModel("split \(split) does not divide a dim of \(dim) into \(outputCount) outputs")
             }
             return split
         }
         let parts = numOutputs ?? outputCount
         guard parts > 0 else { throw DeformRTError.invalidModel("Split has no outputs") }
+        if parts != outputCount { throw DeformRTError.invalidModel("num_outputs \(parts) differs from the node's \(outputCount) outputs") }
         let chunk = (dim + parts - 1) / parts
         return (0..<parts).map { max(0, min(chunk, dim - $0 * chunk)) }
     }
@@ -263,9 +270,12 @@ final class SliceOperator: Operator {
             }
             let start = step > 0 ? clampIndex(starts[i], 0, dim) : clampIndex(starts[i], 0, dim - 1)
             let end = step > 0 ? clampIndex(ends[i], 0, dim) : clampIndex(ends[i], -1, dim - 1)
-            let count = step > 0 ? Swift.max(0, (end - start + step - 1) / step) : Swift.max(0, (start - end + (-step) - 1) / (-step))
+            // Written so that no step (up to Int.min) overflows; start and end lie in -1...dim.
+            let span = step > 0 ? end - start : start - end
+            let count = span <= 0 ? 0 : Int((UInt(span) - 1) / step.magnitude) + 1
             r.starts[a] = start
-            r.steps[a] = step
+            // A single element needs no step; others have |step| < dim, so stride * step fits.
+            r.steps[a] = count > 1 ? step : 1
             r.shape[a] = count
         }
         return r
@@ -433,6 +443,15 @@ enum Scalar {
         return Int64(v)
     }
 
+    /// The nearest `T`, rounded once: going through Double would round large integers twice.
+    func rounded<T: BinaryFloatingPoint>(_: T.Type) -> T {
+        switch self {
+        case .real(let v): return T(v)
+        case .integer(let v): return T(v)
+        case .unsigned(let v): return T(v)
+        }
+    }
+
     static func store(_ s: Scalar, _ t: Tensor, _ i: Int) {
         let p = t.rawPointer
         let real: Double, integer: Int64
@@ -442,9 +461,9 @@ enum Scalar {
         case .unsigned(let v): real = Double(v); integer = Int64(truncatingIfNeeded: v)
         }
         switch t.elementType {
-        case .float: p.storeBytes(of: Float(real), toByteOffset: i * 4, as: Float.self)
+        case .float: p.storeBytes(of: s.rounded(Float.self), toByteOffset: i * 4, as: Float.self)
         case .double: p.storeBytes(of: real, toByteOffset: i * 8, as: Double.self)
-        case .float16: p.storeBytes(of: Float16(real), toByteOffset: i * 2, as: Float16.self)
+        case .float16: p.storeBytes(of: s.rounded(Float16.self), toByteOffset: i * 2, as: Float16.self)
         case .int64: p.storeBytes(of: integer, toByteOffset: i * 8, as: Int64.self)
         case .int32: p.storeBytes(of: Int32(truncatingIfNeeded: integer), toByteOffset: i * 4, as: Int32.self)
         case .int16: p.storeBytes(of: Int16(truncatingIfNeeded: integer), toByteOffset: i * 2, as: Int16.self)

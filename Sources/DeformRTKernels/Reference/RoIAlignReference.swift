@@ -17,7 +17,7 @@ extension RoiAlign {
                     for pw in 0..<params.outputWidth {
                         if let n, let box, height > 0, width > 0 {
                             let plane = input + (n * params.channels + c) * height * width
-                            output[o] = alignBin(
+                            output[o] = roiAlignBinReference(
                                 box, ph: ph, pw: pw, shiftX: 0, shiftY: 0, maximum: params.mode == .max,
                                 plane: plane, height: height, width: width)
                         } else {
@@ -34,7 +34,7 @@ extension RoiAlign {
 /// One RoIAlign bin of one channel plane, the scalar way: onnxruntime/torchvision/mmcv's
 /// bilinear_interpolate per sample, summed (or maxed) in sample order. Samples off the map read
 /// 0, so only the on-map range is visited.
-func alignBin(
+func roiAlignBinReference(
     _ box: RoIAlignBox, ph: Int, pw: Int, shiftX: Float, shiftY: Float, maximum: Bool,
     plane: UnsafePointer<Float>, height: Int, width: Int
 ) -> Float {

@@ -17,7 +17,7 @@ extension DeformRoIPool {
                     if let n, let box, height > 0, width > 0 {
                         let (shiftX, shiftY) = shift(params, box, offset, roi: r, bin: bin)
                         let plane = input + (n * params.channels + c) * height * width
-                        let pooled = alignBin(
+                        let pooled = roiAlignBinReference(
                             box, ph: bin / params.pooledWidth, pw: bin % params.pooledWidth,
                             shiftX: shiftX, shiftY: shiftY, maximum: false, plane: plane,
                             height: height, width: width)

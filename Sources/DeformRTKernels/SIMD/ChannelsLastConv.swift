@@ -5,11 +5,14 @@ public enum ConvEngine: Sendable, Equatable {
     /// OpenBLAS sgemm (single-threaded; Gemm.swift) on the same panels.
     case blas
 
-    /// Chosen once per process: packedSIMD when this module was compiled with FMA vector code
-    /// (`-target-cpu` with AVX-512 or AVX2), else blas. Without such a target LLVM lowers SIMD16 FMAs
-    /// to 16 calls of fmaf, over 100x slower, so a 6 x 64 x 256 probe of the micro-kernel tells
-    /// the two builds apart with a wide margin (threshold 20 GFLOP/s; FMA builds run ~110, plain ~1).
-    public static let preferred: ConvEngine = PackedGemm.probeGFlops() > 20 ? .packedSIMD : .blas
+    /// Chosen once per process by timing both on a small cache-resident product: packedSIMD
+    /// unless it is clearly (25%) slower than OpenBLAS. Built with `-target-cpu` for an AVX-512
+    /// CPU the micro-kernels run near the FMA peak, above OpenBLAS; without such a target LLVM
+    /// lowers SIMD16 FMAs to calls of fmaf, over 100x slower, and blas wins by far.
+    public static let preferred: ConvEngine = {
+        let probe = PackedGemm.probeSeconds()
+        return probe.packed <= 1.25 * probe.blas ? .packedSIMD : .blas
+    }()
 }
 
 /// What fills the A panel (one row per output pixel) of the channels-last convolution.
@@ -55,6 +58,7 @@ struct ChannelsLastConvPlan {
     let planWeightAt: Int
     let originYAt: Int
     let originXAt: Int
+    let planTailAt: Int   // 48 floats: the last partial vector of offsets and mask
     let planStride: Int
     let totalFloats: Int
 
@@ -93,7 +97,8 @@ struct ChannelsLastConvPlan {
         planWeightAt = planIndexAt + 4 * planStride
         originYAt = planWeightAt + 4 * planStride
         originXAt = originYAt + planStride
-        workerFloats = aligned(originXAt + planStride)
+        planTailAt = originXAt + planStride
+        workerFloats = aligned(planTailAt + 48)
         totalFloats = workerAt + workers * workerFloats
     }
 
@@ -285,7 +290,7 @@ struct ChannelsLastConvPlan {
                     tapY: Float(i * g.dilationHeight), tapX: Float(j * g.dilationWidth),
                     dy: dyPlane, dx: dyPlane + outPixels, mask: mask.map { $0 + key * outPixels + p0 }, count: count,
                     baseY: scratch + originYAt, baseX: scratch + originXAt, zeroRow: Int32(inPixels),
-                    index: planIndex, weight: planWeight, stride: planStride)
+                    index: planIndex, weight: planWeight, stride: planStride, tail: scratch + planTailAt)
                 planKey = key
             }
             DeformableSampling.gather(rows: rows + channelBase + c0, rowStride: rowStride, channels: c1 - c0,

@@ -9,10 +9,11 @@ enum ConvLayout {
          SIMD16<Float>(lowHalf: a.oddHalf, highHalf: b.oddHalf))
     }
 
-    /// dst[r][c] = src[c][r] + (rowBias?[r] ?? 0) for a 16 x 16 block; strides in floats.
+    /// Transposes a 16 x 16 block of `src` (rows `srcStride` floats apart) and hands output row r,
+    /// which is source column r, to `store(r, row)`.
+    @inline(__always)
     static func transpose16x16(
-        _ src: UnsafePointer<Float>, srcStride: Int, _ dst: UnsafeMutablePointer<Float>, dstStride: Int,
-        rowBias: UnsafePointer<Float>?
+        _ src: UnsafePointer<Float>, srcStride: Int, store: (Int, SIMD16<Float>) -> Void
     ) {
         let s = UnsafeRawPointer(src)
         let sb = srcStride * MemoryLayout<Float>.stride
@@ -31,16 +32,28 @@ enum ConvLayout {
             r0 = n0; r1 = n1; r2 = n2; r3 = n3; r4 = n4; r5 = n5; r6 = n6; r7 = n7
             r8 = n8; r9 = n9; r10 = n10; r11 = n11; r12 = n12; r13 = n13; r14 = n14; r15 = n15
         }
-        let d = UnsafeMutableRawPointer(dst)
-        let db = dstStride * MemoryLayout<Float>.stride
-        @inline(__always) func store(_ r: Int, _ v: SIMD16<Float>) {
-            let b = rowBias.map { SIMD16<Float>(repeating: $0[r]) } ?? SIMD16<Float>()
-            d.storeBytes(of: v + b, toByteOffset: r * db, as: SIMD16<Float>.self)
-        }
         store(0, r0); store(1, r1); store(2, r2); store(3, r3)
         store(4, r4); store(5, r5); store(6, r6); store(7, r7)
         store(8, r8); store(9, r9); store(10, r10); store(11, r11)
         store(12, r12); store(13, r13); store(14, r14); store(15, r15)
+    }
+
+    /// dst[r][c] = src[c][r] + (rowBias?[r] ?? 0) for a 16 x 16 block; strides in floats.
+    static func transpose16x16(
+        _ src: UnsafePointer<Float>, srcStride: Int, _ dst: UnsafeMutablePointer<Float>, dstStride: Int,
+        rowBias: UnsafePointer<Float>?
+    ) {
+        let d = UnsafeMutableRawPointer(dst)
+        let db = dstStride * MemoryLayout<Float>.stride
+        if let rowBias {
+            transpose16x16(src, srcStride: srcStride) { r, v in
+                d.storeBytes(of: v + SIMD16<Float>(repeating: rowBias[r]), toByteOffset: r * db, as: SIMD16<Float>.self)
+            }
+        } else {
+            transpose16x16(src, srcStride: srcStride) { r, v in
+                d.storeBytes(of: v, toByteOffset: r * db, as: SIMD16<Float>.self)
+            }
+        }
     }
 
     /// dst[r][c] = src[c][r] + (rowBias?[r] ?? 0) for r < rows, c < columns: 16 x 16 blocks, scalar edges.
@@ -80,17 +93,40 @@ enum ConvLayout {
     /// Packed-GEMM weights of one conv group and one block of output channels:
     /// packed[k][col] = weight[blockStart + col][c][tap] with k = tap * cin + c, zero for columns past
     /// `cout`. `width` is the block width (a multiple of 16); `weight` points at the group's first filter.
+    /// 16 filters x 16 consecutive (c, tap) entries are transposed at a time; each transposed row
+    /// goes to its own packed row.
     static func packBlock(
         _ weight: UnsafePointer<Float>, cin: Int, taps: Int, cout: Int, blockStart: Int, width: Int,
         packed: UnsafeMutablePointer<Float>
     ) {
         let filterSize = cin * taps
         let live = min(width, cout - blockStart)
+        let fullColumns = live & ~15
+        let fullEntries = filterSize & ~15
+        let out = UnsafeMutableRawPointer(packed)
+        var col = 0
+        while col < fullColumns {
+            let filters = weight + (blockStart + col) * filterSize
+            var e = 0
+            while e < fullEntries {
+                transpose16x16(filters + e, srcStride: filterSize) { r, v in
+                    let c = (e + r) / taps, tap = e + r - c * taps
+                    out.storeBytes(of: v, toByteOffset: ((tap * cin + c) * width + col) * 4, as: SIMD16<Float>.self)
+                }
+                e += 16
+            }
+            for e in fullEntries..<filterSize {
+                let c = e / taps, tap = e - c * taps
+                let row = packed + (tap * cin + c) * width
+                for j in col..<(col + 16) { row[j] = filters[(j - col) * filterSize + e] }
+            }
+            col += 16
+        }
         for c in 0..<cin {
             for tap in 0..<taps {
                 let row = packed + (tap * cin + c) * width
-                for col in 0..<live { row[col] = weight[(blockStart + col) * filterSize + c * taps + tap] }
-                for col in live..<width { row[col] = 0 }
+                for j in fullColumns..<live { row[j] = weight[(blockStart + j) * filterSize + c * taps + tap] }
+                for j in live..<width { row[j] = 0 }
             }
         }
     }

@@ -27,29 +27,32 @@ enum DeformableSampling {
 
     /// Sampling plan of one (offset group, tap) for `count` pixels: corner rows in `index[q * stride + r]`
     /// (q = 0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right) and weights in `weight[q * stride + r]`.
-    /// `dy`, `dx`, `mask` point at this tap's offset / mask plane for the tile's first pixel.
+    /// `dy`, `dx`, `mask` point at this tap's offset / mask plane for the tile's first pixel; `tail`
+    /// (48 floats) takes the last partial vector so that nothing past `count` is read.
     static func plan(
         border: DeformableBorder, height: Int, width: Int, tapY: Float, tapX: Float,
         dy: UnsafePointer<Float>, dx: UnsafePointer<Float>, mask: UnsafePointer<Float>?, count: Int,
         baseY: UnsafePointer<Float>, baseX: UnsafePointer<Float>, zeroRow: Int32,
-        index: UnsafeMutablePointer<Int32>, weight: UnsafeMutablePointer<Float>, stride: Int
+        index: UnsafeMutablePointer<Int32>, weight: UnsafeMutablePointer<Float>, stride: Int,
+        tail: UnsafeMutablePointer<Float>
     ) {
         var r = 0
         while r < count {
-            let n = min(16, count - r)
-            var vdy = SIMD16<Float>(), vdx = SIMD16<Float>(), vm = SIMD16<Float>(repeating: 1)
-            if n == 16 {
-                vdy = UnsafeRawPointer(dy + r).loadUnaligned(as: SIMD16<Float>.self)
-                vdx = UnsafeRawPointer(dx + r).loadUnaligned(as: SIMD16<Float>.self)
-                if let mask { vm = UnsafeRawPointer(mask + r).loadUnaligned(as: SIMD16<Float>.self) }
-            } else {
-                // The tile's last pixels: never read past the offset / mask planes.
-                for l in 0..<n {
-                    vdy[l] = dy[r + l]
-                    vdx[l] = dx[r + l]
-                    if let mask { vm[l] = mask[r + l] }
-                }
+            var pdy = dy + r, pdx = dx + r, pm = mask.map { $0 + r }
+            let n = count - r
+            if n < 16 {
+                tail.update(repeating: 0, count: 32)
+                (tail + 32).update(repeating: 1, count: 16)
+                tail.update(from: pdy, count: n)
+                (tail + 16).update(from: pdx, count: n)
+                if let m = pm { (tail + 32).update(from: m, count: n) }
+                pdy = UnsafePointer(tail)
+                pdx = UnsafePointer(tail + 16)
+                pm = pm == nil ? nil : UnsafePointer(tail + 32)
             }
+            let vdy = UnsafeRawPointer(pdy).loadUnaligned(as: SIMD16<Float>.self)
+            let vdx = UnsafeRawPointer(pdx).loadUnaligned(as: SIMD16<Float>.self)
+            let vm = pm.map { UnsafeRawPointer($0).loadUnaligned(as: SIMD16<Float>.self) } ?? SIMD16<Float>(repeating: 1)
             let y = UnsafeRawPointer(baseY + r).loadUnaligned(as: SIMD16<Float>.self) + tapY + vdy
             let x = UnsafeRawPointer(baseX + r).loadUnaligned(as: SIMD16<Float>.self) + tapX + vdx
             planVector(border: border, height: height, width: width, y: y, x: x, mask: vm, zeroRow: zeroRow,
@@ -59,62 +62,66 @@ enum DeformableSampling {
     }
 
     /// The plan for 16 sample positions. Every comparison is false for NaN, so non-finite positions
-    /// land in `outside`; positions are clamped into range before any conversion to integer.
+    /// land outside; positions are clamped into range before any conversion to integer. Lane masks
+    /// are kept as Int32 bit patterns (all ones / zero) and combined with & : SIMDMask's own
+    /// operators and SIMD's replacing(with:where:) are lane loops that LLVM only partly
+    /// re-vectorises in a function this size.
     @inline(__always)
     static func planVector(
         border: DeformableBorder, height: Int, width: Int, y: SIMD16<Float>, x: SIMD16<Float>,
         mask: SIMD16<Float>, zeroRow: Int32, index: UnsafeMutablePointer<Int32>,
         weight: UnsafeMutablePointer<Float>, stride: Int
     ) {
-        let h = Float(height), w = Float(width)
-        let zero = SIMD16<Float>(), one = SIMD16<Float>(repeating: 1)
+        // Comparisons are vector against vector: the (vector, scalar) overloads are generic lane loops.
+        let h = SIMD16<Float>(repeating: Float(height)), w = SIMD16<Float>(repeating: Float(width))
+        let lastRow = h - 1, lastColumn = w - 1
+        let zero = SIMD16<Float>(), one = SIMD16<Float>(repeating: 1), minusOne = SIMD16<Float>(repeating: -1)
         let zeroIndex = SIMD16<Int32>(repeating: zeroRow)
         let rowLength = SIMD16<Int32>(repeating: Int32(truncatingIfNeeded: width))
         var i00: SIMD16<Int32>, i01: SIMD16<Int32>, i10: SIMD16<Int32>, i11: SIMD16<Int32>
         var w00: SIMD16<Float>, w01: SIMD16<Float>, w10: SIMD16<Float>, w11: SIMD16<Float>
         switch border {
         case .zeroOutsideCorners:
-            let inside = (y .> -1) .& (y .< h) .& (x .> -1) .& (x .< w)
-            let ys = y.replacing(with: 0, where: .!inside)
-            let xs = x.replacing(with: 0, where: .!inside)
-            let y0 = ys.rounded(.down), x0 = xs.rounded(.down)
+            let inside = lanes(y .> minusOne) & lanes(y .< h) & lanes(x .> minusOne) & lanes(x .< w)
+            let ys = select(inside, y, zero), xs = select(inside, x, zero)
+            let y0 = floor(ys), x0 = floor(xs)
             let ly = ys - y0, lx = xs - x0
             let hy = one - ly, hx = one - lx
-            let top = inside .& (y0 .>= 0), bottom = inside .& (y0 .< h - 1)
-            let left = x0 .>= 0, right = x0 .< w - 1
+            let top = inside & lanes(y0 .>= zero), bottom = inside & lanes(y0 .< lastRow)
+            let left = lanes(x0 .>= zero), right = lanes(x0 .< lastColumn)
             let i = integer(y0) &* rowLength &+ integer(x0)
-            i00 = i.replacing(with: zeroIndex, where: .!(top .& left))
-            i01 = (i &+ 1).replacing(with: zeroIndex, where: .!(top .& right))
-            i10 = (i &+ rowLength).replacing(with: zeroIndex, where: .!(bottom .& left))
-            i11 = (i &+ rowLength &+ 1).replacing(with: zeroIndex, where: .!(bottom .& right))
-            w00 = (hy * hx).replacing(with: zero, where: .!(top .& left))
-            w01 = (hy * lx).replacing(with: zero, where: .!(top .& right))
-            w10 = (ly * hx).replacing(with: zero, where: .!(bottom .& left))
-            w11 = (ly * lx).replacing(with: zero, where: .!(bottom .& right))
+            i00 = select(top & left, i, zeroIndex)
+            i01 = select(top & right, i &+ 1, zeroIndex)
+            i10 = select(bottom & left, i &+ rowLength, zeroIndex)
+            i11 = select(bottom & right, i &+ rowLength &+ 1, zeroIndex)
+            w00 = select(top & left, hy * hx, zero)
+            w01 = select(top & right, hy * lx, zero)
+            w10 = select(bottom & left, ly * hx, zero)
+            w11 = select(bottom & right, ly * lx, zero)
         case .openVINONoPad:
-            let inside = (y .>= 0) .& (y .< h) .& (x .>= 0) .& (x .< w)
-            let ys = y.replacing(with: 0, where: .!inside)
-            let xs = x.replacing(with: 0, where: .!inside)
-            let y0 = ys.rounded(.down), x0 = xs.rounded(.down)
-            let y1 = ys.rounded(.up), x1 = xs.rounded(.up)
-            let y1c = y1.replacing(with: h - 1, where: y1 .> h - 1), x1c = x1.replacing(with: w - 1, where: x1 .> w - 1)
+            let inside = lanes(y .>= zero) & lanes(y .< h) & lanes(x .>= zero) & lanes(x .< w)
+            let ys = select(inside, y, zero), xs = select(inside, x, zero)
+            let y0 = floor(ys), x0 = floor(xs)
+            // min(ceil(v), size - 1): v's floor, plus one when v has a fraction and that row exists.
+            let y1 = y0 + select(lanes(y0 .< ys) & lanes(y0 .< lastRow), one, zero)
+            let x1 = x0 + select(lanes(x0 .< xs) & lanes(x0 .< lastColumn), one, zero)
             let ly = ys - y0, lx = xs - x0
             let hy = one - ly, hx = one - lx
-            let r0 = integer(y0) &* rowLength, r1 = integer(y1c) &* rowLength
-            let c0 = integer(x0), c1 = integer(x1c)
-            i00 = (r0 &+ c0).replacing(with: zeroIndex, where: .!inside)
-            i01 = (r0 &+ c1).replacing(with: zeroIndex, where: .!inside)
-            i10 = (r1 &+ c0).replacing(with: zeroIndex, where: .!inside)
-            i11 = (r1 &+ c1).replacing(with: zeroIndex, where: .!inside)
-            w00 = (hy * hx).replacing(with: zero, where: .!inside)
-            w01 = (hy * lx).replacing(with: zero, where: .!inside)
-            w10 = (ly * hx).replacing(with: zero, where: .!inside)
-            w11 = (ly * lx).replacing(with: zero, where: .!inside)
+            let r0 = integer(y0) &* rowLength, r1 = integer(y1) &* rowLength
+            let c0 = integer(x0), c1 = integer(x1)
+            i00 = select(inside, r0 &+ c0, zeroIndex)
+            i01 = select(inside, r0 &+ c1, zeroIndex)
+            i10 = select(inside, r1 &+ c0, zeroIndex)
+            i11 = select(inside, r1 &+ c1, zeroIndex)
+            w00 = select(inside, hy * hx, zero)
+            w01 = select(inside, hy * lx, zero)
+            w10 = select(inside, ly * hx, zero)
+            w11 = select(inside, ly * lx, zero)
         }
         // Memory safety does not rest on the arithmetic above: every index is clamped into the rows.
         @inline(__always) func clamp(_ i: SIMD16<Int32>) -> SIMD16<Int32> {
-            let low = i.replacing(with: 0, where: i .< 0)
-            return low.replacing(with: zeroIndex, where: low .> zeroIndex)
+            let low = select(lanes(i .< SIMD16<Int32>()), SIMD16<Int32>(), i)
+            return select(lanes(low .> zeroIndex), zeroIndex, low)
         }
         i00 = clamp(i00)
         i01 = clamp(i01)
@@ -131,6 +138,34 @@ enum DeformableSampling {
         wp.storeBytes(of: w01 * mask, toByteOffset: sb, as: SIMD16<Float>.self)
         wp.storeBytes(of: w10 * mask, toByteOffset: 2 * sb, as: SIMD16<Float>.self)
         wp.storeBytes(of: w11 * mask, toByteOffset: 3 * sb, as: SIMD16<Float>.self)
+    }
+
+    /// A lane mask as Int32 lanes, all ones where true.
+    @inline(__always)
+    static func lanes(_ m: SIMDMask<SIMD16<Int32>>) -> SIMD16<Int32> {
+        unsafeBitCast(m, to: SIMD16<Int32>.self)
+    }
+
+    /// floor(v) for |v| < 2^22, by adding and removing 1.5 * 2^23 (the sum lies in [2^23, 2^24),
+    /// where floats are the integers, so this rounds to nearest) and stepping down where that
+    /// rounded up; the stdlib's rounded(.down) is a lane loop too.
+    @inline(__always)
+    static func floor(_ v: SIMD16<Float>) -> SIMD16<Float> {
+        let magic = SIMD16<Float>(repeating: 12_582_912)
+        let nearest = (v + magic) - magic
+        return nearest - select(lanes(nearest .> v), SIMD16<Float>(repeating: 1), SIMD16<Float>())
+    }
+
+    /// m ? a : b lane by lane, m all ones or zero per lane.
+    @inline(__always)
+    static func select(_ m: SIMD16<Int32>, _ a: SIMD16<Int32>, _ b: SIMD16<Int32>) -> SIMD16<Int32> {
+        b ^ ((a ^ b) & m)
+    }
+
+    @inline(__always)
+    static func select(_ m: SIMD16<Int32>, _ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> {
+        unsafeBitCast(select(m, unsafeBitCast(a, to: SIMD16<Int32>.self), unsafeBitCast(b, to: SIMD16<Int32>.self)),
+                      to: SIMD16<Float>.self)
     }
 
     /// Whole floats in [-1, 2^22) to Int32, exactly: v + 1 + 2^23 has the integer v + 1 in its low

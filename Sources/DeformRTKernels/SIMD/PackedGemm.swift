@@ -118,24 +118,40 @@ enum PackedGemm {
         store(5, c5)
     }
 
-    /// GFLOP/s of kernel6x64 on a cache-resident 6 x 64 x 256 product, best of 5 (for ConvEngine.preferred).
-    static func probeGFlops() -> Double {
-        let kc = 256
-        let a = UnsafeMutablePointer<Float>.allocate(capacity: 6 * kc)
-        let b = UnsafeMutablePointer<Float>.allocate(capacity: kc * 64)
-        let c = UnsafeMutablePointer<Float>.allocate(capacity: 6 * 64)
+    /// Seconds per call of the packed micro-kernels and of Gemm.sgemm on the same cache-resident
+    /// 96 x 64 x 256 product (best of 5 after a warm-up), for ConvEngine.preferred.
+    static func probeSeconds() -> (packed: Double, blas: Double) {
+        let rows = 96, columns = 64, depth = 256
+        let a = UnsafeMutablePointer<Float>.allocate(capacity: rows * depth)
+        let b = UnsafeMutablePointer<Float>.allocate(capacity: depth * columns)
+        let c = UnsafeMutablePointer<Float>.allocate(capacity: rows * columns)
         defer { a.deallocate(); b.deallocate(); c.deallocate() }
-        a.initialize(repeating: 0.5, count: 6 * kc)
-        b.initialize(repeating: 0.25, count: kc * 64)
+        a.initialize(repeating: 0.5, count: rows * depth)
+        b.initialize(repeating: 0.25, count: depth * columns)
         let clock = ContinuousClock()
-        var best = Duration.seconds(1)
-        for _ in 0..<5 {
+        func seconds(_ body: () -> Void) -> Double {
             let start = clock.now
-            kernel6x64(kc: kc, a: a, lda: kc, b: b, c: c, ldc: 64, accumulate: false)
-            best = min(best, clock.now - start)
+            body()
+            let (whole, attoseconds) = (clock.now - start).components
+            return Double(whole) + Double(attoseconds) * 1e-18
         }
-        let (seconds, attoseconds) = best.components
-        let elapsed = max(Double(seconds) + Double(attoseconds) * 1e-18, 1e-9)
-        return 2.0 * Double(6 * 64 * kc) / elapsed * 1e-9
+        /// Best of 5 after a warm-up; stops early once a run takes over `giveUp` seconds.
+        func best(giveUp: Double = .infinity, _ body: () -> Void) -> Double {
+            var fastest = seconds(body)
+            for _ in 0..<5 where fastest < giveUp { fastest = min(fastest, seconds(body)) }
+            return fastest
+        }
+        let blas = best {
+            Gemm.sgemm(transposeB: true, m: columns, n: rows, k: depth, a: b, lda: depth, b: a, ldb: depth,
+                       c: c, ldc: rows)
+        }
+        // Without FMA code a packed run takes ~500x the BLAS one: no need to repeat it.
+        let packed = best(giveUp: 10 * blas) {
+            for r in stride(from: 0, to: rows, by: 6) {
+                kernel6x64(kc: depth, a: a + r * depth, lda: depth, b: b, c: c + r * columns, ldc: columns,
+                           accumulate: false)
+            }
+        }
+        return (packed, blas)
     }
 }

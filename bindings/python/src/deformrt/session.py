@@ -48,6 +48,7 @@ _TYPE_NAME_OF = {
     ElementType.UINT64: "uint64",
 }
 
+_USUAL_MAX_RANK = 8
 _INT32_RANGE = range(-(2**31), 2**31)
 _UINT64_RANGE = range(0, 2**64)
 
@@ -171,18 +172,23 @@ def _copy_out(tensor) -> np.ndarray:
     if dtype is None:
         raise DeformRTError(Status.UNSUPPORTED,
                             f"the binding cannot return an output of type {_type_string(element_type.value)}")
+    # Most outputs fit a small buffer, which saves asking for the rank first.
+    dims = (c_int64 * _USUAL_MAX_RANK)()
     rank = c_size_t()
-    _check(_capi.drt_tensor_rank(tensor, byref(rank)))
-    dims = (c_int64 * rank.value)()
-    _check(_capi.drt_tensor_shape(tensor, dims, rank.value, byref(rank)))
+    status = _capi.drt_tensor_shape(tensor, dims, _USUAL_MAX_RANK, byref(rank))
+    if status == Status.BUFFER_TOO_SMALL:
+        dims = (c_int64 * rank.value)()
+        status = _capi.drt_tensor_shape(tensor, dims, rank.value, byref(rank))
+    _check(status)
+    dims = dims[: rank.value]
     byte_size = c_size_t()
     _check(_capi.drt_tensor_byte_size(tensor, byref(byte_size)))
     data = c_void_p()
     _check(_capi.drt_tensor_data(tensor, byref(data)))
-    array = np.empty(tuple(dims), dtype=dtype)
+    array = np.empty(dims, dtype=dtype)
     if array.nbytes != byte_size.value:
         raise DeformRTError(Status.INTERNAL,
-                            f"output tensor of shape {list(dims)} and type {_type_string(element_type.value)} "
+                            f"output tensor of shape {dims} and type {_type_string(element_type.value)} "
                             f"reports {byte_size.value} bytes, expected {array.nbytes}")
     if array.nbytes:
         ctypes.memmove(array.ctypes.data, data.value, array.nbytes)
@@ -250,15 +256,16 @@ class InferenceSession:
     def run(self, output_names: Optional[Sequence[str]],
             input_feed: Mapping[str, Any]) -> List[np.ndarray]:
         """Runs the model on input_feed ({input name: array}) and returns the outputs named in
-        output_names (None: all, in graph order) as new numpy arrays."""
+        output_names (None or []: all, in graph order) as new numpy arrays."""
         if isinstance(output_names, (str, bytes)):
             raise TypeError("output_names must be a list of names or None, not a single name")
         if not isinstance(input_feed, Mapping):
             raise TypeError(f"input_feed must be a mapping of input names to arrays, "
                             f"got {type(input_feed).__name__}")
         encoded_inputs = [_encode_name(name, "input") for name in input_feed]
-        encoded_outputs = (None if output_names is None
-                           else [_encode_name(name, "output") for name in output_names])
+        # An empty list also means all outputs, as in onnxruntime.
+        encoded_outputs = ([_encode_name(name, "output") for name in output_names]
+                           if output_names is not None and len(output_names) > 0 else None)
 
         with self._lock:
             if self._session is None:
@@ -319,6 +326,9 @@ class InferenceSession:
                 raise DeformRTError(Status.INVALID_ARGUMENT,
                                     f"unexpected input data type for input {name!r}: actual "
                                     f"{_dtype_string(value.dtype)}, expected {_type_string(declared_type)}")
+        flags = value.flags
+        if value.dtype == target_dtype and flags.c_contiguous and flags.aligned:
+            return value, element_type
         return np.require(value, dtype=target_dtype, requirements=["C_CONTIGUOUS", "ALIGNED"]), element_type
 
     @staticmethod

@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Writes the fuzzer's seed corpus, fuzz/corpus/*.onnx: small valid models (numpy + onnx only).
+
+    python3 tools/make_fuzz_corpus.py
+
+Each seed exercises a different part of the importer and planner (every supported operator, each
+DeformConv spelling, typed-field and raw initializers, dynamic dims, Constant nodes, int64 shape
+arithmetic), with tiny weights so that mutating them is cheap. Fixed seed: the files are
+reproducible and committed; the fuzzer's mutations go to a scratch folder, never here.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CORPUS = os.path.join(REPO, "fuzz", "corpus")
+FLOAT = TensorProto.FLOAT
+INT64 = TensorProto.INT64
+
+
+def value(name, elem, shape):
+    return helper.make_tensor_value_info(name, elem, shape)
+
+
+def model(nodes, inputs, outputs, initializers=(), opset=19, extra_opsets=()):
+    graph = helper.make_graph(nodes, "seed", inputs, outputs, list(initializers))
+    opsets = [helper.make_opsetid("", opset)] + [helper.make_opsetid(d, v) for d, v in extra_opsets]
+    m = helper.make_model(graph, opset_imports=opsets, producer_name="deformrt-fuzz-seed")
+    m.ir_version = 9
+    return m
+
+
+def seeds(rng):
+    def w(*shape, scale=0.5):
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    def init(name, array):
+        return numpy_helper.from_array(np.asarray(array), name)
+
+    def typed(name, array):
+        # Typed repeated fields instead of raw_data, the other initializer encoding.
+        a = np.asarray(array)
+        return helper.make_tensor(name, helper.np_dtype_to_tensor_dtype(a.dtype), a.shape, a.flatten().tolist())
+
+    out = {}
+    x = value("x", FLOAT, [1, 2, 5, 5])
+    y = value("y", FLOAT, None)
+
+    out["conv"] = model(
+        [helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1], strides=[1, 1])],
+        [x], [y], [init("w", w(3, 2, 3, 3)), init("b", w(3))])
+    out["conv_group_dilation_autopad"] = model(
+        [helper.make_node("Conv", ["x", "w"], ["y"], group=2, dilations=[2, 1], auto_pad="SAME_UPPER", strides=[2, 2])],
+        [x], [y], [typed("w", w(4, 1, 2, 3))])
+    out["conv_1d_dynamic"] = model(
+        [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 0])],
+        [value("x", FLOAT, ["n", 2, "length"])], [y], [init("w", w(2, 2, 2))])
+
+    dcn_inputs = [value("x", FLOAT, [1, 2, 4, 4]), value("offset", FLOAT, [1, 18, 4, 4]),
+                  value("mask", FLOAT, [1, 9, 4, 4])]
+    out["deformconv_mask"] = model(
+        [helper.make_node("DeformConv", ["x", "w", "offset", "b", "mask"], ["y"], pads=[1, 1, 1, 1])],
+        dcn_inputs, [y], [init("w", w(2, 2, 3, 3)), init("b", w(2))])
+    out["deformconv_groups_dynamic"] = model(
+        [helper.make_node("DeformConv", ["x", "w", "offset"], ["y"], group=2, offset_group=2, kernel_shape=[2, 2])],
+        [value("x", FLOAT, ["n", 4, "h", "w"]), value("offset", FLOAT, ["n", 16, "oh", "ow"])],
+        [y], [init("w", w(2, 2, 2, 2))])
+    # Offsets and mask computed from the input, as exported detectors do.
+    out["deformconv_split_offsets"] = model(
+        [helper.make_node("Conv", ["x", "ow", "ob"], ["om"], pads=[1, 1, 1, 1]),
+         helper.make_node("Split", ["om", "split"], ["offset", "mlogit"], axis=1),
+         helper.make_node("Sigmoid", ["mlogit"], ["mask"]),
+         helper.make_node("DeformConv", ["x", "w", "offset", "", "mask"], ["y"], pads=[1, 1, 1, 1])],
+        [x], [y], [init("ow", w(27, 2, 3, 3, scale=0.1)), init("ob", w(27)), init("split", np.array([18, 9], np.int64)),
+                   init("w", w(2, 2, 3, 3))])
+    out["mmcv_modulated"] = model(
+        [helper.make_node("MMCVModulatedDeformConv2d", ["x", "offset", "mask", "w", "b"], ["y"], domain="mmcv",
+                          stride=[1, 1], padding=[1, 1], dilation=[1, 1], groups=1, deform_groups=1)],
+        dcn_inputs, [y], [init("w", w(2, 2, 3, 3)), init("b", w(2))], extra_opsets=[("mmcv", 1)])
+    out["mmcv_plain"] = model(
+        [helper.make_node("MMCVDeformConv2d", ["x", "offset", "w"], ["y"], domain="mmdeploy",
+                          stride=[1, 1], padding=[1, 1], dilation=[1, 1], groups=1, deform_groups=1)],
+        dcn_inputs[:2], [y], [init("w", w(2, 2, 3, 3))], extra_opsets=[("mmdeploy", 1)])
+    out["openvino_deformable"] = model(
+        [helper.make_node("DeformableConv2D", ["x", "offset", "w", "mask"], ["y"], domain="org.openvinotoolkit",
+                          pads=[1, 1, 1, 1], strides=[1, 1], dilations=[1, 1], group=1, deformable_groups=1,
+                          bilinear_interpolation_pad=0)],
+        dcn_inputs, [y], [init("w", w(2, 2, 3, 3))], extra_opsets=[("org.openvinotoolkit", 1)])
+
+    out["pool_bn_act"] = model(
+        [helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["bn"]),
+         helper.make_node("LeakyRelu", ["bn"], ["lr"], alpha=0.1),
+         helper.make_node("MaxPool", ["lr"], ["mp"], kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1),
+         helper.make_node("AveragePool", ["mp"], ["ap"], kernel_shape=[2, 2], pads=[1, 1, 0, 0], count_include_pad=1),
+         helper.make_node("GlobalAveragePool", ["ap"], ["y"])],
+        [x], [y], [init("s", w(2)), init("b", w(2)), init("m", w(2)), init("v", np.abs(w(2)) + 0.1)])
+    out["classifier_head"] = model(
+        [helper.make_node("Flatten", ["x"], ["f"], axis=1),
+         helper.make_node("Gemm", ["f", "fw", "fb"], ["g"], transB=1, alpha=0.5),
+         helper.make_node("Relu", ["g"], ["r"]),
+         helper.make_node("MatMul", ["r", "mw"], ["mm"]),
+         helper.make_node("Softmax", ["mm"], ["y"], axis=-1)],
+        [value("x", FLOAT, ["batch", 2, 2, 2])], [y], [init("fw", w(4, 8)), init("fb", w(4)), init("mw", w(4, 3))])
+    out["shape_arithmetic"] = model(
+        [helper.make_node("Shape", ["x"], ["s"]),
+         helper.make_node("Gather", ["s", "zero"], ["n"], axis=0),
+         helper.make_node("Unsqueeze", ["n", "axes0"], ["n1"]),
+         helper.make_node("Mul", ["n1", "minus_one"], ["neg"]),
+         helper.make_node("Concat", ["n1", "minus_one"], ["target"], axis=0),
+         helper.make_node("Reshape", ["x", "target"], ["flat"]),
+         helper.make_node("Cast", ["neg"], ["negf"], to=FLOAT),
+         helper.make_node("Add", ["flat", "negf"], ["y"])],
+        [value("x", FLOAT, ["n", 3, 2])], [y],
+        [init("zero", np.array(0, np.int64)), init("axes0", np.array([0], np.int64)),
+         init("minus_one", np.array([-1], np.int64))])
+    out["slice_transpose_squeeze"] = model(
+        [helper.make_node("Slice", ["x", "starts", "ends", "axes", "steps"], ["s"]),
+         helper.make_node("Transpose", ["s"], ["t"], perm=[0, 2, 3, 1]),
+         helper.make_node("Squeeze", ["t", "sq"], ["q"]),
+         helper.make_node("Identity", ["q"], ["y"])],
+        [x], [y], [init("starts", np.array([0, 4], np.int64)), init("ends", np.array([1, -100], np.int64)),
+                   init("axes", np.array([1, 3], np.int64)), init("steps", np.array([1, -2], np.int64)),
+                   init("sq", np.array([0], np.int64))])
+    out["constants_and_types"] = model(
+        [helper.make_node("Constant", [], ["c"], value=helper.make_tensor("c", INT64, [2], [3, -4])),
+         helper.make_node("Constant", [], ["cf"], value_floats=[1.5, -2.0]),
+         helper.make_node("Cast", ["c"], ["c32"], to=TensorProto.INT32),
+         helper.make_node("Div", ["c32", "d32"], ["q32"]),
+         helper.make_node("Cast", ["q32"], ["qf"], to=FLOAT),
+         helper.make_node("Sub", ["cf", "qf"], ["z"]),
+         helper.make_node("Mul", ["x", "z"], ["y"])],
+        [value("x", FLOAT, [3, 2])], [y], [typed("d32", np.array([2, 0], np.int32))])
+    out["double_and_half"] = model(
+        [helper.make_node("Cast", ["x"], ["xd"], to=TensorProto.DOUBLE),
+         helper.make_node("Add", ["xd", "bd"], ["sd"]),
+         helper.make_node("Cast", ["sd"], ["xh"], to=TensorProto.FLOAT16),
+         helper.make_node("Mul", ["xh", "bh"], ["y"])],
+        [value("x", FLOAT, [2, 3])], [y], [init("bd", np.array([1.0, 2.0, 3.0])),
+                                           typed("bh", np.array([0.5, 1.0, 2.0], np.float16))])
+    out["split_concat_multi_output"] = model(
+        [helper.make_node("Split", ["x"], ["a", "b"], axis=2, num_outputs=2),
+         helper.make_node("Concat", ["b", "a"], ["y"], axis=2),
+         helper.make_node("Identity", ["a"], ["z"])],
+        [x], [y, value("z", FLOAT, None)], opset=18)
+    return out
+
+
+def main():
+    os.makedirs(CORPUS, exist_ok=True)
+    rng = np.random.default_rng(20261121)
+    for name, m in seeds(rng).items():
+        data = m.SerializeToString()
+        with open(os.path.join(CORPUS, f"{name}.onnx"), "wb") as f:
+            f.write(data)
+        print(f"{name}.onnx: {len(data)} bytes")
+
+
+if __name__ == "__main__":
+    main()
