@@ -68,6 +68,31 @@ struct Window2D {
         }
     }
 
+    /// The convolution geometry for NCHW input `x` and OIHW weight `w` (both 4-D; `shapes` are the
+    /// caller's original shapes, for messages), with every consistency check Conv and DeformConv share.
+    func convGeometry(input x: [Int], weight w: [Int], group: Int, shapes: (x: [Int], w: [Int])) throws -> ConvGeometry {
+        var window = self
+        if !window.kernel.isEmpty && window.kernel != [w[2], w[3]] {
+            throw DeformRTError.invalidModel("kernel_shape \(window.kernel) disagrees with weight shape \(shapes.w)")
+        }
+        window.kernel = [w[2], w[3]]
+        let pads = try window.resolvedPads(size: [x[2], x[3]])
+        if w[2] < 1 || w[3] < 1 { throw DeformRTError.invalidModel("weight shape \(shapes.w) has an empty kernel") }
+        if x[1] % group != 0 || w[0] % group != 0 || w[1] != x[1] / group {
+            throw DeformRTError.invalidModel("group \(group) does not fit input channels \(x[1]) and weight shape \(shapes.w)")
+        }
+        let g = ConvGeometry(batch: x[0], inChannels: x[1], inHeight: x[2], inWidth: x[3], outChannels: w[0],
+                             kernelHeight: w[2], kernelWidth: w[3], strideHeight: window.strides[0], strideWidth: window.strides[1],
+                             padTop: pads[0], padLeft: pads[1], padBottom: pads[2], padRight: pads[3],
+                             dilationHeight: window.dilations[0], dilationWidth: window.dilations[1], group: group)
+        // Truncating division rounds a slightly negative room up to one output; refuse it here.
+        if g.inHeight + pads[0] + pads[2] < g.dilationHeight * (g.kernelHeight - 1) + 1
+            || g.inWidth + pads[1] + pads[3] < g.dilationWidth * (g.kernelWidth - 1) + 1 || g.outHeight < 1 || g.outWidth < 1 {
+            throw DeformRTError.invalidModel("the kernel does not fit the input: input \(shapes.x), weight \(shapes.w), pads \(pads)")
+        }
+        return g
+    }
+
     /// Output size along one axis; nil when the window does not fit.
     static func outputSize(_ input: Int, kernel: Int, stride: Int, dilation: Int, padBegin: Int, padEnd: Int, ceilMode: Bool = false) -> Int? {
         let span = dilation * (kernel - 1) + 1
@@ -104,28 +129,10 @@ final class ConvOperator: Operator {
         if is1D { window.liftTo2D() }
         let x4 = is1D ? [x[0], x[1], 1, x[2]] : x
         let w4 = is1D ? [w[0], w[1], 1, w[2]] : w
-        if !window.kernel.isEmpty && window.kernel != [w4[2], w4[3]] {
-            throw DeformRTError.invalidModel("kernel_shape \(self.window.kernel) disagrees with weight shape \(w)")
-        }
-        window.kernel = [w4[2], w4[3]]
-        let pads = try window.resolvedPads(size: [x4[2], x4[3]])
-        if is1D && (pads[0] != 0 || pads[2] != 0) {
+        if is1D, let pads = window.pads, pads[0] != 0 || pads[2] != 0 {
             throw DeformRTError.invalidModel("a 1-D convolution takes 2 pads [begin, end], got \(self.window.pads ?? [])")
         }
-        if w4[2] < 1 || w4[3] < 1 { throw DeformRTError.invalidModel("weight shape \(w) has an empty kernel") }
-        if x4[1] % group != 0 || w4[0] % group != 0 || w4[1] != x4[1] / group {
-            throw DeformRTError.invalidModel("group \(group) does not fit input channels \(x4[1]) and weight shape \(w)")
-        }
-        let g = ConvGeometry(batch: x4[0], inChannels: x4[1], inHeight: x4[2], inWidth: x4[3], outChannels: w4[0],
-                             kernelHeight: w4[2], kernelWidth: w4[3], strideHeight: window.strides[0], strideWidth: window.strides[1],
-                             padTop: pads[0], padLeft: pads[1], padBottom: pads[2], padRight: pads[3],
-                             dilationHeight: window.dilations[0], dilationWidth: window.dilations[1], group: group)
-        // Truncating division rounds a slightly negative room up to one output; refuse it here.
-        if g.inHeight + pads[0] + pads[2] < g.dilationHeight * (g.kernelHeight - 1) + 1
-            || g.inWidth + pads[1] + pads[3] < g.dilationWidth * (g.kernelWidth - 1) + 1 || g.outHeight < 1 || g.outWidth < 1 {
-            throw DeformRTError.invalidModel("the kernel does not fit the input: input \(x), weight \(w), pads \(pads)")
-        }
-        return g
+        return try window.convGeometry(input: x4, weight: w4, group: group, shapes: (x, w))
     }
 
     func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
@@ -206,28 +213,10 @@ final class DeformConvOperator: Operator {
     private func bind(x: [Int], w: [Int], offset: [Int], mask: [Int]?, bias: [Int]?) throws -> Bound {
         guard x.count == 4 else { throw DeformRTError.unsupported("only 2-D deformable convolution is supported (input shape \(x))") }
         guard w.count == 4 else { throw DeformRTError.invalidModel("weight must have rank 4, got shape \(w)") }
-        var window = window
-        if !window.kernel.isEmpty && window.kernel != [w[2], w[3]] {
-            throw DeformRTError.invalidModel("kernel_shape \(window.kernel) disagrees with weight shape \(w)")
-        }
-        window.kernel = [w[2], w[3]]
-        let pads = try window.resolvedPads(size: [x[2], x[3]])
-        if w[2] < 1 || w[3] < 1 { throw DeformRTError.invalidModel("weight shape \(w) has an empty kernel") }
-        if x[1] % group != 0 || w[0] % group != 0 || w[1] != x[1] / group {
-            throw DeformRTError.invalidModel("group \(group) does not fit input channels \(x[1]) and weight shape \(w)")
-        }
         if x[1] % offsetGroup != 0 || offsetGroup > max(x[1], 1) {
             throw DeformRTError.invalidModel("offset group \(offsetGroup) does not divide the \(x[1]) input channels")
         }
-        let g = ConvGeometry(batch: x[0], inChannels: x[1], inHeight: x[2], inWidth: x[3], outChannels: w[0],
-                             kernelHeight: w[2], kernelWidth: w[3], strideHeight: window.strides[0], strideWidth: window.strides[1],
-                             padTop: pads[0], padLeft: pads[1], padBottom: pads[2], padRight: pads[3],
-                             dilationHeight: window.dilations[0], dilationWidth: window.dilations[1], group: group)
-        // Truncating division rounds a slightly negative room up to one output; refuse it here.
-        if g.inHeight + pads[0] + pads[2] < g.dilationHeight * (g.kernelHeight - 1) + 1
-            || g.inWidth + pads[1] + pads[3] < g.dilationWidth * (g.kernelWidth - 1) + 1 || g.outHeight < 1 || g.outWidth < 1 {
-            throw DeformRTError.invalidModel("the kernel does not fit the input: input \(x), weight \(w), pads \(pads)")
-        }
+        let g = try window.convGeometry(input: x, weight: w, group: group, shapes: (x, w))
         let taps = g.kernelHeight * g.kernelWidth
         let offsetChannels = try Limits.product(offsetGroup, 2 * taps, what: "offset channels")
         _ = try Limits.product(g.inChannels, taps, what: "sampled columns")

@@ -41,12 +41,8 @@ final class GemmOperator: Operator {
         var beta: Float = 0
         if inputs.count > 2, let c = inputs[2], self.beta != 0 {
             // Broadcast C into Y, then let sgemm accumulate onto it.
-            let zero = [Float](repeating: 0, count: 1)
-            zero.withUnsafeBufferPointer { z in
-                Broadcast.forEachRow(out: [m, n], a: c.shape, b: [1]) { co, cs, _, _, yo, len in
-                    ElementwiseKernels.binary(.add, c.floats + co, cs, z.baseAddress!, 0, y.floats + yo, len)
-                }
-            }
+            StridedCopy.copy(elementSize: 4, shape: [m, n], sourceStrides: Broadcast.strides(c.shape, into: [m, n]),
+                             source: c.rawPointer, destination: y.rawPointer)
             beta = self.beta
         }
         MatrixMultiply.run(transposeA: transA, transposeB: transB, m: m, n: n, k: k, alpha: alpha,
