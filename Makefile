@@ -63,3 +63,5 @@ bench: python
 
 clean:
 	rm -rf .build build bindings/python/src/deformrt/libdeformrt.so
+
+include fuzz/Makefile.inc

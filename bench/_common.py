@@ -14,6 +14,7 @@ import dataclasses
 import gc
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
@@ -178,7 +179,7 @@ def deformrt_environment(env: Dict[str, str]) -> None:
 
 # ----------------------------------------------------------------------------- timing
 
-def measure(run: Runner, warmup: int, runs: int) -> Dict[str, object]:
+def measure(run: Runner, warmup: int, runs: int) -> List[float]:
     """Times `runs` calls after `warmup` untimed ones; milliseconds."""
     for _ in range(warmup):
         run()
@@ -193,9 +194,13 @@ def measure(run: Runner, warmup: int, runs: int) -> Dict[str, object]:
     finally:
         if gc_was_enabled:
             gc.enable()
+    return times
+
+
+def summarize(times: Sequence[float]) -> Dict[str, object]:
     p25, median, p75 = np.percentile(times, [25, 50, 75])
     return {"median_ms": float(median), "min_ms": float(min(times)), "p25_ms": float(p25),
-            "p75_ms": float(p75), "times_ms": times}
+            "p75_ms": float(p75), "times_ms": list(times)}
 
 
 def max_abs_difference(ours: np.ndarray, theirs: np.ndarray) -> float:
@@ -314,6 +319,9 @@ def add_arguments(parser: argparse.ArgumentParser, layer_names: Sequence[str], s
                         help=f"systems to run, comma-separated (default {','.join(systems)})")
     parser.add_argument("--runs", type=int, help=f"timed runs per measurement (default {DEFAULT_RUNS})")
     parser.add_argument("--warmup", type=int, help=f"untimed runs first (default {DEFAULT_WARMUP})")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat the whole sweep this many times and pool the runs (default 1), "
+                             "which spreads each system's runs over time on a noisy machine")
     parser.add_argument("--quick", action="store_true",
                         help=f"smoke test: {QUICK_RUNS} runs after {QUICK_WARMUP} warm-up, "
                              "one process per system and thread count")
@@ -327,8 +335,8 @@ def resolve_counts(args: argparse.Namespace) -> None:
         args.runs = QUICK_RUNS if args.quick else DEFAULT_RUNS
     if args.warmup is None:
         args.warmup = QUICK_WARMUP if args.quick else DEFAULT_WARMUP
-    if args.runs < 1 or args.warmup < 0:
-        raise SystemExit("--runs must be >= 1 and --warmup >= 0")
+    if args.runs < 1 or args.warmup < 0 or args.rounds < 1:
+        raise SystemExit("--runs and --rounds must be >= 1, --warmup >= 0")
 
 
 def select(names: str, known: Sequence[str], what: str) -> List[str]:
@@ -375,39 +383,48 @@ class Collected:
 
 
 def collect(script: Path, systems: Sequence[System], layers: Sequence[Layer], thread_counts: Sequence[int],
-            args: argparse.Namespace, checked_system: str) -> Collected:
-    """Runs every worker. One process per (system, layer, threads), systems interleaved layer by layer
-    so that load from elsewhere on the machine hits them alike; --quick runs all layers in one
-    process per (system, threads) to save start-up time (torch alone takes seconds to import)."""
+            args: argparse.Namespace, checked_system: Optional[str]) -> Collected:
+    """Runs every worker. One process per (system, layer, threads), systems interleaved layer by layer,
+    and the whole sweep --rounds times with the runs pooled, so that load from elsewhere on the
+    machine hits all systems alike. --quick runs all layers in one process per (system, threads) to
+    save start-up time (torch alone takes seconds to import)."""
+    times: Dict[tuple, List[float]] = {}
     collected = Collected({}, {}, [])
     groups = [list(layers)] if args.quick else [[layer] for layer in layers]
-    for threads in thread_counts:
-        for group in groups:
-            for system in systems:
-                if system.skipped:
-                    continue
-                names = ",".join(layer.name for layer in group)
-                arguments = ["--worker", system.key, "--layers", names,
-                             "--runs", str(args.runs), "--warmup", str(args.warmup)]
-                if system.key == checked_system:
-                    arguments.append("--check")
-                try:
-                    result = run_worker(system.python, script, arguments, threads, deformrt=system.deformrt)
-                except WorkerFailed as failure:
-                    collected.failures.append(f"{system.label}, layers {names}, threads {threads}: {failure}")
-                    progress(f"  {system.label:<14} {names} t={threads}: FAILED")
-                    continue
-                for name, timing in result["layers"].items():
-                    collected.timings[(system.key, name, threads)] = timing
-                    progress(f"  {system.label:<14} {name} t={threads}: {timing['median_ms']:8.2f} ms median")
-                for name, difference in result.get("max_abs_diff", {}).items():
-                    collected.differences[(name, threads)] = difference
+    for round_index in range(args.rounds):
+        if args.rounds > 1:
+            progress(f"round {round_index + 1} of {args.rounds}")
+        for threads in thread_counts:
+            for group in groups:
+                for system in systems:
+                    if system.skipped:
+                        continue
+                    names = ",".join(layer.name for layer in group)
+                    arguments = ["--worker", system.key, "--layers", names,
+                                 "--runs", str(args.runs), "--warmup", str(args.warmup)]
+                    if system.key == checked_system:
+                        arguments.append("--check")
+                    try:
+                        result = run_worker(system.python, script, arguments, threads, deformrt=system.deformrt)
+                    except WorkerFailed as failure:
+                        collected.failures.append(f"{system.label}, layers {names}, threads {threads}: {failure}")
+                        progress(f"  {system.label:<14} {names} t={threads}: FAILED")
+                        continue
+                    for name, layer_times in result["layers"].items():
+                        times.setdefault((system.key, name, threads), []).extend(layer_times)
+                        progress(f"  {system.label:<14} {name} t={threads}: "
+                                 f"{float(np.median(layer_times)):8.2f} ms median")
+                    for name, difference in result.get("max_abs_diff", {}).items():
+                        previous = collected.differences.get((name, threads), 0.0)
+                        worse = math.isnan(difference) or difference > previous  # NaN is the worst
+                        collected.differences[(name, threads)] = difference if worse else previous
+    collected.timings = {key: summarize(values) for key, values in times.items()}
     return collected
 
 
 def write_json(path: str, collected: Collected, layers: Sequence[Layer], args: argparse.Namespace) -> None:
     document = {
-        "runs": args.runs, "warmup": args.warmup,
+        "runs": args.runs, "warmup": args.warmup, "rounds": args.rounds,
         "layers": {layer.name: dataclasses.asdict(layer) | {"flop": layer.flop} for layer in layers},
         "timings": [{"system": system, "layer": layer, "threads": threads, **timing}
                     for (system, layer, threads), timing in collected.timings.items()],
@@ -479,7 +496,8 @@ def report(collected: Collected, systems: Sequence[System], layers: Sequence[Lay
            own_conv: Optional[str] = None, tolerance: float = 1e-3) -> int:
     """Prints the tables and notes; returns the exit status (1 on a failed worker or a mismatch)."""
     print(f"## {title}")
-    print(f"batch 1, fp32; median of {args.runs} runs after {args.warmup} warm-up, each system in its own "
+    pooled = f" x {args.rounds} rounds" if args.rounds > 1 else ""
+    print(f"batch 1, fp32; median of {args.runs} runs{pooled} after {args.warmup} warm-up, each system in its own "
           f"process; GFLOP/s = 2*Cin*Cout*kH*kW*Hout*Wout / median time; load average at the end {load_average()}")
     print()
     print(results_table(collected, systems, layers, thread_counts, own_conv))

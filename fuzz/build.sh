@@ -16,7 +16,7 @@ trap 'rm -f "$log"' EXIT
 for attempt in 1 2 3 4 5; do
     status=0
     swift build "${flags[@]}" >"$log" 2>&1 || status=$?
-    grep -v -e "Cannot export local symbol" -e '^\[' "$log" || true
+    grep -E "error:|Build (complete|of product)" "$log" || true
     [ "$status" -eq 0 ] && exit 0
     grep -q "modified during the build" "$log" || exit "$status"
     sleep 10

@@ -146,6 +146,70 @@ def seeds(rng):
          helper.make_node("Concat", ["b", "a"], ["y"], axis=2),
          helper.make_node("Identity", ["a"], ["z"])],
         [x], [y, value("z", FLOAT, None)], opset=18)
+    # Operators added after the spine: shape generators, padding and resizing, reductions,
+    # normalisation, comparisons and the RoI pooling family.
+    out["generators_and_shape_ops"] = model(
+        [helper.make_node("ConstantOfShape", ["tiled_shape"], ["c"], value=helper.make_tensor("v", FLOAT, [1], [0.5])),
+         helper.make_node("Range", ["start", "limit", "delta"], ["r"]),
+         helper.make_node("Cast", ["r"], ["rf"], to=FLOAT),
+         helper.make_node("Expand", ["rf", "shape"], ["e"]),
+         helper.make_node("Tile", ["e", "repeats"], ["t"]),
+         helper.make_node("Add", ["t", "c"], ["s"]),
+         helper.make_node("Size", ["s"], ["n"]),
+         helper.make_node("Cast", ["n"], ["nf"], to=FLOAT),
+         helper.make_node("Mul", ["x", "nf"], ["y"])],
+        [value("x", FLOAT, [2, 6])], [y],
+        [init("shape", np.array([2, 3], np.int64)), init("tiled_shape", np.array([2, 6], np.int64)),
+         init("start", np.array(0, np.int64)),
+         init("limit", np.array(3, np.int64)), init("delta", np.array(1, np.int64)),
+         init("repeats", np.array([1, 2], np.int64))])
+    out["pad_resize"] = model(
+        [helper.make_node("Pad", ["x", "pads"], ["p"], mode="reflect"),
+         helper.make_node("Resize", ["p", "", "scales"], ["r"], mode="linear"),
+         helper.make_node("Pad", ["r", "pads", "cv"], ["q"], mode="constant"),
+         helper.make_node("Resize", ["q", "", "", "sizes"], ["y"], mode="nearest", nearest_mode="floor")],
+        [value("x", FLOAT, [1, 1, 3, 3])], [y],
+        [init("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64)), init("scales", np.array([1, 1, 1.5, 2], np.float32)),
+         init("cv", np.array(0.25, np.float32)), init("sizes", np.array([1, 1, 4, 5], np.int64))])
+    out["reductions_and_norms"] = model(
+        [helper.make_node("ReduceMean", ["x", "axes"], ["m"], keepdims=1),
+         helper.make_node("ReduceMax", ["x"], ["mx"], keepdims=0),
+         helper.make_node("InstanceNormalization", ["x", "s", "b"], ["i"], epsilon=1e-3),
+         helper.make_node("LayerNormalization", ["i", "ls", "lb"], ["l"], axis=-1),
+         helper.make_node("Sub", ["l", "m"], ["d"]),
+         helper.make_node("ArgMax", ["d"], ["am"], axis=1, keepdims=1),
+         helper.make_node("ReduceSum", ["d", "axes"], ["y"], keepdims=0)],
+        [value("x", FLOAT, [1, 2, 3, 4])], [y, value("mx", FLOAT, None), value("am", INT64, None)],
+        [init("axes", np.array([1], np.int64)), init("s", w(2)), init("b", w(2)), init("ls", w(4)), init("lb", w(4))])
+    out["activations_and_logic"] = model(
+        [helper.make_node("HardSwish", ["x"], ["a"]), helper.make_node("Mish", ["a"], ["b"]),
+         helper.make_node("Gelu", ["b"], ["c"], approximate="tanh"), helper.make_node("Elu", ["c"], ["d"], alpha=0.5),
+         helper.make_node("Selu", ["d"], ["e"]), helper.make_node("HardSigmoid", ["e"], ["f"]),
+         helper.make_node("PRelu", ["f", "slope"], ["g"]), helper.make_node("Clip", ["g", "lo", "hi"], ["h"]),
+         helper.make_node("Pow", ["h", "two"], ["k"]), helper.make_node("Greater", ["k", "x"], ["gt"]),
+         helper.make_node("Not", ["gt"], ["ng"]), helper.make_node("Where", ["ng", "k", "x"], ["wh"]),
+         helper.make_node("Max", ["wh", "x", "k"], ["mx"]), helper.make_node("Min", ["mx", "h"], ["y"])],
+        [value("x", FLOAT, [2, 3])], [y],
+        [init("slope", w(3)), init("lo", np.array(-1.0, np.float32)), init("hi", np.array(2.0, np.float32)),
+         init("two", np.array(2.0, np.float32))], opset=20)
+    rois = np.array([[0, 0.5, 0.5, 3.5, 3.5], [0, 1, 0, 4, 2]], np.float32)
+    feature = value("x", FLOAT, [1, 4, 5, 5])
+    out["roi_align_maxroipool"] = model(
+        [helper.make_node("RoiAlign", ["x", "boxes", "batch"], ["a"], output_height=2, output_width=2, sampling_ratio=2,
+                          spatial_scale=0.5, mode="avg"),
+         helper.make_node("MaxRoiPool", ["x", "rois"], ["y"], pooled_shape=[2, 2], spatial_scale=1.0)],
+        [feature], [y, value("a", FLOAT, None)],
+        [init("boxes", rois[:, 1:]), init("batch", np.zeros(2, np.int64)), init("rois", rois)])
+    out["deform_roi_pool"] = model(
+        [helper.make_node("DeformRoIPool", ["x", "rois", "offset", "mask"], ["y"], domain="ai.deformrt",
+                          output_size=[2, 2], spatial_scale=1.0, sampling_ratio=2, gamma=0.1)],
+        [feature, value("offset", FLOAT, [2, 2, 2, 2]), value("mask", FLOAT, [2, 1, 2, 2])], [y], [init("rois", rois)],
+        extra_opsets=[("ai.deformrt", 1)])
+    out["deformable_psroi_pool"] = model(
+        [helper.make_node("DeformablePSROIPooling", ["x", "rois", "trans"], ["y"], domain="ai.deformrt",
+                          output_dim=1, group_size=2, spatial_scale=1.0, pooled_size=2, part_size=2,
+                          sample_per_part=2, trans_std=0.1)],
+        [feature, value("trans", FLOAT, [2, 2, 2, 2])], [y], [init("rois", rois)], extra_opsets=[("ai.deformrt", 1)])
     return out
 
 

@@ -34,6 +34,8 @@ final class ExecutionPlan {
     private let arena: TensorStorage
     private let workspace: TensorStorage
     private let parallel: Parallel
+    /// Bound where a per-run tensor goes between runs (an empty view of the arena).
+    private let placeholder: Tensor
 
     init(session: SessionCore, inputTypes: [ValueType]) throws {
         self.inputTypes = inputTypes
@@ -168,11 +170,35 @@ final class ExecutionPlan {
             steps.append(Step(node: nodeIndex, op: session.operators[position], inputs: inputs, outputs: outputs))
         }
         self.inputBindings = inputBindings
+        self.placeholder = placeholder
+        outputPools = graph.outputs.map { _ in [] }
         outputSources = graph.outputs.map { output in
             if let index = isGraphInput[output.id] { return .input(index) }
             if firstStep[output.id] >= 0 { return .computed(value: output.id, type: known[output.id]!.type) }
             return .fixed(known[output.id]!.constant!)
         }
+    }
+
+    private func bindOutput(_ value: Int, to tensor: Tensor) {
+        for binding in outputBindings[value] ?? [] {
+            if binding.isOutput { steps[binding.step].outputs[binding.position] = tensor }
+            else { steps[binding.step].inputs[binding.position] = tensor }
+        }
+    }
+
+    /// Output buffers kept for reuse, per graph output: a run takes one the caller has released,
+    /// so steady-state runs neither allocate nor fault in fresh pages. Two per output let a caller
+    /// hold the previous result while the next run fills the other.
+    private var outputPools: [[TensorStorage]]
+    private static let outputPoolDepth = 2
+
+    private func outputStorage(slot: Int, byteCount: Int) -> TensorStorage {
+        for i in outputPools[slot].indices where isKnownUniquelyReferenced(&outputPools[slot][i]) {
+            return outputPools[slot][i]
+        }
+        let storage = TensorStorage(uninitializedByteCount: byteCount)
+        if outputPools[slot].count < ExecutionPlan.outputPoolDepth { outputPools[slot].append(storage) }
+        return storage
     }
 
     /// Outputs up to this many elements are computed while planning when their inputs are constant.
@@ -182,23 +208,26 @@ final class ExecutionPlan {
         for (index, bindings) in inputBindings.enumerated() {
             for binding in bindings { steps[binding.step].inputs[binding.position] = inputs[index] }
         }
-        var results: [Int: Tensor] = [:]
-        for source in outputSources {
-            guard case .computed(let value, let type) = source, results[value] == nil else { continue }
-            let tensor = try Tensor(zeros: type.elementType, shape: type.shape)
-            results[value] = tensor
-            for binding in outputBindings[value] ?? [] {
-                if binding.isOutput { steps[binding.step].outputs[binding.position] = tensor }
-                else { steps[binding.step].inputs[binding.position] = tensor }
+        // Drop references to the caller's tensors, also when an operator throws, so that memory
+        // a caller lent (drt_tensor_create_borrowed) is never reachable after the call.
+        defer {
+            for bindings in inputBindings {
+                for binding in bindings { steps[binding.step].inputs[binding.position] = nil }
             }
         }
+        var results: [Int: Tensor] = [:]
+        for (slot, source) in outputSources.enumerated() {
+            guard case .computed(let value, let type) = source, results[value] == nil else { continue }
+            let tensor = Tensor(elementType: type.elementType, shape: type.shape,
+                                storage: outputStorage(slot: slot, byteCount: type.shape.reduce(1, *) * type.elementType.byteSize))
+            results[value] = tensor
+            bindOutput(value, to: tensor)
+        }
+        // The steps let go of the outputs once the run ends, so a released output can be reused.
+        defer { for value in results.keys { bindOutput(value, to: placeholder) } }
         let context = RunContext(parallel: parallel, workspace: workspace.bytes, workspaceByteCount: workspace.byteCount)
         for step in steps {
             try step.op.run(step.inputs, step.outputs, context)
-        }
-        // Drop references to the caller's tensors so they are not kept past the call.
-        for bindings in inputBindings {
-            for binding in bindings { steps[binding.step].inputs[binding.position] = nil }
         }
         var handedOut = Set<Int>()
         return wanted.map { index in

@@ -16,6 +16,15 @@ public final class TensorStorage: @unchecked Sendable {
         keepAlive = nil
     }
 
+    /// Allocates `byteCount` bytes, 64-byte aligned, left uninitialised (for outputs every kernel
+    /// writes in full).
+    public init(uninitializedByteCount byteCount: Int) {
+        self.byteCount = byteCount
+        bytes = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
+        owned = true
+        keepAlive = nil
+    }
+
     /// Allocates and copies `byteCount` bytes from `source`.
     public init(copying source: UnsafeRawPointer?, byteCount: Int) {
         self.byteCount = byteCount

@@ -48,6 +48,10 @@ public enum Conv2D {
         case .blas:
             let plan = BlasPlan(g, threads: parallel.threads)
             if plan.items == 0 { return }
+            if plan.k == 0 {
+                ConvBias.fill(g, bias: bias, output: output)
+                return
+            }
             let panels = workspace.bindMemory(to: Float.self, capacity: plan.workers * plan.panelFloats)
             parallel.forEachRange(plan.items) { worker, items in
                 let panel = panels + worker * plan.panelFloats
@@ -55,6 +59,67 @@ public enum Conv2D {
                     plan.runItem(item, input: input, weight: weight, bias: bias, output: output, panel: panel)
                 }
             }
+        }
+    }
+
+    // Constant weights can be packed once (e.g. when a session is created) instead of on every
+    // call: packWeight writes them in the engine's order (for blas: OIHW unchanged), and the
+    // packedWeight variants of workspaceByteCount / run use them.
+
+    /// Bytes `packWeight` writes for this geometry and engine.
+    public static func packedWeightByteCount(_ g: ConvGeometry, engine: ConvEngine = .preferred) -> Int {
+        switch engine {
+        case .packedSIMD: return ChannelsLastConvPlan(g, engine: engine, threads: 1).packedWeightByteCount
+        case .blas: return BlasPlan(g, threads: 1).weightFloats * MemoryLayout<Float>.stride
+        }
+    }
+
+    /// Packs OIHW `weight` into `packed` (packedWeightByteCount bytes, 64-byte aligned) for `engine`.
+    public static func packWeight(
+        _ g: ConvGeometry, weight: UnsafePointer<Float>, into packed: UnsafeMutableRawPointer,
+        engine: ConvEngine = .preferred, parallel: Parallel = .serial
+    ) {
+        let floats = packedWeightByteCount(g, engine: engine) / MemoryLayout<Float>.stride
+        let destination = packed.bindMemory(to: Float.self, capacity: floats)
+        switch engine {
+        case .packedSIMD:
+            ChannelsLastConvPlan(g, engine: engine, threads: parallel.threads)
+                .packWeights(weight, into: destination, parallel: parallel)
+        case .blas:
+            destination.update(from: weight, count: floats)
+        }
+    }
+
+    /// Scratch bytes of `run(..., packedWeight: ...)`.
+    public static func workspaceByteCount(
+        _ g: ConvGeometry, threads: Int, packedWeight: Bool, engine: ConvEngine = .preferred
+    ) -> Int {
+        switch engine {
+        case .packedSIMD:
+            return ChannelsLastConvPlan(g, engine: engine, threads: threads, pointwise: isPointwise(g),
+                                        weightsPrepacked: packedWeight).byteCount
+        case .blas:
+            return workspaceByteCount(g, threads: threads, engine: .blas)
+        }
+    }
+
+    /// `run` on weights prepared by `packWeight` for the same geometry and engine.
+    public static func run(
+        _ g: ConvGeometry, input: UnsafePointer<Float>, packedWeight: UnsafeRawPointer,
+        bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
+        workspace: UnsafeMutableRawPointer, parallel: Parallel, engine: ConvEngine = .preferred
+    ) {
+        let weights = packedWeight.assumingMemoryBound(to: Float.self)
+        switch engine {
+        case .packedSIMD:
+            let pointwise = isPointwise(g)
+            let plan = ChannelsLastConvPlan(g, engine: engine, threads: parallel.threads, pointwise: pointwise,
+                                            weightsPrepacked: true)
+            plan.run({ _ in pointwise ? .pointwise : .im2col }, input: input, weight: weights, bias: bias,
+                     output: output, workspace: workspace, parallel: parallel)
+        case .blas:
+            run(g, input: input, weight: weights, bias: bias, output: output, workspace: workspace,
+                parallel: parallel, engine: .blas)
         }
     }
 
@@ -78,6 +143,7 @@ struct BlasPlan {
     let workers: Int
     let usesPanel: Bool
     var panelFloats: Int { usesPanel ? k * tileColumns : 0 }
+    var weightFloats: Int { g.outChannels * k }
 
     init(_ g: ConvGeometry, threads: Int) {
         self.g = g

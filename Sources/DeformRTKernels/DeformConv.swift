@@ -37,13 +37,70 @@ public enum DeformConv {
         bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
         workspace: UnsafeMutableRawPointer, parallel: Parallel, engine: ConvEngine
     ) {
-        // Sampling plans hold input rows as Int32 and convert coordinates below 2^22 exactly; inputs
-        // beyond that (a 4M-pixel-wide plane) take the scalar path rather than a wrong one.
-        if g.inHeight >= 1 << 22 || g.inWidth >= 1 << 22 || g.inHeight * g.inWidth >= 1 << 30 {
+        if !supportsSampling(g) {
             reference(g, d, input: input, weight: weight, offset: offset, mask: mask, bias: bias, output: output)
             return
         }
         let plan = ChannelsLastConvPlan(g, engine: engine, threads: parallel.threads)
+        run(plan, d, input: input, weight: weight, offset: offset, mask: mask, bias: bias, output: output,
+            workspace: workspace, parallel: parallel)
+    }
+
+    /// Whether `run` samples this input with its SIMD plans, which hold input rows as Int32 and
+    /// convert coordinates below 2^22 exactly: planes up to 4M rows or columns and 2^30 pixels.
+    /// Larger planes go to the scalar reference (raw weights) or are refused (packed weights).
+    public static func supportsSampling(_ g: ConvGeometry) -> Bool {
+        g.inHeight < 1 << 22 && g.inWidth < 1 << 22 && g.inHeight * g.inWidth < 1 << 30
+    }
+
+    // Constant weights can be packed once (e.g. when a session is created) instead of on every
+    // call: packWeight writes them in the engine's order, and the packedWeight variants of
+    // workspaceByteCount / run use them, skipping a pass over all weights per call.
+
+    /// Bytes `packWeight` writes for this geometry and engine.
+    public static func packedWeightByteCount(_ g: ConvGeometry, engine: ConvEngine = .preferred) -> Int {
+        ChannelsLastConvPlan(g, engine: engine, threads: 1).packedWeightByteCount
+    }
+
+    /// Packs OIHW `weight` into `packed` (packedWeightByteCount bytes, 64-byte aligned) for `engine`.
+    public static func packWeight(
+        _ g: ConvGeometry, weight: UnsafePointer<Float>, into packed: UnsafeMutableRawPointer,
+        engine: ConvEngine = .preferred, parallel: Parallel = .serial
+    ) {
+        let plan = ChannelsLastConvPlan(g, engine: engine, threads: parallel.threads)
+        let floats = plan.packedWeightByteCount / MemoryLayout<Float>.stride
+        plan.packWeights(weight, into: packed.bindMemory(to: Float.self, capacity: floats), parallel: parallel)
+    }
+
+    /// Scratch bytes of `run(..., packedWeight: ...)`.
+    public static func workspaceByteCount(
+        _ g: ConvGeometry, _ d: DeformableOptions, threads: Int, packedWeight: Bool, engine: ConvEngine = .preferred
+    ) -> Int {
+        ChannelsLastConvPlan(g, engine: engine, threads: threads, weightsPrepacked: packedWeight).byteCount
+    }
+
+    /// `run` on weights prepared by `packWeight` for the same geometry and engine.
+    /// Precondition: `supportsSampling(g)` (the op layer rejects larger planes).
+    public static func run(
+        _ g: ConvGeometry, _ d: DeformableOptions, input: UnsafePointer<Float>,
+        packedWeight: UnsafeRawPointer, offset: UnsafePointer<Float>, mask: UnsafePointer<Float>?,
+        bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
+        workspace: UnsafeMutableRawPointer, parallel: Parallel, engine: ConvEngine = .preferred
+    ) {
+        precondition(supportsSampling(g), "DeformConv: input plane too large for the sampling plan")
+        let plan = ChannelsLastConvPlan(g, engine: engine, threads: parallel.threads, weightsPrepacked: true)
+        let weights = packedWeight.assumingMemoryBound(to: Float.self)
+        run(plan, d, input: input, weight: weights, offset: offset, mask: mask, bias: bias, output: output,
+            workspace: workspace, parallel: parallel)
+    }
+
+    static func run(
+        _ plan: ChannelsLastConvPlan, _ d: DeformableOptions, input: UnsafePointer<Float>,
+        weight: UnsafePointer<Float>, offset: UnsafePointer<Float>, mask: UnsafePointer<Float>?,
+        bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
+        workspace: UnsafeMutableRawPointer, parallel: Parallel
+    ) {
+        let g = plan.g
         let taps = g.kernelHeight * g.kernelWidth
         let offsetPerImage = d.offsetGroup * 2 * taps * plan.outPixels
         let maskPerImage = d.offsetGroup * taps * plan.outPixels
@@ -52,3 +109,4 @@ public enum DeformConv {
                  input: input, weight: weight, bias: bias, output: output, workspace: workspace, parallel: parallel)
     }
 }
+

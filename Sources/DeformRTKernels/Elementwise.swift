@@ -54,48 +54,6 @@ public enum ElementwiseKernels {
     public static func store16(_ v: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>) {
         UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
     }
-
-    public static func relu(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int) {
-        var i = 0
-        let zero = SIMD16<Float>(repeating: 0)
-        while i + 16 <= count {
-            let v = load16(x + i)
-            // Keeps NaN as NaN like max(x, 0) in onnx.reference (np.maximum propagates NaN).
-            store16(v.replacing(with: zero, where: v .< zero), y + i)
-            i += 16
-        }
-        while i < count {
-            y[i] = x[i] < 0 ? 0 : x[i]
-            i += 1
-        }
-    }
-
-    public static func leakyRelu(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int, alpha: Float) {
-        var i = 0
-        let zero = SIMD16<Float>(repeating: 0)
-        while i + 16 <= count {
-            let v = load16(x + i)
-            store16(v.replacing(with: v * alpha, where: v .< zero), y + i)
-            i += 16
-        }
-        while i < count {
-            y[i] = x[i] < 0 ? x[i] * alpha : x[i]
-            i += 1
-        }
-    }
-
-    /// 1 / (1 + e^-x), computed so large |x| neither overflows nor loses the tails.
-    public static func sigmoid(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int) {
-        for i in 0..<count {
-            let v = x[i]
-            if v >= 0 {
-                y[i] = 1 / (1 + expf(-v))
-            } else {
-                let e = expf(v)
-                y[i] = e / (1 + e)
-            }
-        }
-    }
 }
 
 #if canImport(Glibc)

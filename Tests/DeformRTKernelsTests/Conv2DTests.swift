@@ -2,7 +2,7 @@ import DeformRTKernels
 import TestSupport
 import XCTest
 
-/// Conv2D.run (both GEMM engines) against Conv2D.reference (Double accumulation) at awkward shapes.
+/// Conv2D.run (both GEMM engines; the second thread count on weights from packWeight) against Conv2D.reference (Double accumulation) at awkward shapes.
 /// Tolerance: max |a - b| / (1 + |b|) <= 1e-4 (float32 sums of up to ~2300 products of U(-1, 1) terms).
 final class Conv2DTests: XCTestCase {
     static let tolerance: Float = 1e-4
@@ -19,16 +19,29 @@ final class Conv2DTests: XCTestCase {
             Conv2D.reference(g, input: input, weight: weight, bias: bias ? bp.baseAddress : nil, output: &expected)
         }
         for engine in [ConvEngine.packedSIMD, .blas] {
-            for t in threads {
+            for (i, t) in threads.enumerated() {
+                // The second thread count runs on weights from packWeight.
+                let prepacked = i == 1
                 var got = [Float](repeating: .nan, count: outCount)
-                let bytes = Conv2D.workspaceByteCount(g, threads: t, engine: engine)
+                let bytes = prepacked ? Conv2D.workspaceByteCount(g, threads: t, packedWeight: true, engine: engine)
+                    : Conv2D.workspaceByteCount(g, threads: t, engine: engine)
                 let ws = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 1), alignment: 64)
-                defer { ws.deallocate() }
+                let packedBytes = Conv2D.packedWeightByteCount(g, engine: engine)
+                let packed = UnsafeMutableRawPointer.allocate(byteCount: max(packedBytes, 1), alignment: 64)
+                defer { ws.deallocate(); packed.deallocate() }
                 // Garbage in the workspace must not leak into the result.
                 ws.initializeMemory(as: UInt8.self, repeating: 0xFF, count: max(bytes, 1))
+                let parallel = Parallel(threads: t)
                 b.withUnsafeBufferPointer { bp in
-                    Conv2D.run(g, input: input, weight: weight, bias: bias ? bp.baseAddress : nil, output: &got,
-                               workspace: ws, parallel: Parallel(threads: t), engine: engine)
+                    let biasPointer = bias ? bp.baseAddress : nil
+                    if prepacked {
+                        Conv2D.packWeight(g, weight: weight, into: packed, engine: engine, parallel: parallel)
+                        Conv2D.run(g, input: input, packedWeight: packed, bias: biasPointer, output: &got,
+                                   workspace: ws, parallel: parallel, engine: engine)
+                    } else {
+                        Conv2D.run(g, input: input, weight: weight, bias: biasPointer, output: &got,
+                                   workspace: ws, parallel: parallel, engine: engine)
+                    }
                 }
                 let err = maxMixedError(got, expected)
                 XCTAssertLessThanOrEqual(err, Self.tolerance, "\(g) \(engine) threads \(t)", file: file, line: line)
@@ -99,6 +112,12 @@ final class Conv2DTests: XCTestCase {
                            padTop: 2, padLeft: 2, group: 16))
         check(ConvGeometry(batch: 1, inChannels: 8, inHeight: 6, inWidth: 6, outChannels: 8,
                            kernelHeight: 1, kernelWidth: 1, group: 4))
+    }
+
+    /// No input channels: the output is the bias.
+    func testNoInputChannels() {
+        check(ConvGeometry(batch: 2, inChannels: 0, inHeight: 4, inWidth: 5, outChannels: 3,
+                           kernelHeight: 3, kernelWidth: 3, padTop: 1, padLeft: 1))
     }
 
     func testBatchAndNoBias() {

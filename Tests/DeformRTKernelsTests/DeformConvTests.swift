@@ -2,7 +2,8 @@ import DeformRTKernels
 import TestSupport
 import XCTest
 
-/// DeformConv.run (both GEMM engines, 1 and 2 threads) against DeformConv.reference, plus the
+/// DeformConv.run (both GEMM engines, 1 and 2 threads; the second thread count on weights from
+/// packWeight) against DeformConv.reference, plus the
 /// reference against Conv2D.reference and against vectors produced by OpenVINO.
 /// Tolerance: max |a - b| / (1 + |b|) <= 1e-4 (float32 sampling and sums vs Double).
 final class DeformConvTests: XCTestCase {
@@ -45,18 +46,30 @@ final class DeformConvTests: XCTestCase {
             return out
         }
 
-        func run(engine: ConvEngine, threads: Int) -> [Float] {
+        /// `packWeight` first and the packedWeight variant of run, or run on OIHW weights.
+        func run(engine: ConvEngine, threads: Int, prepacked: Bool = false) -> [Float] {
             var out = [Float](repeating: .nan, count: outCount)
-            let bytes = DeformConv.workspaceByteCount(g, d, threads: threads, engine: engine)
+            let bytes = prepacked
+                ? DeformConv.workspaceByteCount(g, d, threads: threads, packedWeight: true, engine: engine)
+                : DeformConv.workspaceByteCount(g, d, threads: threads, engine: engine)
             let ws = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 1), alignment: 64)
-            defer { ws.deallocate() }
+            let packedBytes = DeformConv.packedWeightByteCount(g, engine: engine)
+            let packed = UnsafeMutableRawPointer.allocate(byteCount: max(packedBytes, 1), alignment: 64)
+            defer { ws.deallocate(); packed.deallocate() }
             // Garbage in the workspace must not leak into the result.
             ws.initializeMemory(as: UInt8.self, repeating: 0xFF, count: max(bytes, 1))
+            let parallel = Parallel(threads: threads)
             mask.withUnsafeBufferPointer { m in
                 bias.withUnsafeBufferPointer { b in
-                    DeformConv.run(g, d, input: input, weight: weight, offset: offset,
-                                   mask: d.hasMask ? m.baseAddress : nil, bias: bias.isEmpty ? nil : b.baseAddress, output: &out,
-                                   workspace: ws, parallel: Parallel(threads: threads), engine: engine)
+                    let maskPointer = d.hasMask ? m.baseAddress : nil, biasPointer = bias.isEmpty ? nil : b.baseAddress
+                    if prepacked {
+                        DeformConv.packWeight(g, weight: weight, into: packed, engine: engine, parallel: parallel)
+                        DeformConv.run(g, d, input: input, packedWeight: packed, offset: offset, mask: maskPointer,
+                                       bias: biasPointer, output: &out, workspace: ws, parallel: parallel, engine: engine)
+                    } else {
+                        DeformConv.run(g, d, input: input, weight: weight, offset: offset, mask: maskPointer,
+                                       bias: biasPointer, output: &out, workspace: ws, parallel: parallel, engine: engine)
+                    }
                 }
             }
             return out
@@ -66,8 +79,8 @@ final class DeformConvTests: XCTestCase {
     func check(_ c: Case, threads: [Int] = [1, 2], file: StaticString = #filePath, line: UInt = #line) {
         let expected = c.reference()
         for engine in [ConvEngine.packedSIMD, .blas] {
-            for t in threads {
-                let got = c.run(engine: engine, threads: t)
+            for (i, t) in threads.enumerated() {
+                let got = c.run(engine: engine, threads: t, prepacked: i == 1)
                 XCTAssertTrue(got.allSatisfy { $0.isFinite }, "non-finite output \(c.g) \(c.d) \(engine) threads \(t)",
                               file: file, line: line)
                 let err = maxMixedError(got, expected)

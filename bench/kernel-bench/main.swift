@@ -86,9 +86,10 @@ let runs = args.count > 1 ? max(1, Int(args[1]) ?? 10) : 10
 let chosen = args.count > 2 ? Set(args[2]) : Set("abcde")
 let threadCounts = args.count > 3 ? args[3].compactMap { Int(String($0)) } : [1, 2]
 
-print("kernel-bench: median of \(runs) runs after 2 warm-up calls; ms and GFLOP/s")
-print("| layer | threads | Conv2D ms | GFLOP/s | DeformConv ms | GFLOP/s | deform/conv |")
-print("|---|---|---|---|---|---|---|")
+print("kernel-bench: median of \(runs) runs after 2 warm-up calls; ms and GFLOP/s; engine \(ConvEngine.preferred)")
+print("DeformConv packed: weights packed once beforehand (packWeight), as a session can do for constant weights")
+print("| layer | threads | Conv2D ms | GFLOP/s | DeformConv ms | GFLOP/s | deform/conv | DeformConv packed ms | GFLOP/s |")
+print("|---|---|---|---|---|---|---|---|---|")
 for layer in layers where chosen.contains(layer.name.first!) {
     let g = layer.geometry
     let d = layer.options
@@ -104,7 +105,10 @@ for layer in layers where chosen.contains(layer.name.first!) {
         let bytes = max(Conv2D.workspaceByteCount(g, threads: threads),
                         DeformConv.workspaceByteCount(g, d, threads: threads))
         let workspace = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 64), alignment: 64)
-        defer { workspace.deallocate() }
+        let packed = UnsafeMutableRawPointer.allocate(byteCount: max(DeformConv.packedWeightByteCount(g), 64),
+                                                      alignment: 64)
+        defer { workspace.deallocate(); packed.deallocate() }
+        DeformConv.packWeight(g, weight: weight, into: packed, parallel: parallel)
         let convMs = medianMilliseconds(runs: runs) {
             Conv2D.run(g, input: input, weight: weight, bias: bias, output: &output, workspace: workspace,
                        parallel: parallel)
@@ -116,7 +120,15 @@ for layer in layers where chosen.contains(layer.name.first!) {
                                workspace: workspace, parallel: parallel)
             }
         }
+        let packedMs = medianMilliseconds(runs: runs) {
+            mask.withUnsafeBufferPointer { m in
+                DeformConv.run(g, d, input: input, packedWeight: packed, offset: offset,
+                               mask: d.hasMask ? m.baseAddress : nil, bias: bias, output: &output,
+                               workspace: workspace, parallel: parallel)
+            }
+        }
         func cell(_ ms: Double) -> String { "\(fixed(ms, 2)) | \(fixed(layer.flops / ms * 1e-6, 1))" }
-        print("| \(layer.name) | \(threads) | \(cell(convMs)) | \(cell(deformMs)) | \(fixed(deformMs / convMs, 2)) |")
+        print("| \(layer.name) | \(threads) | \(cell(convMs)) | \(cell(deformMs)) | \(fixed(deformMs / convMs, 2)) | "
+              + "\(cell(packedMs)) |")
     }
 }

@@ -129,7 +129,7 @@ final class ConvOperator: Operator {
         if is1D { window.liftTo2D() }
         let x4 = is1D ? [x[0], x[1], 1, x[2]] : x
         let w4 = is1D ? [w[0], w[1], 1, w[2]] : w
-        if is1D, let pads = window.pads, pads[0] != 0 || pads[2] != 0 {
+        if is1D, let pads = window.pads, pads.count == 4, pads[0] != 0 || pads[2] != 0 {
             throw DeformRTError.invalidModel("a 1-D convolution takes 2 pads [begin, end], got \(self.window.pads ?? [])")
         }
         return try window.convGeometry(input: x4, weight: w4, group: group, shapes: (x, w))

@@ -74,6 +74,33 @@ enum Broadcast {
     }
 }
 
+extension Broadcast {
+    /// Walks the output of a broadcast of any number of operands as rows, like forEachRow:
+    /// calls body(offsets, strides, outOffset, length) with each operand's offset and inner stride.
+    static func forEachRow(out: [Int], operands: [[Int]],
+                           _ body: (_ offsets: [Int], _ strides: [Int], _ outOffset: Int, _ length: Int) -> Void) {
+        let (shape, strides) = coalesce(out, operands.map { Broadcast.strides($0, into: out) })
+        let rank = shape.count
+        let inner = shape[rank - 1]
+        let rows = shape.dropLast().reduce(1, *)
+        let innerStrides = strides.map { $0[rank - 1] }
+        var index = [Int](repeating: 0, count: rank)
+        var offsets = [Int](repeating: 0, count: operands.count)
+        for row in 0..<rows {
+            body(offsets, innerStrides, row * inner, inner)
+            var d = rank - 2
+            while d >= 0 {
+                index[d] += 1
+                for k in offsets.indices { offsets[k] += strides[k][d] }
+                if index[d] < shape[d] { break }
+                for k in offsets.indices { offsets[k] -= strides[k][d] * shape[d] }
+                index[d] = 0
+                d -= 1
+            }
+        }
+    }
+}
+
 enum BinaryOperation { case add, sub, mul, div }
 
 /// Add, Sub, Mul, Div with numpy broadcasting, for float, double and the integer types.
@@ -164,27 +191,26 @@ extension BinaryOperation {
     }
 }
 
-enum UnaryOperation { case relu, leakyRelu(Float), sigmoid, identity }
+enum UnaryOperation { case identity, math(UnaryFunction) }
 
-/// Relu, LeakyRelu, Sigmoid (float) and Identity (any type).
+/// Identity (any type) and the element-wise functions of ElementwiseMath (Relu, Sigmoid, Tanh...).
 final class UnaryOperator: Operator {
     let operation: UnaryOperation
     init(_ operation: UnaryOperation) { self.operation = operation }
 
     func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
         let x = try PlanCheck.input(inputs, 0, "X")
-        if case .identity = operation { return [PlanValue(x.type)] }
-        try PlanCheck.float(x, "X")
-        return [PlanValue(x.type)]
+        switch operation {
+        case .identity: return [PlanValue(x.type)]
+        case .math(let function): return [try UnaryMath.plan(function, x)]
+        }
     }
 
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
         let x = inputs[0]!, y = outputs[0]
         switch operation {
         case .identity: y.rawPointer.copyMemory(from: x.rawPointer, byteCount: x.byteCount)
-        case .relu: ElementwiseKernels.relu(x.floats, y.floats, x.elementCount)
-        case .leakyRelu(let alpha): ElementwiseKernels.leakyRelu(x.floats, y.floats, x.elementCount, alpha: alpha)
-        case .sigmoid: ElementwiseKernels.sigmoid(x.floats, y.floats, x.elementCount)
+        case .math(let function): UnaryMath.run(function, x, y, context)
         }
     }
 }

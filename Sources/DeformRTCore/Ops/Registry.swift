@@ -11,9 +11,9 @@ enum OperatorRegistry {
             table[OperatorKey(domain: domain, opType: op)] = Entry(sinceOpset: since, make: make)
         }
         add("", "Conv") { try ConvOperator($0) }
-        add("", "Relu") { _ in UnaryOperator(.relu) }
-        add("", "LeakyRelu") { UnaryOperator(.leakyRelu(try $0.attributes.float("alpha", default: 0.01))) }
-        add("", "Sigmoid") { _ in UnaryOperator(.sigmoid) }
+        add("", "Relu") { _ in UnaryOperator(.math(.relu)) }
+        add("", "LeakyRelu") { UnaryOperator(.math(.leakyRelu(alpha: try $0.attributes.float("alpha", default: 0.01)))) }
+        add("", "Sigmoid") { _ in UnaryOperator(.math(.sigmoid)) }
         add("", "Identity") { _ in UnaryOperator(.identity) }
         add("", "Add") { _ in BinaryOperator(.add) }
         add("", "Sub") { _ in BinaryOperator(.sub) }
@@ -42,12 +42,64 @@ enum OperatorRegistry {
         add("", "Unsqueeze") { try SqueezeOperator($0, unsqueeze: true) }
         add("", "Squeeze") { try SqueezeOperator($0, unsqueeze: false) }
         add("", "Cast") { try CastOperator($0) }
+        // Math, comparison, resize/pad and normalisation operators (MathOps, ComparisonOps,
+        // ResizePadOps, DataOps, NormalizationOps).
+        for (name, function) in UnaryMath.withoutAttributes { add("", name) { _ in UnaryOperator(.math(function)) } }
+        add("", "HardSwish", since: 14) { _ in UnaryOperator(.math(.hardSwish)) }
+        add("", "Mish", since: 18) { _ in UnaryOperator(.math(.mish)) }
+        add("", "Gelu", since: 20) { UnaryOperator(.math(try UnaryMath.gelu($0))) }
+        add("", "HardSigmoid") {
+            UnaryOperator(.math(.hardSigmoid(alpha: try $0.attributes.float("alpha", default: 0.2),
+                                             beta: try $0.attributes.float("beta", default: 0.5))))
+        }
+        add("", "Elu") { UnaryOperator(.math(.elu(alpha: try $0.attributes.float("alpha", default: 1)))) }
+        add("", "Selu") {
+            UnaryOperator(.math(.selu(alpha: try $0.attributes.float("alpha", default: 1.67326319217681884765625),
+                                      gamma: try $0.attributes.float("gamma", default: 1.05070102214813232421875))))
+        }
+        add("", "Clip") { try ClipOperator($0) }
+        add("", "PRelu") { _ in PReluOperator() }
+        add("", "Pow") { _ in PowOperator() }
+        add("", "Min") { _ in MinMaxOperator(isMax: false) }
+        add("", "Max") { _ in MinMaxOperator(isMax: true) }
+        add("", "Equal") { _ in ComparisonOperator(.equal) }
+        add("", "Less") { _ in ComparisonOperator(.less) }
+        add("", "Greater") { _ in ComparisonOperator(.greater) }
+        add("", "LessOrEqual", since: 12) { _ in ComparisonOperator(.lessOrEqual) }
+        add("", "GreaterOrEqual", since: 12) { _ in ComparisonOperator(.greaterOrEqual) }
+        add("", "And") { _ in LogicalOperator(.and) }
+        add("", "Or") { _ in LogicalOperator(.or) }
+        add("", "Xor") { _ in LogicalOperator(.xor) }
+        add("", "Not") { _ in NotOperator() }
+        add("", "Where", since: 9) { _ in WhereOperator() }
+        add("", "Pad") { try PadOperator($0) }
+        add("", "Resize", since: 10) { try ResizeOperator($0, upsample: false) }
+        add("", "Upsample", since: 7) { try ResizeOperator($0, upsample: true) }
+        add("", "ConstantOfShape", since: 9) { try ConstantOfShapeOperator($0) }
+        add("", "Expand", since: 8) { _ in ExpandOperator() }
+        add("", "Range", since: 11) { _ in RangeOperator() }
+        add("", "Tile", since: 6) { _ in TileOperator() }
+        add("", "Size") { _ in SizeOperator() }
+        add("", "Dropout") { DropoutOperator($0) }
+        add("", "ArgMax") { try ArgExtremumOperator($0, isMax: true) }
+        add("", "ArgMin") { try ArgExtremumOperator($0, isMax: false) }
+        add("", "InstanceNormalization") { try InstanceNormOperator($0) }
+        add("", "LayerNormalization", since: 17) { try LayerNormOperator($0) }
         add("", "DeformConv", since: 19) { try DeformConvOperator($0, spelling: .onnx) }
         for domain in ["mmcv", "mmdeploy"] {
             add(domain, "MMCVModulatedDeformConv2d") { try DeformConvOperator($0, spelling: .mmcvModulated) }
             add(domain, "MMCVDeformConv2d") { try DeformConvOperator($0, spelling: .mmcv) }
         }
         add("org.openvinotoolkit", "DeformableConv2D") { try DeformConvOperator($0, spelling: .openVINO) }
+        add("", "RoiAlign", since: 10) { try RoiAlignOperator($0) }
+        add("", "MaxRoiPool") { try MaxRoiPoolOperator($0) }
+        for domain in ["mmcv", "mmdeploy"] {
+            add(domain, "MMCVDeformRoIPool") { try DeformRoIPoolOperator($0, spelling: .mmcv) }
+            add(domain, "MMCVModulatedDeformRoIPool") { try DeformRoIPoolOperator($0, spelling: .mmcvModulated) }
+        }
+        add("ai.deformrt", "DeformRoIPool") { try DeformRoIPoolOperator($0, spelling: .deformRT) }
+        add("ai.deformrt", "DeformablePSROIPooling") { try DeformablePSROIPoolOperator($0, spelling: .deformRT) }
+        add("org.openvinotoolkit", "DeformablePSROIPooling") { try DeformablePSROIPoolOperator($0, spelling: .openVINO) }
         return table
     }()
 

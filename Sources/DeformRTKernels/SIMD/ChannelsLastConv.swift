@@ -40,12 +40,13 @@ struct ChannelsLastConvPlan {
     let taps: Int
     let k: Int            // taps * cin
     let kc: Int           // k block
-    let tileRows: Int     // multiple of 6 (micro-kernel rows) and of 16 (plan vectors) once padded
+    let tileRows: Int     // output pixels per tile, a multiple of the micro-kernel's 6 rows
     let inPixels: Int
     let outPixels: Int
     let rowStride: Int    // channels-last row length: inChannels rounded up to 16
     let rowGroups: Int    // ceil(outPixels / 6)
     let workers: Int
+    let weightsPrepacked: Bool  // the caller packed them once (packWeights); no weight region here
 
     // Workspace layout in floats from the (64-byte aligned) base; every region 16-float aligned.
     let weightsAt: Int
@@ -64,17 +65,20 @@ struct ChannelsLastConvPlan {
 
     static let extraRows = 8
 
-    init(_ g: ConvGeometry, engine: ConvEngine, threads: Int, pointwise: Bool = false) {
+    init(_ g: ConvGeometry, engine: ConvEngine, threads: Int, pointwise: Bool = false, weightsPrepacked: Bool = false) {
         self.g = g
         self.engine = engine
+        self.weightsPrepacked = weightsPrepacked
         cin = g.inChannels / max(g.group, 1)
         cout = g.outChannels / max(g.group, 1)
         coutPadded = (cout + 15) & ~15
         taps = g.kernelHeight * g.kernelWidth
         k = cin * taps
-        // Blocks of ~576 of k keep a 64-column weight block (kc x 64) in L2 and the panel small.
+        // k blocks of at most 640 keep a 64-column weight block (kc x 64, <= 160 KB) in L2 while
+        // the tile's rows stream past it, and the panel small.
         let blocks = max(1, (k + 639) / 640)
         kc = max(1, (k + blocks - 1) / blocks)
+        // ~192 KB each for the panel (rows x kc) and the result (rows x coutPadded).
         var rows = min(49_152 / max(kc, 1), 49_152 / coutPadded)
         rows = min(max(rows, 24), 192) / 6 * 6
         tileRows = rows
@@ -86,8 +90,7 @@ struct ChannelsLastConvPlan {
 
         func aligned(_ n: Int) -> Int { (n + 15) & ~15 }
         weightsAt = 0
-        let weightFloats = engine == .packedSIMD ? g.group * k * coutPadded : g.outChannels * k
-        rowsAt = aligned(weightFloats)
+        rowsAt = weightsPrepacked ? 0 : aligned(engine == .packedSIMD ? g.group * k * coutPadded : g.outChannels * k)
         let rowFloats = (inPixels + Self.extraRows) * rowStride
         workerAt = rowsAt + aligned(rowFloats)
         planStride = aligned(tileRows)
@@ -104,15 +107,31 @@ struct ChannelsLastConvPlan {
 
     var byteCount: Int { outPixels == 0 || g.outChannels == 0 ? 0 : totalFloats * MemoryLayout<Float>.stride }
 
+    /// Size of the packed weights of `packWeights`, whether they live in the workspace or with the caller.
+    var packedWeightByteCount: Int {
+        (engine == .packedSIMD ? g.group * k * coutPadded : g.outChannels * k) * MemoryLayout<Float>.stride
+    }
+
+    /// `weight` is OIHW, or the output of `packWeights` when the plan says `weightsPrepacked`.
     func run(
         _ source: (Int) -> PanelSource, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
         bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
         workspace: UnsafeMutableRawPointer, parallel: Parallel
     ) {
         if byteCount == 0 { return }
+        if k == 0 {
+            ConvBias.fill(g, bias: bias, output: output)
+            return
+        }
         let base = workspace.bindMemory(to: Float.self, capacity: totalFloats)
         let rows = base + rowsAt
-        packWeights(weight, into: base + weightsAt, parallel: parallel)
+        let weights: UnsafePointer<Float>
+        if weightsPrepacked {
+            weights = weight
+        } else {
+            packWeights(weight, into: base + weightsAt, parallel: parallel)
+            weights = UnsafePointer(base + weightsAt)
+        }
         (rows + inPixels * rowStride).update(repeating: 0, count: Self.extraRows * rowStride)
         let pixelBlocks = (inPixels + 15) / 16
         for n in 0..<g.batch {
@@ -134,14 +153,16 @@ struct ChannelsLastConvPlan {
                     let groups = min(groupsPerTile, range.upperBound - at, rowGroups - first)
                     let p0 = first * 6
                     runTile(grp: grp, p0: p0, count: min(groups * 6, outPixels - p0), source: src, rows: rows,
-                            weights: base + weightsAt, bias: bias, output: out, scratch: scratch)
+                            weights: weights, bias: bias, output: out, scratch: scratch)
                     at += groups
                 }
             }
         }
     }
 
-    private func packWeights(_ weight: UnsafePointer<Float>, into packed: UnsafeMutablePointer<Float>, parallel: Parallel) {
+    /// Weights in this engine's order: packedSIMD [group][64-column block][k][column], k = tap * cin + c,
+    /// columns zero-padded to 16; blas [filter][k].
+    func packWeights(_ weight: UnsafePointer<Float>, into packed: UnsafeMutablePointer<Float>, parallel: Parallel) {
         switch engine {
         case .packedSIMD:
             let blocks = (coutPadded + 63) / 64

@@ -64,6 +64,16 @@ enum ConvIm2col {
 
 /// Adds one value per output channel to `rows` rows of `count` floats (row stride `ld`).
 enum ConvBias {
+    /// The whole output of a convolution without input channels (or taps): its bias, or zeros.
+    static func fill(_ g: ConvGeometry, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
+        let pixels = max(g.outHeight, 0) * max(g.outWidth, 0)
+        for n in 0..<g.batch {
+            for m in 0..<g.outChannels {
+                (output + (n * g.outChannels + m) * pixels).update(repeating: bias?[m] ?? 0, count: pixels)
+            }
+        }
+    }
+
     static func add(_ bias: UnsafePointer<Float>, rows: Int, to c: UnsafeMutablePointer<Float>, ld: Int, count: Int) {
         for r in 0..<rows {
             let b = bias[r]

@@ -194,39 +194,43 @@ enum DeformableSampling {
             var c = 0
             let a0 = SIMD16<Float>(repeating: w0), a1 = SIMD16<Float>(repeating: w1)
             let a2 = SIMD16<Float>(repeating: w2), a3 = SIMD16<Float>(repeating: w3)
+            // Products and sums rather than FMAs: the gather is bound by its loads, and a build
+            // without FMA in its target (plain SwiftPM) would turn each FMA lane into a call of fmaf.
             while c + 16 <= channels {
                 let o = c * 4
-                var v = a0 * p0.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
-                v = v.addingProduct(a1, p1.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self))
-                v = v.addingProduct(a2, p2.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self))
-                v = v.addingProduct(a3, p3.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self))
+                let top: SIMD16<Float> = a0 * p0.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
+                    + a1 * p1.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
+                let bottom: SIMD16<Float> = a2 * p2.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
+                    + a3 * p3.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
+                let v = top + bottom
                 out.storeBytes(of: v, toByteOffset: o, as: SIMD16<Float>.self)
                 c += 16
             }
             if c + 8 <= channels {
                 let o = c * 4
-                var v = a0.lowHalf * p0.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
-                v = v.addingProduct(a1.lowHalf, p1.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self))
-                v = v.addingProduct(a2.lowHalf, p2.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self))
-                v = v.addingProduct(a3.lowHalf, p3.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self))
+                let top: SIMD8<Float> = a0.lowHalf * p0.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+                    + a1.lowHalf * p1.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+                let bottom: SIMD8<Float> = a2.lowHalf * p2.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+                    + a3.lowHalf * p3.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+                let v = top + bottom
                 out.storeBytes(of: v, toByteOffset: o, as: SIMD8<Float>.self)
                 c += 8
             }
             if c + 4 <= channels {
                 let o = c * 4
-                var v = a0.lowHalf.lowHalf * p0.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)
-                v = v.addingProduct(a1.lowHalf.lowHalf, p1.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self))
-                v = v.addingProduct(a2.lowHalf.lowHalf, p2.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self))
-                v = v.addingProduct(a3.lowHalf.lowHalf, p3.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self))
+                let top: SIMD4<Float> = a0.lowHalf.lowHalf * p0.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)
+                    + a1.lowHalf.lowHalf * p1.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)
+                let bottom: SIMD4<Float> = a2.lowHalf.lowHalf * p2.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)
+                    + a3.lowHalf.lowHalf * p3.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)
+                let v = top + bottom
                 out.storeBytes(of: v, toByteOffset: o, as: SIMD4<Float>.self)
                 c += 4
             }
             while c < channels {
                 let o = c * 4
-                var v = w0 * p0.load(fromByteOffset: o, as: Float.self)
-                v = v.addingProduct(w1, p1.load(fromByteOffset: o, as: Float.self))
-                v = v.addingProduct(w2, p2.load(fromByteOffset: o, as: Float.self))
-                v = v.addingProduct(w3, p3.load(fromByteOffset: o, as: Float.self))
+                let top: Float = w0 * p0.load(fromByteOffset: o, as: Float.self) + w1 * p1.load(fromByteOffset: o, as: Float.self)
+                let bottom: Float = w2 * p2.load(fromByteOffset: o, as: Float.self) + w3 * p3.load(fromByteOffset: o, as: Float.self)
+                let v = top + bottom
                 out.storeBytes(of: v, toByteOffset: o, as: Float.self)
                 c += 1
             }

@@ -165,7 +165,23 @@ def _load_model(path_or_bytes: Union[str, os.PathLike, bytes, bytearray, memoryv
     return model
 
 
-def _copy_out(tensor) -> np.ndarray:
+class _OutputBuffer:
+    """Owns one output drt_tensor; the numpy array made from it keeps it alive through its base,
+    so outputs reach Python without a copy and the tensor is freed with the last view of it."""
+
+    def __init__(self, tensor, dims, dtype, address):
+        self._tensor = tensor
+        self.__array_interface__ = {"version": 3, "shape": tuple(dims), "typestr": dtype.str,
+                                    "data": (address, False)}
+
+    def __del__(self):
+        tensor, self._tensor = self._tensor, None
+        if tensor is not None and _capi is not None:
+            _capi.drt_tensor_free(tensor)
+
+
+def _wrap_output(tensor) -> np.ndarray:
+    """A numpy array over an output tensor's memory; takes ownership of `tensor` on success."""
     element_type = c_int32()
     _check(_capi.drt_tensor_element_type(tensor, byref(element_type)))
     dtype = _NUMPY_DTYPE_OF.get(element_type.value)
@@ -183,16 +199,17 @@ def _copy_out(tensor) -> np.ndarray:
     dims = dims[: rank.value]
     byte_size = c_size_t()
     _check(_capi.drt_tensor_byte_size(tensor, byref(byte_size)))
-    data = c_void_p()
-    _check(_capi.drt_tensor_data(tensor, byref(data)))
-    array = np.empty(dims, dtype=dtype)
-    if array.nbytes != byte_size.value:
+    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    if expected != byte_size.value:
         raise DeformRTError(Status.INTERNAL,
                             f"output tensor of shape {dims} and type {_type_string(element_type.value)} "
-                            f"reports {byte_size.value} bytes, expected {array.nbytes}")
-    if array.nbytes:
-        ctypes.memmove(array.ctypes.data, data.value, array.nbytes)
-    return array
+                            f"reports {byte_size.value} bytes, expected {expected}")
+    if expected == 0:
+        _capi.drt_tensor_free(tensor)
+        return np.empty(dims, dtype=dtype)
+    data = c_void_p()
+    _check(_capi.drt_tensor_data(tensor, byref(data)))
+    return np.asarray(_OutputBuffer(tensor, dims, dtype, data.value))
 
 
 class InferenceSession:
@@ -256,7 +273,8 @@ class InferenceSession:
     def run(self, output_names: Optional[Sequence[str]],
             input_feed: Mapping[str, Any]) -> List[np.ndarray]:
         """Runs the model on input_feed ({input name: array}) and returns the outputs named in
-        output_names (None or []: all, in graph order) as new numpy arrays."""
+        output_names (None or []: all, in graph order) as numpy arrays that own the library's
+        output memory (no copy is made)."""
         if isinstance(output_names, (str, bytes)):
             raise TypeError("output_names must be a list of names or None, not a single name")
         if not isinstance(input_feed, Mapping):
@@ -291,10 +309,15 @@ class InferenceSession:
                 _check(_capi.drt_session_run(self._session, input_names, input_tensors,
                                              input_count, output_names_array, output_count,
                                              outputs))
+                # Each wrapped tensor is owned by its array; free only those not wrapped (on error).
+                # (The pointer objects view `outputs`' memory, so it must not be overwritten.)
+                results = []
                 try:
-                    return [_copy_out(tensor) for tensor in outputs]
-                finally:
                     for tensor in outputs:
+                        results.append(_wrap_output(tensor))
+                    return results
+                finally:
+                    for tensor in outputs[len(results):]:
                         _capi.drt_tensor_free(tensor)
             finally:
                 for tensor in tensors:

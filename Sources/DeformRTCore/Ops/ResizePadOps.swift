@@ -1,0 +1,356 @@
+import DeformRTKernels
+
+/// Pad in modes constant, edge and reflect. Pads come from the `paddings` (opset 1) or `pads`
+/// (opset 2) attribute, or from the pads input (opset >= 11) restricted to the axes input
+/// (opset >= 18). Negative pads crop (constant mode only); reflect pads must be smaller than the
+/// axis. Any element type but string.
+final class PadOperator: Operator {
+    enum Mode: String { case constant, edge, reflect }
+    let mode: Mode
+    let padsAreInputs: Bool
+    let attributePads: [Int]?
+    let attributeValue: Float
+
+    init(_ spec: OperatorSpec) throws {
+        let name = try spec.attributes.string("mode") ?? "constant"
+        guard let mode = Mode(rawValue: name) else {
+            throw DeformRTError.unsupported("node \(spec.node.label) (Pad): mode '\(name)' is not supported (constant, edge, reflect)")
+        }
+        self.mode = mode
+        padsAreInputs = spec.opset >= 11
+        attributePads = try spec.attributes.ints("pads") ?? spec.attributes.ints("paddings")
+        attributeValue = try spec.attributes.float("value", default: 0)
+        if !padsAreInputs && attributePads == nil { throw spec.fail("missing attribute pads") }
+    }
+
+    /// Begin / end pads per axis and the output shape.
+    private func geometry(_ inputs: [PlanValue?]) throws -> (begin: [Int], shape: [Int]) {
+        let x = try PlanCheck.input(inputs, 0, "data")
+        let rank = x.shape.count
+        var raw = attributePads ?? []
+        var axes = Array(0..<rank)
+        if padsAreInputs {
+            raw = try PlanCheck.constantInts(try PlanCheck.input(inputs, 1, "pads"), "pads")
+            if let given = PlanCheck.optionalInput(inputs, 3) {
+                axes = try PlanCheck.constantInts(given, "axes").map { try PlanCheck.axis($0, rank: rank) }
+                if Set(axes).count != axes.count { throw DeformRTError.invalidModel("repeated axes \(axes)") }
+            }
+        }
+        if raw.count != 2 * axes.count {
+            throw DeformRTError.invalidModel("pads \(raw) must have 2 entries per padded axis (\(axes.count) axes)")
+        }
+        var begin = [Int](repeating: 0, count: rank), end = begin
+        for (i, a) in axes.enumerated() {
+            begin[a] = raw[i]
+            end[a] = raw[axes.count + i]
+        }
+        let shape = try x.shape.indices.map { d -> Int in
+            let dim = x.shape[d]
+            // No useful pad exceeds the element limit; bounding them keeps index arithmetic exact.
+            if max(begin[d].magnitude, end[d].magnitude) > UInt(Limits.maxElements) {
+                throw DeformRTError.invalidModel("pads \(begin[d]) and \(end[d]) of axis \(d) are out of range")
+            }
+            let (partial, overflow1) = dim.addingReportingOverflow(begin[d])
+            let (size, overflow2) = partial.addingReportingOverflow(end[d])
+            if overflow1 || overflow2 || size < 0 {
+                throw DeformRTError.invalidModel("pads \(begin[d]) and \(end[d]) do not fit axis \(d) of size \(dim)")
+            }
+            if mode != .constant && (begin[d] != 0 || end[d] != 0) {
+                if begin[d] < 0 || end[d] < 0 {
+                    throw DeformRTError.unsupported("negative pads (\(begin[d]), \(end[d])) are only supported in constant mode, not \(mode.rawValue)")
+                }
+                if dim == 0 { throw DeformRTError.invalidModel("axis \(d) is empty; \(mode.rawValue) padding needs values to copy") }
+                if mode == .reflect && max(begin[d], end[d]) >= dim {
+                    throw DeformRTError.unsupported("reflect pads (\(begin[d]), \(end[d])) must be smaller than axis \(d) of size \(dim)")
+                }
+            }
+            return size
+        }
+        return (begin, shape)
+    }
+
+    func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
+        let x = try PlanCheck.input(inputs, 0, "data")
+        if x.elementType == .string { throw DeformRTError.unsupported("strings are not supported") }
+        if let value = PlanCheck.optionalInput(inputs, 2) {
+            if value.elementType != x.elementType {
+                throw DeformRTError.invalidModel("constant_value is \(value.elementType.onnxName), data \(x.elementType.onnxName)")
+            }
+            if value.shape.reduce(1, *) > 1 { throw DeformRTError.invalidModel("constant_value must be a scalar, got shape \(value.shape)") }
+        }
+        return [PlanValue(ValueType(x.elementType, try geometry(inputs).shape))]
+    }
+
+    func workspaceByteCount(_ inputs: [ValueType?], _ outputs: [ValueType], threads: Int) -> Int {
+        let shape = outputs[0].shape
+        return shape.contains(0) ? 0 : (shape.reduce(0, +) + 1) * MemoryLayout<Int>.size
+    }
+
+    func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
+        let x = inputs[0]!, out = outputs[0]
+        if out.elementCount == 0 { return }
+        let planInputs = inputs.map { t in t.map { PlanValue(ValueType($0.elementType, $0.shape), constant: $0) } }
+        let (begin, shape) = try geometry(planInputs)
+        // Workspace: the constant element, then one source-index table per axis (-1: constant).
+        let constant = context.workspace
+        if let value = inputs.count > 2 ? inputs[2] : nil, value.elementCount == 1 {
+            constant.copyMemory(from: value.rawPointer, byteCount: value.elementType.byteSize)
+        } else {
+            let cell = Tensor(elementType: x.elementType, shape: [], storage: TensorStorage(borrowing: constant, byteCount: 8))
+            Scalar.store(.real(Double(attributeValue)), cell, 0)
+        }
+        var tables: [UnsafePointer<Int>] = []
+        var next = (context.workspace + MemoryLayout<Int>.size).assumingMemoryBound(to: Int.self)
+        for d in shape.indices {
+            let dim = x.shape[d]
+            for o in 0..<shape[d] {
+                let i = o - begin[d]
+                if i >= 0 && i < dim { next[o] = i; continue }
+                switch mode {
+                case .constant: next[o] = -1
+                case .edge: next[o] = i < 0 ? 0 : dim - 1
+                case .reflect: next[o] = i < 0 ? -i : 2 * (dim - 1) - i
+                }
+            }
+            tables.append(UnsafePointer(next))
+            next += shape[d]
+        }
+        PadKernels.pad(elementSize: x.elementType.byteSize, source: x.rawPointer, inShape: x.shape,
+                       destination: out.rawPointer, outShape: shape, index: tables, constant: constant,
+                       parallel: context.parallel)
+    }
+}
+
+/// Resize (opset 10, 11, 13, 18, 19) and the legacy Upsample (opset 7, 9).
+///
+/// Modes: nearest (any rank, any element type; every nearest_mode) and linear (float; only the
+/// last two axes may change, so NCHW images, 2-D maps and 1-D rows). Coordinates: half_pixel,
+/// pytorch_half_pixel, align_corners, asymmetric, half_pixel_symmetric and tf_half_pixel_for_nn
+/// (nearest). Output size from scales (floor(scale * size)) or sizes, optionally on `axes`.
+/// Resize-10 and Upsample use asymmetric coordinates and ONNX Runtime's rounding for nearest
+/// (down when enlarging, up when shrinking; Upsample only enlarges). Refused: cubic,
+/// tf_crop_and_resize, antialias, exclude_outside, keep_aspect_ratio_policy other than stretch.
+/// Scales and sizes must be known when planning.
+final class ResizeOperator: Operator {
+    enum Mode: String { case nearest, linear }
+    enum Coordinates: String {
+        case halfPixel = "half_pixel", pytorchHalfPixel = "pytorch_half_pixel", alignCorners = "align_corners"
+        case asymmetric, halfPixelSymmetric = "half_pixel_symmetric", tfHalfPixelForNN = "tf_half_pixel_for_nn"
+    }
+    enum Rounding: String {
+        case roundPreferFloor = "round_prefer_floor", roundPreferCeil = "round_prefer_ceil", floor, ceil
+        /// Resize-10 and Upsample: floor when the axis grows, ceil when it shrinks.
+        case legacy
+    }
+
+    let mode: Mode
+    let coordinates: Coordinates
+    let rounding: Rounding
+    /// Upsample and Resize-10: inputs (X, scales), or the scales attribute (Upsample-7).
+    let legacy: Bool
+    let isUpsample: Bool
+    let attributeScales: [Float]?
+    let axes: [Int]?
+
+    init(_ spec: OperatorSpec, upsample: Bool) throws {
+        let a = spec.attributes, op = "node \(spec.node.label) (\(spec.node.opType))"
+        isUpsample = upsample
+        legacy = upsample || spec.opset < 11
+        let modeName = try a.string("mode") ?? "nearest"
+        guard let mode = Mode(rawValue: modeName) else { throw DeformRTError.unsupported("\(op): mode '\(modeName)' is not supported (nearest, linear)") }
+        self.mode = mode
+        attributeScales = upsample ? try a.floats("scales") : nil
+        axes = try a.ints("axes")
+        if legacy {
+            coordinates = .asymmetric
+            rounding = .legacy
+        } else {
+            let coordinateName = try a.string("coordinate_transformation_mode") ?? "half_pixel"
+            guard let coordinates = Coordinates(rawValue: coordinateName) else {
+                throw DeformRTError.unsupported("\(op): coordinate_transformation_mode '\(coordinateName)' is not supported")
+            }
+            if coordinates == .tfHalfPixelForNN && mode == .linear {
+                throw DeformRTError.unsupported("\(op): coordinate_transformation_mode 'tf_half_pixel_for_nn' is only supported with mode nearest")
+            }
+            self.coordinates = coordinates
+            let roundingName = try a.string("nearest_mode") ?? "round_prefer_floor"
+            guard let rounding = Rounding(rawValue: roundingName), rounding != .legacy else {
+                throw DeformRTError.unsupported("\(op): nearest_mode '\(roundingName)' is not supported")
+            }
+            self.rounding = rounding
+        }
+        if let v = try a.int("exclude_outside"), v != 0 { throw DeformRTError.unsupported("\(op): exclude_outside \(v) is not supported") }
+        if let v = try a.int("antialias"), v != 0 { throw DeformRTError.unsupported("\(op): antialias \(v) is not supported") }
+        if let policy = try a.string("keep_aspect_ratio_policy"), policy != "stretch" {
+            throw DeformRTError.unsupported("\(op): keep_aspect_ratio_policy '\(policy)' is not supported (stretch)")
+        }
+        if upsample && spec.opset < 9 && attributeScales == nil { throw spec.fail("missing attribute scales") }
+    }
+
+    /// The output shape and the scale of every axis (given, or output / input for sizes).
+    private func geometry(_ inputs: [PlanValue?]) throws -> (shape: [Int], scales: [Double]) {
+        let x = try PlanCheck.input(inputs, 0, "X")
+        let rank = x.shape.count
+        if rank == 0 { throw DeformRTError.invalidModel("X must have rank >= 1") }
+        var given: [Double]?
+        var sizes: [Int]?
+        if legacy {
+            if let attributeScales {
+                given = attributeScales.map(Double.init)
+            } else {
+                given = try ResizeOperator.floats(try PlanCheck.input(inputs, 1, "scales"), "scales")
+            }
+        } else {
+            if let s = PlanCheck.optionalInput(inputs, 2) {
+                let v = try ResizeOperator.floats(s, "scales")
+                if !v.isEmpty { given = v }
+            }
+            if let s = PlanCheck.optionalInput(inputs, 3) {
+                let v = try PlanCheck.constantInts(s, "sizes")
+                if !v.isEmpty { sizes = v }
+            }
+            if (given == nil) == (sizes == nil) {
+                throw DeformRTError.invalidModel("exactly one of scales and sizes must be given (and non-empty)")
+            }
+        }
+        let axisList = try (axes ?? Array(0..<rank)).map { try PlanCheck.axis($0, rank: rank) }
+        if Set(axisList).count != axisList.count { throw DeformRTError.invalidModel("repeated axes \(axisList)") }
+        let count = given?.count ?? sizes!.count
+        if count != axisList.count {
+            throw DeformRTError.invalidModel("\(given != nil ? "scales" : "sizes") has \(count) entries for \(axisList.count) axes (X has shape \(x.shape))")
+        }
+        var shape = x.shape
+        var scales = [Double](repeating: 1, count: rank)
+        for (i, a) in axisList.enumerated() {
+            let dim = x.shape[a]
+            if let given {
+                let scale = given[i]
+                if !(scale > 0) || !scale.isFinite { throw DeformRTError.invalidModel("scale \(scale) must be finite and positive") }
+                if isUpsample && scale < 1 { throw DeformRTError.invalidModel("Upsample scale \(scale) must be >= 1") }
+                let size = (scale * Double(dim)).rounded(.down)
+                if !(size < Double(Limits.maxElements)) { throw DeformRTError.invalidModel("scale \(scale) makes axis \(a) too large") }
+                shape[a] = Int(size)
+                scales[a] = scale
+            } else {
+                let size = sizes![i]
+                if size < 0 { throw DeformRTError.invalidModel("sizes \(sizes!) has a negative entry") }
+                if dim == 0 && size > 0 { throw DeformRTError.invalidModel("axis \(a) is empty and cannot be resized to \(size)") }
+                shape[a] = size
+                scales[a] = dim == 0 ? 1 : Double(size) / Double(dim)
+            }
+        }
+        if mode == .linear {
+            for a in 0..<max(0, rank - 2) where scales[a] != 1 || shape[a] != x.shape[a] {
+                throw DeformRTError.unsupported("linear resize of axis \(a) is not supported (only the last two axes; X has shape \(x.shape))")
+            }
+        }
+        return (shape, scales)
+    }
+
+    private static func floats(_ value: PlanValue, _ name: String) throws -> [Double] {
+        guard let constant = value.constant else {
+            throw DeformRTError.unsupported("input \(name) must be computable from shapes and constants when planning; it depends on run-time data")
+        }
+        return try constant.floatValues().map(Double.init)
+    }
+
+    func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
+        let x = try PlanCheck.input(inputs, 0, "X")
+        if mode == .linear { try PlanCheck.float(x, "X") }
+        if x.elementType == .string { throw DeformRTError.unsupported("strings are not supported") }
+        return [PlanValue(ValueType(x.elementType, try geometry(inputs).shape))]
+    }
+
+    func workspaceByteCount(_ inputs: [ValueType?], _ outputs: [ValueType], threads: Int) -> Int {
+        let shape = outputs[0].shape
+        if shape.contains(0) { return 0 }
+        if mode == .nearest { return shape.reduce(0, +) * MemoryLayout<Int>.size }
+        let height = shape.count >= 2 ? shape[shape.count - 2] : 1, width = shape[shape.count - 1]
+        // Per output row and column: two indices and two weights; per thread: two rows.
+        return (height + width) * 2 * (MemoryLayout<Int>.size + MemoryLayout<Float>.size)
+            + threads * ResizeKernels.linearScratchCount(outWidth: width) * MemoryLayout<Float>.size
+    }
+
+    /// Where output position `o` of an axis lies in the input's coordinates.
+    private func sourceCoordinate(_ o: Int, inSize: Int, outSize: Int, scale: Double) -> Double {
+        let x = Double(o)
+        switch coordinates {
+        case .halfPixel: return (x + 0.5) / scale - 0.5
+        case .pytorchHalfPixel: return outSize > 1 ? (x + 0.5) / scale - 0.5 : 0
+        case .alignCorners: return outSize > 1 ? x * Double(inSize - 1) / Double(outSize - 1) : 0
+        case .asymmetric: return x / scale
+        case .tfHalfPixelForNN: return (x + 0.5) / scale
+        case .halfPixelSymmetric:
+            let adjustment = Double(outSize) / (scale * Double(inSize))
+            return Double(inSize) / 2 * (1 - adjustment) + (x + 0.5) / scale - 0.5
+        }
+    }
+
+    /// `v` as an index in 0..<size (NaN gives 0).
+    private static func clampedIndex(_ v: Double, _ size: Int) -> Int {
+        v >= 0 ? (v < Double(size - 1) ? Int(v) : size - 1) : 0
+    }
+
+    private func nearestIndex(_ x: Double, inSize: Int, scale: Double) -> Int {
+        let f = x.rounded(.down), r = x - f
+        let index: Double
+        switch rounding {
+        case .roundPreferFloor: index = r > 0.5 ? f + 1 : f
+        case .roundPreferCeil: index = r >= 0.5 ? f + 1 : f
+        case .floor: index = f
+        case .ceil: index = r > 0 ? f + 1 : f
+        case .legacy: index = scale < 1 ? x.rounded(.up) : x.rounded(.towardZero)
+        }
+        return ResizeOperator.clampedIndex(index, inSize)
+    }
+
+    func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
+        let x = inputs[0]!, out = outputs[0]
+        if out.elementCount == 0 { return }
+        let planInputs = inputs.map { t in t.map { PlanValue(ValueType($0.elementType, $0.shape), constant: $0) } }
+        let (shape, scales) = try geometry(planInputs)
+        let rank = shape.count
+        switch mode {
+        case .nearest:
+            var tables: [UnsafePointer<Int>] = []
+            var next = context.workspace.assumingMemoryBound(to: Int.self)
+            for d in 0..<rank {
+                for o in 0..<shape[d] {
+                    let c = sourceCoordinate(o, inSize: x.shape[d], outSize: shape[d], scale: scales[d])
+                    next[o] = nearestIndex(c, inSize: x.shape[d], scale: scales[d])
+                }
+                tables.append(UnsafePointer(next))
+                next += shape[d]
+            }
+            ResizeKernels.nearest(elementSize: x.elementType.byteSize, source: x.rawPointer, inShape: x.shape,
+                                  destination: out.rawPointer, outShape: shape, index: tables, parallel: context.parallel)
+        case .linear:
+            let inHeight = rank >= 2 ? x.shape[rank - 2] : 1, outHeight = rank >= 2 ? shape[rank - 2] : 1
+            let inWidth = x.shape[rank - 1], outWidth = shape[rank - 1]
+            var cursor = context.workspace
+            func taps(_ d: Int?, inSize: Int, outSize: Int) -> LinearAxisTaps {
+                let lower = cursor.assumingMemoryBound(to: Int.self), upper = lower + outSize
+                let lowerWeight = UnsafeMutableRawPointer(upper + outSize).assumingMemoryBound(to: Float.self)
+                let upperWeight = lowerWeight + outSize
+                cursor = UnsafeMutableRawPointer(upperWeight + outSize)
+                for o in 0..<outSize {
+                    // An axis that is not resized (the height of a 1-D row) reads itself.
+                    let c = d.map { sourceCoordinate(o, inSize: inSize, outSize: outSize, scale: scales[$0]) } ?? Double(o)
+                    let f = c.rounded(.down), r = c - f
+                    lower[o] = ResizeOperator.clampedIndex(f, inSize)
+                    upper[o] = ResizeOperator.clampedIndex(f + 1, inSize)
+                    lowerWeight[o] = Float(1 - r)
+                    upperWeight[o] = Float(r)
+                }
+                return LinearAxisTaps(lower: lower, upper: upper, lowerWeight: lowerWeight, upperWeight: upperWeight)
+            }
+            let rows = taps(rank >= 2 ? rank - 2 : nil, inSize: inHeight, outSize: outHeight)
+            let columns = taps(rank - 1, inSize: inWidth, outSize: outWidth)
+            let planes = x.shape.dropLast(min(rank, 2)).reduce(1, *)
+            ResizeKernels.linear(source: x.floats, planes: planes, inHeight: inHeight, inWidth: inWidth,
+                                 destination: out.floats, outHeight: outHeight, outWidth: outWidth,
+                                 rows: rows, columns: columns, scratch: cursor.assumingMemoryBound(to: Float.self),
+                                 parallel: context.parallel)
+        }
+    }
+}

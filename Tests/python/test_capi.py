@@ -1,0 +1,140 @@
+"""The C API contract, from C (Tests/c/*.c, compiled here against the shipped library) and from
+ctypes: NULL / freed / foreign handles, _free(NULL), status strings, buffer sizes, free order,
+threads, and valgrind memcheck on the C example. (Exported symbols, ldd and the header compiling
+as C99 and C++ are checked in test_abi.py.)
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+import deformrt
+from deformrt import Status, _capi
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+LIB = os.environ.get("DEFORMRT_LIBRARY", os.path.join(ROOT, ".build", "release", "libdeformrt.so"))
+MODEL = os.path.join(ROOT, "examples", "models", "tiny_dcn.onnx")
+C_EXAMPLE = os.path.join(ROOT, "build", "bin", "c-example")
+
+
+def _compile(source: str, output: str, library_dir: str) -> str:
+    compiler = os.environ.get("CC", "cc")
+    if shutil.which(compiler) is None:
+        pytest.skip(f"{compiler} not installed")
+    subprocess.run([compiler, "-std=c99", "-D_POSIX_C_SOURCE=200809L", "-O1", "-g", "-Wall", "-Wextra", "-Werror",
+                    "-pthread", "-I", os.path.join(ROOT, "include"), os.path.join(ROOT, "Tests", "c", source),
+                    "-L", library_dir, "-ldeformrt", f"-Wl,-rpath,{library_dir}", "-o", output], check=True)
+    return output
+
+
+@pytest.fixture(scope="module")
+def c_programs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("capi")
+    library_dir = os.path.dirname(LIB)
+    return {name: _compile(f"{name}.c", str(folder / name), library_dir) for name in ("capi_contract", "concurrency")}
+
+
+def _run(command, timeout=300, env=None):
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+    assert result.returncode == 0, f"{command} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def test_c_contract_program(c_programs):
+    out = _run([c_programs["capi_contract"], MODEL]).stdout
+    assert re.search(r"^\d+ checks, 0 failed$", out, re.M), out
+
+
+def test_c_concurrency_program(c_programs):
+    # 8 sessions on 8 threads vs serial (bitwise), one session on 2 threads, model freed while
+    # sessions run, thread-local error messages.
+    assert "all concurrency checks passed" in _run([c_programs["concurrency"], MODEL]).stdout
+
+
+def test_status_string_for_every_code_and_unknown_ones():
+    names = [_capi.drt_status_string(code).decode() for code in Status]
+    assert names[0] == "ok" and len(set(names)) == len(names) and "unknown status" not in names
+    for code in (len(Status), 99, -1, 2**31 - 1):
+        assert _capi.drt_status_string(code) == b"unknown status"
+
+
+def test_free_null_is_a_no_op():
+    _capi.drt_model_free(None)
+    _capi.drt_session_free(None)
+    _capi.drt_session_options_free(None)
+    _capi.drt_tensor_free(None)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: _capi.drt_model_input_count(None, ctypes.byref(ctypes.c_size_t())),
+    lambda: _capi.drt_model_output_name(None, 0, ctypes.byref(ctypes.c_char_p())),
+    lambda: _capi.drt_session_create(None, None, ctypes.byref(ctypes.POINTER(_capi.drt_session)())),
+    lambda: _capi.drt_session_run(None, None, None, 0, None, 0, None),
+    lambda: _capi.drt_session_options_set_threads(None, 1),
+    lambda: _capi.drt_tensor_byte_size(None, ctypes.byref(ctypes.c_size_t())),
+    lambda: _capi.drt_model_load_memory(None, 5, ctypes.byref(ctypes.POINTER(_capi.drt_model)())),
+    lambda: _capi.drt_model_load_file(None, ctypes.byref(ctypes.POINTER(_capi.drt_model)())),
+])
+def test_null_handles_from_python(call):
+    assert call() == Status.INVALID_ARGUMENT
+    assert b"NULL" in _capi.drt_last_error_message()
+
+
+def test_freed_handle_is_refused():
+    with open(MODEL, "rb") as f:
+        data = f.read()
+    model = ctypes.POINTER(_capi.drt_model)()
+    assert _capi.drt_model_load_memory(data, len(data), ctypes.byref(model)) == Status.OK
+    _capi.drt_model_free(model)
+    count = ctypes.c_size_t(12345)
+    assert _capi.drt_model_input_count(model, ctypes.byref(count)) == Status.INVALID_ARGUMENT
+    assert b"not a live handle" in _capi.drt_last_error_message()
+    assert count.value == 12345  # out parameters untouched on failure
+
+
+def test_buffer_too_small_reports_the_size():
+    with deformrt.InferenceSession(MODEL) as session:
+        model = session._model
+        rank = ctypes.c_size_t()
+        assert _capi.drt_model_input_shape(model, 0, None, 0, ctypes.byref(rank)) == Status.BUFFER_TOO_SMALL
+        assert rank.value == 4
+        dims = (ctypes.c_int64 * 4)()
+        assert _capi.drt_model_input_shape(model, 0, dims, 4, ctypes.byref(rank)) == Status.OK
+        assert list(dims) == [1, 3, 32, 32]
+
+
+def _valgrind(command, library_dir):
+    env = dict(os.environ, LD_LIBRARY_PATH=library_dir)
+    result = subprocess.run(["valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite,indirect",
+                             "--error-exitcode=99", *command], capture_output=True, text=True, timeout=600, env=env)
+    log = result.stderr
+    assert result.returncode == 0, f"valgrind exited {result.returncode}:\n{log[-4000:]}"
+    for kind in ("definitely lost", "indirectly lost"):
+        match = re.search(rf"{kind}: ([\d,]+) bytes", log)
+        assert match is None or match.group(1) == "0", f"{kind}: {match.group(1)} bytes\n{log[-4000:]}"
+    assert re.search(r"ERROR SUMMARY: 0 errors", log), log[-4000:]
+    return result
+
+
+_DEBUG_LIB = os.environ.get("DEFORMRT_DEBUG_LIBRARY")
+needs_valgrind = pytest.mark.skipif(
+    not _DEBUG_LIB or shutil.which("valgrind") is None,
+    reason="run by `make test-valgrind` (needs valgrind and the debug library: valgrind cannot decode AVX-512)")
+
+
+@needs_valgrind
+def test_valgrind_c_example_leaks_nothing():
+    result = _valgrind([C_EXAMPLE, MODEL, os.path.join(ROOT, "examples", "models", "tiny_dcn_input.npy")],
+                       os.path.dirname(_DEBUG_LIB))
+    assert result.stdout.count("class ") == 3
+
+
+@needs_valgrind
+def test_valgrind_contract_program_leaks_nothing(tmp_path):
+    program = _compile("capi_contract.c", str(tmp_path / "capi_contract"), os.path.dirname(_DEBUG_LIB))
+    _valgrind([program, MODEL], os.path.dirname(_DEBUG_LIB))
