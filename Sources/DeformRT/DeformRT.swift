@@ -88,12 +88,12 @@ public struct Tensor: @unchecked Sendable {
 
     /// A float32 tensor; `scalars.count` must equal the product of `shape`.
     public init(shape: [Int], scalars: [Float]) throws {
-        try self.init(shape: shape, elementType: .float, count: scalars.count) { scalars.withUnsafeBytes { $0 } }
+        self = try scalars.withUnsafeBytes { try Tensor(shape: shape, elementType: .float, count: scalars.count, bytes: $0) }
     }
 
     /// An int64 tensor; `scalars.count` must equal the product of `shape`.
     public init(shape: [Int], int64s: [Int64]) throws {
-        try self.init(shape: shape, elementType: .int64, count: int64s.count) { int64s.withUnsafeBytes { $0 } }
+        self = try int64s.withUnsafeBytes { try Tensor(shape: shape, elementType: .int64, count: int64s.count, bytes: $0) }
     }
 
     /// A tensor of any element type from raw little-endian bytes.
@@ -103,15 +103,15 @@ public struct Tensor: @unchecked Sendable {
         guard bytes.count % size == 0 else {
             throw DeformRTError(.invalidArgument, "\(bytes.count) bytes is not a whole number of \(elementType.onnxName) elements")
         }
-        try self.init(shape: shape, elementType: elementType, count: bytes.count / size) { bytes.withUnsafeBytes { $0 } }
+        self = try bytes.withUnsafeBytes { try Tensor(shape: shape, elementType: elementType, count: bytes.count / size, bytes: $0) }
     }
 
-    private init(shape: [Int], elementType: ElementType, count: Int, bytes: () -> UnsafeRawBufferPointer) throws {
+    /// Copies `count` elements from `bytes`, which is only read during the call.
+    private init(shape: [Int], elementType: ElementType, count: Int, bytes buffer: UnsafeRawBufferPointer) throws {
         let expected = try Limits.elementCount(shape, what: "tensor shape")
         guard expected == count else {
             throw DeformRTError(.invalidArgument, "shape \(shape) needs \(expected) elements, got \(count)")
         }
-        let buffer = bytes()
         core = DeformRTCore.Tensor(elementType: elementType, shape: shape,
                                    storage: TensorStorage(copying: buffer.baseAddress, byteCount: count * elementType.byteSize))
     }

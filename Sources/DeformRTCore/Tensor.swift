@@ -21,6 +21,11 @@ public final class TensorStorage: @unchecked Sendable {
     public init(uninitializedByteCount byteCount: Int) {
         self.byteCount = byteCount
         bytes = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
+        #if DEBUG
+        // Debug builds (the test suites) fill it with NaN bit patterns, so that a kernel that
+        // leaves an element unwritten shows up as NaN instead of passing on stale heap bytes.
+        bytes.initializeMemory(as: UInt8.self, repeating: 0xFF, count: max(byteCount, 1))
+        #endif
         owned = true
         keepAlive = nil
     }

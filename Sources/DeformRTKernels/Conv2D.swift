@@ -1,7 +1,8 @@
 /// 2-D convolution, NCHW float32: output = conv(input, weight) + bias.
 ///
 /// `run` is the optimised path: 1x1 / stride 1 / no padding goes straight to GEMM on the input;
-/// everything else is im2col into a panel per tile of output pixels, then GEMM. Tiles are spread
+/// depthwise convolutions run directly (SIMD over output columns); everything else is im2col into
+/// a panel per tile of output pixels, then GEMM. Tiles are spread
 /// over the threads of `parallel`, each with its own scratch in the caller's workspace. The GEMM
 /// is `ConvEngine.preferred`. `reference` (Reference/ConvReference.swift) is the test oracle.
 public enum Conv2D {
@@ -22,6 +23,7 @@ public enum Conv2D {
 
     /// Scratch bytes of `run(..., engine:)`.
     public static func workspaceByteCount(_ g: ConvGeometry, threads: Int, engine: ConvEngine) -> Int {
+        if DepthwiseConv.applies(g) { return 0 }
         switch engine {
         case .packedSIMD:
             return ChannelsLastConvPlan(g, engine: engine, threads: threads, pointwise: isPointwise(g)).byteCount
@@ -33,12 +35,17 @@ public enum Conv2D {
 
     /// `run` with a chosen GEMM engine. packedSIMD: input to channels-last rows, im2col rows per
     /// pixel tile (none for pointwise), SIMD16 micro-kernels. blas: NCHW im2col panel per tile
-    /// (none for pointwise), OpenBLAS sgemm straight into the output.
+    /// (none for pointwise), OpenBLAS sgemm straight into the output. Depthwise convolutions
+    /// (one input channel per group) take neither: a direct SIMD kernel, no workspace.
     public static func run(
         _ g: ConvGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
         bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
         workspace: UnsafeMutableRawPointer, parallel: Parallel, engine: ConvEngine
     ) {
+        if DepthwiseConv.applies(g) {
+            DepthwiseConv.run(g, input: input, weight: weight, bias: bias, output: output, parallel: parallel)
+            return
+        }
         switch engine {
         case .packedSIMD:
             let pointwise = isPointwise(g)
@@ -63,15 +70,15 @@ public enum Conv2D {
     }
 
     // Constant weights can be packed once (e.g. when a session is created) instead of on every
-    // call: packWeight writes them in the engine's order (for blas: OIHW unchanged), and the
-    // packedWeight variants of workspaceByteCount / run use them.
+    // call: packWeight writes them in the engine's order (OIHW unchanged for blas and for
+    // depthwise convolutions), and the packedWeight variants of workspaceByteCount / run use them.
 
     /// Bytes `packWeight` writes for this geometry and engine.
     public static func packedWeightByteCount(_ g: ConvGeometry, engine: ConvEngine = .preferred) -> Int {
-        switch engine {
-        case .packedSIMD: return ChannelsLastConvPlan(g, engine: engine, threads: 1).packedWeightByteCount
-        case .blas: return BlasPlan(g, threads: 1).weightFloats * MemoryLayout<Float>.stride
+        if engine == .packedSIMD && !DepthwiseConv.applies(g) {
+            return ChannelsLastConvPlan(g, engine: engine, threads: 1).packedWeightByteCount
         }
+        return BlasPlan(g, threads: 1).weightFloats * MemoryLayout<Float>.stride
     }
 
     /// Packs OIHW `weight` into `packed` (packedWeightByteCount bytes, 64-byte aligned) for `engine`.
@@ -81,11 +88,10 @@ public enum Conv2D {
     ) {
         let floats = packedWeightByteCount(g, engine: engine) / MemoryLayout<Float>.stride
         let destination = packed.bindMemory(to: Float.self, capacity: floats)
-        switch engine {
-        case .packedSIMD:
+        if engine == .packedSIMD && !DepthwiseConv.applies(g) {
             ChannelsLastConvPlan(g, engine: engine, threads: parallel.threads)
                 .packWeights(weight, into: destination, parallel: parallel)
-        case .blas:
+        } else {
             destination.update(from: weight, count: floats)
         }
     }
@@ -94,13 +100,11 @@ public enum Conv2D {
     public static func workspaceByteCount(
         _ g: ConvGeometry, threads: Int, packedWeight: Bool, engine: ConvEngine = .preferred
     ) -> Int {
-        switch engine {
-        case .packedSIMD:
+        if engine == .packedSIMD && !DepthwiseConv.applies(g) {
             return ChannelsLastConvPlan(g, engine: engine, threads: threads, pointwise: isPointwise(g),
                                         weightsPrepacked: packedWeight).byteCount
-        case .blas:
-            return workspaceByteCount(g, threads: threads, engine: .blas)
         }
+        return workspaceByteCount(g, threads: threads, engine: engine)
     }
 
     /// `run` on weights prepared by `packWeight` for the same geometry and engine.
@@ -111,15 +115,15 @@ public enum Conv2D {
     ) {
         let weights = packedWeight.assumingMemoryBound(to: Float.self)
         switch engine {
-        case .packedSIMD:
+        case .packedSIMD where !DepthwiseConv.applies(g):
             let pointwise = isPointwise(g)
             let plan = ChannelsLastConvPlan(g, engine: engine, threads: parallel.threads, pointwise: pointwise,
                                             weightsPrepacked: true)
             plan.run({ _ in pointwise ? .pointwise : .im2col }, input: input, weight: weights, bias: bias,
                      output: output, workspace: workspace, parallel: parallel)
-        case .blas:
+        default:
             run(g, input: input, weight: weights, bias: bias, output: output, workspace: workspace,
-                parallel: parallel, engine: .blas)
+                parallel: parallel, engine: engine)
         }
     }
 

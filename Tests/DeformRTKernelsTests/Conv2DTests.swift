@@ -112,6 +112,12 @@ final class Conv2DTests: XCTestCase {
                            padTop: 2, padLeft: 2, group: 16))
         check(ConvGeometry(batch: 1, inChannels: 8, inHeight: 6, inWidth: 6, outChannels: 8,
                            kernelHeight: 1, kernelWidth: 1, group: 4))
+        // Depthwise with dilation, asymmetric pads, rows of 1, 7, 17, 33 and 129 outputs.
+        for w in [1, 7, 17, 33, 129] {
+            check(ConvGeometry(batch: 2, inChannels: 3, inHeight: 5, inWidth: w, outChannels: 6,
+                               kernelHeight: 3, kernelWidth: 3, padTop: 2, padLeft: 1, padBottom: 0, padRight: 3,
+                               dilationHeight: 2, dilationWidth: 2, group: 3), seed: UInt64(w))
+        }
     }
 
     /// No input channels: the output is the bias.

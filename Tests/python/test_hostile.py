@@ -435,6 +435,51 @@ def test_conv_pads_of_odd_length(pads, rank):
     refused(data, status={Status.INVALID_MODEL, Status.UNSUPPORTED})
 
 
+@pytest.mark.parametrize("x_shape,w_shape", [((0, 2, 5, 5), (3, 2, 3, 3)), ((1, 2, 5, 5), (0, 2, 3, 3)),
+                                             ((1, 0, 5, 5), (3, 0, 3, 3)), ((0, 2, 5, 5), (3, 2, 1, 1))])
+def test_conv_and_deformconv_with_empty_batch_or_channels(x_shape, w_shape):
+    # An empty batch or no output channels once divided by zero in the kernels' tiling (found by
+    # the fuzzer: fuzz/regressions/conv_empty_batch_divides_by_zero.onnx); no input channels
+    # leaves the bias.
+    bias = np.arange(w_shape[0], dtype=np.float32)
+    pads = [1, 1, 1, 1] if w_shape[2] == 3 else [0, 0, 0, 0]
+    conv = model_bytes([helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=pads)], [value("x", FLOAT, list(x_shape))],
+                       [value("y")], [init("w", np.ones(w_shape, np.float32)), init("b", bias)])
+    out_shape = (x_shape[0], w_shape[0], 5, 5)
+    offset_shape = [x_shape[0], 2 * w_shape[2] * w_shape[3], 5, 5]
+    deform = model_bytes([helper.make_node("DeformConv", ["x", "w", "offset", "b"], ["y"], pads=pads)],
+                         [value("x", FLOAT, list(x_shape)), value("offset", FLOAT, offset_shape)], [value("y")],
+                         [init("w", np.ones(w_shape, np.float32)), init("b", bias)])
+    for data, feeds in ((conv, {}), (deform, {"offset": np.zeros(offset_shape, np.float32)})):
+        for threads in (1, 2):
+            with deformrt.InferenceSession(data, threads=threads) as session:
+                (y,) = session.run(None, {"x": np.ones(x_shape, np.float32), **feeds})
+            np.testing.assert_array_equal(y, np.broadcast_to(bias[None, :, None, None], out_shape))
+
+
+@pytest.mark.parametrize("node,shapes", [
+    (helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2]), [[0, 2, 4, 4]]),
+    (helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[2, 2], pads=[1, 1, 1, 1], count_include_pad=1), [[1, 0, 4, 4]]),
+    (helper.make_node("GlobalAveragePool", ["x"], ["y"]), [[1, 2, 0, 4]]),
+    (helper.make_node("Softmax", ["x"], ["y"], axis=1), [[2, 0, 3]]),
+    (helper.make_node("MatMul", ["x", "z"], ["y"]), [[2, 3, 0], [0, 4]]),
+    (helper.make_node("Gemm", ["x", "z"], ["y"], transA=1), [[5, 0], [5, 4]]),
+    (helper.make_node("Transpose", ["x"], ["y"], perm=[2, 0, 1]), [[2, 0, 3]]),
+    (helper.make_node("Concat", ["x", "x"], ["y"], axis=1), [[2, 0, 3]]),
+    (helper.make_node("LayerNormalization", ["x", "s"], ["y"]), [[2, 0]]),
+    (helper.make_node("ReduceMean", ["x"], ["y"], keepdims=1), [[2, 0]]),
+    (helper.make_node("RoiAlign", ["x", "rois", "batch"], ["y"]), [[1, 2, 4, 4]]),
+    (helper.make_node("Resize", ["x", "", "", "sizes"], ["y"]), [[1, 1, 3, 3]]),
+])
+def test_empty_tensors_through_operators(node, shapes):
+    inputs = [value(name, FLOAT, shape) for name, shape in zip(["x", "z"], shapes)]
+    inits = [init("s", np.zeros(0, np.float32)), init("rois", np.zeros((0, 4), np.float32)),
+             init("batch", np.zeros(0, np.int64)), init("sizes", np.array([1, 1, 0, 2], np.int64))]
+    data = model_bytes([node], inputs, [value("y")], [t for t in inits if t.name in node.input])
+    feeds = {name: np.ones(shape, np.float32) for name, shape in zip(["x", "z"], shapes)}
+    assert survives(data, feeds) == "ok"
+
+
 def test_pool_1d_with_one_pad_value_is_refused():
     data = model_bytes([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2], pads=[1])],
                        [value("x", FLOAT, [1, 1, 6])], [value("y")])

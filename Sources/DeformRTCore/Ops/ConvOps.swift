@@ -149,12 +149,13 @@ final class ConvOperator: Operator {
     }
 
     func workspaceByteCount(_ inputs: [ValueType?], _ outputs: [ValueType], threads: Int) -> Int {
-        guard let g = try? geometry(inputs[0]!.shape, inputs[1]!.shape) else { return 0 }
+        guard let g = try? geometry(inputs[0]!.shape, inputs[1]!.shape), !g.hasEmptyOutput else { return 0 }
         return Conv2D.workspaceByteCount(g, threads: threads)
     }
 
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
         let g = try geometry(inputs[0]!.shape, inputs[1]!.shape)
+        if g.hasEmptyOutput { return }
         Conv2D.run(g, input: inputs[0]!.floats, weight: inputs[1]!.floats, bias: inputs.count > 2 ? inputs[2]?.floats : nil,
                    output: outputs[0].floats, workspace: context.workspace, parallel: context.parallel)
     }
@@ -258,6 +259,7 @@ final class DeformConvOperator: Operator {
         guard let x = slot(inputs, slots.x), let w = slot(inputs, slots.w), let offset = slot(inputs, slots.offset),
               let bound = try? bind(x: x.shape, w: w.shape, offset: offset.shape, mask: slot(inputs, slots.mask)?.shape,
                                     bias: slot(inputs, slots.bias)?.shape) else { return 0 }
+        if bound.geometry.hasEmptyOutput { return 0 }
         return DeformConv.workspaceByteCount(bound.geometry, bound.options, threads: threads)
     }
 
@@ -265,8 +267,15 @@ final class DeformConvOperator: Operator {
         let x = slot(inputs, slots.x)!, w = slot(inputs, slots.w)!, offset = slot(inputs, slots.offset)!
         let bias = slot(inputs, slots.bias), mask = slot(inputs, slots.mask)
         let bound = try bind(x: x.shape, w: w.shape, offset: offset.shape, mask: mask?.shape, bias: bias?.shape)
+        if bound.geometry.hasEmptyOutput { return }
         DeformConv.run(bound.geometry, bound.options, input: x.floats, weight: w.floats, offset: offset.floats,
                        mask: mask?.floats, bias: bias?.floats, output: outputs[0].floats,
                        workspace: context.workspace, parallel: context.parallel)
     }
+}
+
+extension ConvGeometry {
+    /// No batch items or no output channels: nothing to compute. The kernels' tiling divides by
+    /// both, so the operators return before calling them (found by the fuzzer).
+    var hasEmptyOutput: Bool { batch == 0 || outChannels == 0 }
 }
