@@ -59,18 +59,22 @@ public struct RoiAlignParams: Sendable, Equatable {
     /// Why these parameters cannot run, or nil. Callers check this and report an error; the
     /// kernels trap on invalid parameters (never on bad data).
     public var invalidReason: String? {
-        if batch < 0 || channels < 0 || height < 0 || width < 0 || roiCount < 0 {
-            return "RoiAlign: negative dimension"
+        if let reason = RoIParameterCheck.dimensions("RoiAlign", batch, channels, height, width, roiCount) {
+            return reason
         }
         if outputHeight < 1 || outputWidth < 1 { return "RoiAlign: output_height and output_width must be >= 1" }
-        if samplingRatio < 0 || samplingRatio > RoILimits.samplingRatio {
-            return "RoiAlign: sampling_ratio must be in 0...\(RoILimits.samplingRatio)"
+        if let reason = RoIParameterCheck.samplingRatio("RoiAlign", "sampling_ratio", samplingRatio, lowest: 0) {
+            return reason
         }
         if !spatialScale.isFinite { return "RoiAlign: spatial_scale must be finite" }
         return nil
     }
+}
 
-    var outputCount: Int { roiCount * channels * outputHeight * outputWidth }
+extension RoiAlignParams: RoIPoolingShape {
+    var mapChannels: Int { channels }
+    var pooledChannels: Int { channels }
+    var bins: Int { outputHeight * outputWidth }
 }
 
 /// ONNX RoiAlign. Matches onnxruntime 1.31 (RoiAlign 10/16) and torchvision.ops.roi_align for
@@ -82,9 +86,7 @@ public struct RoiAlignParams: Sendable, Equatable {
 public enum RoiAlign {
     /// Bytes of workspace `run` needs with `threads` threads.
     public static func workspaceByteCount(_ params: RoiAlignParams, threads: Int) -> Int {
-        RoIWorkspace.byteCount(
-            mapFloats: params.batch * params.height * params.width * params.channels,
-            roiFloats: params.outputHeight * params.outputWidth * params.channels, threads: threads)
+        params.workspaceByteCount(threads: threads)
     }
 
     /// Optimised path: a channels-last copy of the map, each bin's samples and weights computed
@@ -94,41 +96,22 @@ public enum RoiAlign {
         batchIndices: UnsafePointer<Int64>, output: UnsafeMutablePointer<Float>,
         workspace: UnsafeMutableRawBufferPointer, parallel: Parallel
     ) {
-        precondition(params.invalidReason == nil, params.invalidReason ?? "")
         let channels = params.channels, height = params.height, width = params.width
-        let pixels = height * width
-        let bins = params.outputHeight * params.outputWidth
-        if params.outputCount == 0 { return }
-        if pixels == 0 {
-            output.update(repeating: 0, count: params.outputCount)
-            return
-        }
-        let space = RoIWorkspace(
-            workspace, mapFloats: params.batch * pixels * channels, roiFloats: bins * channels,
-            threads: parallel.threads)
-        RoIChannelsLast.copy(
-            groups: params.batch, channels: channels, pixels: pixels, channelStride: pixels,
-            source: { input + $0 * channels * pixels }, destination: space.map, parallel: parallel)
+        let pixels = params.pixels
         let maximum = params.mode == .max
-        parallel.forEachRange(params.roiCount) { worker, roiRange in
-            var scratch = space.scratch(worker)
-            for r in roiRange {
-                let roiOutput = output + r * channels * bins
-                guard let n = roiBatch(batchIndices[r], batch: params.batch),
-                    let box = box(params, rois + 4 * r)
-                else {
-                    roiOutput.update(repeating: 0, count: channels * bins)
-                    continue
-                }
-                let image = UnsafePointer(space.map + n * pixels * channels)
-                for bin in 0..<bins {
-                    RoIAlignBins.pool(
-                        box, ph: bin / params.outputWidth, pw: bin % params.outputWidth, shiftX: 0, shiftY: 0,
-                        maximum: maximum, image: image, height: height, width: width, channels: channels,
-                        into: scratch.roi + bin * channels, table: &scratch.table)
-                }
-                scratch.writeRoI(bins: bins, channels: channels, to: roiOutput)
+        RoIWorkspace.forEachRoI(
+            params, images: input, output: output, workspace: workspace, parallel: parallel
+        ) { r, map, scratch in
+            guard let n = roiBatch(batchIndices[r], batch: params.batch), let box = box(params, rois + 4 * r)
+            else { return false }
+            let image = map + n * pixels * channels
+            for bin in 0..<params.bins {
+                RoIAlignBins.pool(
+                    box, ph: bin / params.outputWidth, pw: bin % params.outputWidth, shiftX: 0, shiftY: 0,
+                    maximum: maximum, image: image, height: height, width: width, channels: channels,
+                    into: scratch.roi + bin * channels, table: &scratch.table)
             }
+            return true
         }
     }
 

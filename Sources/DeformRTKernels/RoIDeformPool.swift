@@ -41,18 +41,22 @@ public struct DeformRoIPoolParams: Sendable, Equatable {
 
     /// Why these parameters cannot run, or nil (callers report it; the kernels trap on it).
     public var invalidReason: String? {
-        if batch < 0 || channels < 0 || height < 0 || width < 0 || roiCount < 0 {
-            return "DeformRoIPool: negative dimension"
+        if let reason = RoIParameterCheck.dimensions("DeformRoIPool", batch, channels, height, width, roiCount) {
+            return reason
         }
         if pooledHeight < 1 || pooledWidth < 1 { return "DeformRoIPool: output size must be >= 1" }
-        if samplingRatio < 0 || samplingRatio > RoILimits.samplingRatio {
-            return "DeformRoIPool: sampling_ratio must be in 0...\(RoILimits.samplingRatio)"
+        if let reason = RoIParameterCheck.samplingRatio("DeformRoIPool", "sampling_ratio", samplingRatio, lowest: 0) {
+            return reason
         }
         if !spatialScale.isFinite || !gamma.isFinite { return "DeformRoIPool: spatial_scale and gamma must be finite" }
         return nil
     }
+}
 
-    var outputCount: Int { roiCount * channels * pooledHeight * pooledWidth }
+extension DeformRoIPoolParams: RoIPoolingShape {
+    var mapChannels: Int { channels }
+    var pooledChannels: Int { channels }
+    var bins: Int { pooledHeight * pooledWidth }
 }
 
 /// mmcv deform_roi_pool: mmcv/ops/csrc/common/cuda/deform_roi_pool_cuda_kernel.cuh
@@ -66,9 +70,7 @@ public struct DeformRoIPoolParams: Sendable, Equatable {
 /// mask values multiply as they are.
 public enum DeformRoIPool {
     public static func workspaceByteCount(_ params: DeformRoIPoolParams, threads: Int) -> Int {
-        RoIWorkspace.byteCount(
-            mapFloats: params.batch * params.height * params.width * params.channels,
-            roiFloats: params.pooledHeight * params.pooledWidth * params.channels, threads: threads)
+        params.workspaceByteCount(threads: threads)
     }
 
     /// Optimised path; `offset` nil = zero offsets, `mask` nil = no modulation.
@@ -77,45 +79,27 @@ public enum DeformRoIPool {
         offset: UnsafePointer<Float>?, mask: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
         workspace: UnsafeMutableRawBufferPointer, parallel: Parallel
     ) {
-        precondition(params.invalidReason == nil, params.invalidReason ?? "")
         let channels = params.channels, height = params.height, width = params.width
-        let pixels = height * width
-        let bins = params.pooledHeight * params.pooledWidth
-        if params.outputCount == 0 { return }
-        if pixels == 0 {
-            output.update(repeating: 0, count: params.outputCount)
-            return
-        }
-        let space = RoIWorkspace(
-            workspace, mapFloats: params.batch * pixels * channels, roiFloats: bins * channels,
-            threads: parallel.threads)
-        RoIChannelsLast.copy(
-            groups: params.batch, channels: channels, pixels: pixels, channelStride: pixels,
-            source: { input + $0 * channels * pixels }, destination: space.map, parallel: parallel)
-        parallel.forEachRange(params.roiCount) { worker, roiRange in
-            var scratch = space.scratch(worker)
-            for r in roiRange {
-                let roiOutput = output + r * channels * bins
-                guard let n = roiBatch(rois[5 * r], batch: params.batch), let box = box(params, rois + 5 * r)
-                else {
-                    roiOutput.update(repeating: 0, count: channels * bins)
-                    continue
+        let pixels = params.pixels, bins = params.bins
+        RoIWorkspace.forEachRoI(
+            params, images: input, output: output, workspace: workspace, parallel: parallel
+        ) { r, map, scratch in
+            guard let n = roiBatch(rois[5 * r], batch: params.batch), let box = box(params, rois + 5 * r)
+            else { return false }
+            let image = map + n * pixels * channels
+            for bin in 0..<bins {
+                let (shiftX, shiftY) = shift(params, box, offset, roi: r, bin: bin)
+                let pooled = scratch.roi + bin * channels
+                RoIAlignBins.pool(
+                    box, ph: bin / params.pooledWidth, pw: bin % params.pooledWidth,
+                    shiftX: shiftX, shiftY: shiftY, maximum: false, image: image, height: height,
+                    width: width, channels: channels, into: pooled, table: &scratch.table)
+                if let mask {
+                    let m = mask[r * bins + bin]
+                    for c in 0..<channels { pooled[c] *= m }
                 }
-                let image = UnsafePointer(space.map + n * pixels * channels)
-                for bin in 0..<bins {
-                    let (shiftX, shiftY) = shift(params, box, offset, roi: r, bin: bin)
-                    let pooled = scratch.roi + bin * channels
-                    RoIAlignBins.pool(
-                        box, ph: bin / params.pooledWidth, pw: bin % params.pooledWidth,
-                        shiftX: shiftX, shiftY: shiftY, maximum: false, image: image, height: height,
-                        width: width, channels: channels, into: pooled, table: &scratch.table)
-                    if let mask {
-                        let m = mask[r * bins + bin]
-                        for c in 0..<channels { pooled[c] *= m }
-                    }
-                }
-                scratch.writeRoI(bins: bins, channels: channels, to: roiOutput)
             }
+            return true
         }
     }
 
@@ -132,7 +116,7 @@ public enum DeformRoIPool {
         _ params: DeformRoIPoolParams, _ box: RoIAlignBox, _ offset: UnsafePointer<Float>?, roi: Int, bin: Int
     ) -> (x: Float, y: Float) {
         guard let offset else { return (0, 0) }
-        let bins = params.pooledHeight * params.pooledWidth
+        let bins = params.bins
         let o = offset + roi * 2 * bins + bin
         return (params.gamma * box.width * o[0], params.gamma * box.height * o[bins])
     }

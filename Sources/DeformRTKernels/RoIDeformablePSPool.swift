@@ -47,8 +47,10 @@ public struct DeformablePSROIPoolParams: Sendable, Equatable {
 
     /// Why these parameters cannot run, or nil (callers report it; the kernels trap on it).
     public var invalidReason: String? {
-        if batch < 0 || channels < 0 || height < 0 || width < 0 || roiCount < 0 || outputDim < 0 {
-            return "DeformablePSROIPool: negative dimension"
+        if let reason = RoIParameterCheck.dimensions(
+            "DeformablePSROIPool", batch, channels, height, width, roiCount, outputDim)
+        {
+            return reason
         }
         if groupSize < 1 || pooledSize < 1 || partSize < 1 {
             return "DeformablePSROIPool: group_size, pooled_size and part_size must be >= 1"
@@ -57,8 +59,10 @@ public struct DeformablePSROIPoolParams: Sendable, Equatable {
             return "DeformablePSROIPool: input has \(channels) channels, "
                 + "needs output_dim * group_size^2 = \(outputDim * groupSize * groupSize)"
         }
-        if samplePerPart < 1 || samplePerPart > RoILimits.samplingRatio {
-            return "DeformablePSROIPool: sample_per_part must be in 1...\(RoILimits.samplingRatio)"
+        if let reason = RoIParameterCheck.samplingRatio(
+            "DeformablePSROIPool", "sample_per_part", samplePerPart, lowest: 1)
+        {
+            return reason
         }
         if transClasses < 1 || outputDim % transClasses != 0 {
             return "DeformablePSROIPool: output_dim must be a multiple of the offset classes (trans channels / 2)"
@@ -68,8 +72,13 @@ public struct DeformablePSROIPoolParams: Sendable, Equatable {
         }
         return nil
     }
+}
 
-    var outputCount: Int { roiCount * outputDim * pooledSize * pooledSize }
+/// The map copy holds, per batch item, one set of `outputDim` channels per bin group.
+extension DeformablePSROIPoolParams: RoIPoolingShape {
+    var mapChannels: Int { groupSize * groupSize * outputDim }
+    var pooledChannels: Int { outputDim }
+    var bins: Int { pooledSize * pooledSize }
 }
 
 /// One RoI's geometry, as MXNet's DeformablePSROIPoolForwardKernel computes it: corners rounded
@@ -145,10 +154,7 @@ struct PSROIBin {
 /// RoI; a NaN sample position is skipped like one off the map (MXNet would cast it to an int).
 public enum DeformablePSROIPool {
     public static func workspaceByteCount(_ params: DeformablePSROIPoolParams, threads: Int) -> Int {
-        RoIWorkspace.byteCount(
-            mapFloats: params.batch * params.groupSize * params.groupSize * params.height * params.width
-                * params.outputDim,
-            roiFloats: params.pooledSize * params.pooledSize * params.outputDim, threads: threads)
+        params.workspaceByteCount(threads: threads)
     }
 
     /// Optimised path: the score maps copied to [batch][group][pixel][outputDim] so that the
@@ -158,41 +164,29 @@ public enum DeformablePSROIPool {
         trans: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
         workspace: UnsafeMutableRawBufferPointer, parallel: Parallel
     ) {
-        precondition(params.invalidReason == nil, params.invalidReason ?? "")
-        let height = params.height, width = params.width, pixels = height * width
+        let pixels = params.pixels
         let outputDim = params.outputDim, groups = params.groupSize * params.groupSize
-        let bins = params.pooledSize * params.pooledSize
-        if params.outputCount == 0 { return }
-        if pixels == 0 {
-            output.update(repeating: 0, count: params.outputCount)
-            return
-        }
-        let space = RoIWorkspace(
-            workspace, mapFloats: params.batch * groups * pixels * outputDim, roiFloats: bins * outputDim,
-            threads: parallel.threads)
-        // Input channel c * groups + group becomes channel c of plane set (n, group).
-        RoIChannelsLast.copy(
-            groups: params.batch * groups, channels: outputDim, pixels: pixels, channelStride: groups * pixels,
-            source: { input + (($0 / groups) * params.channels + $0 % groups) * pixels },
-            destination: space.map, parallel: parallel)
         let classes = trans == nil ? 1 : params.transClasses
         let channelsPerClass = outputDim / classes
-        parallel.forEachRange(params.roiCount) { worker, roiRange in
-            var scratch = space.scratch(worker)
-            for r in roiRange {
-                let roiOutput = output + r * outputDim * bins
+        RoIWorkspace.forEachRoI(
+            params, output: output, workspace: workspace, parallel: parallel,
+            copyMap: { map in
+                // Input channel c * groups + group becomes channel c of plane set (n, group).
+                RoIChannelsLast.copy(
+                    groups: params.batch * groups, channels: outputDim, pixels: pixels,
+                    channelStride: groups * pixels,
+                    source: { input + (($0 / groups) * params.channels + $0 % groups) * pixels },
+                    destination: map, parallel: parallel)
+            },
+            poolRoI: { r, map, scratch in
                 guard let n = roiBatch(rois[5 * r], batch: params.batch),
                     let box = PSROIBox(rois + 5 * r, spatialScale: params.spatialScale)
-                else {
-                    roiOutput.update(repeating: 0, count: outputDim * bins)
-                    continue
-                }
+                else { return false }
                 for ph in 0..<params.pooledSize {
                     for pw in 0..<params.pooledSize {
                         for k in 0..<classes {
                             let bin = PSROIBin(params, box, trans: trans, roi: r, transClass: k, ph: ph, pw: pw)
-                            let image = UnsafePointer(
-                                space.map + ((n * groups + bin.group) * pixels) * outputDim + k * channelsPerClass)
+                            let image = map + ((n * groups + bin.group) * pixels) * outputDim + k * channelsPerClass
                             let pooled = scratch.roi + (ph * params.pooledSize + pw) * outputDim + k * channelsPerClass
                             pool(
                                 bin, params, image: image, channels: channelsPerClass, into: pooled,
@@ -200,9 +194,8 @@ public enum DeformablePSROIPool {
                         }
                     }
                 }
-                scratch.writeRoI(bins: bins, channels: outputDim, to: roiOutput)
-            }
-        }
+                return true
+            })
     }
 
     /// Averages the kept samples of one bin over `channels` channels of a channels-last image into

@@ -29,15 +29,19 @@ public struct MaxRoiPoolParams: Sendable, Equatable {
 
     /// Why these parameters cannot run, or nil (callers report it; the kernels trap on it).
     public var invalidReason: String? {
-        if batch < 0 || channels < 0 || height < 0 || width < 0 || roiCount < 0 {
-            return "MaxRoiPool: negative dimension"
+        if let reason = RoIParameterCheck.dimensions("MaxRoiPool", batch, channels, height, width, roiCount) {
+            return reason
         }
         if pooledHeight < 1 || pooledWidth < 1 { return "MaxRoiPool: pooled_shape must be >= 1" }
         if !spatialScale.isFinite { return "MaxRoiPool: spatial_scale must be finite" }
         return nil
     }
+}
 
-    var outputCount: Int { roiCount * channels * pooledHeight * pooledWidth }
+extension MaxRoiPoolParams: RoIPoolingShape {
+    var mapChannels: Int { channels }
+    var pooledChannels: Int { channels }
+    var bins: Int { pooledHeight * pooledWidth }
 }
 
 /// One RoI's integer geometry, as torchvision's roi_pool_forward_kernel_impl (and onnxruntime's
@@ -85,60 +89,40 @@ struct MaxRoiPoolBox {
 /// beyond +-2^30 after scaling, gives zeros for that RoI; a map with no pixels gives zeros.
 public enum MaxRoiPool {
     public static func workspaceByteCount(_ params: MaxRoiPoolParams, threads: Int) -> Int {
-        RoIWorkspace.byteCount(
-            mapFloats: params.batch * params.height * params.width * params.channels,
-            roiFloats: params.pooledHeight * params.pooledWidth * params.channels, threads: threads)
+        params.workspaceByteCount(threads: threads)
     }
 
     public static func run(
         _ params: MaxRoiPoolParams, input: UnsafePointer<Float>, rois: UnsafePointer<Float>,
         output: UnsafeMutablePointer<Float>, workspace: UnsafeMutableRawBufferPointer, parallel: Parallel
     ) {
-        precondition(params.invalidReason == nil, params.invalidReason ?? "")
         let channels = params.channels, height = params.height, width = params.width
-        let pixels = height * width
-        let bins = params.pooledHeight * params.pooledWidth
-        if params.outputCount == 0 { return }
-        if pixels == 0 {
-            output.update(repeating: 0, count: params.outputCount)
-            return
-        }
-        let space = RoIWorkspace(
-            workspace, mapFloats: params.batch * pixels * channels, roiFloats: bins * channels,
-            threads: parallel.threads)
-        RoIChannelsLast.copy(
-            groups: params.batch, channels: channels, pixels: pixels, channelStride: pixels,
-            source: { input + $0 * channels * pixels }, destination: space.map, parallel: parallel)
-        parallel.forEachRange(params.roiCount) { worker, roiRange in
-            let scratch = space.scratch(worker)
-            for r in roiRange {
-                let roi = rois + 5 * r
-                let roiOutput = output + r * channels * bins
-                guard let n = roiBatch(roi[0], batch: params.batch),
-                    let box = MaxRoiPoolBox(
-                        roi, spatialScale: params.spatialScale, pooledHeight: params.pooledHeight,
-                        pooledWidth: params.pooledWidth)
-                else {
-                    roiOutput.update(repeating: 0, count: channels * bins)
-                    continue
-                }
-                let image = UnsafePointer(space.map + n * pixels * channels)
-                for ph in 0..<params.pooledHeight {
-                    let rows = MaxRoiPoolBox.span(ph, bin: box.binHeight, start: box.startY, size: height)
-                    for pw in 0..<params.pooledWidth {
-                        let columns = MaxRoiPoolBox.span(pw, bin: box.binWidth, start: box.startX, size: width)
-                        let empty = rows.isEmpty || columns.isEmpty
-                        let pooled = scratch.roi + (ph * params.pooledWidth + pw) * channels
-                        pooled.update(repeating: empty ? 0 : -.greatestFiniteMagnitude, count: channels)
-                        if !empty {
-                            RoIChannelsLast.maxOverRectangle(
-                                base: image, width: width, channels: channels, rows: rows, columns: columns,
-                                into: pooled)
-                        }
+        let pixels = params.pixels
+        RoIWorkspace.forEachRoI(
+            params, images: input, output: output, workspace: workspace, parallel: parallel
+        ) { r, map, scratch in
+            let roi = rois + 5 * r
+            guard let n = roiBatch(roi[0], batch: params.batch),
+                let box = MaxRoiPoolBox(
+                    roi, spatialScale: params.spatialScale, pooledHeight: params.pooledHeight,
+                    pooledWidth: params.pooledWidth)
+            else { return false }
+            let image = map + n * pixels * channels
+            for ph in 0..<params.pooledHeight {
+                let rows = MaxRoiPoolBox.span(ph, bin: box.binHeight, start: box.startY, size: height)
+                for pw in 0..<params.pooledWidth {
+                    let columns = MaxRoiPoolBox.span(pw, bin: box.binWidth, start: box.startX, size: width)
+                    let empty = rows.isEmpty || columns.isEmpty
+                    let pooled = scratch.roi + (ph * params.pooledWidth + pw) * channels
+                    pooled.update(repeating: empty ? 0 : -.greatestFiniteMagnitude, count: channels)
+                    if !empty {
+                        RoIChannelsLast.maxOverRectangle(
+                            base: image, width: width, channels: channels, rows: rows, columns: columns,
+                            into: pooled)
                     }
                 }
-                scratch.writeRoI(bins: bins, channels: channels, to: roiOutput)
             }
+            return true
         }
     }
 }

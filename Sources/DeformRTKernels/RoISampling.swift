@@ -212,3 +212,96 @@ struct RoIScratch {
             roi, sourceStride: channels, rows: bins, columns: channels, into: output, destinationStride: bins)
     }
 }
+
+/// The sizes every RoI pooling op's parameters share, so that validation, workspace sizing and
+/// the per-RoI driver are written once.
+protocol RoIPoolingShape {
+    var batch: Int { get }
+    var height: Int { get }
+    var width: Int { get }
+    var roiCount: Int { get }
+    /// Channels per pixel of the channels-last map copy (per batch item).
+    var mapChannels: Int { get }
+    /// Channels of one pooled bin, i.e. of the output.
+    var pooledChannels: Int { get }
+    /// Output bins per RoI and channel.
+    var bins: Int { get }
+    /// Why the parameters cannot run, or nil; the kernels trap on it.
+    var invalidReason: String? { get }
+}
+
+extension RoIPoolingShape {
+    var pixels: Int { height * width }
+    var outputCount: Int { roiCount * pooledChannels * bins }
+
+    func workspaceByteCount(threads: Int) -> Int {
+        RoIWorkspace.byteCount(
+            mapFloats: batch * pixels * mapChannels, roiFloats: bins * pooledChannels, threads: threads)
+    }
+}
+
+/// Parameter checks worded the same way for every RoI op.
+enum RoIParameterCheck {
+    static func dimensions(_ op: String, _ sizes: Int...) -> String? {
+        sizes.contains { $0 < 0 } ? "\(op): negative dimension" : nil
+    }
+
+    /// `lowest` is 0 where 0 means an adaptive grid, 1 otherwise.
+    static func samplingRatio(_ op: String, _ name: String, _ value: Int, lowest: Int) -> String? {
+        value < lowest || value > RoILimits.samplingRatio
+            ? "\(op): \(name) must be in \(lowest)...\(RoILimits.samplingRatio)" : nil
+    }
+}
+
+extension RoIWorkspace {
+    /// The driver of every optimised RoI kernel: an empty map gives zeros; otherwise `copyMap`
+    /// fills the channels-last map, then RoIs are spread over the threads, each pooled by
+    /// `poolRoI` into its thread's [bin][channel] rows and transposed to NCHW, or zeroed when
+    /// `poolRoI` returns false (bad batch index or corners).
+    static func forEachRoI<Shape: RoIPoolingShape>(
+        _ shape: Shape, output: UnsafeMutablePointer<Float>, workspace: UnsafeMutableRawBufferPointer,
+        parallel: Parallel, copyMap: (_ map: UnsafeMutablePointer<Float>) -> Void,
+        poolRoI: (_ roi: Int, _ map: UnsafePointer<Float>, _ scratch: inout RoIScratch) -> Bool
+    ) {
+        precondition(shape.invalidReason == nil, shape.invalidReason ?? "")
+        if shape.outputCount == 0 { return }
+        if shape.pixels == 0 {
+            output.update(repeating: 0, count: shape.outputCount)
+            return
+        }
+        let channels = shape.pooledChannels, bins = shape.bins
+        let space = RoIWorkspace(
+            workspace, mapFloats: shape.batch * shape.pixels * shape.mapChannels, roiFloats: bins * channels,
+            threads: parallel.threads)
+        copyMap(space.map)
+        let map = UnsafePointer(space.map)
+        parallel.forEachRange(shape.roiCount) { worker, roiRange in
+            var scratch = space.scratch(worker)
+            for r in roiRange {
+                let roiOutput = output + r * channels * bins
+                if poolRoI(r, map, &scratch) {
+                    scratch.writeRoI(bins: bins, channels: channels, to: roiOutput)
+                } else {
+                    roiOutput.update(repeating: 0, count: channels * bins)
+                }
+            }
+        }
+    }
+
+    /// `forEachRoI` for maps whose NCHW `images` copy plane by plane (every op but
+    /// DeformablePSROIPool, which regroups its channels).
+    static func forEachRoI<Shape: RoIPoolingShape>(
+        _ shape: Shape, images input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
+        workspace: UnsafeMutableRawBufferPointer, parallel: Parallel,
+        poolRoI: (_ roi: Int, _ map: UnsafePointer<Float>, _ scratch: inout RoIScratch) -> Bool
+    ) {
+        forEachRoI(
+            shape, output: output, workspace: workspace, parallel: parallel,
+            copyMap: { map in
+                RoIChannelsLast.copy(
+                    images: input, batch: shape.batch, channels: shape.mapChannels, pixels: shape.pixels,
+                    into: map, parallel: parallel)
+            },
+            poolRoI: poolRoI)
+    }
+}

@@ -46,57 +46,67 @@ enum Broadcast {
         return (outShape, outStrides)
     }
 
+    /// The one row walker behind both `forEachRow`s: calls body(offsets, innerStrides, outOffset,
+    /// length) for each run of the innermost dim, one offset and inner stride per operand.
+    @inline(__always)
+    static func walkRows(
+        out: [Int], operands: [[Int]],
+        _ body: (_ offsets: UnsafeMutablePointer<Int>, _ innerStrides: UnsafeMutablePointer<Int>,
+                 _ outOffset: Int, _ length: Int) -> Void
+    ) {
+        let (shape, strides) = coalesce(out, operands.map { Broadcast.strides($0, into: out) })
+        let rank = shape.count, count = operands.count
+        let inner = shape[rank - 1]
+        let rows = shape.dropLast().reduce(1, *)
+        // Strides as [dim][operand], the multi-index and the offsets in one stack buffer, so the
+        // per-row step touches no array (it runs once per row, which can be 4 elements long).
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: rank * count + rank + count) { buffer in
+            let stepStrides = buffer.baseAddress!
+            let index = stepStrides + rank * count
+            let offsets = index + rank
+            for d in 0..<rank {
+                for k in 0..<count { stepStrides[d * count + k] = strides[k][d] }
+                index[d] = 0
+            }
+            offsets.initialize(repeating: 0, count: count)
+            let innerStrides = stepStrides + (rank - 1) * count
+            for row in 0..<rows {
+                body(offsets, innerStrides, row * inner, inner)
+                var d = rank - 2
+                while d >= 0 {
+                    let step = stepStrides + d * count
+                    index[d] += 1
+                    for k in 0..<count { offsets[k] += step[k] }
+                    if index[d] < shape[d] { break }
+                    for k in 0..<count { offsets[k] -= step[k] * shape[d] }
+                    index[d] = 0
+                    d -= 1
+                }
+            }
+        }
+    }
+
     /// Walks the output of a two-operand broadcast as rows: calls body(aOffset, aStride, bOffset,
     /// bStride, outOffset, length) for each run of the innermost dim.
     @inline(__always)
     static func forEachRow(out: [Int], a: [Int], b: [Int],
                            _ body: (_ aOffset: Int, _ aStride: Int, _ bOffset: Int, _ bStride: Int, _ outOffset: Int, _ length: Int) -> Void) {
-        let (shape, strides) = coalesce(out, [Broadcast.strides(a, into: out), Broadcast.strides(b, into: out)])
-        let rank = shape.count
-        let inner = shape[rank - 1]
-        let rows = shape.dropLast().reduce(1, *)
-        var index = [Int](repeating: 0, count: rank)
-        var aOffset = 0, bOffset = 0
-        for row in 0..<rows {
-            body(aOffset, strides[0][rank - 1], bOffset, strides[1][rank - 1], row * inner, inner)
-            var d = rank - 2
-            while d >= 0 {
-                index[d] += 1
-                aOffset += strides[0][d]
-                bOffset += strides[1][d]
-                if index[d] < shape[d] { break }
-                aOffset -= strides[0][d] * shape[d]
-                bOffset -= strides[1][d] * shape[d]
-                index[d] = 0
-                d -= 1
-            }
+        walkRows(out: out, operands: [a, b]) { offsets, strides, outOffset, length in
+            body(offsets[0], strides[0], offsets[1], strides[1], outOffset, length)
         }
     }
-}
 
-extension Broadcast {
     /// Walks the output of a broadcast of any number of operands as rows, like forEachRow:
     /// calls body(offsets, strides, outOffset, length) with each operand's offset and inner stride.
     static func forEachRow(out: [Int], operands: [[Int]],
                            _ body: (_ offsets: [Int], _ strides: [Int], _ outOffset: Int, _ length: Int) -> Void) {
-        let (shape, strides) = coalesce(out, operands.map { Broadcast.strides($0, into: out) })
-        let rank = shape.count
-        let inner = shape[rank - 1]
-        let rows = shape.dropLast().reduce(1, *)
-        let innerStrides = strides.map { $0[rank - 1] }
-        var index = [Int](repeating: 0, count: rank)
-        var offsets = [Int](repeating: 0, count: operands.count)
-        for row in 0..<rows {
-            body(offsets, innerStrides, row * inner, inner)
-            var d = rank - 2
-            while d >= 0 {
-                index[d] += 1
-                for k in offsets.indices { offsets[k] += strides[k][d] }
-                if index[d] < shape[d] { break }
-                for k in offsets.indices { offsets[k] -= strides[k][d] * shape[d] }
-                index[d] = 0
-                d -= 1
-            }
+        let count = operands.count
+        var rowOffsets = [Int](repeating: 0, count: count)
+        var innerStrides: [Int] = []
+        walkRows(out: out, operands: operands) { offsets, strides, outOffset, length in
+            if innerStrides.isEmpty { innerStrides = Array(UnsafeBufferPointer(start: strides, count: count)) }
+            for k in 0..<count { rowOffsets[k] = offsets[k] }
+            body(rowOffsets, innerStrides, outOffset, length)
         }
     }
 }

@@ -7,7 +7,7 @@ extension DeformRoIPool {
     ) {
         precondition(params.invalidReason == nil, params.invalidReason ?? "")
         let height = params.height, width = params.width
-        let bins = params.pooledHeight * params.pooledWidth
+        let bins = params.bins
         var o = 0
         for r in 0..<params.roiCount {
             let n = roiBatch(rois[5 * r], batch: params.batch)

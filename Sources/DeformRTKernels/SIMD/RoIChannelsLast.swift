@@ -24,6 +24,16 @@ enum RoIChannelsLast {
         }
     }
 
+    /// A whole NCHW batch of `channels` planes as [image][pixel][channel] rows.
+    static func copy(
+        images input: UnsafePointer<Float>, batch: Int, channels: Int, pixels: Int,
+        into destination: UnsafeMutablePointer<Float>, parallel: Parallel
+    ) {
+        copy(
+            groups: batch, channels: channels, pixels: pixels, channelStride: pixels,
+            source: { input + $0 * channels * pixels }, destination: destination, parallel: parallel)
+    }
+
     /// destination[j * destinationStride + i] = source[i * sourceStride + j] for i in 0..<rows,
     /// j in 0..<columns: 16 x 16 blocks transposed in registers, the edges one float at a time.
     static func transpose(
