@@ -40,7 +40,7 @@ final class ExecutionPlan {
     init(session: SessionCore, inputTypes: [ValueType]) throws {
         self.inputTypes = inputTypes
         let graph = session.graph
-        parallel = Parallel(threads: session.options.threads)
+        parallel = session.parallel
         let valueCount = graph.valueNames.count
         var known = [PlanValue?](repeating: nil, count: valueCount)
         var budget = MemoryBudget(limit: session.options.memoryLimit)

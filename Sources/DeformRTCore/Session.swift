@@ -23,12 +23,15 @@ public final class SessionCore: @unchecked Sendable {
     public let options: SessionOptions
     let order: [Int]
     let operators: [Operator]
+    /// The session's worker threads, kept across plans.
+    let parallel: Parallel
     private var plan: ExecutionPlan?
     private let lock = Mutex()
 
     public init(graph: Graph, options: SessionOptions) throws {
         self.graph = graph
         self.options = options
+        parallel = Parallel(threads: options.threads)
         order = try GraphCheck.topologicalOrder(graph)
         operators = try OperatorRegistry.makeOperators(graph, order: order)
         // With fully static inputs, plan now so shape errors surface at creation.
