@@ -169,7 +169,7 @@ struct BlasPlan {
         if pixels == 0 { return 0 }
         var tile = max(128, min(1024, (1 << 18) / max(k, 1)))
         tile = (tile + 15) / 16 * 16
-        let wanted = max(1, (2 * threads + images - 1) / images)
+        let wanted = images == 0 ? 1 : max(1, (2 * threads + images - 1) / images)
         if (pixels + tile - 1) / tile < wanted {
             tile = max(64, ((pixels + wanted - 1) / wanted + 15) / 16 * 16)
         }

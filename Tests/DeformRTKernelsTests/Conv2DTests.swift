@@ -126,6 +126,14 @@ final class Conv2DTests: XCTestCase {
                            kernelHeight: 3, kernelWidth: 3, padTop: 1, padLeft: 1))
     }
 
+    /// An empty batch: nothing to compute, nothing to crash on (found by the fuzzer in BlasPlan).
+    func testEmptyBatch() {
+        check(ConvGeometry(batch: 0, inChannels: 4, inHeight: 5, inWidth: 6, outChannels: 3,
+                           kernelHeight: 3, kernelWidth: 3, padTop: 1, padLeft: 1))
+        check(ConvGeometry(batch: 0, inChannels: 4, inHeight: 5, inWidth: 6, outChannels: 3,
+                           kernelHeight: 1, kernelWidth: 1))
+    }
+
     func testBatchAndNoBias() {
         check(ConvGeometry(batch: 3, inChannels: 7, inHeight: 6, inWidth: 5, outChannels: 3,
                            kernelHeight: 3, kernelWidth: 3, padTop: 1, padLeft: 1), bias: false)

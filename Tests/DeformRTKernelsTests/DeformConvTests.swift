@@ -3,8 +3,8 @@ import TestSupport
 import XCTest
 
 /// DeformConv.run (both GEMM engines, 1 and 2 threads; the second thread count on weights from
-/// packWeight) against DeformConv.reference, plus the
-/// reference against Conv2D.reference and against vectors produced by OpenVINO.
+/// packWeight) against DeformConv.reference, plus the reference against Conv2D.reference and
+/// against vectors produced by OpenVINO.
 /// Tolerance: max |a - b| / (1 + |b|) <= 1e-4 (float32 sampling and sums vs Double).
 final class DeformConvTests: XCTestCase {
     static let tolerance: Float = 1e-4
@@ -145,6 +145,10 @@ final class DeformConvTests: XCTestCase {
                 check(Case(g, DeformableOptions(hasMask: i % 2 == 1, border: border), seed: UInt64(100 + i)))
             }
         }
+    }
+
+    func testEmptyBatch() {
+        check(Case(geometry(4, 5, 6, 3, batch: 0), DeformableOptions(offsetGroup: 2, hasMask: true)))
     }
 
     func testBatchAndNoBias() {

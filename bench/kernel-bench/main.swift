@@ -3,8 +3,10 @@
 // GFLOP/s = 2 * Cin * Cout * kH * kW * Hout * Wout / time (the same count for both ops).
 //
 // Build in release with AVX-512 code for the kernels, e.g.
-//   swift build -c release --scratch-path .build-<you> -Xswiftc -target-cpu -Xswiftc x86-64-v4
+//   swift build -c release --scratch-path .build-<you> -Xswiftc -target-cpu -Xswiftc znver4 --product kernel-bench
 //   .build-<you>/release/kernel-bench [runs] [layers, e.g. abc] [threads, e.g. 12]
+// (`native` and `skylake-avx512` work too; this toolchain rejects `x86-64-v4`.) Without a
+// -target-cpu the engine probe picks OpenBLAS for the GEMM (see ConvEngine.preferred).
 import DeformRTKernels
 
 #if canImport(Glibc)
@@ -86,7 +88,13 @@ let runs = args.count > 1 ? max(1, Int(args[1]) ?? 10) : 10
 let chosen = args.count > 2 ? Set(args[2]) : Set("abcde")
 let threadCounts = args.count > 3 ? args[3].compactMap { Int(String($0)) } : [1, 2]
 
-print("kernel-bench: median of \(runs) runs after 2 warm-up calls; ms and GFLOP/s; engine \(ConvEngine.preferred)")
+// The engine probe runs once; then give OpenBLAS's pthread worker, which spins on sched_yield for
+// a moment after the library loads (measured: ~0.1-0.3 s of a core), time to go to sleep so that
+// it does not take the second core from the first 2-thread timings.
+let engine = ConvEngine.preferred
+usleep(500_000)
+
+print("kernel-bench: median of \(runs) runs after 2 warm-up calls; ms and GFLOP/s; engine \(engine)")
 print("DeformConv packed: weights packed once beforehand (packWeight), as a session can do for constant weights")
 print("| layer | threads | Conv2D ms | GFLOP/s | DeformConv ms | GFLOP/s | deform/conv | DeformConv packed ms | GFLOP/s |")
 print("|---|---|---|---|---|---|---|---|---|")
