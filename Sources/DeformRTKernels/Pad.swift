@@ -40,17 +40,12 @@ public enum PadKernels {
         }
         let rows = outShape.dropLast().reduce(1, *)
         parallel.forEachRange(rows) { _, range in
-            var position = [Int](repeating: 0, count: rank)
-            var rest = range.lowerBound
-            for d in stride(from: rank - 2, through: 0, by: -1) {
-                position[d] = rest % outShape[d]
-                rest /= outShape[d]
-            }
+            var odometer = RowOdometer(shape: outShape, row: range.lowerBound)
             for r in range {
                 let out = dst + r * inner
                 var offset = 0, inside = true
                 for d in 0..<(rank - 1) {
-                    let s = index[d][position[d]]
+                    let s = index[d][odometer.position[d]]
                     if s < 0 { inside = false; break }
                     offset += s * inStrides[d]
                 }
@@ -62,14 +57,35 @@ public enum PadKernels {
                 } else {
                     out.update(repeating: fill, count: inner)
                 }
-                var d = rank - 2
-                while d >= 0 {
-                    position[d] += 1
-                    if position[d] < outShape[d] { break }
-                    position[d] = 0
-                    d -= 1
-                }
+                odometer.advance()
             }
+        }
+    }
+}
+
+/// The multi-index over the outer axes (all but the last) of the rows of `shape`, started at any
+/// row and advanced one row at a time like an odometer, so a row walk never divides per row.
+struct RowOdometer {
+    private let shape: [Int]
+    private(set) var position: [Int]
+
+    init(shape: [Int], row: Int) {
+        self.shape = shape
+        position = [Int](repeating: 0, count: shape.count)
+        var rest = row
+        for d in stride(from: shape.count - 2, through: 0, by: -1) {
+            position[d] = rest % shape[d]
+            rest /= shape[d]
+        }
+    }
+
+    mutating func advance() {
+        var d = shape.count - 2
+        while d >= 0 {
+            position[d] += 1
+            if position[d] < shape[d] { return }
+            position[d] = 0
+            d -= 1
         }
     }
 }

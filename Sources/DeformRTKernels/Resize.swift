@@ -101,17 +101,11 @@ public enum ResizeKernels {
         let inner = outShape[rank - 1], innerIndex = index[rank - 1]
         let rows = outShape.dropLast().reduce(1, *)
         parallel.forEachRange(rows) { _, range in
-            // The row's multi-index over the outer axes, advanced like an odometer.
-            var position = [Int](repeating: 0, count: rank)
-            var rest = range.lowerBound
-            for d in stride(from: rank - 2, through: 0, by: -1) {
-                position[d] = rest % outShape[d]
-                rest /= outShape[d]
-            }
+            var odometer = RowOdometer(shape: outShape, row: range.lowerBound)
             var previousOffset = -1
             for r in range {
                 var offset = 0
-                for d in 0..<(rank - 1) { offset += index[d][position[d]] * inStrides[d] }
+                for d in 0..<(rank - 1) { offset += index[d][odometer.position[d]] * inStrides[d] }
                 let out = dst + r * inner
                 if offset == previousOffset {
                     out.update(from: out - inner, count: inner)
@@ -120,13 +114,7 @@ public enum ResizeKernels {
                     for i in 0..<inner { out[i] = row[innerIndex[i]] }
                     previousOffset = offset
                 }
-                var d = rank - 2
-                while d >= 0 {
-                    position[d] += 1
-                    if position[d] < outShape[d] { break }
-                    position[d] = 0
-                    d -= 1
-                }
+                odometer.advance()
             }
         }
     }
