@@ -27,7 +27,7 @@ public enum DeformConv {
     public static func workspaceByteCount(
         _ g: ConvGeometry, _ d: DeformableOptions, threads: Int, engine: ConvEngine
     ) -> Int {
-        ChannelsLastConvPlan(g, engine: engine, threads: threads).byteCount
+        ChannelsLastConvPlan(g, engine: engine, threads: threads, offsetGroup: d.offsetGroup).byteCount
     }
 
     /// `run` with a chosen GEMM engine (the sampling is the same).
@@ -41,7 +41,7 @@ public enum DeformConv {
             reference(g, d, input: input, weight: weight, offset: offset, mask: mask, bias: bias, output: output)
             return
         }
-        let plan = ChannelsLastConvPlan(g, engine: engine, threads: parallel.threads)
+        let plan = ChannelsLastConvPlan(g, engine: engine, threads: parallel.threads, offsetGroup: d.offsetGroup)
         run(plan, d, input: input, weight: weight, offset: offset, mask: mask, bias: bias, output: output,
             workspace: workspace, parallel: parallel)
     }
@@ -76,7 +76,8 @@ public enum DeformConv {
     public static func workspaceByteCount(
         _ g: ConvGeometry, _ d: DeformableOptions, threads: Int, packedWeight: Bool, engine: ConvEngine = .preferred
     ) -> Int {
-        ChannelsLastConvPlan(g, engine: engine, threads: threads, weightsPrepacked: packedWeight).byteCount
+        ChannelsLastConvPlan(g, engine: engine, threads: threads, weightsPrepacked: packedWeight,
+                             offsetGroup: d.offsetGroup).byteCount
     }
 
     /// `run` on weights prepared by `packWeight` for the same geometry and engine.
@@ -88,7 +89,8 @@ public enum DeformConv {
         workspace: UnsafeMutableRawPointer, parallel: Parallel, engine: ConvEngine = .preferred
     ) {
         precondition(supportsSampling(g), "DeformConv: input plane too large for the sampling plan")
-        let plan = ChannelsLastConvPlan(g, engine: engine, threads: parallel.threads, weightsPrepacked: true)
+        let plan = ChannelsLastConvPlan(g, engine: engine, threads: parallel.threads, weightsPrepacked: true,
+                                        offsetGroup: d.offsetGroup)
         let weights = packedWeight.assumingMemoryBound(to: Float.self)
         run(plan, d, input: input, weight: weights, offset: offset, mask: mask, bias: bias, output: output,
             workspace: workspace, parallel: parallel)

@@ -1,4 +1,4 @@
-import DeformRTKernels
+@testable import DeformRTKernels
 import TestSupport
 import XCTest
 
@@ -158,6 +158,31 @@ final class DeformConvTests: XCTestCase {
     /// Several tiles per thread and several k blocks (k = 9 * 96 > 640).
     func testManyTilesAndKBlocks() {
         check(Case(geometry(96, 13, 17, 70), DeformableOptions(offsetGroup: 3, hasMask: true)), threads: [1, 3])
+    }
+
+    /// Small k (one k block) and >= 49 output channels per group: the gather of each 6-pixel group
+    /// runs inside the micro-kernel of the group before (packed engine). Tiles of 1-5 pixels, channel
+    /// tails, a second 16-column block, offset groups straddling conv groups, the 36-plan limit.
+    func testInterleavedSampling() {
+        let cases: [(ConvGeometry, DeformableOptions)] = [
+            (geometry(64, 13, 11, 64), DeformableOptions(hasMask: true)),
+            (geometry(64, 1, 5, 64), DeformableOptions(hasMask: true, border: .openVINONoPad)),
+            (geometry(20, 9, 7, 65), DeformableOptions(offsetGroup: 4, hasMask: false)),
+            (geometry(12, 7, 9, 100, group: 2), DeformableOptions(offsetGroup: 3, hasMask: true)),
+            (ConvGeometry(batch: 2, inChannels: 24, inHeight: 15, inWidth: 14, outChannels: 64, kernelHeight: 5,
+                          kernelWidth: 5, strideHeight: 2, strideWidth: 1, padTop: 3, padLeft: 2, padBottom: 1,
+                          padRight: 2, dilationHeight: 2, dilationWidth: 1),
+             DeformableOptions(hasMask: true, border: .openVINONoPad)),
+        ]
+        for (i, (g, d)) in cases.enumerated() {
+            XCTAssertTrue(ChannelsLastConvPlan(g, engine: .packedSIMD, threads: 2, offsetGroup: d.offsetGroup)
+                .interleavesSampling, "\(g) \(d)")
+            check(Case(g, d, offsets: -6...6, seed: UInt64(300 + i)), threads: [1, 2])
+        }
+        // 10 offset groups x 9 taps = 90 plans: over the limit, one plan at a time.
+        let many = geometry(40, 6, 7, 64)
+        XCTAssertFalse(ChannelsLastConvPlan(many, engine: .packedSIMD, threads: 1, offsetGroup: 10).interleavesSampling)
+        check(Case(many, DeformableOptions(offsetGroup: 10, hasMask: true), seed: 310))
     }
 
     /// Zero offsets and a unit mask: exactly a convolution, under both border rules.

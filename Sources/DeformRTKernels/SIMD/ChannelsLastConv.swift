@@ -47,6 +47,12 @@ struct ChannelsLastConvPlan {
     let rowGroups: Int    // ceil(outPixels / 6)
     let workers: Int
     let weightsPrepacked: Bool  // the caller packed them once (packWeights); no weight region here
+    /// Deformable with one k block and a full 64-column block: the tile's plans are made up front
+    /// and the gather of each 6-row group runs inside the micro-kernel of the group before it
+    /// (PackedGemm.kernel6x64(interleaving:)). Otherwise one plan at a time, gathered per k block.
+    let interleavesSampling: Bool
+    let offsetGroupSpan: Int    // offset groups a conv group's channels touch (deformable)
+    let planSlots: Int          // sampling plans held at once
 
     // Workspace layout in floats from the (64-byte aligned) base; every region 16-float aligned.
     let weightsAt: Int
@@ -64,8 +70,14 @@ struct ChannelsLastConvPlan {
     let totalFloats: Int
 
     static let extraRows = 8
+    /// At most this many plans (offset groups x taps) for interleaved sampling: ~6 KB each per worker.
+    static let maxInterleavedPlans = 36
 
-    init(_ g: ConvGeometry, engine: ConvEngine, threads: Int, pointwise: Bool = false, weightsPrepacked: Bool = false) {
+    /// `offsetGroup`: the deformable offset groups, nil for plain convolution.
+    init(
+        _ g: ConvGeometry, engine: ConvEngine, threads: Int, pointwise: Bool = false, weightsPrepacked: Bool = false,
+        offsetGroup: Int? = nil
+    ) {
         self.g = g
         self.engine = engine
         self.weightsPrepacked = weightsPrepacked
@@ -87,6 +99,10 @@ struct ChannelsLastConvPlan {
         rowStride = (g.inChannels + 15) & ~15
         rowGroups = (outPixels + 5) / 6
         workers = max(1, min(threads, g.group * rowGroups))
+        offsetGroupSpan = offsetGroup.map { Self.offsetGroupSpan(g, offsetGroup: $0) } ?? 0
+        interleavesSampling = offsetGroup != nil && engine == .packedSIMD && kc == k && coutPadded >= 64
+            && offsetGroupSpan * taps <= Self.maxInterleavedPlans
+        planSlots = interleavesSampling ? offsetGroupSpan * taps : 1
 
         func aligned(_ n: Int) -> Int { (n + 15) & ~15 }
         weightsAt = 0
@@ -97,12 +113,25 @@ struct ChannelsLastConvPlan {
         panelAt = 0
         resultAt = pointwise && engine == .packedSIMD ? panelAt : aligned(tileRows * kc)
         planIndexAt = resultAt + (engine == .packedSIMD ? aligned(tileRows * coutPadded) : 0)
-        planWeightAt = planIndexAt + 4 * planStride
-        originYAt = planWeightAt + 4 * planStride
+        planWeightAt = planIndexAt + 4 * planStride * planSlots
+        originYAt = planWeightAt + 4 * planStride * planSlots
         originXAt = originYAt + planStride
         planTailAt = originXAt + planStride
         workerFloats = aligned(planTailAt + 48)
         totalFloats = workerAt + workers * workerFloats
+    }
+
+    /// The most offset groups that the input channels of one conv group fall into.
+    static func offsetGroupSpan(_ g: ConvGeometry, offsetGroup: Int) -> Int {
+        let cin = g.inChannels / max(g.group, 1)
+        let perOffsetGroup = g.inChannels / max(offsetGroup, 1)
+        guard cin > 0, perOffsetGroup > 0 else { return 1 }
+        var span = 1
+        for grp in 0..<g.group {
+            let first = grp * cin / perOffsetGroup, last = ((grp + 1) * cin - 1) / perOffsetGroup
+            span = max(span, last - first + 1)
+        }
+        return span
     }
 
     var byteCount: Int { outPixels == 0 || g.outChannels == 0 ? 0 : totalFloats * MemoryLayout<Float>.stride }
@@ -198,6 +227,18 @@ struct ChannelsLastConvPlan {
             DeformableSampling.fillOrigins(g, p0: p0, count: count, baseY: scratch + originYAt,
                                            baseX: scratch + originXAt)
         }
+        if interleavesSampling, case let .deformable(d, offset, mask) = source {
+            let sampling = planTile(d, offset: offset, mask: mask, count: count, p0: p0, rows: rows,
+                                    channelBase: channelBase, panel: panel, scratch: scratch)
+            let firstGroup = sampling.group(at: 0, count: min(6, count))
+            for item in 0..<firstGroup.count { firstGroup.run(item) }
+            if paddedRows > count { (panel + count * kc).update(repeating: 0, count: (paddedRows - count) * kc) }
+            multiplyPacked(a: panel, lda: kc, kb: 0, kcCur: k, rows: paddedRows,
+                           weights: weights + grp * k * coutPadded, result: result, sampling: sampling, count: count)
+            ConvLayout.transpose(result, srcStride: coutPadded, out, dstStride: outPixels, rows: cout, columns: count,
+                                 rowBias: bias.map { $0 + grp * cout })
+            return
+        }
         var planKey = -1
         var kb = 0
         while kb < k {
@@ -238,9 +279,11 @@ struct ChannelsLastConvPlan {
     }
 
     /// result[r][m] (+)= sum over k in kb ..< kb + kcCur of a[r][k - kb] * packed[k][m], 64 columns at a time.
+    /// With `sampling`, the first 64 columns of each 6-row group also gather the next group's panel
+    /// rows (rows `count` and up stay as they are).
     private func multiplyPacked(
         a: UnsafePointer<Float>, lda: Int, kb: Int, kcCur: Int, rows: Int, weights: UnsafePointer<Float>,
-        result: UnsafeMutablePointer<Float>
+        result: UnsafeMutablePointer<Float>, sampling: PanelRowSampling? = nil, count: Int = 0
     ) {
         let accumulate = kb > 0
         var col = 0
@@ -251,7 +294,11 @@ struct ChannelsLastConvPlan {
             while r < rows {
                 let aRows = a + r * lda
                 let c = result + r * coutPadded + col
-                if width == 64 {
+                if let sampling, col == 0, r + 6 < count {
+                    PackedGemm.kernel6x64(kc: kcCur, a: aRows, lda: lda, b: block, c: c, ldc: coutPadded,
+                                          accumulate: accumulate,
+                                          interleaving: sampling.group(at: r + 6, count: min(6, count - r - 6)))
+                } else if width == 64 {
                     PackedGemm.kernel6x64(kc: kcCur, a: aRows, lda: lda, b: block, c: c, ldc: coutPadded,
                                           accumulate: accumulate)
                 } else {
@@ -286,6 +333,48 @@ struct ChannelsLastConvPlan {
         }
     }
 
+    /// The sampling plan of offset group `og` and `tap` for the tile's pixels p0 ..< p0 + count.
+    private func plan(
+        _ d: DeformableOptions, offset: UnsafePointer<Float>, mask: UnsafePointer<Float>?, offsetGroup og: Int,
+        tap: Int, count: Int, p0: Int, index: UnsafeMutablePointer<Int32>, weight: UnsafeMutablePointer<Float>,
+        scratch: UnsafeMutablePointer<Float>
+    ) {
+        let key = og * taps + tap
+        let i = tap / g.kernelWidth, j = tap - i * g.kernelWidth
+        let dyPlane = offset + (2 * key) * outPixels + p0
+        DeformableSampling.plan(
+            border: d.border, height: g.inHeight, width: g.inWidth,
+            tapY: Float(i * g.dilationHeight), tapX: Float(j * g.dilationWidth),
+            dy: dyPlane, dx: dyPlane + outPixels, mask: mask.map { $0 + key * outPixels + p0 }, count: count,
+            baseY: scratch + originYAt, baseX: scratch + originXAt, zeroRow: Int32(inPixels),
+            index: index, weight: weight, stride: planStride, tail: scratch + planTailAt)
+    }
+
+    /// Every plan of the tile (one per tap and offset group of conv group `channelBase / cin`), as the
+    /// sampling work of its whole panel.
+    private func planTile(
+        _ d: DeformableOptions, offset: UnsafePointer<Float>, mask: UnsafePointer<Float>?, count: Int, p0: Int,
+        rows: UnsafeMutablePointer<Float>, channelBase: Int, panel: UnsafeMutablePointer<Float>,
+        scratch: UnsafeMutablePointer<Float>
+    ) -> PanelRowSampling {
+        let perOffsetGroup = g.inChannels / d.offsetGroup
+        let firstGroup = channelBase / perOffsetGroup
+        let span = (channelBase + cin - 1) / perOffsetGroup - firstGroup + 1
+        let index = UnsafeMutableRawPointer(scratch + planIndexAt).assumingMemoryBound(to: Int32.self)
+        let weight = scratch + planWeightAt
+        for j in 0..<span {
+            for tap in 0..<taps {
+                let slot = (j * taps + tap) * 4 * planStride
+                plan(d, offset: offset, mask: mask, offsetGroup: firstGroup + j, tap: tap, count: count, p0: p0,
+                     index: index + slot, weight: weight + slot, scratch: scratch)
+            }
+        }
+        return PanelRowSampling(
+            rows: rows + channelBase, rowStride: rowStride, index: index, weight: weight, planStride: planStride,
+            taps: taps, cin: cin, channelBase: channelBase, perOffsetGroup: perOffsetGroup,
+            firstOffsetGroup: firstGroup, offsetGroups: span, pixels: count, panel: panel, panelStride: kc)
+    }
+
     /// Panel columns kb ..< kb + kcCur of deformable convolution: for each run of channels sharing
     /// a tap and an offset group, one sampling plan, then a gather over the run.
     private func fillDeformable(
@@ -304,14 +393,8 @@ struct ChannelsLastConvPlan {
             let c1 = min(cin, c0 + kb + kcCur - kk, (og + 1) * perOffsetGroup - channelBase)
             let key = og * taps + tap
             if key != planKey {
-                let i = tap / g.kernelWidth, j = tap - i * g.kernelWidth
-                let dyPlane = offset + (2 * key) * outPixels + p0
-                DeformableSampling.plan(
-                    border: d.border, height: g.inHeight, width: g.inWidth,
-                    tapY: Float(i * g.dilationHeight), tapX: Float(j * g.dilationWidth),
-                    dy: dyPlane, dx: dyPlane + outPixels, mask: mask.map { $0 + key * outPixels + p0 }, count: count,
-                    baseY: scratch + originYAt, baseX: scratch + originXAt, zeroRow: Int32(inPixels),
-                    index: planIndex, weight: planWeight, stride: planStride, tail: scratch + planTailAt)
+                plan(d, offset: offset, mask: mask, offsetGroup: og, tap: tap, count: count, p0: p0,
+                     index: planIndex, weight: planWeight, scratch: scratch)
                 planKey = key
             }
             DeformableSampling.gather(rows: rows + channelBase + c0, rowStride: rowStride, channels: c1 - c0,

@@ -185,55 +185,65 @@ enum DeformableSampling {
         panel: UnsafeMutablePointer<Float>, panelStride: Int
     ) {
         for r in 0..<count {
-            let p0 = UnsafeRawPointer(rows + Int(index[r]) * rowStride)
-            let p1 = UnsafeRawPointer(rows + Int(index[stride + r]) * rowStride)
-            let p2 = UnsafeRawPointer(rows + Int(index[2 * stride + r]) * rowStride)
-            let p3 = UnsafeRawPointer(rows + Int(index[3 * stride + r]) * rowStride)
-            let w0 = weight[r], w1 = weight[stride + r], w2 = weight[2 * stride + r], w3 = weight[3 * stride + r]
-            let out = UnsafeMutableRawPointer(panel + r * panelStride)
-            var c = 0
-            let a0 = SIMD16<Float>(repeating: w0), a1 = SIMD16<Float>(repeating: w1)
-            let a2 = SIMD16<Float>(repeating: w2), a3 = SIMD16<Float>(repeating: w3)
-            // Products and sums rather than FMAs: the gather is bound by its loads, and a build
-            // without FMA in its target (plain SwiftPM) would turn each FMA lane into a call of fmaf.
-            while c + 16 <= channels {
-                let o = c * 4
-                let top: SIMD16<Float> = a0 * p0.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
-                    + a1 * p1.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
-                let bottom: SIMD16<Float> = a2 * p2.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
-                    + a3 * p3.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
-                let v = top + bottom
-                out.storeBytes(of: v, toByteOffset: o, as: SIMD16<Float>.self)
-                c += 16
-            }
-            if c + 8 <= channels {
-                let o = c * 4
-                let top: SIMD8<Float> = a0.lowHalf * p0.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
-                    + a1.lowHalf * p1.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
-                let bottom: SIMD8<Float> = a2.lowHalf * p2.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
-                    + a3.lowHalf * p3.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
-                let v = top + bottom
-                out.storeBytes(of: v, toByteOffset: o, as: SIMD8<Float>.self)
-                c += 8
-            }
-            if c + 4 <= channels {
-                let o = c * 4
-                let top: SIMD4<Float> = a0.lowHalf.lowHalf * p0.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)
-                    + a1.lowHalf.lowHalf * p1.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)
-                let bottom: SIMD4<Float> = a2.lowHalf.lowHalf * p2.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)
-                    + a3.lowHalf.lowHalf * p3.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)
-                let v = top + bottom
-                out.storeBytes(of: v, toByteOffset: o, as: SIMD4<Float>.self)
-                c += 4
-            }
-            while c < channels {
-                let o = c * 4
-                let top: Float = w0 * p0.load(fromByteOffset: o, as: Float.self) + w1 * p1.load(fromByteOffset: o, as: Float.self)
-                let bottom: Float = w2 * p2.load(fromByteOffset: o, as: Float.self) + w3 * p3.load(fromByteOffset: o, as: Float.self)
-                let v = top + bottom
-                out.storeBytes(of: v, toByteOffset: o, as: Float.self)
-                c += 1
-            }
+            gatherPixel(rows: rows, rowStride: rowStride, channels: channels, index: index + r, weight: weight + r,
+                        stride: stride, panel: panel + r * panelStride)
+        }
+    }
+
+    /// `gather` of one pixel: `index` and `weight` point at its plan entry, `panel` at its panel row.
+    @inline(__always)
+    static func gatherPixel(
+        rows: UnsafePointer<Float>, rowStride: Int, channels: Int, index: UnsafePointer<Int32>,
+        weight: UnsafePointer<Float>, stride: Int, panel: UnsafeMutablePointer<Float>
+    ) {
+        let p0 = UnsafeRawPointer(rows + Int(index[0]) * rowStride)
+        let p1 = UnsafeRawPointer(rows + Int(index[stride]) * rowStride)
+        let p2 = UnsafeRawPointer(rows + Int(index[2 * stride]) * rowStride)
+        let p3 = UnsafeRawPointer(rows + Int(index[3 * stride]) * rowStride)
+        let w0 = weight[0], w1 = weight[stride], w2 = weight[2 * stride], w3 = weight[3 * stride]
+        let out = UnsafeMutableRawPointer(panel)
+        var c = 0
+        let a0 = SIMD16<Float>(repeating: w0), a1 = SIMD16<Float>(repeating: w1)
+        let a2 = SIMD16<Float>(repeating: w2), a3 = SIMD16<Float>(repeating: w3)
+        // Products and sums rather than FMAs: the gather is bound by its loads, and a build
+        // without FMA in its target (plain SwiftPM) would turn each FMA lane into a call of fmaf.
+        while c + 16 <= channels {
+            let o = c * 4
+            let top: SIMD16<Float> = a0 * p0.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
+                + a1 * p1.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
+            let bottom: SIMD16<Float> = a2 * p2.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
+                + a3 * p3.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
+            let v = top + bottom
+            out.storeBytes(of: v, toByteOffset: o, as: SIMD16<Float>.self)
+            c += 16
+        }
+        if c + 8 <= channels {
+            let o = c * 4
+            let top: SIMD8<Float> = a0.lowHalf * p0.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+                + a1.lowHalf * p1.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+            let bottom: SIMD8<Float> = a2.lowHalf * p2.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+                + a3.lowHalf * p3.loadUnaligned(fromByteOffset: o, as: SIMD8<Float>.self)
+            let v = top + bottom
+            out.storeBytes(of: v, toByteOffset: o, as: SIMD8<Float>.self)
+            c += 8
+        }
+        if c + 4 <= channels {
+            let o = c * 4
+            let top: SIMD4<Float> = a0.lowHalf.lowHalf * p0.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)
+                + a1.lowHalf.lowHalf * p1.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)
+            let bottom: SIMD4<Float> = a2.lowHalf.lowHalf * p2.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)
+                + a3.lowHalf.lowHalf * p3.loadUnaligned(fromByteOffset: o, as: SIMD4<Float>.self)
+            let v = top + bottom
+            out.storeBytes(of: v, toByteOffset: o, as: SIMD4<Float>.self)
+            c += 4
+        }
+        while c < channels {
+            let o = c * 4
+            let top: Float = w0 * p0.load(fromByteOffset: o, as: Float.self) + w1 * p1.load(fromByteOffset: o, as: Float.self)
+            let bottom: Float = w2 * p2.load(fromByteOffset: o, as: Float.self) + w3 * p3.load(fromByteOffset: o, as: Float.self)
+            let v = top + bottom
+            out.storeBytes(of: v, toByteOffset: o, as: Float.self)
+            c += 1
         }
     }
 
@@ -281,5 +291,51 @@ enum DeformableSampling {
             dst[c] = src[c]
             c += 1
         }
+    }
+}
+
+/// The deformable panel rows of a run of pixels as work for the micro-kernel: one item per
+/// (pixel, run), a run being the channels of one tap that share an offset group, with the plans
+/// of every run made beforehand (plan slot j * taps + tap for the conv group's j-th offset group).
+struct PanelRowSampling: InterleavedWork {
+    let rows: UnsafePointer<Float>       // channels-last rows at the conv group's first channel
+    let rowStride: Int
+    let index: UnsafePointer<Int32>      // plan slot 0 at the first pixel; slots 4 * planStride apart
+    let weight: UnsafePointer<Float>
+    let planStride: Int
+    let taps: Int
+    let cin: Int
+    let channelBase: Int                 // the conv group's first input channel
+    let perOffsetGroup: Int
+    let firstOffsetGroup: Int
+    let offsetGroups: Int
+    let pixels: Int
+    let panel: UnsafeMutablePointer<Float>  // the first pixel's panel row
+    let panelStride: Int
+
+    var count: Int { pixels * taps * offsetGroups }
+
+    /// The same work for pixels first ..< first + count.
+    func group(at first: Int, count: Int) -> PanelRowSampling {
+        PanelRowSampling(
+            rows: rows, rowStride: rowStride, index: index + first, weight: weight + first, planStride: planStride,
+            taps: taps, cin: cin, channelBase: channelBase, perOffsetGroup: perOffsetGroup,
+            firstOffsetGroup: firstOffsetGroup, offsetGroups: offsetGroups, pixels: count,
+            panel: panel + first * panelStride, panelStride: panelStride)
+    }
+
+    @inline(__always)
+    func run(_ item: Int) {
+        let run = item / pixels
+        let r = item - run * pixels
+        let tap = run / offsetGroups
+        let j = run - tap * offsetGroups
+        let og = firstOffsetGroup + j
+        let c0 = max(og * perOffsetGroup - channelBase, 0)
+        let c1 = min((og + 1) * perOffsetGroup - channelBase, cin)
+        let slot = (j * taps + tap) * 4 * planStride + r
+        DeformableSampling.gatherPixel(rows: rows + c0, rowStride: rowStride, channels: c1 - c0, index: index + slot,
+                                       weight: weight + slot, stride: planStride,
+                                       panel: panel + r * panelStride + tap * cin + c0)
     }
 }
