@@ -208,8 +208,8 @@ struct RoIScratch {
 
     /// Writes the RoI rows to the NCHW output block of that RoI ([channel][bin]).
     func writeRoI(bins: Int, channels: Int, to output: UnsafeMutablePointer<Float>) {
-        RoIChannelsLast.transpose(
-            roi, sourceStride: channels, rows: bins, columns: channels, into: output, destinationStride: bins)
+        ConvLayout.transpose(roi, srcStride: channels, output, dstStride: bins, rows: channels, columns: bins,
+                             rowBias: nil)
     }
 }
 

@@ -49,7 +49,8 @@ struct ChannelsLastConvPlan {
     let weightsPrepacked: Bool  // the caller packed them once (packWeights); no weight region here
     /// Deformable with one k block and a full 64-column block: the tile's plans are made up front
     /// and the gather of each 6-row group runs inside the micro-kernel of the group before it
-    /// (PackedGemm.kernel6x64(interleaving:)). Otherwise one plan at a time, gathered per k block.
+    /// (PackedGemm.kernel6x64(interleaving:)), into a panel of two 6-row groups used in turn.
+    /// Otherwise one plan at a time, gathered per k block into a panel of the whole tile.
     let interleavesSampling: Bool
     let offsetGroupSpan: Int    // offset groups a conv group's channels touch (deformable)
     let planSlots: Int          // sampling plans held at once
@@ -91,18 +92,20 @@ struct ChannelsLastConvPlan {
         let blocks = max(1, (k + 639) / 640)
         kc = max(1, (k + blocks - 1) / blocks)
         // ~192 KB each for the panel (rows x kc) and the result (rows x coutPadded).
+        offsetGroupSpan = offsetGroup.map { Self.offsetGroupSpan(g, offsetGroup: $0) } ?? 0
+        interleavesSampling = offsetGroup != nil && engine == .packedSIMD && kc == k && coutPadded >= 64
+            && offsetGroupSpan * taps <= Self.maxInterleavedPlans
+        planSlots = interleavesSampling ? offsetGroupSpan * taps : 1
         var rows = min(49_152 / max(kc, 1), 49_152 / coutPadded)
         rows = min(max(rows, 24), 192) / 6 * 6
+        // Interleaved, the panel is a ring of two 6-row groups, so only the result bounds the tile.
+        if interleavesSampling { rows = min(49_152 / coutPadded, 192) / 6 * 6 }
         tileRows = rows
         inPixels = g.inHeight * g.inWidth
         outPixels = max(g.outHeight, 0) * max(g.outWidth, 0)
         rowStride = (g.inChannels + 15) & ~15
         rowGroups = (outPixels + 5) / 6
         workers = max(1, min(threads, g.group * rowGroups))
-        offsetGroupSpan = offsetGroup.map { Self.offsetGroupSpan(g, offsetGroup: $0) } ?? 0
-        interleavesSampling = offsetGroup != nil && engine == .packedSIMD && kc == k && coutPadded >= 64
-            && offsetGroupSpan * taps <= Self.maxInterleavedPlans
-        planSlots = interleavesSampling ? offsetGroupSpan * taps : 1
 
         func aligned(_ n: Int) -> Int { (n + 15) & ~15 }
         weightsAt = 0
@@ -111,7 +114,8 @@ struct ChannelsLastConvPlan {
         workerAt = rowsAt + aligned(rowFloats)
         planStride = aligned(tileRows)
         panelAt = 0
-        resultAt = pointwise && engine == .packedSIMD ? panelAt : aligned(tileRows * kc)
+        let panelRows = interleavesSampling ? 2 * PackedGemm.rows : tileRows
+        resultAt = pointwise && engine == .packedSIMD ? panelAt : aligned(panelRows * kc)
         planIndexAt = resultAt + (engine == .packedSIMD ? aligned(tileRows * coutPadded) : 0)
         planWeightAt = planIndexAt + 4 * planStride * planSlots
         originYAt = planWeightAt + 4 * planStride * planSlots
@@ -229,12 +233,9 @@ struct ChannelsLastConvPlan {
         }
         if interleavesSampling, case let .deformable(d, offset, mask) = source {
             let sampling = planTile(d, offset: offset, mask: mask, count: count, p0: p0, rows: rows,
-                                    channelBase: channelBase, panel: panel, scratch: scratch)
-            let firstGroup = sampling.group(at: 0, count: min(6, count))
-            for item in 0..<firstGroup.count { firstGroup.run(item) }
-            if paddedRows > count { (panel + count * kc).update(repeating: 0, count: (paddedRows - count) * kc) }
-            multiplyPacked(a: panel, lda: kc, kb: 0, kcCur: k, rows: paddedRows,
-                           weights: weights + grp * k * coutPadded, result: result, sampling: sampling, count: count)
+                                    channelBase: channelBase, scratch: scratch)
+            multiplyInterleaved(sampling, count: count, panel: panel, weights: weights + grp * k * coutPadded,
+                                result: result)
             ConvLayout.transpose(result, srcStride: coutPadded, out, dstStride: outPixels, rows: cout, columns: count,
                                  rowBias: bias.map { $0 + grp * cout })
             return
@@ -278,40 +279,75 @@ struct ChannelsLastConvPlan {
         }
     }
 
-    /// result[r][m] (+)= sum over k in kb ..< kb + kcCur of a[r][k - kb] * packed[k][m], 64 columns at a time.
-    /// With `sampling`, the first 64 columns of each 6-row group also gather the next group's panel
-    /// rows (rows `count` and up stay as they are).
+    /// result[r][m] (+)= sum over k in kb ..< kb + kcCur of a[r][k - kb] * packed[k][m], 64 columns at a time
+    /// (each column block over all rows, so that its weights stay in cache).
     private func multiplyPacked(
         a: UnsafePointer<Float>, lda: Int, kb: Int, kcCur: Int, rows: Int, weights: UnsafePointer<Float>,
-        result: UnsafeMutablePointer<Float>, sampling: PanelRowSampling? = nil, count: Int = 0
+        result: UnsafeMutablePointer<Float>
     ) {
-        let accumulate = kb > 0
         var col = 0
         while col < coutPadded {
-            let width = min(64, coutPadded - col)
-            let block = weights + col * k + kb * width
             var r = 0
             while r < rows {
-                let aRows = a + r * lda
-                let c = result + r * coutPadded + col
-                if let sampling, col == 0, r + 6 < count {
-                    PackedGemm.kernel6x64(kc: kcCur, a: aRows, lda: lda, b: block, c: c, ldc: coutPadded,
-                                          accumulate: accumulate,
-                                          interleaving: sampling.group(at: r + 6, count: min(6, count - r - 6)))
-                } else if width == 64 {
-                    PackedGemm.kernel6x64(kc: kcCur, a: aRows, lda: lda, b: block, c: c, ldc: coutPadded,
-                                          accumulate: accumulate)
-                } else {
-                    var s = 0
-                    while s < width {
-                        PackedGemm.kernel6x16(kc: kcCur, a: aRows, lda: lda, b: block + s, ldb: width, c: c + s,
-                                              ldc: coutPadded, accumulate: accumulate)
-                        s += 16
-                    }
-                }
+                multiplyGroup(a: a + r * lda, lda: lda, kb: kb, kcCur: kcCur, col: col, weights: weights,
+                              result: result + r * coutPadded)
                 r += 6
             }
-            col += width
+            col += 64
+        }
+    }
+
+    /// One 6-row group times the 64-column block at `col` (or the last, narrower one).
+    @inline(__always)
+    private func multiplyGroup(
+        a: UnsafePointer<Float>, lda: Int, kb: Int, kcCur: Int, col: Int, weights: UnsafePointer<Float>,
+        result: UnsafeMutablePointer<Float>
+    ) {
+        let width = min(64, coutPadded - col)
+        let block = weights + col * k + kb * width
+        if width == 64 {
+            PackedGemm.kernel6x64(kc: kcCur, a: a, lda: lda, b: block, c: result + col, ldc: coutPadded,
+                                  accumulate: kb > 0)
+        } else {
+            var s = 0
+            while s < width {
+                PackedGemm.kernel6x16(kc: kcCur, a: a, lda: lda, b: block + s, ldb: width, c: result + col + s,
+                                      ldc: coutPadded, accumulate: kb > 0)
+                s += 16
+            }
+        }
+    }
+
+    /// The tile's product with its deformable panel gathered on the fly: group by group, the panel
+    /// rows of group i + 1 are gathered into the other half of the two-group panel while the first
+    /// 64 columns of group i are computed; the other column blocks follow on the same rows.
+    private func multiplyInterleaved(
+        _ sampling: PanelRowSampling, count: Int, panel: UnsafeMutablePointer<Float>, weights: UnsafePointer<Float>,
+        result: UnsafeMutablePointer<Float>
+    ) {
+        let groupFloats = PackedGemm.rows * kc
+        func half(_ group: Int) -> UnsafeMutablePointer<Float> { panel + (group & 1) * groupFloats }
+        let first = sampling.group(at: 0, count: min(6, count), into: panel)
+        for item in 0..<first.count { first.run(item) }
+        var r = 0, group = 0
+        while r < count {
+            let a = half(group)
+            if count - r < 6 { (a + (count - r) * kc).update(repeating: 0, count: (6 - count + r) * kc) }
+            let c = result + r * coutPadded
+            if r + 6 < count {
+                PackedGemm.kernel6x64(kc: k, a: a, lda: kc, b: weights, c: c, ldc: coutPadded, accumulate: false,
+                                      interleaving: sampling.group(at: r + 6, count: min(6, count - r - 6),
+                                                                   into: half(group + 1)))
+            } else {
+                multiplyGroup(a: a, lda: kc, kb: 0, kcCur: k, col: 0, weights: weights, result: c)
+            }
+            var col = 64
+            while col < coutPadded {
+                multiplyGroup(a: a, lda: kc, kb: 0, kcCur: k, col: col, weights: weights, result: c)
+                col += 64
+            }
+            r += 6
+            group += 1
         }
     }
 
@@ -354,8 +390,7 @@ struct ChannelsLastConvPlan {
     /// sampling work of its whole panel.
     private func planTile(
         _ d: DeformableOptions, offset: UnsafePointer<Float>, mask: UnsafePointer<Float>?, count: Int, p0: Int,
-        rows: UnsafeMutablePointer<Float>, channelBase: Int, panel: UnsafeMutablePointer<Float>,
-        scratch: UnsafeMutablePointer<Float>
+        rows: UnsafeMutablePointer<Float>, channelBase: Int, scratch: UnsafeMutablePointer<Float>
     ) -> PanelRowSampling {
         let perOffsetGroup = g.inChannels / d.offsetGroup
         let firstGroup = channelBase / perOffsetGroup
@@ -372,7 +407,7 @@ struct ChannelsLastConvPlan {
         return PanelRowSampling(
             rows: rows + channelBase, rowStride: rowStride, index: index, weight: weight, planStride: planStride,
             taps: taps, cin: cin, channelBase: channelBase, perOffsetGroup: perOffsetGroup,
-            firstOffsetGroup: firstGroup, offsetGroups: span, pixels: count, panel: panel, panelStride: kc)
+            firstOffsetGroup: firstGroup, offsetGroups: span, pixels: count, panel: nil, panelStride: kc)
     }
 
     /// Panel columns kb ..< kb + kcCur of deformable convolution: for each run of channels sharing

@@ -1,41 +1,56 @@
 /// Layout changes around the packed convolution GEMM: NCHW input to channels-last rows, the
 /// pixel-major GEMM result back to NCHW (+ bias), and weights to the packed or BLAS order.
 enum ConvLayout {
-    /// Splits two rows into their even and odd lanes: four rounds over 16 rows transpose 16 x 16
-    /// (each round rotates the 8-bit (row, column) index right by one bit).
+    /// Splits two rows into their even and odd lanes: three rounds over 8 rows transpose 8 x 8
+    /// (each round rotates the 6-bit (row, column) index right by one bit).
     @inline(__always)
-    static func unzip(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> (SIMD16<Float>, SIMD16<Float>) {
-        (SIMD16<Float>(lowHalf: a.evenHalf, highHalf: b.evenHalf),
-         SIMD16<Float>(lowHalf: a.oddHalf, highHalf: b.oddHalf))
+    static func unzip(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> (SIMD8<Float>, SIMD8<Float>) {
+        (SIMD8<Float>(lowHalf: a.evenHalf, highHalf: b.evenHalf),
+         SIMD8<Float>(lowHalf: a.oddHalf, highHalf: b.oddHalf))
+    }
+
+    typealias Rows8 = (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>,
+                       SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)
+
+    /// The 8 x 8 block at `src` (rows `srcStride` floats apart), transposed: row r is source column r.
+    @inline(__always)
+    static func transposed8x8(_ src: UnsafePointer<Float>, srcStride: Int) -> Rows8 {
+        let s = UnsafeRawPointer(src)
+        let sb = srcStride * MemoryLayout<Float>.stride
+        @inline(__always) func load(_ r: Int) -> SIMD8<Float> {
+            s.loadUnaligned(fromByteOffset: r * sb, as: SIMD8<Float>.self)
+        }
+        var r0 = load(0), r1 = load(1), r2 = load(2), r3 = load(3)
+        var r4 = load(4), r5 = load(5), r6 = load(6), r7 = load(7)
+        for _ in 0..<3 {
+            let (n0, n4) = unzip(r0, r1), (n1, n5) = unzip(r2, r3)
+            let (n2, n6) = unzip(r4, r5), (n3, n7) = unzip(r6, r7)
+            r0 = n0; r1 = n1; r2 = n2; r3 = n3; r4 = n4; r5 = n5; r6 = n6; r7 = n7
+        }
+        return (r0, r1, r2, r3, r4, r5, r6, r7)
     }
 
     /// Transposes a 16 x 16 block of `src` (rows `srcStride` floats apart) and hands output row r,
-    /// which is source column r, to `store(r, row)`.
+    /// which is source column r, to `store(r, row)`. Built from 8 x 8 blocks of 256-bit vectors:
+    /// half the registers of a 16 x 16 register transpose, so nothing spills (measured ~20% faster
+    /// on Zen 4 than 512-bit unzips).
     @inline(__always)
     static func transpose16x16(
         _ src: UnsafePointer<Float>, srcStride: Int, store: (Int, SIMD16<Float>) -> Void
     ) {
-        let s = UnsafeRawPointer(src)
-        let sb = srcStride * MemoryLayout<Float>.stride
-        @inline(__always) func load(_ r: Int) -> SIMD16<Float> {
-            s.loadUnaligned(fromByteOffset: r * sb, as: SIMD16<Float>.self)
+        for half in 0..<2 {
+            let top = transposed8x8(src + 8 * half, srcStride: srcStride)
+            let bottom = transposed8x8(src + 8 * srcStride + 8 * half, srcStride: srcStride)
+            let r = 8 * half
+            store(r, SIMD16(lowHalf: top.0, highHalf: bottom.0))
+            store(r + 1, SIMD16(lowHalf: top.1, highHalf: bottom.1))
+            store(r + 2, SIMD16(lowHalf: top.2, highHalf: bottom.2))
+            store(r + 3, SIMD16(lowHalf: top.3, highHalf: bottom.3))
+            store(r + 4, SIMD16(lowHalf: top.4, highHalf: bottom.4))
+            store(r + 5, SIMD16(lowHalf: top.5, highHalf: bottom.5))
+            store(r + 6, SIMD16(lowHalf: top.6, highHalf: bottom.6))
+            store(r + 7, SIMD16(lowHalf: top.7, highHalf: bottom.7))
         }
-        var r0 = load(0), r1 = load(1), r2 = load(2), r3 = load(3)
-        var r4 = load(4), r5 = load(5), r6 = load(6), r7 = load(7)
-        var r8 = load(8), r9 = load(9), r10 = load(10), r11 = load(11)
-        var r12 = load(12), r13 = load(13), r14 = load(14), r15 = load(15)
-        for _ in 0..<4 {
-            let (n0, n8) = unzip(r0, r1), (n1, n9) = unzip(r2, r3)
-            let (n2, n10) = unzip(r4, r5), (n3, n11) = unzip(r6, r7)
-            let (n4, n12) = unzip(r8, r9), (n5, n13) = unzip(r10, r11)
-            let (n6, n14) = unzip(r12, r13), (n7, n15) = unzip(r14, r15)
-            r0 = n0; r1 = n1; r2 = n2; r3 = n3; r4 = n4; r5 = n5; r6 = n6; r7 = n7
-            r8 = n8; r9 = n9; r10 = n10; r11 = n11; r12 = n12; r13 = n13; r14 = n14; r15 = n15
-        }
-        store(0, r0); store(1, r1); store(2, r2); store(3, r3)
-        store(4, r4); store(5, r5); store(6, r6); store(7, r7)
-        store(8, r8); store(9, r9); store(10, r10); store(11, r11)
-        store(12, r12); store(13, r13); store(14, r14); store(15, r15)
     }
 
     /// dst[r][c] = src[c][r] + (rowBias?[r] ?? 0) for a 16 x 16 block; strides in floats.

@@ -310,18 +310,18 @@ struct PanelRowSampling: InterleavedWork {
     let firstOffsetGroup: Int
     let offsetGroups: Int
     let pixels: Int
-    let panel: UnsafeMutablePointer<Float>  // the first pixel's panel row
+    let panel: UnsafeMutablePointer<Float>?  // the first pixel's panel row; nil: not yet placed (group(at:))
     let panelStride: Int
 
-    var count: Int { pixels * taps * offsetGroups }
+    var count: Int { panel == nil ? 0 : pixels * taps * offsetGroups }
 
-    /// The same work for pixels first ..< first + count.
-    func group(at first: Int, count: Int) -> PanelRowSampling {
+    /// The same work for pixels first ..< first + count, written to panel rows from `panel` on.
+    func group(at first: Int, count: Int, into panel: UnsafeMutablePointer<Float>) -> PanelRowSampling {
         PanelRowSampling(
             rows: rows, rowStride: rowStride, index: index + first, weight: weight + first, planStride: planStride,
             taps: taps, cin: cin, channelBase: channelBase, perOffsetGroup: perOffsetGroup,
             firstOffsetGroup: firstOffsetGroup, offsetGroups: offsetGroups, pixels: count,
-            panel: panel + first * panelStride, panelStride: panelStride)
+            panel: panel, panelStride: panelStride)
     }
 
     @inline(__always)
@@ -336,6 +336,6 @@ struct PanelRowSampling: InterleavedWork {
         let slot = (j * taps + tap) * 4 * planStride + r
         DeformableSampling.gatherPixel(rows: rows + c0, rowStride: rowStride, channels: c1 - c0, index: index + slot,
                                        weight: weight + slot, stride: planStride,
-                                       panel: panel + r * panelStride + tap * cin + c0)
+                                       panel: panel.unsafelyUnwrapped + r * panelStride + tap * cin + c0)
     }
 }

@@ -16,10 +16,9 @@ enum RoIChannelsLast {
             for task in tasks {
                 let group = task / chunksPerGroup
                 let p0 = (task % chunksPerGroup) * chunk
-                transpose(
-                    source(group) + p0, sourceStride: channelStride, rows: channels,
-                    columns: min(chunk, pixels - p0),
-                    into: destination + (group * pixels + p0) * channels, destinationStride: channels)
+                ConvLayout.channelsLast(
+                    source(group), channels: channels, planeSize: channelStride, pixels: p0..<min(p0 + chunk, pixels),
+                    rows: destination + group * pixels * channels, rowStride: channels)
             }
         }
     }
@@ -32,65 +31,6 @@ enum RoIChannelsLast {
         copy(
             groups: batch, channels: channels, pixels: pixels, channelStride: pixels,
             source: { input + $0 * channels * pixels }, destination: destination, parallel: parallel)
-    }
-
-    /// destination[j * destinationStride + i] = source[i * sourceStride + j] for i in 0..<rows,
-    /// j in 0..<columns: 16 x 16 blocks transposed in registers, the edges one float at a time.
-    static func transpose(
-        _ source: UnsafePointer<Float>, sourceStride: Int, rows: Int, columns: Int,
-        into destination: UnsafeMutablePointer<Float>, destinationStride: Int
-    ) {
-        var i0 = 0
-        while i0 + 16 <= rows {
-            var j0 = 0
-            while j0 + 16 <= columns {
-                transpose16(source + i0 * sourceStride + j0, sourceStride, destination + j0 * destinationStride + i0,
-                            destinationStride)
-                j0 += 16
-            }
-            for j in j0..<columns {
-                for i in i0..<(i0 + 16) { destination[j * destinationStride + i] = source[i * sourceStride + j] }
-            }
-            i0 += 16
-        }
-        for i in i0..<rows {
-            for j in 0..<columns { destination[j * destinationStride + i] = source[i * sourceStride + j] }
-        }
-    }
-
-    /// One 16 x 16 block in registers: four rounds of "row k of the result = the even lanes of
-    /// rows 2k and 2k + 1 side by side, row k + 8 = their odd lanes" transpose it.
-    @inline(__always)
-    private static func transpose16(
-        _ source: UnsafePointer<Float>, _ sourceStride: Int, _ destination: UnsafeMutablePointer<Float>,
-        _ destinationStride: Int
-    ) {
-        var r0 = load16(source), r1 = load16(source + sourceStride)
-        var r2 = load16(source + 2 * sourceStride), r3 = load16(source + 3 * sourceStride)
-        var r4 = load16(source + 4 * sourceStride), r5 = load16(source + 5 * sourceStride)
-        var r6 = load16(source + 6 * sourceStride), r7 = load16(source + 7 * sourceStride)
-        var r8 = load16(source + 8 * sourceStride), r9 = load16(source + 9 * sourceStride)
-        var r10 = load16(source + 10 * sourceStride), r11 = load16(source + 11 * sourceStride)
-        var r12 = load16(source + 12 * sourceStride), r13 = load16(source + 13 * sourceStride)
-        var r14 = load16(source + 14 * sourceStride), r15 = load16(source + 15 * sourceStride)
-        for _ in 0..<4 {
-            let p0 = SIMD32(lowHalf: r0, highHalf: r1), p1 = SIMD32(lowHalf: r2, highHalf: r3)
-            let p2 = SIMD32(lowHalf: r4, highHalf: r5), p3 = SIMD32(lowHalf: r6, highHalf: r7)
-            let p4 = SIMD32(lowHalf: r8, highHalf: r9), p5 = SIMD32(lowHalf: r10, highHalf: r11)
-            let p6 = SIMD32(lowHalf: r12, highHalf: r13), p7 = SIMD32(lowHalf: r14, highHalf: r15)
-            r0 = p0.evenHalf; r1 = p1.evenHalf; r2 = p2.evenHalf; r3 = p3.evenHalf
-            r4 = p4.evenHalf; r5 = p5.evenHalf; r6 = p6.evenHalf; r7 = p7.evenHalf
-            r8 = p0.oddHalf; r9 = p1.oddHalf; r10 = p2.oddHalf; r11 = p3.oddHalf
-            r12 = p4.oddHalf; r13 = p5.oddHalf; r14 = p6.oddHalf; r15 = p7.oddHalf
-        }
-        store16(r0, destination); store16(r1, destination + destinationStride)
-        store16(r2, destination + 2 * destinationStride); store16(r3, destination + 3 * destinationStride)
-        store16(r4, destination + 4 * destinationStride); store16(r5, destination + 5 * destinationStride)
-        store16(r6, destination + 6 * destinationStride); store16(r7, destination + 7 * destinationStride)
-        store16(r8, destination + 8 * destinationStride); store16(r9, destination + 9 * destinationStride)
-        store16(r10, destination + 10 * destinationStride); store16(r11, destination + 11 * destinationStride)
-        store16(r12, destination + 12 * destinationStride); store16(r13, destination + 13 * destinationStride)
-        store16(r14, destination + 14 * destinationStride); store16(r15, destination + 15 * destinationStride)
     }
 
     /// accumulator[c] += ((w0 x[o0 + c] + w1 x[o1 + c]) + w2 x[o2 + c]) + w3 x[o3 + c] for each
