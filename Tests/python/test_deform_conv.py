@@ -154,3 +154,36 @@ def test_dynamic_shapes_checked_at_run_time():
     feeds["offset"] = rng.standard_normal((1, 18, 5, 6)).astype(np.float32)
     with pytest.raises(deformrt.DeformRTError, match="offset shape"):
         session.run(None, feeds)
+
+
+@pytest.mark.parametrize("op", ["DeformConv", "Conv"])
+def test_constant_weights_packed_once_and_replanned(op):
+    """Weights that are initializers are packed for the GEMM when the session is planned; a new
+    input size re-plans (and re-packs) them. Both against onnxruntime at 64 channels (the
+    interleaved-sampling kernel) and at 12 (one plan at a time), sizes A, B, A."""
+    ort = pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(11)
+    for cin, cout in [(64, 64), (12, 20)]:
+        w = rng.standard_normal((cout, cin, 3, 3)).astype(np.float32) * 0.1
+        b = rng.standard_normal(cout).astype(np.float32)
+        inputs = [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, cin, "H", "W"])]
+        names = ["X", "W"]
+        if op == "DeformConv":
+            inputs.append(helper.make_tensor_value_info("offset", TensorProto.FLOAT, [1, 18, "H", "W"]))
+            inputs.append(helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1, 9, "H", "W"]))
+            names += ["offset", "B", "mask"]
+        else:
+            names += ["B"]
+        node = helper.make_node(op, names, ["Y"], pads=[1, 1, 1, 1])
+        graph = helper.make_graph([node], "g", inputs, [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+                                  initializer=[onnx.numpy_helper.from_array(w, "W"), onnx.numpy_helper.from_array(b, "B")])
+        data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)], ir_version=9).SerializeToString()
+        reference = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+        session = deformrt.InferenceSession(data, threads=2)
+        for h, wd in [(13, 11), (7, 20), (13, 11)]:
+            feeds = {"X": rng.standard_normal((1, cin, h, wd)).astype(np.float32)}
+            if op == "DeformConv":
+                feeds["offset"] = rng.uniform(-4, 4, (1, 18, h, wd)).astype(np.float32)
+                feeds["mask"] = rng.uniform(0, 1, (1, 9, h, wd)).astype(np.float32)
+            expected = reference.run(None, feeds)[0]
+            np.testing.assert_allclose(session.run(None, feeds)[0], expected, atol=ATOL, rtol=RTOL)

@@ -111,6 +111,7 @@ final class ConvOperator: Operator {
     /// The attributes read for a 1-D input, where two pads are [begin, end] of the one axis.
     var window1D: Window2D
     let group: Int
+    let packed = PackedWeights()
 
     init(_ spec: OperatorSpec) throws {
         window = try Window2D(spec, kernelRequired: false)
@@ -145,19 +146,28 @@ final class ConvOperator: Operator {
             if b.shape != [g.outChannels] { throw DeformRTError.invalidModel("bias shape \(b.shape) must be [\(g.outChannels)]") }
         }
         let shape = x.shape.count == 3 ? [g.batch, g.outChannels, g.outWidth] : [g.batch, g.outChannels, g.outHeight, g.outWidth]
+        packed.prepare(g.hasEmptyOutput ? nil : g, weight: w.constant,
+                       byteCount: { Conv2D.packedWeightByteCount($0) },
+                       pack: { Conv2D.packWeight($0, weight: $1, into: $2) })
         return [PlanValue(ValueType(.float, shape))]
     }
 
     func workspaceByteCount(_ inputs: [ValueType?], _ outputs: [ValueType], threads: Int) -> Int {
         guard let g = try? geometry(inputs[0]!.shape, inputs[1]!.shape), !g.hasEmptyOutput else { return 0 }
-        return Conv2D.workspaceByteCount(g, threads: threads)
+        return Conv2D.workspaceByteCount(g, threads: threads, packedWeight: packed.weights(for: g) != nil)
     }
 
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
         let g = try geometry(inputs[0]!.shape, inputs[1]!.shape)
         if g.hasEmptyOutput { return }
-        Conv2D.run(g, input: inputs[0]!.floats, weight: inputs[1]!.floats, bias: inputs.count > 2 ? inputs[2]?.floats : nil,
-                   output: outputs[0].floats, workspace: context.workspace, parallel: context.parallel)
+        let bias = inputs.count > 2 ? inputs[2]?.floats : nil
+        if let weights = packed.weights(for: g) {
+            Conv2D.run(g, input: inputs[0]!.floats, packedWeight: weights, bias: bias, output: outputs[0].floats,
+                       workspace: context.workspace, parallel: context.parallel)
+        } else {
+            Conv2D.run(g, input: inputs[0]!.floats, weight: inputs[1]!.floats, bias: bias, output: outputs[0].floats,
+                       workspace: context.workspace, parallel: context.parallel)
+        }
     }
 }
 
@@ -177,6 +187,7 @@ final class DeformConvOperator: Operator {
     let border: DeformableBorder
     /// Positions of X, W, offset, B, mask among the node's inputs (nil: the spelling has none).
     let slots: (x: Int, w: Int, offset: Int, bias: Int?, mask: Int?)
+    let packed = PackedWeights()
 
     init(_ spec: OperatorSpec, spelling: Spelling) throws {
         self.spelling = spelling
@@ -252,6 +263,10 @@ final class DeformConvOperator: Operator {
         if let mask { try PlanCheck.float(mask, "mask") }
         let bound = try bind(x: x.shape, w: w.shape, offset: offset.shape, mask: mask?.shape, bias: bias?.shape)
         let g = bound.geometry
+        // Planes too large for the SIMD sampling plans run on the reference kernel, on raw weights.
+        packed.prepare(g.hasEmptyOutput || !DeformConv.supportsSampling(g) ? nil : g, weight: w.constant,
+                       byteCount: { DeformConv.packedWeightByteCount($0) },
+                       pack: { DeformConv.packWeight($0, weight: $1, into: $2) })
         return [PlanValue(ValueType(.float, [g.batch, g.outChannels, g.outHeight, g.outWidth]))]
     }
 
@@ -260,7 +275,8 @@ final class DeformConvOperator: Operator {
               let bound = try? bind(x: x.shape, w: w.shape, offset: offset.shape, mask: slot(inputs, slots.mask)?.shape,
                                     bias: slot(inputs, slots.bias)?.shape) else { return 0 }
         if bound.geometry.hasEmptyOutput { return 0 }
-        return DeformConv.workspaceByteCount(bound.geometry, bound.options, threads: threads)
+        return DeformConv.workspaceByteCount(bound.geometry, bound.options, threads: threads,
+                                             packedWeight: packed.weights(for: bound.geometry) != nil)
     }
 
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
@@ -268,9 +284,50 @@ final class DeformConvOperator: Operator {
         let bias = slot(inputs, slots.bias), mask = slot(inputs, slots.mask)
         let bound = try bind(x: x.shape, w: w.shape, offset: offset.shape, mask: mask?.shape, bias: bias?.shape)
         if bound.geometry.hasEmptyOutput { return }
-        DeformConv.run(bound.geometry, bound.options, input: x.floats, weight: w.floats, offset: offset.floats,
-                       mask: mask?.floats, bias: bias?.floats, output: outputs[0].floats,
-                       workspace: context.workspace, parallel: context.parallel)
+        if let weights = packed.weights(for: bound.geometry) {
+            DeformConv.run(bound.geometry, bound.options, input: x.floats, packedWeight: weights, offset: offset.floats,
+                           mask: mask?.floats, bias: bias?.floats, output: outputs[0].floats,
+                           workspace: context.workspace, parallel: context.parallel)
+        } else {
+            DeformConv.run(bound.geometry, bound.options, input: x.floats, weight: w.floats, offset: offset.floats,
+                           mask: mask?.floats, bias: bias?.floats, output: outputs[0].floats,
+                           workspace: context.workspace, parallel: context.parallel)
+        }
+    }
+}
+
+/// A convolution's weights packed once into the GEMM's order when they are a constant of the model,
+/// for the geometry of the last plan (a re-plan for other shapes packs again, or drops them when
+/// the weights are not constant). Saves a pass over every weight per run.
+final class PackedWeights {
+    private var storage: TensorStorage?
+    private var geometry: ConvGeometry?
+    private var source: TensorStorage?
+
+    /// Packs `weight` for `g` unless already packed from the same tensor for the same geometry;
+    /// nil `g` or `weight` drops the packed copy.
+    func prepare(
+        _ g: ConvGeometry?, weight: Tensor?, byteCount: (ConvGeometry) -> Int,
+        pack: (ConvGeometry, UnsafePointer<Float>, UnsafeMutableRawPointer) -> Void
+    ) {
+        guard let g, let weight, weight.elementType == .float else {
+            storage = nil
+            geometry = nil
+            source = nil
+            return
+        }
+        if geometry == g && source === weight.storage { return }
+        let packed = TensorStorage(uninitializedByteCount: byteCount(g))
+        pack(g, weight.floats, packed.bytes)
+        storage = packed
+        geometry = g
+        source = weight.storage
+    }
+
+    /// The packed weights, if they were made for `g`.
+    func weights(for g: ConvGeometry) -> UnsafeRawPointer? {
+        guard geometry == g, let storage else { return nil }
+        return UnsafeRawPointer(storage.bytes)
     }
 }
 
