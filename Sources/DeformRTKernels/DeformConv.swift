@@ -3,11 +3,13 @@
 /// Offset / mask channel order and the border rules are described on ConvGeometry and
 /// DeformableBorder; `reference` (Reference/DeformConvReference.swift) is the test oracle.
 ///
-/// `run`: input transposed once to channels-last rows; per tile of output pixels and per k block,
-/// a sampling plan per (offset group, tap, pixel) -- four corner rows and four weights with the
-/// mask folded in, computed 16 pixels at a time -- then a SIMD gather of 16 channels at a time
-/// into a pixel-major panel that goes straight to the GEMM while it is in cache. Tiles are
-/// spread over threads; nothing is allocated.
+/// `run`: input transposed once to channels-last rows; per tile of output pixels, a sampling plan
+/// per (offset group, tap, pixel) -- four corner rows and four weights with the mask folded in,
+/// computed 16 pixels at a time -- then a SIMD gather of 16 channels at a time into a pixel-major
+/// panel that the GEMM micro-kernel consumes while it is in cache. When the whole K fits one
+/// panel (e.g. 64 channels, 3x3), the gather of each 6-pixel group runs inside the micro-kernel
+/// of the group before it, hiding its cache misses behind the FMAs; otherwise each k block's
+/// panel is gathered and then multiplied. Tiles are spread over threads; nothing is allocated.
 public enum DeformConv {
     public static func workspaceByteCount(_ g: ConvGeometry, _ d: DeformableOptions, threads: Int) -> Int {
         workspaceByteCount(g, d, threads: threads, engine: .preferred)
