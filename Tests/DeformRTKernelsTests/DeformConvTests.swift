@@ -262,9 +262,12 @@ final class DeformConvTests: XCTestCase {
         let hostile: [Float] = [.nan, .infinity, -.infinity, 1e30, -1e30, 3e9, -3e9, 1e7, -1e7, 200, -200,
                                 Float.greatestFiniteMagnitude, -Float.greatestFiniteMagnitude, -1, 0.5]
         for border in Self.borders {
-            var c = Case(geometry(17, 5, 6, 5), DeformableOptions(offsetGroup: 1, hasMask: true, border: border))
-            for i in c.offset.indices where i % 3 != 2 { c.offset[i] = hostile[i % hostile.count] }
-            check(c)
+            // One plan at a time (17 -> 5) and the interleaved gather (64 -> 64).
+            for (cin, cout) in [(17, 5), (64, 64)] {
+                var c = Case(geometry(cin, 5, 6, cout), DeformableOptions(offsetGroup: 1, hasMask: true, border: border))
+                for i in c.offset.indices where i % 3 != 2 { c.offset[i] = hostile[i % hostile.count] }
+                check(c)
+            }
         }
     }
 

@@ -187,3 +187,42 @@ def test_constant_weights_packed_once_and_replanned(op):
                 feeds["mask"] = rng.uniform(0, 1, (1, 9, h, wd)).astype(np.float32)
             expected = reference.run(None, feeds)[0]
             np.testing.assert_allclose(session.run(None, feeds)[0], expected, atol=ATOL, rtol=RTOL)
+
+
+def _wide_case(seed):
+    """Configurations whose whole K (channels per group x taps <= 640) fits one panel and that have
+    >= 49 filters per group: the kernel gathers each 6-pixel group inside the GEMM of the one before."""
+    rng = np.random.default_rng(1000 + seed)
+    group = int(rng.choice([1, 1, 2]))
+    offset_group = int(rng.choice([1, 2, 4]))
+    kh, kw = [(3, 3), (1, 1), (5, 5), (3, 1), (2, 3)][seed % 5]
+    cin_per_group = int(rng.integers(1, max(2, 640 // (kh * kw) // 4) + 1)) * 4
+    cin = group * cin_per_group
+    while cin % offset_group:
+        offset_group //= 2
+    cout = group * int(rng.integers(49, 140))
+    sh, sw = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+    dh, dw = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+    pads = [int(v) for v in rng.integers(0, 3, size=4)]
+    n, h, w = int(rng.integers(1, 3)), int(rng.integers(kh * dh, 19)), int(rng.integers(kw * dw, 23))
+    oh = (h + pads[0] + pads[2] - dh * (kh - 1) - 1) // sh + 1
+    ow = (w + pads[1] + pads[3] - dw * (kw - 1) - 1) // sw + 1
+    x = rng.standard_normal((n, cin, h, w)).astype(np.float32)
+    wt = (rng.standard_normal((cout, cin // group, kh, kw)) / np.sqrt(cin_per_group * kh * kw)).astype(np.float32)
+    off = rng.uniform(-6, 6, (n, offset_group * 2 * kh * kw, oh, ow)).astype(np.float32)
+    mask = rng.uniform(0, 1, (n, offset_group * kh * kw, oh, ow)).astype(np.float32)
+    b = rng.standard_normal(cout).astype(np.float32)
+    model = _deform_model(x.shape, wt.shape, off.shape, mask.shape, kernel_shape=[kh, kw], strides=[sh, sw],
+                          dilations=[dh, dw], pads=pads, group=group, offset_group=offset_group)
+    return model, {"X": x, "W": wt, "offset": off, "B": b, "mask": mask}
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("seed", range(10))
+def test_wide_configurations_match_onnxruntime(seed, threads):
+    ort = pytest.importorskip("onnxruntime")
+    model, feeds = _wide_case(seed)
+    data = model.SerializeToString()
+    expected = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    got = deformrt.InferenceSession(data, threads=threads).run(None, feeds)[0]
+    np.testing.assert_allclose(got, expected, atol=ATOL, rtol=RTOL)
