@@ -75,11 +75,19 @@ def _random_case(seed):
     dh, dw = int(rng.integers(1, 3)), int(rng.integers(1, 3))
     pads = [int(v) for v in rng.integers(0, 3, size=4)]
     n, h, w = int(rng.integers(1, 3)), int(rng.integers(kh * dh, 12)), int(rng.integers(kw * dw, 12))
+    return _case_of(rng, n, cin, h, w, cout, group, offset_group, (kh, kw), (sh, sw), (dh, dw), pads,
+                    offset_range=3.0, weight_scale=1.0)
+
+
+def _case_of(rng, n, cin, h, w, cout, group, offset_group, kernel, strides, dilations, pads, offset_range,
+             weight_scale):
+    """The model and random feeds (X, W, offset U(-offset_range, offset_range), B, mask) of one configuration."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilations
     oh = (h + pads[0] + pads[2] - dh * (kh - 1) - 1) // sh + 1
     ow = (w + pads[1] + pads[3] - dw * (kw - 1) - 1) // sw + 1
     x = rng.standard_normal((n, cin, h, w)).astype(np.float32)
-    wt = rng.standard_normal((cout, cin // group, kh, kw)).astype(np.float32)
-    off = rng.uniform(-3, 3, (n, offset_group * 2 * kh * kw, oh, ow)).astype(np.float32)
+    wt = (rng.standard_normal((cout, cin // group, kh, kw)) * weight_scale).astype(np.float32)
+    off = rng.uniform(-offset_range, offset_range, (n, offset_group * 2 * kh * kw, oh, ow)).astype(np.float32)
     mask = rng.uniform(0, 1, (n, offset_group * kh * kw, oh, ow)).astype(np.float32)
     b = rng.standard_normal(cout).astype(np.float32)
     model = _deform_model(x.shape, wt.shape, off.shape, mask.shape, kernel_shape=[kh, kw], strides=[sh, sw],
@@ -87,14 +95,18 @@ def _random_case(seed):
     return model, {"X": x, "W": wt, "offset": off, "B": b, "mask": mask}
 
 
-@pytest.mark.parametrize("seed", range(30))
-def test_random_configurations_match_onnxruntime(seed):
+def _check_against_onnxruntime(case, threads):
     ort = pytest.importorskip("onnxruntime")
-    model, feeds = _random_case(seed)
+    model, feeds = case
     data = model.SerializeToString()
     expected = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
-    got = deformrt.InferenceSession(data, threads=2).run(None, feeds)[0]
+    got = deformrt.InferenceSession(data, threads=threads).run(None, feeds)[0]
     np.testing.assert_allclose(got, expected, atol=ATOL, rtol=RTOL)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_random_configurations_match_onnxruntime(seed):
+    _check_against_onnxruntime(_random_case(seed), threads=2)
 
 
 def test_zero_offsets_equal_conv():
@@ -205,24 +217,11 @@ def _wide_case(seed):
     dh, dw = int(rng.integers(1, 3)), int(rng.integers(1, 3))
     pads = [int(v) for v in rng.integers(0, 3, size=4)]
     n, h, w = int(rng.integers(1, 3)), int(rng.integers(kh * dh, 19)), int(rng.integers(kw * dw, 23))
-    oh = (h + pads[0] + pads[2] - dh * (kh - 1) - 1) // sh + 1
-    ow = (w + pads[1] + pads[3] - dw * (kw - 1) - 1) // sw + 1
-    x = rng.standard_normal((n, cin, h, w)).astype(np.float32)
-    wt = (rng.standard_normal((cout, cin // group, kh, kw)) / np.sqrt(cin_per_group * kh * kw)).astype(np.float32)
-    off = rng.uniform(-6, 6, (n, offset_group * 2 * kh * kw, oh, ow)).astype(np.float32)
-    mask = rng.uniform(0, 1, (n, offset_group * kh * kw, oh, ow)).astype(np.float32)
-    b = rng.standard_normal(cout).astype(np.float32)
-    model = _deform_model(x.shape, wt.shape, off.shape, mask.shape, kernel_shape=[kh, kw], strides=[sh, sw],
-                          dilations=[dh, dw], pads=pads, group=group, offset_group=offset_group)
-    return model, {"X": x, "W": wt, "offset": off, "B": b, "mask": mask}
+    return _case_of(rng, n, cin, h, w, cout, group, offset_group, (kh, kw), (sh, sw), (dh, dw), pads,
+                    offset_range=6.0, weight_scale=1 / np.sqrt(cin_per_group * kh * kw))
 
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("seed", range(10))
 def test_wide_configurations_match_onnxruntime(seed, threads):
-    ort = pytest.importorskip("onnxruntime")
-    model, feeds = _wide_case(seed)
-    data = model.SerializeToString()
-    expected = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
-    got = deformrt.InferenceSession(data, threads=threads).run(None, feeds)[0]
-    np.testing.assert_allclose(got, expected, atol=ATOL, rtol=RTOL)
+    _check_against_onnxruntime(_wide_case(seed), threads)
