@@ -13,6 +13,11 @@ public struct PlanValue {
 
     var shape: [Int] { type.shape }
     var elementType: ElementType { type.elementType }
+
+    /// Run-time tensors as known constants, so that `run` can reuse the checks and geometry of `plan`.
+    static func constants(_ tensors: [Tensor?]) -> [PlanValue?] {
+        tensors.map { t in t.map { PlanValue(ValueType($0.elementType, $0.shape), constant: $0) } }
+    }
 }
 
 /// Scratch memory and threads available to one operator run.

@@ -42,7 +42,7 @@ final class ReduceOperator: Operator {
 
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
         let x = inputs[0]!
-        let planInputs = inputs.map { t in t.map { PlanValue(ValueType($0.elementType, $0.shape), constant: $0) } }
+        let planInputs = PlanValue.constants(inputs)
         let reduced = Set(try axes(planInputs, rank: x.rank))
         let px = x.floats, py = outputs[0].floats
         // Move reduced axes last: out[o] reduces the contiguous-in-the-view block of `inner` values.

@@ -89,7 +89,7 @@ final class PadOperator: Operator {
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
         let x = inputs[0]!, out = outputs[0]
         if out.elementCount == 0 { return }
-        let planInputs = inputs.map { t in t.map { PlanValue(ValueType($0.elementType, $0.shape), constant: $0) } }
+        let planInputs = PlanValue.constants(inputs)
         let (begin, shape) = try geometry(planInputs)
         // Workspace: the constant element, then one source-index table per axis (-1: constant).
         let constant = context.workspace
@@ -307,7 +307,7 @@ final class ResizeOperator: Operator {
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
         let x = inputs[0]!, out = outputs[0]
         if out.elementCount == 0 { return }
-        let planInputs = inputs.map { t in t.map { PlanValue(ValueType($0.elementType, $0.shape), constant: $0) } }
+        let planInputs = PlanValue.constants(inputs)
         let (shape, scales) = try geometry(planInputs)
         let rank = shape.count
         switch mode {

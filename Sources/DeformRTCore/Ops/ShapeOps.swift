@@ -288,7 +288,7 @@ final class SliceOperator: Operator {
 
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
         let x = inputs[0]!
-        let planInputs = inputs.map { t in t.map { PlanValue(ValueType($0.elementType, $0.shape), constant: $0) } }
+        let planInputs = PlanValue.constants(inputs)
         let r = try region(planInputs)
         var strides = [Int](repeating: 1, count: x.rank)
         for i in stride(from: x.rank - 2, through: 0, by: -1) { strides[i] = strides[i + 1] * x.shape[i + 1] }
