@@ -422,6 +422,16 @@ def collect(script: Path, systems: Sequence[System], layers: Sequence[Layer], th
     return collected
 
 
+def print_skips_and_failures(collected: Collected, systems: Sequence[System]) -> int:
+    """Lists the systems not run and the workers that failed; 1 if any failed, else 0."""
+    for system in systems:
+        if system.skipped:
+            print(f"- {system.label} skipped: {system.skipped}")
+    for failure in collected.failures:
+        print(f"- FAILED {failure}")
+    return 1 if collected.failures else 0
+
+
 def write_json(path: str, collected: Collected, layers: Sequence[Layer], args: argparse.Namespace) -> None:
     document = {
         "runs": args.runs, "warmup": args.warmup, "rounds": args.rounds,
@@ -510,12 +520,7 @@ def report(collected: Collected, systems: Sequence[System], layers: Sequence[Lay
         print(f"- {layer}, threads {threads}: max |DeformRT - onnxruntime| = {difference:.3g} {verdict}")
         if not difference <= tolerance:
             status = 1
-    for system in systems:
-        if system.skipped:
-            print(f"- {system.label} skipped: {system.skipped}")
-    for failure in collected.failures:
-        print(f"- FAILED {failure}")
-        status = 1
+    status |= print_skips_and_failures(collected, systems)
     if args.json:
         write_json(args.json, collected, layers, args)
     if status:

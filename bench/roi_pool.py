@@ -283,12 +283,7 @@ def report(collected: _common.Collected, systems: Sequence[System], heads: Seque
             print(f"- {head}, threads {threads}: max |DeformRT - {HEADS[head].reference}| = {difference:.3g} "
                   f"MISMATCH (tolerance {TOLERANCE:g})")
             status = 1
-    for system in systems:
-        if system.skipped:
-            print(f"- {system.label} skipped: {system.skipped}")
-    for failure in collected.failures:
-        print(f"- FAILED {failure}")
-        status = 1
+    status |= _common.print_skips_and_failures(collected, systems)
     if args.json:
         Path(args.json).write_text(json.dumps({
             "runs": args.runs, "warmup": args.warmup, "rounds": args.rounds,
