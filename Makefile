@@ -8,6 +8,7 @@ TARGET_CPU ?= $(shell if grep -qw avx512f /proc/cpuinfo 2>/dev/null; then \
                    if grep -q AuthenticAMD /proc/cpuinfo; then echo znver4; else echo skylake-avx512; fi; \
                  elif grep -qw avx2 /proc/cpuinfo 2>/dev/null; then echo haswell; else echo x86-64; fi)
 RELEASE_FLAGS := -c release -Xswiftc -static-stdlib -Xswiftc -target-cpu -Xswiftc $(TARGET_CPU) \
+                 $(if $(filter x86-64,$(TARGET_CPU)),,-Xswiftc -DDEFORMRT_WIDE_SIMD) \
                  -Xlinker --version-script=$(CURDIR)/abi/deformrt.map \
                  -Xswiftc -Xclang-linker -Xswiftc -fuse-ld=lld
 BIN := $(CURDIR)/.build/release

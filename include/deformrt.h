@@ -140,6 +140,21 @@ drt_status drt_session_options_set_threads(drt_session_options *options, int32_t
  * over it fails with DRT_ERROR_OUT_OF_MEMORY before anything is allocated. 0 restores the default. */
 drt_status drt_session_options_set_memory_limit(drt_session_options *options, uint64_t bytes);
 
+/* Graph optimisation levels, numbered as onnxruntime's. */
+typedef enum drt_graph_optimization_level {
+    DRT_GRAPH_OPTIMIZATION_DISABLED = 0, /* the graph runs as imported */
+    DRT_GRAPH_OPTIMIZATION_BASIC = 1,    /* constant folding; Identity, Dropout and dead nodes removed */
+    DRT_GRAPH_OPTIMIZATION_EXTENDED = 2, /* + BatchNormalization and per-channel Mul / Add folded into the
+                                            convolution before them; residual Add and activation fused
+                                            into the convolution's epilogue */
+    DRT_GRAPH_OPTIMIZATION_ALL = 99      /* every pass (the default) */
+} drt_graph_optimization_level;
+
+/* Which graph passes run when a session is made: a drt_graph_optimization_level value (anything
+ * else is DRT_ERROR_INVALID_ARGUMENT). Outputs agree across levels within float rounding (folding
+ * reassociates a few multiplications). */
+drt_status drt_session_options_set_graph_optimization_level(drt_session_options *options, int32_t level);
+
 /* NULL: no-op. */
 void drt_session_options_free(drt_session_options *options);
 

@@ -10,6 +10,9 @@ public typealias DeformRTError = DeformRTCore.DeformRTError
 /// Element types, numbered as ONNX's TensorProto.DataType.
 public typealias ElementType = DeformRTCore.ElementType
 
+/// How far a session rewrites the graph before planning (onnxruntime's levels; default `.all`).
+public typealias GraphOptimizationLevel = DeformRTCore.GraphOptimizationLevel
+
 /// The library version, as the C API's drt_version() reports it.
 public let deformRTVersion = "0.1.0"
 
@@ -61,13 +64,19 @@ public final class Session: @unchecked Sendable {
     /// - Parameters:
     ///   - threads: threads one run may use (default: the number of cores).
     ///   - memoryLimit: cap on the tensor bytes a plan may hold (default 16 GiB).
-    public init(model: Model, threads: Int? = nil, memoryLimit: UInt64? = nil) throws {
+    ///   - graphOptimizationLevel: which graph passes run first (default: all).
+    public init(model: Model, threads: Int? = nil, memoryLimit: UInt64? = nil,
+                graphOptimizationLevel: GraphOptimizationLevel = .all) throws {
         if let threads, threads < 1 || threads > 256 {
             throw DeformRTError(.invalidArgument, "threads must be between 1 and 256, got \(threads)")
         }
         self.model = model
-        core = try SessionCore(graph: model.graph, options: SessionOptions(threads: threads, memoryLimit: memoryLimit))
+        core = try SessionCore(graph: model.graph, options: SessionOptions(threads: threads, memoryLimit: memoryLimit,
+                                                                        graphOptimizationLevel: graphOptimizationLevel))
     }
+
+    /// The graph this session runs, after its passes.
+    public var optimizedGraph: OptimizedGraph { OptimizedGraph(core.graph) }
 
     /// Runs the model on `feeds` (one per graph input) and returns the outputs named in
     /// `outputs`, or all of them, by name.
@@ -172,4 +181,35 @@ extension Model {
             parameterCount: graph.initializers.values.reduce(0) { $0 + $1.elementCount },
             initializerCount: graph.initializers.count)
     }
+}
+
+/// A session's graph after the passes: its nodes in file order, and the graph as ONNX bytes.
+public struct OptimizedGraph: @unchecked Sendable {
+    public struct Node: Sendable {
+        public let name: String
+        public let domain: String
+        public let opType: String
+        public let inputs: [String]
+        public let outputs: [String]
+        /// The model's nodes this one stands for (itself, and what the passes fused into it).
+        public let fusedNodes: [String]
+    }
+
+    private let graph: Graph
+    init(_ graph: Graph) { self.graph = graph }
+
+    public var nodes: [Node] {
+        graph.nodes.map { node in
+            var fused = [node.name]
+            if case .strings(let names)? = node.attributes["fused_nodes"] { fused = names }
+            return Node(name: node.name, domain: node.domain, opType: node.opType,
+                        inputs: node.inputs.map { $0.map { graph.valueNames[$0] } ?? "" },
+                        outputs: node.outputs.map { graph.valueNames[$0] }, fusedNodes: fused)
+        }
+    }
+
+    public var initializerCount: Int { graph.initializers.count }
+
+    /// The graph as an ONNX model (fused nodes in the ai.deformrt domain).
+    public func serializedONNX() throws -> [UInt8] { try Exporter.serialize(graph) }
 }

@@ -42,6 +42,18 @@ public func drt_session_options_set_memory_limit(_ options: OpaquePointer?, _ by
     }
 }
 
+@_cdecl("drt_session_options_set_graph_optimization_level")
+public func drt_session_options_set_graph_optimization_level(_ options: OpaquePointer?, _ level: Int32) -> drt_status {
+    guarded {
+        let function = "drt_session_options_set_graph_optimization_level"
+        let o = try object(options, SessionOptionsHandle.self, "options", in: function)
+        guard let value = GraphOptimizationLevel(rawValue: Int(level)) else {
+            throw invalid("\(function): level must be 0 (disabled), 1 (basic), 2 (extended) or 99 (all), got \(level)")
+        }
+        o.options.graphOptimizationLevel = value
+    }
+}
+
 @_cdecl("drt_session_options_free")
 public func drt_session_options_free(_ options: OpaquePointer?) {
     HandleRegistry.release(options, as: SessionOptionsHandle.self)

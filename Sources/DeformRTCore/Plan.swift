@@ -81,12 +81,10 @@ final class ExecutionPlan {
             if outputs.allSatisfy({ $0.constant != nil }) {
                 // Outputs fixed by shapes alone (Shape, Size): nothing to run.
             } else if allConstant && small {
-                let folded = try outputs.map { try Tensor(zeros: $0.type.elementType, shape: $0.type.shape) }
                 let inputTensors = node.inputs.map { $0.flatMap { known[$0]?.constant } }
-                let bytes = op.workspaceByteCount(inputs.map { $0?.type }, outputs.map(\.type), threads: 1)
-                let scratch = TensorStorage(zeroedByteCount: bytes)
+                let folded: [Tensor]
                 do {
-                    try op.run(inputTensors, folded, RunContext(parallel: .serial, workspace: scratch.bytes, workspaceByteCount: bytes))
+                    folded = try op.compute(inputTensors, planned: outputs)
                 } catch let error as DeformRTError {
                     throw DeformRTError(error.code, "node \(node.label) (\(node.opType)): \(error.message)")
                 }

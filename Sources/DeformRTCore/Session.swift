@@ -7,18 +7,23 @@ public struct SessionOptions: Sendable, Equatable {
     public var threads: Int
     /// Cap on the tensor bytes a plan may hold (arena, workspace, folded constants, outputs).
     public var memoryLimit: UInt64
+    /// Which graph passes run when the session is made (Passes/GraphOptimizer).
+    public var graphOptimizationLevel: GraphOptimizationLevel
 
-    public init(threads: Int? = nil, memoryLimit: UInt64? = nil) {
+    public init(threads: Int? = nil, memoryLimit: UInt64? = nil, graphOptimizationLevel: GraphOptimizationLevel = .all) {
         self.threads = threads ?? SessionOptions.defaultThreads
         self.memoryLimit = memoryLimit ?? Limits.defaultMemoryLimit
+        self.graphOptimizationLevel = graphOptimizationLevel
     }
 
     public static var defaultThreads: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
 }
 
-/// A checked, sorted graph with one operator per node, ready to be planned for input shapes.
-/// A session runs one call at a time (callers are serialised by a lock).
+/// A checked, optimised, sorted graph with one operator per node, ready to be planned for input
+/// shapes. A session runs one call at a time (callers are serialised by a lock).
 public final class SessionCore: @unchecked Sendable {
+    /// The graph after the passes of the session's optimisation level (same inputs and outputs
+    /// as the model's).
     public let graph: Graph
     public let options: SessionOptions
     let order: [Int]
@@ -28,8 +33,11 @@ public final class SessionCore: @unchecked Sendable {
     private var plan: ExecutionPlan?
     private let lock = Mutex()
 
-    public init(graph: Graph, options: SessionOptions) throws {
-        self.graph = graph
+    public init(graph imported: Graph, options: SessionOptions) throws {
+        // Errors name the model's own nodes: checks first, then the passes.
+        _ = try GraphCheck.topologicalOrder(imported)
+        try OperatorRegistry.checkSupported(imported)
+        graph = try GraphOptimizer.optimize(imported, level: options.graphOptimizationLevel)
         self.options = options
         parallel = Parallel(threads: options.threads)
         order = try GraphCheck.topologicalOrder(graph)

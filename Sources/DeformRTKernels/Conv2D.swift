@@ -15,10 +15,10 @@ public enum Conv2D {
     public static func run(
         _ g: ConvGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
         bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
-        workspace: UnsafeMutableRawPointer, parallel: Parallel
+        workspace: UnsafeMutableRawPointer, parallel: Parallel, epilogue: ConvEpilogue = .none
     ) {
         run(g, input: input, weight: weight, bias: bias, output: output, workspace: workspace, parallel: parallel,
-            engine: .preferred)
+            engine: .preferred, epilogue: epilogue)
     }
 
     /// Scratch bytes of `run(..., engine:)`.
@@ -40,10 +40,11 @@ public enum Conv2D {
     public static func run(
         _ g: ConvGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
         bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
-        workspace: UnsafeMutableRawPointer, parallel: Parallel, engine: ConvEngine
+        workspace: UnsafeMutableRawPointer, parallel: Parallel, engine: ConvEngine, epilogue: ConvEpilogue = .none
     ) {
         if DepthwiseConv.applies(g) {
             DepthwiseConv.run(g, input: input, weight: weight, bias: bias, output: output, parallel: parallel)
+            epilogue.apply(elements: g.batch * g.outChannels * g.outHeight * g.outWidth, output: output, parallel: parallel)
             return
         }
         switch engine {
@@ -51,19 +52,21 @@ public enum Conv2D {
             let pointwise = isPointwise(g)
             let plan = ChannelsLastConvPlan(g, engine: engine, threads: parallel.threads, pointwise: pointwise)
             plan.run({ _ in pointwise ? .pointwise : .im2col }, input: input, weight: weight, bias: bias,
-                     output: output, workspace: workspace, parallel: parallel)
+                     output: output, workspace: workspace, parallel: parallel, epilogue: epilogue)
         case .blas:
             let plan = BlasPlan(g, threads: parallel.threads)
             if plan.items == 0 { return }
             if plan.k == 0 {
                 ConvBias.fill(g, bias: bias, output: output)
+                epilogue.apply(elements: g.batch * g.outChannels * plan.outPixels, output: output, parallel: parallel)
                 return
             }
             let panels = workspace.bindMemory(to: Float.self, capacity: plan.workers * plan.panelFloats)
             parallel.forEachRange(plan.items) { worker, items in
                 let panel = panels + worker * plan.panelFloats
                 for item in items {
-                    plan.runItem(item, input: input, weight: weight, bias: bias, output: output, panel: panel)
+                    plan.runItem(item, input: input, weight: weight, bias: bias, output: output, panel: panel,
+                                 epilogue: epilogue)
                 }
             }
         }
@@ -111,7 +114,8 @@ public enum Conv2D {
     public static func run(
         _ g: ConvGeometry, input: UnsafePointer<Float>, packedWeight: UnsafeRawPointer,
         bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
-        workspace: UnsafeMutableRawPointer, parallel: Parallel, engine: ConvEngine = .preferred
+        workspace: UnsafeMutableRawPointer, parallel: Parallel, engine: ConvEngine = .preferred,
+        epilogue: ConvEpilogue = .none
     ) {
         let weights = packedWeight.assumingMemoryBound(to: Float.self)
         switch engine {
@@ -120,10 +124,10 @@ public enum Conv2D {
             let plan = ChannelsLastConvPlan(g, engine: engine, threads: parallel.threads, pointwise: pointwise,
                                             weightsPrepacked: true)
             plan.run({ _ in pointwise ? .pointwise : .im2col }, input: input, weight: weights, bias: bias,
-                     output: output, workspace: workspace, parallel: parallel)
+                     output: output, workspace: workspace, parallel: parallel, epilogue: epilogue)
         default:
             run(g, input: input, weight: weights, bias: bias, output: output, workspace: workspace,
-                parallel: parallel, engine: engine)
+                parallel: parallel, engine: engine, epilogue: epilogue)
         }
     }
 
@@ -178,7 +182,7 @@ struct BlasPlan {
 
     func runItem(
         _ item: Int, input: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-        output: UnsafeMutablePointer<Float>, panel: UnsafeMutablePointer<Float>
+        output: UnsafeMutablePointer<Float>, panel: UnsafeMutablePointer<Float>, epilogue: ConvEpilogue
     ) {
         let tile = item % tilesPerImage
         let image = item / tilesPerImage
@@ -199,5 +203,6 @@ struct BlasPlan {
         if let bias {
             ConvBias.add(bias + grp * coutPerGroup, rows: coutPerGroup, to: c, ld: outPixels, count: count)
         }
+        epilogue.shifted(by: c - output).apply(rows: coutPerGroup, count: count, stride: outPixels, output: c)
     }
 }

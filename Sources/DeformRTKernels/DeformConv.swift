@@ -19,10 +19,10 @@ public enum DeformConv {
         _ g: ConvGeometry, _ d: DeformableOptions, input: UnsafePointer<Float>,
         weight: UnsafePointer<Float>, offset: UnsafePointer<Float>, mask: UnsafePointer<Float>?,
         bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
-        workspace: UnsafeMutableRawPointer, parallel: Parallel
+        workspace: UnsafeMutableRawPointer, parallel: Parallel, epilogue: ConvEpilogue = .none
     ) {
         run(g, d, input: input, weight: weight, offset: offset, mask: mask, bias: bias, output: output,
-            workspace: workspace, parallel: parallel, engine: .preferred)
+            workspace: workspace, parallel: parallel, engine: .preferred, epilogue: epilogue)
     }
 
     /// Scratch bytes of `run(..., engine:)`.
@@ -37,15 +37,16 @@ public enum DeformConv {
         _ g: ConvGeometry, _ d: DeformableOptions, input: UnsafePointer<Float>,
         weight: UnsafePointer<Float>, offset: UnsafePointer<Float>, mask: UnsafePointer<Float>?,
         bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
-        workspace: UnsafeMutableRawPointer, parallel: Parallel, engine: ConvEngine
+        workspace: UnsafeMutableRawPointer, parallel: Parallel, engine: ConvEngine, epilogue: ConvEpilogue = .none
     ) {
         if !supportsSampling(g) {
             reference(g, d, input: input, weight: weight, offset: offset, mask: mask, bias: bias, output: output)
+            epilogue.apply(elements: g.batch * g.outChannels * g.outHeight * g.outWidth, output: output, parallel: parallel)
             return
         }
         let plan = ChannelsLastConvPlan(g, engine: engine, threads: parallel.threads, offsetGroup: d.offsetGroup)
         run(plan, d, input: input, weight: weight, offset: offset, mask: mask, bias: bias, output: output,
-            workspace: workspace, parallel: parallel)
+            workspace: workspace, parallel: parallel, epilogue: epilogue)
     }
 
     /// Whether `run` samples this input with its SIMD plans, which hold input rows as Int32 and
@@ -88,21 +89,22 @@ public enum DeformConv {
         _ g: ConvGeometry, _ d: DeformableOptions, input: UnsafePointer<Float>,
         packedWeight: UnsafeRawPointer, offset: UnsafePointer<Float>, mask: UnsafePointer<Float>?,
         bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
-        workspace: UnsafeMutableRawPointer, parallel: Parallel, engine: ConvEngine = .preferred
+        workspace: UnsafeMutableRawPointer, parallel: Parallel, engine: ConvEngine = .preferred,
+        epilogue: ConvEpilogue = .none
     ) {
         precondition(supportsSampling(g), "DeformConv: input plane too large for the sampling plan")
         let plan = ChannelsLastConvPlan(g, engine: engine, threads: parallel.threads, weightsPrepacked: true,
                                         offsetGroup: d.offsetGroup)
         let weights = packedWeight.assumingMemoryBound(to: Float.self)
         run(plan, d, input: input, weight: weights, offset: offset, mask: mask, bias: bias, output: output,
-            workspace: workspace, parallel: parallel)
+            workspace: workspace, parallel: parallel, epilogue: epilogue)
     }
 
     static func run(
         _ plan: ChannelsLastConvPlan, _ d: DeformableOptions, input: UnsafePointer<Float>,
         weight: UnsafePointer<Float>, offset: UnsafePointer<Float>, mask: UnsafePointer<Float>?,
         bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
-        workspace: UnsafeMutableRawPointer, parallel: Parallel
+        workspace: UnsafeMutableRawPointer, parallel: Parallel, epilogue: ConvEpilogue
     ) {
         let g = plan.g
         let taps = g.kernelHeight * g.kernelWidth
@@ -110,7 +112,8 @@ public enum DeformConv {
         let maskPerImage = d.offsetGroup * taps * plan.outPixels
         let usedMask = d.hasMask ? mask : nil
         plan.run({ n in .deformable(d, offset: offset + n * offsetPerImage, mask: usedMask.map { $0 + n * maskPerImage }) },
-                 input: input, weight: weight, bias: bias, output: output, workspace: workspace, parallel: parallel)
+                 input: input, weight: weight, bias: bias, output: output, workspace: workspace, parallel: parallel,
+                 epilogue: epilogue)
     }
 }
 

@@ -8,6 +8,8 @@ public enum UnaryFunction: Sendable, Equatable {
     case leakyRelu(alpha: Float)
     case hardSigmoid(alpha: Float, beta: Float)
     case hardSwish, softplus, mish
+    /// x * sigmoid(x), as the two nodes Mul(x, Sigmoid(x)) compute it (a fused activation).
+    case silu
     case elu(alpha: Float)
     case selu(alpha: Float, gamma: Float)
     /// 0.5 x (1 + erf(x / sqrt 2)).
@@ -34,6 +36,7 @@ public enum ElementwiseMath {
             map(x, y, count) { M.select(M.lanes($0 .< zero), $0 * a, $0) }
         // 1 / (1 + e^-x): e^-x overflows to +Inf for very negative x, giving exactly 0.
         case .sigmoid: map(x, y, count) { one / (one + M.exp(-$0)) }
+        case .silu: map(x, y, count) { $0 * (one / (one + M.exp(-$0))) }
         case .tanh: map(x, y, count) { M.tanh($0) }
         case .exp: map(x, y, count) { M.exp($0) }
         case .log: map(x, y, count) { M.log($0) }

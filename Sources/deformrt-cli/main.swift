@@ -1,5 +1,8 @@
 import ArgumentParser
 import DeformRT
+#if canImport(Glibc)
+import Glibc
+#endif
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -21,8 +24,18 @@ struct Info: ParsableCommand {
     @Argument(help: "The .onnx model file.")
     var model: String
 
+    @Flag(help: "List the graph a session runs after the graph passes (fused nodes show what they stand for).")
+    var optimized = false
+
+    @Option(help: "Optimisation level for --optimized: disabled, basic, extended or all.")
+    var level: String = "all"
+
+    @Option(help: "With --optimized: also write the optimised graph to this .onnx file.")
+    var save: String?
+
     func run() throws {
         let loaded = try cliTry { try Model(path: model) }
+        if optimized { return try listOptimized(loaded) }
         let summary = loaded.summary
         print("model: \(model)")
         print("opsets: " + summary.opsets.map { "\($0.domain.isEmpty ? "ai.onnx" : $0.domain) \($0.version)" }.joined(separator: ", "))
@@ -35,6 +48,29 @@ struct Info: ParsableCommand {
             print("  \(entry.count)\t\(entry.domain.isEmpty ? "" : entry.domain + "::")\(entry.opType)")
         }
         print("parameters: \(summary.parameterCount) (\(summary.initializerCount) initializers)")
+    }
+
+    private func listOptimized(_ loaded: Model) throws {
+        let levels: [String: GraphOptimizationLevel] = ["disabled": .disabled, "basic": .basic, "extended": .extended, "all": .all]
+        guard let chosen = levels[level] else {
+            throw ValidationError("--level must be disabled, basic, extended or all, got '\(level)'")
+        }
+        let session = try cliTry { try Session(model: loaded, threads: 1, graphOptimizationLevel: chosen) }
+        let graph = session.optimizedGraph
+        print("model: \(model) (optimisation level \(level))")
+        print("nodes (\(graph.nodes.count), \(graph.initializerCount) initializers):")
+        for node in graph.nodes {
+            let op = (node.domain.isEmpty ? "" : node.domain + "::") + node.opType
+            let fused = node.fusedNodes.count > 1 ? "  [fused: \(node.fusedNodes.joined(separator: ", "))]" : ""
+            print("  \(node.name)\t\(op)\t(\(node.inputs.joined(separator: ", "))) -> (\(node.outputs.joined(separator: ", ")))\(fused)")
+        }
+        if let save {
+            let bytes = try cliTry { try graph.serializedONNX() }
+            guard let file = fopen(save, "wb") else { throw ValidationError("error: cannot write '\(save)'") }
+            defer { fclose(file) }
+            if fwrite(bytes, 1, bytes.count, file) != bytes.count { throw ValidationError("error: writing '\(save)' failed") }
+            print("saved: \(save)")
+        }
     }
 
     private func describe(_ info: ValueInfo) -> String {

@@ -112,12 +112,15 @@ final class ConvOperator: Operator {
     var window1D: Window2D
     let group: Int
     let packed = PackedWeights()
+    /// The residual Add and activation a FusedConv node took over (none for a plain Conv).
+    let epilogue: FusedEpilogue
 
     init(_ spec: OperatorSpec) throws {
         window = try Window2D(spec, kernelRequired: false)
         window1D = try Window2D(spec, kernelRequired: false, spatialRank: 1)
         group = try spec.attributes.int("group", default: 1)
         if group < 1 { throw spec.fail("group must be >= 1, got \(group)") }
+        epilogue = try FusedEpilogue(spec, residualSlot: 3)
     }
 
     private func geometry(_ x: [Int], _ w: [Int]) throws -> ConvGeometry {
@@ -146,6 +149,7 @@ final class ConvOperator: Operator {
             if b.shape != [g.outChannels] { throw DeformRTError.invalidModel("bias shape \(b.shape) must be [\(g.outChannels)]") }
         }
         let shape = x.shape.count == 3 ? [g.batch, g.outChannels, g.outWidth] : [g.batch, g.outChannels, g.outHeight, g.outWidth]
+        try epilogue.plan(inputs, output: shape)
         packed.prepare(g.hasEmptyOutput ? nil : g, weight: w.constant,
                        byteCount: { Conv2D.packedWeightByteCount($0) },
                        pack: { Conv2D.packWeight($0, weight: $1, into: $2) })
@@ -161,13 +165,15 @@ final class ConvOperator: Operator {
         let g = try geometry(inputs[0]!.shape, inputs[1]!.shape)
         if g.hasEmptyOutput { return }
         let bias = inputs.count > 2 ? inputs[2]?.floats : nil
+        let tiles = epilogue.kernelEpilogue(inputs)
         if let weights = packed.weights(for: g) {
             Conv2D.run(g, input: inputs[0]!.floats, packedWeight: weights, bias: bias, output: outputs[0].floats,
-                       workspace: context.workspace, parallel: context.parallel)
+                       workspace: context.workspace, parallel: context.parallel, epilogue: tiles)
         } else {
             Conv2D.run(g, input: inputs[0]!.floats, weight: inputs[1]!.floats, bias: bias, output: outputs[0].floats,
-                       workspace: context.workspace, parallel: context.parallel)
+                       workspace: context.workspace, parallel: context.parallel, epilogue: tiles)
         }
+        try epilogue.finish(inputs, output: outputs[0], context)
     }
 }
 
@@ -188,6 +194,8 @@ final class DeformConvOperator: Operator {
     /// Positions of X, W, offset, B, mask among the node's inputs (nil: the spelling has none).
     let slots: (x: Int, w: Int, offset: Int, bias: Int?, mask: Int?)
     let packed = PackedWeights()
+    /// The residual Add and activation a FusedDeformConv node took over.
+    let epilogue: FusedEpilogue
 
     init(_ spec: OperatorSpec, spelling: Spelling) throws {
         self.spelling = spelling
@@ -215,6 +223,20 @@ final class DeformConvOperator: Operator {
         }
         if group < 1 { throw spec.fail("group must be >= 1, got \(group)") }
         if offsetGroup < 1 { throw spec.fail("offset group must be >= 1, got \(offsetGroup)") }
+        // The residual follows every input of the spelling.
+        epilogue = try FusedEpilogue(spec, residualSlot: [slots.x, slots.w, slots.offset, slots.bias ?? 0, slots.mask ?? 0].max()! + 1)
+    }
+
+    /// The spelling a FusedDeformConv node was made from (its base_domain / base_op).
+    static func spelling(ofFused spec: OperatorSpec) throws -> Spelling {
+        let attributes = spec.attributes
+        switch (try attributes.string("base_domain") ?? "", try attributes.string("base_op") ?? "") {
+        case ("", "DeformConv"): return .onnx
+        case ("mmcv", "MMCVModulatedDeformConv2d"), ("mmdeploy", "MMCVModulatedDeformConv2d"): return .mmcvModulated
+        case ("mmcv", "MMCVDeformConv2d"), ("mmdeploy", "MMCVDeformConv2d"): return .mmcv
+        case ("org.openvinotoolkit", "DeformableConv2D"): return .openVINO
+        case let (domain, op): throw spec.fail("FusedDeformConv of unknown base operator (\(domain), \(op))")
+        }
     }
 
     private struct Bound {
@@ -263,6 +285,7 @@ final class DeformConvOperator: Operator {
         if let mask { try PlanCheck.float(mask, "mask") }
         let bound = try bind(x: x.shape, w: w.shape, offset: offset.shape, mask: mask?.shape, bias: bias?.shape)
         let g = bound.geometry
+        try epilogue.plan(inputs, output: [g.batch, g.outChannels, g.outHeight, g.outWidth])
         // Planes too large for the SIMD sampling plans run on the reference kernel, on raw weights.
         packed.prepare(g.hasEmptyOutput || !DeformConv.supportsSampling(g) ? nil : g, weight: w.constant,
                        byteCount: { DeformConv.packedWeightByteCount($0) },
@@ -284,15 +307,55 @@ final class DeformConvOperator: Operator {
         let bias = slot(inputs, slots.bias), mask = slot(inputs, slots.mask)
         let bound = try bind(x: x.shape, w: w.shape, offset: offset.shape, mask: mask?.shape, bias: bias?.shape)
         if bound.geometry.hasEmptyOutput { return }
+        let tiles = epilogue.kernelEpilogue(inputs)
         if let weights = packed.weights(for: bound.geometry) {
             DeformConv.run(bound.geometry, bound.options, input: x.floats, packedWeight: weights, offset: offset.floats,
                            mask: mask?.floats, bias: bias?.floats, output: outputs[0].floats,
-                           workspace: context.workspace, parallel: context.parallel)
+                           workspace: context.workspace, parallel: context.parallel, epilogue: tiles)
         } else {
             DeformConv.run(bound.geometry, bound.options, input: x.floats, weight: w.floats, offset: offset.floats,
                            mask: mask?.floats, bias: bias?.floats, output: outputs[0].floats,
-                           workspace: context.workspace, parallel: context.parallel)
+                           workspace: context.workspace, parallel: context.parallel, epilogue: tiles)
         }
+        try epilogue.finish(inputs, output: outputs[0], context)
+    }
+}
+
+/// The epilogue of a fused convolution node, as planned: a residual of the output's shape and
+/// the activation run inside the kernel, tile by tile; a residual that broadcasts (rare: a
+/// per-channel or per-image term) is added after the convolution, then the activation.
+final class FusedEpilogue {
+    let activation: UnaryFunction?
+    let residualSlot: Int?
+    private var residualBroadcasts = false
+    private let add = BinaryOperator(.add)
+
+    init(_ spec: OperatorSpec, residualSlot: Int) throws {
+        (activation, self.residualSlot) = try FusedActivation.epilogue(spec, residualSlot: residualSlot)
+    }
+
+    func plan(_ inputs: [PlanValue?], output shape: [Int]) throws {
+        residualBroadcasts = false
+        guard let residualSlot else { return }
+        let residual = try PlanCheck.input(inputs, residualSlot, "residual")
+        try PlanCheck.float(residual, "residual")
+        if residual.shape == shape { return }
+        if try Broadcast.shape(shape, residual.shape) != shape {
+            throw DeformRTError.invalidModel("the fused residual's shape \(residual.shape) does not broadcast to the output's \(shape)")
+        }
+        residualBroadcasts = true
+    }
+
+    /// What the kernel applies per tile (nothing when the residual broadcasts: `finish` does it all).
+    func kernelEpilogue(_ inputs: [Tensor?]) -> ConvEpilogue {
+        if residualBroadcasts { return .none }
+        return ConvEpilogue(residual: residualSlot.map { UnsafePointer(inputs[$0]!.floats) }, activation: activation)
+    }
+
+    func finish(_ inputs: [Tensor?], output: Tensor, _ context: RunContext) throws {
+        guard residualBroadcasts, let residualSlot else { return }
+        try add.run([output, inputs[residualSlot]], [output], context)
+        ConvEpilogue(activation: activation).apply(elements: output.elementCount, output: output.floats, parallel: context.parallel)
     }
 }
 

@@ -40,6 +40,24 @@ protocol Operator: AnyObject {
 
 extension Operator {
     func workspaceByteCount(_ inputs: [ValueType?], _ outputs: [ValueType], threads: Int) -> Int { 0 }
+
+    /// Runs once on constant inputs, on the calling thread, into new tensors of the planned types
+    /// (constant folding, by the planner and by the ConstantFolding pass).
+    func compute(_ inputs: [Tensor?], planned outputs: [PlanValue]) throws -> [Tensor] {
+        let tensors = try outputs.map { try Tensor(zeros: $0.type.elementType, shape: $0.type.shape) }
+        let bytes = workspaceByteCount(inputs.map { $0.map { ValueType($0.elementType, $0.shape) } }, outputs.map(\.type), threads: 1)
+        let scratch = TensorStorage(zeroedByteCount: bytes)
+        try run(inputs, tensors, RunContext(parallel: .serial, workspace: scratch.bytes, workspaceByteCount: bytes))
+        return tensors
+    }
+
+    /// Plans and computes on constant inputs; nil when an output would exceed `maxElements`.
+    func evaluate(_ inputs: [Tensor?], maxElements: Int) throws -> [Tensor]? {
+        let planned = try plan(PlanValue.constants(inputs))
+        for value in planned where try Limits.elementCount(value.shape, what: "folded value") > maxElements { return nil }
+        if planned.allSatisfy({ $0.constant != nil }) { return planned.map { $0.constant! } }
+        return try compute(inputs, planned: planned)
+    }
 }
 
 /// The node an operator is being made for, with its opset version and typed attribute access.

@@ -91,6 +91,11 @@ enum OperatorRegistry {
             add(domain, "MMCVDeformConv2d") { try DeformConvOperator($0, spelling: .mmcv) }
         }
         add("org.openvinotoolkit", "DeformableConv2D") { try DeformConvOperator($0, spelling: .openVINO) }
+        // Convolutions with a fused epilogue, written by the graph passes (Passes/ConvEpilogueFusion).
+        add(ConvNodeSlots.fusedDomain, ConvNodeSlots.fusedConv) { try ConvOperator($0) }
+        add(ConvNodeSlots.fusedDomain, ConvNodeSlots.fusedDeformConv) {
+            try DeformConvOperator($0, spelling: try DeformConvOperator.spelling(ofFused: $0))
+        }
         add("", "RoiAlign", since: 10) { try RoiAlignOperator($0) }
         add("", "MaxRoiPool") { try MaxRoiPoolOperator($0) }
         for domain in ["mmcv", "mmdeploy"] {
@@ -110,6 +115,12 @@ enum OperatorRegistry {
 
     /// One operator per node in `order`; every unsupported node is listed in a single error.
     static func makeOperators(_ graph: Graph, order: [Int]) throws -> [Operator] {
+        try checkSupported(graph)
+        return try order.map { try makeOperator(for: graph.nodes[$0], in: graph) }
+    }
+
+    /// Throws one error listing every (domain, op_type, opset) of the graph DeformRT does not run.
+    static func checkSupported(_ graph: Graph) throws {
         var unsupported: [String] = []
         var seen = Set<String>()
         for node in graph.nodes {
@@ -124,10 +135,13 @@ enum OperatorRegistry {
         if !unsupported.isEmpty {
             throw DeformRTError.unsupported("unsupported operators: " + unsupported.joined(separator: ", "))
         }
-        return try order.map { index in
-            let node = graph.nodes[index]
-            let opset = graph.opset(for: node.domain) ?? 1
-            return try entries[OperatorKey(domain: node.domain, opType: node.opType)]!.make(OperatorSpec(node: node, opset: opset))
+    }
+
+    /// The operator of one node (the node's support is checked by makeOperators first).
+    static func makeOperator(for node: Node, in graph: Graph) throws -> Operator {
+        guard let entry = entries[OperatorKey(domain: node.domain, opType: node.opType)] else {
+            throw DeformRTError.unsupported("unsupported operator (\(node.domain.isEmpty ? "ai.onnx" : node.domain), \(node.opType))")
         }
+        return try entry.make(OperatorSpec(node: node, opset: graph.opset(for: node.domain) ?? 1))
     }
 }

@@ -5,13 +5,17 @@ public enum ConvEngine: Sendable, Equatable {
     /// OpenBLAS sgemm (single-threaded; Gemm.swift) on the same panels.
     case blas
 
-    /// Chosen once per process by timing both on a small cache-resident product: packedSIMD
-    /// unless it is clearly (25%) slower than OpenBLAS. Built with `-target-cpu` for an AVX-512
-    /// CPU the micro-kernels run near the FMA peak, above OpenBLAS; without such a target LLVM
-    /// lowers SIMD16 FMAs to calls of fmaf, over 100x slower, and blas wins by far.
+    /// Fixed by how the library was built, never by a timing probe, so that the same model and
+    /// input give bit-identical outputs in every process. The shipped build (`make build`) sets
+    /// DEFORMRT_WIDE_SIMD together with `-target-cpu`: the micro-kernels then run near the FMA
+    /// peak, above OpenBLAS. Without a target LLVM lowers SIMD16 FMAs to calls of fmaf, over 100x
+    /// slower, so plain `swift build` products (tests, dependents) use OpenBLAS.
     public static let preferred: ConvEngine = {
-        let probe = PackedGemm.probeSeconds()
-        return probe.packed <= 1.25 * probe.blas ? .packedSIMD : .blas
+        #if DEFORMRT_WIDE_SIMD
+        return .packedSIMD
+        #else
+        return .blas
+        #endif
     }()
 }
 
@@ -149,11 +153,12 @@ struct ChannelsLastConvPlan {
     func run(
         _ source: (Int) -> PanelSource, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
         bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
-        workspace: UnsafeMutableRawPointer, parallel: Parallel
+        workspace: UnsafeMutableRawPointer, parallel: Parallel, epilogue: ConvEpilogue = .none
     ) {
         if byteCount == 0 { return }
         if k == 0 {
             ConvBias.fill(g, bias: bias, output: output)
+            epilogue.apply(elements: g.batch * g.outChannels * outPixels, output: output, parallel: parallel)
             return
         }
         let base = workspace.bindMemory(to: Float.self, capacity: totalFloats)
@@ -176,6 +181,7 @@ struct ChannelsLastConvPlan {
             }
             let src = source(n)
             let out = output + n * g.outChannels * outPixels
+            let imageEpilogue = epilogue.shifted(by: n * g.outChannels * outPixels)
             let groupsPerTile = tileRows / 6
             parallel.forEachRange(g.group * rowGroups) { worker, range in
                 let scratch = base + workerAt + worker * workerFloats
@@ -186,7 +192,7 @@ struct ChannelsLastConvPlan {
                     let groups = min(groupsPerTile, range.upperBound - at, rowGroups - first)
                     let p0 = first * 6
                     runTile(grp: grp, p0: p0, count: min(groups * 6, outPixels - p0), source: src, rows: rows,
-                            weights: weights, bias: bias, output: out, scratch: scratch)
+                            weights: weights, bias: bias, output: out, scratch: scratch, epilogue: imageEpilogue)
                     at += groups
                 }
             }
@@ -220,13 +226,17 @@ struct ChannelsLastConvPlan {
     private func runTile(
         grp: Int, p0: Int, count: Int, source: PanelSource, rows: UnsafeMutablePointer<Float>,
         weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
-        scratch: UnsafeMutablePointer<Float>
+        scratch: UnsafeMutablePointer<Float>, epilogue: ConvEpilogue
     ) {
         let paddedRows = (count + 5) / 6 * 6
         let panel = scratch + panelAt
         let result = scratch + resultAt
         let channelBase = grp * cin
         let out = output + grp * cout * outPixels + p0
+        // Runs when the tile's outputs are written, while they are in cache.
+        defer {
+            epilogue.shifted(by: grp * cout * outPixels + p0).apply(rows: cout, count: count, stride: outPixels, output: out)
+        }
         if case .deformable = source {
             DeformableSampling.fillOrigins(g, p0: p0, count: count, baseY: scratch + originYAt,
                                            baseX: scratch + originXAt)

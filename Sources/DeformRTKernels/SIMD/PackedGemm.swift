@@ -158,41 +158,4 @@ enum PackedGemm {
         store(4, c4)
         store(5, c5)
     }
-
-    /// Seconds per call of the packed micro-kernels and of Gemm.sgemm on the same cache-resident
-    /// 96 x 64 x 256 product (best of 5 after a warm-up), for ConvEngine.preferred.
-    static func probeSeconds() -> (packed: Double, blas: Double) {
-        let rows = 96, columns = 64, depth = 256
-        let a = UnsafeMutablePointer<Float>.allocate(capacity: rows * depth)
-        let b = UnsafeMutablePointer<Float>.allocate(capacity: depth * columns)
-        let c = UnsafeMutablePointer<Float>.allocate(capacity: rows * columns)
-        defer { a.deallocate(); b.deallocate(); c.deallocate() }
-        a.initialize(repeating: 0.5, count: rows * depth)
-        b.initialize(repeating: 0.25, count: depth * columns)
-        let clock = ContinuousClock()
-        func seconds(_ body: () -> Void) -> Double {
-            let start = clock.now
-            body()
-            let (whole, attoseconds) = (clock.now - start).components
-            return Double(whole) + Double(attoseconds) * 1e-18
-        }
-        /// Best of 5 after a warm-up; stops early once a run takes over `giveUp` seconds.
-        func best(giveUp: Double = .infinity, _ body: () -> Void) -> Double {
-            var fastest = seconds(body)
-            for _ in 0..<5 where fastest < giveUp { fastest = min(fastest, seconds(body)) }
-            return fastest
-        }
-        let blas = best {
-            Gemm.sgemm(transposeB: true, m: columns, n: rows, k: depth, a: b, lda: depth, b: a, ldb: depth,
-                       c: c, ldc: rows)
-        }
-        // Without FMA code a packed run takes ~500x the BLAS one: no need to repeat it.
-        let packed = best(giveUp: 10 * blas) {
-            for r in stride(from: 0, to: rows, by: 6) {
-                kernel6x64(kc: depth, a: a + r * depth, lda: depth, b: b, c: c + r * columns, ldc: columns,
-                           accumulate: false)
-            }
-        }
-        return (packed, blas)
-    }
 }

@@ -100,9 +100,10 @@ def test_capi_mirrors_every_header_function_and_enum():
         binding = getattr(_capi, name)
         count = 0 if parameters.strip() in ("", "void") else parameters.count(",") + 1
         assert len(binding.argtypes) == count, name
-    for prefix, enum in (("DRT_ERROR_|DRT_OK", Status), ("DRT_TYPE_", ElementType)):
+    enums = (("DRT_ERROR_|DRT_OK", Status), ("DRT_TYPE_", ElementType), ("DRT_GRAPH_OPTIMIZATION_", _capi.GraphOptimization))
+    for prefix, enum in enums:
         for constant, value in re.findall(rf"\b((?:{prefix})\w*)\s*=\s*(\d+)", text):
-            member = re.sub(r"^DRT_(ERROR_|TYPE_)?", "", constant)
+            member = re.sub(r"^DRT_(ERROR_|TYPE_|GRAPH_OPTIMIZATION_)?", "", constant)
             assert enum[member] == int(value), constant
 
 

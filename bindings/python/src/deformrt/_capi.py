@@ -52,6 +52,14 @@ class ElementType(IntEnum):
     UINT64 = 13
 
 
+# typedef enum drt_graph_optimization_level { ... } drt_graph_optimization_level;
+class GraphOptimization(IntEnum):
+    DISABLED = 0
+    BASIC = 1
+    EXTENDED = 2
+    ALL = 99
+
+
 # The C enums are passed and returned as int.
 drt_status = ctypes.c_int
 
@@ -156,6 +164,10 @@ drt_session_options_set_threads = _bind(
 # drt_status drt_session_options_set_memory_limit(drt_session_options *options, uint64_t bytes);
 drt_session_options_set_memory_limit = _bind(
     "drt_session_options_set_memory_limit", drt_status, POINTER(drt_session_options), c_uint64)
+
+# drt_status drt_session_options_set_graph_optimization_level(drt_session_options *options, int32_t level);
+drt_session_options_set_graph_optimization_level = _bind(
+    "drt_session_options_set_graph_optimization_level", drt_status, POINTER(drt_session_options), c_int32)
 
 # void drt_session_options_free(drt_session_options *options);
 drt_session_options_free = _bind(

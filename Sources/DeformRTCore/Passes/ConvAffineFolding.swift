@@ -1,0 +1,114 @@
+/// Folds a per-output-channel affine map that follows a convolution into its weights and bias:
+/// BatchNormalization (inference), and Mul / Add by a constant that is per channel or scalar.
+///   BN:  y = (conv - mean) * gamma / sqrt(var + eps) + beta  ->  W' = W s, B' = (B - mean) s + beta
+///   Mul: y = conv * c  ->  W' = W c, B' = B c;   Add: y = conv + c  ->  B' = B + c
+/// Only when the convolution's weight (and bias) are constants and its output has no other reader.
+struct ConvAffineFolding: GraphPass {
+    let name = "convolution affine folding"
+    let level = GraphOptimizationLevel.extended
+
+    func apply(to graph: inout Graph) throws -> Bool {
+        var changed = false
+        // Folding changes the node list, so each fold restarts the search (few convolutions).
+        while let (conv, follower, scale, shift) = findFold(graph) {
+            fold(&graph, conv: conv, follower: follower, scale: scale, shift: shift)
+            changed = true
+        }
+        return changed
+    }
+
+    /// A convolution, the node after it, and the per-channel scale (nil: 1) and shift.
+    private func findFold(_ graph: Graph) -> (Int, Int, [Float]?, [Float])? {
+        let consumers = graph.consumers()
+        let isGraphOutput = graph.graphOutputFlags()
+        for (index, node) in graph.nodes.enumerated() {
+            guard node.domain != ConvNodeSlots.fusedDomain, let slots = ConvNodeSlots(node), node.outputs.count == 1,
+                  let weight = graph.floatConstant(node.inputs[slots.weight]), weight.rank >= 3 else { continue }
+            let channels = weight.shape[0]
+            if slots.bias == nil { continue }
+            if let biasSlot = slots.bias, biasSlot < node.inputs.count, let bias = node.inputs[biasSlot],
+               graph.floatConstant(bias)?.shape != [channels] { continue }
+            let output = node.outputs[0]
+            guard !isGraphOutput[output], consumers[output].count == 1 else { continue }
+            let follower = graph.nodes[consumers[output][0]]
+            guard follower.domain.isEmpty, let affine = perChannel(follower, of: output, channels: channels,
+                                                                   rank: weight.rank, graph) else { continue }
+            return (index, consumers[output][0], affine.scale, affine.shift)
+        }
+        return nil
+    }
+
+    private func perChannel(_ node: Node, of value: Int, channels: Int, rank: Int, _ graph: Graph)
+        -> (scale: [Float]?, shift: [Float])? {
+        switch node.opType {
+        case "BatchNormalization":
+            guard node.inputs.count == 5, node.inputs[0] == value, node.outputs.count >= 1,
+                  (try? Attributes(node).int("training_mode", default: 0)) == 0,
+                  let epsilon = try? Attributes(node).float("epsilon", default: 1e-5) else { return nil }
+            // Extra outputs (training statistics) must be unread.
+            if node.outputs.count > 1 && node.outputs.dropFirst().contains(where: { id in
+                graph.graphOutputFlags()[id] || graph.nodes.contains { $0.inputs.contains(id) } }) { return nil }
+            let parameters = node.inputs[1...].map { graph.floatConstant($0) }
+            guard parameters.allSatisfy({ $0?.shape == [channels] }) else { return nil }
+            let gamma = parameters[0]!.floats, beta = parameters[1]!.floats
+            let mean = parameters[2]!.floats, variance = parameters[3]!.floats
+            // Float arithmetic in the order the BatchNormalization kernel uses, so that the fold
+            // changes results only by the reassociation of conv * s.
+            var scale = [Float](repeating: 0, count: channels), shift = scale
+            for c in 0..<channels {
+                scale[c] = gamma[c] / (variance[c] + epsilon).squareRoot()
+                shift[c] = beta[c] - mean[c] * scale[c]
+            }
+            return (scale, shift)
+        case "Mul", "Add":
+            guard node.inputs.count == 2, node.outputs.count == 1,
+                  let other = node.inputs[0] == value ? node.inputs[1] : node.inputs[0], other != value,
+                  let constant = graph.floatConstant(other),
+                  let values = perChannelValues(constant, channels: channels, rank: rank) else { return nil }
+            return node.opType == "Mul" ? (values, [Float](repeating: 0, count: channels)) : (nil, values)
+        default:
+            return nil
+        }
+    }
+
+    /// The constant's value per output channel, if it broadcasts as [1, C, 1, ...] or as a scalar
+    /// against an output of `rank` dims without growing it.
+    private func perChannelValues(_ constant: Tensor, channels: Int, rank: Int) -> [Float]? {
+        let shape = constant.shape
+        if shape.count > rank { return nil }
+        let padded = [Int](repeating: 1, count: rank - shape.count) + shape
+        guard padded[0] == 1, padded[1] == 1 || padded[1] == channels, padded[2...].allSatisfy({ $0 == 1 }) else { return nil }
+        let p = constant.floats
+        return (0..<channels).map { padded[1] == 1 ? p[0] : p[$0] }
+    }
+
+    private func fold(_ graph: inout Graph, conv: Int, follower: Int, scale: [Float]?, shift: [Float]) {
+        let slots = ConvNodeSlots(graph.nodes[conv])!
+        let node = graph.nodes[conv]
+        let biasSlot = slots.bias!
+        if let scale {
+            let weight = graph.floatConstant(node.inputs[slots.weight])!
+            let perFilter = weight.elementCount / max(weight.shape[0], 1)
+            var scaled = [Float](repeating: 0, count: weight.elementCount)
+            let w = weight.floats
+            for i in scaled.indices { scaled[i] = w[i] * scale[i / perFilter] }
+            let id = graph.addInitializer(Tensor(floats: scaled, shape: weight.shape), named: graph.valueNames[node.inputs[slots.weight]!] + "_folded")
+            graph.nodes[conv].inputs[slots.weight] = id
+        }
+        let oldBias = biasSlot < node.inputs.count ? graph.floatConstant(node.inputs[biasSlot]) : nil
+        var bias = [Float](repeating: 0, count: shift.count)
+        for c in bias.indices {
+            let b = oldBias?.floats[c] ?? 0
+            bias[c] = (scale.map { b * $0[c] } ?? b) + shift[c]
+        }
+        while graph.nodes[conv].inputs.count <= biasSlot { graph.nodes[conv].inputs.append(nil) }
+        graph.nodes[conv].inputs[biasSlot] = graph.addInitializer(Tensor(floats: bias, shape: [bias.count]),
+                                                                  named: node.name + "_bias_folded")
+        let fused = ConvNodeSlots.fusedNames(node) + [graph.nodes[follower].name]
+        graph.nodes[conv].attributes["fused_nodes"] = .strings(fused)
+        graph.nodes[conv].outputs = [graph.nodes[follower].outputs[0]]
+        var remove = [Bool](repeating: false, count: graph.nodes.count)
+        remove[follower] = true
+        graph.removeNodes(remove)
+    }
+}
