@@ -35,8 +35,9 @@ public final class SessionCore: @unchecked Sendable {
 
     public init(graph imported: Graph, options: SessionOptions) throws {
         // Errors name the model's own nodes: checks first, then the passes.
-        _ = try GraphCheck.topologicalOrder(imported)
-        try OperatorRegistry.checkSupported(imported)
+        // Making the operators validates every node's inputs and attributes, so the passes only
+        // ever see well-formed nodes.
+        _ = try OperatorRegistry.makeOperators(imported, order: GraphCheck.topologicalOrder(imported))
         graph = try GraphOptimizer.optimize(imported, level: options.graphOptimizationLevel)
         self.options = options
         parallel = Parallel(threads: options.threads)

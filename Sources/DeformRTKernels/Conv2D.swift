@@ -22,52 +22,52 @@ public enum Conv2D {
     }
 
     /// Scratch bytes of `run(..., engine:)`.
-    public static func workspaceByteCount(_ g: ConvGeometry, threads: Int, engine: ConvEngine) -> Int {
-        if DepthwiseConv.applies(g) { return 0 }
-        switch engine {
-        case .packedSIMD:
-            return ChannelsLastConvPlan(g, engine: engine, threads: threads, pointwise: isPointwise(g)).byteCount
-        case .blas:
-            let plan = BlasPlan(g, threads: threads)
-            return plan.usesPanel ? plan.workers * plan.panelFloats * MemoryLayout<Float>.size : 0
+    public static func workspaceByteCount(_ g: ConvGeometry, threads: Int, engine: ConvEngine,
+                                          layout: ConvDataLayout = .nchw) -> Int {
+        if usesChannelsLastPlan(g, engine: engine, layout: layout) {
+            return ChannelsLastConvPlan(g, engine: engine, threads: threads, pointwise: isPointwise(g), layout: layout).byteCount
         }
+        if DepthwiseConv.applies(g) { return 0 }
+        let plan = BlasPlan(g, threads: threads)
+        return plan.usesPanel ? plan.workers * plan.panelFloats * MemoryLayout<Float>.size : 0
     }
 
-    /// `run` with a chosen GEMM engine. packedSIMD: input to channels-last rows, im2col rows per
-    /// pixel tile (none for pointwise), SIMD16 micro-kernels. blas: NCHW im2col panel per tile
-    /// (none for pointwise), OpenBLAS sgemm straight into the output. Depthwise convolutions
-    /// (one input channel per group) take neither: a direct SIMD kernel, no workspace.
+    /// `run` with a chosen GEMM engine. packedSIMD: input to channels-last rows (or read in place
+    /// when it is channels-last already), im2col rows per pixel tile (none for pointwise), SIMD16
+    /// micro-kernels. blas, NCHW: NCHW im2col panel per tile (none for pointwise), OpenBLAS sgemm
+    /// straight into the output; blas with a channels-last layout runs the channels-last plan on
+    /// sgemm. Depthwise convolutions (NCHW only) take neither: a direct SIMD kernel, no workspace.
     public static func run(
         _ g: ConvGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
         bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
-        workspace: UnsafeMutableRawPointer, parallel: Parallel, engine: ConvEngine, epilogue: ConvEpilogue = .none
+        workspace: UnsafeMutableRawPointer, parallel: Parallel, engine: ConvEngine, epilogue: ConvEpilogue = .none,
+        layout: ConvDataLayout = .nchw
     ) {
+        if usesChannelsLastPlan(g, engine: engine, layout: layout) {
+            let pointwise = isPointwise(g)
+            let plan = ChannelsLastConvPlan(g, engine: engine, threads: parallel.threads, pointwise: pointwise, layout: layout)
+            plan.run({ _ in pointwise ? .pointwise : .im2col }, input: input, weight: weight, bias: bias,
+                     output: output, workspace: workspace, parallel: parallel, epilogue: epilogue)
+            return
+        }
         if DepthwiseConv.applies(g) {
             DepthwiseConv.run(g, input: input, weight: weight, bias: bias, output: output, parallel: parallel)
             epilogue.apply(elements: g.batch * g.outChannels * g.outHeight * g.outWidth, output: output, parallel: parallel)
             return
         }
-        switch engine {
-        case .packedSIMD:
-            let pointwise = isPointwise(g)
-            let plan = ChannelsLastConvPlan(g, engine: engine, threads: parallel.threads, pointwise: pointwise)
-            plan.run({ _ in pointwise ? .pointwise : .im2col }, input: input, weight: weight, bias: bias,
-                     output: output, workspace: workspace, parallel: parallel, epilogue: epilogue)
-        case .blas:
-            let plan = BlasPlan(g, threads: parallel.threads)
-            if plan.items == 0 { return }
-            if plan.k == 0 {
-                ConvBias.fill(g, bias: bias, output: output)
-                epilogue.apply(elements: g.batch * g.outChannels * plan.outPixels, output: output, parallel: parallel)
-                return
-            }
-            let panels = workspace.bindMemory(to: Float.self, capacity: plan.workers * plan.panelFloats)
-            parallel.forEachRange(plan.items) { worker, items in
-                let panel = panels + worker * plan.panelFloats
-                for item in items {
-                    plan.runItem(item, input: input, weight: weight, bias: bias, output: output, panel: panel,
-                                 epilogue: epilogue)
-                }
+        let plan = BlasPlan(g, threads: parallel.threads)
+        if plan.items == 0 { return }
+        if plan.k == 0 {
+            ConvBias.fill(g, bias: bias, output: output)
+            epilogue.apply(elements: g.batch * g.outChannels * plan.outPixels, output: output, parallel: parallel)
+            return
+        }
+        let panels = workspace.bindMemory(to: Float.self, capacity: plan.workers * plan.panelFloats)
+        parallel.forEachRange(plan.items) { worker, items in
+            let panel = panels + worker * plan.panelFloats
+            for item in items {
+                plan.runItem(item, input: input, weight: weight, bias: bias, output: output, panel: panel,
+                             epilogue: epilogue)
             }
         }
     }
@@ -76,10 +76,22 @@ public enum Conv2D {
     // call: packWeight writes them in the engine's order (OIHW unchanged for blas and for
     // depthwise convolutions), and the packedWeight variants of workspaceByteCount / run use them.
 
+    /// Whether the channels-last plan runs this convolution: the packed engine, and every
+    /// channels-last layout (the BLAS plan and the depthwise kernel are NCHW only).
+    static func usesChannelsLastPlan(_ g: ConvGeometry, engine: ConvEngine, layout: ConvDataLayout) -> Bool {
+        (engine == .packedSIMD || layout != .nchw) && !DepthwiseConv.applies(g)
+    }
+
+    /// Whether `layout` can run this convolution (depthwise convolutions are NCHW only).
+    public static func supports(_ g: ConvGeometry, layout: ConvDataLayout) -> Bool {
+        layout == .nchw || !DepthwiseConv.applies(g)
+    }
+
     /// Bytes `packWeight` writes for this geometry and engine.
-    public static func packedWeightByteCount(_ g: ConvGeometry, engine: ConvEngine = .preferred) -> Int {
-        if engine == .packedSIMD && !DepthwiseConv.applies(g) {
-            return ChannelsLastConvPlan(g, engine: engine, threads: 1).packedWeightByteCount
+    public static func packedWeightByteCount(_ g: ConvGeometry, engine: ConvEngine = .preferred,
+                                             layout: ConvDataLayout = .nchw) -> Int {
+        if usesChannelsLastPlan(g, engine: engine, layout: layout) {
+            return ChannelsLastConvPlan(g, engine: engine, threads: 1, layout: layout).packedWeightByteCount
         }
         return BlasPlan(g, threads: 1).weightFloats * MemoryLayout<Float>.stride
     }
@@ -87,12 +99,12 @@ public enum Conv2D {
     /// Packs OIHW `weight` into `packed` (packedWeightByteCount bytes, 64-byte aligned) for `engine`.
     public static func packWeight(
         _ g: ConvGeometry, weight: UnsafePointer<Float>, into packed: UnsafeMutableRawPointer,
-        engine: ConvEngine = .preferred, parallel: Parallel = .serial
+        engine: ConvEngine = .preferred, parallel: Parallel = .serial, layout: ConvDataLayout = .nchw
     ) {
-        let floats = packedWeightByteCount(g, engine: engine) / MemoryLayout<Float>.stride
+        let floats = packedWeightByteCount(g, engine: engine, layout: layout) / MemoryLayout<Float>.stride
         let destination = packed.bindMemory(to: Float.self, capacity: floats)
-        if engine == .packedSIMD && !DepthwiseConv.applies(g) {
-            ChannelsLastConvPlan(g, engine: engine, threads: parallel.threads)
+        if usesChannelsLastPlan(g, engine: engine, layout: layout) {
+            ChannelsLastConvPlan(g, engine: engine, threads: parallel.threads, layout: layout)
                 .packWeights(weight, into: destination, parallel: parallel)
         } else {
             destination.update(from: weight, count: floats)
@@ -101,11 +113,12 @@ public enum Conv2D {
 
     /// Scratch bytes of `run(..., packedWeight: ...)`.
     public static func workspaceByteCount(
-        _ g: ConvGeometry, threads: Int, packedWeight: Bool, engine: ConvEngine = .preferred
+        _ g: ConvGeometry, threads: Int, packedWeight: Bool, engine: ConvEngine = .preferred,
+        layout: ConvDataLayout = .nchw
     ) -> Int {
-        if engine == .packedSIMD && !DepthwiseConv.applies(g) {
+        if usesChannelsLastPlan(g, engine: engine, layout: layout) {
             return ChannelsLastConvPlan(g, engine: engine, threads: threads, pointwise: isPointwise(g),
-                                        weightsPrepacked: packedWeight).byteCount
+                                        weightsPrepacked: packedWeight, layout: layout).byteCount
         }
         return workspaceByteCount(g, threads: threads, engine: engine)
     }
@@ -115,17 +128,16 @@ public enum Conv2D {
         _ g: ConvGeometry, input: UnsafePointer<Float>, packedWeight: UnsafeRawPointer,
         bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
         workspace: UnsafeMutableRawPointer, parallel: Parallel, engine: ConvEngine = .preferred,
-        epilogue: ConvEpilogue = .none
+        epilogue: ConvEpilogue = .none, layout: ConvDataLayout = .nchw
     ) {
         let weights = packedWeight.assumingMemoryBound(to: Float.self)
-        switch engine {
-        case .packedSIMD where !DepthwiseConv.applies(g):
+        if usesChannelsLastPlan(g, engine: engine, layout: layout) {
             let pointwise = isPointwise(g)
             let plan = ChannelsLastConvPlan(g, engine: engine, threads: parallel.threads, pointwise: pointwise,
-                                            weightsPrepacked: true)
+                                            weightsPrepacked: true, layout: layout)
             plan.run({ _ in pointwise ? .pointwise : .im2col }, input: input, weight: weights, bias: bias,
                      output: output, workspace: workspace, parallel: parallel, epilogue: epilogue)
-        default:
+        } else {
             run(g, input: input, weight: weights, bias: bias, output: output, workspace: workspace,
                 parallel: parallel, engine: engine, epilogue: epilogue)
         }

@@ -27,9 +27,9 @@ public enum DeformConv {
 
     /// Scratch bytes of `run(..., engine:)`.
     public static func workspaceByteCount(
-        _ g: ConvGeometry, _ d: DeformableOptions, threads: Int, engine: ConvEngine
+        _ g: ConvGeometry, _ d: DeformableOptions, threads: Int, engine: ConvEngine, layout: ConvDataLayout = .nchw
     ) -> Int {
-        ChannelsLastConvPlan(g, engine: engine, threads: threads, offsetGroup: d.offsetGroup).byteCount
+        ChannelsLastConvPlan(g, engine: engine, threads: threads, offsetGroup: d.offsetGroup, layout: layout).byteCount
     }
 
     /// `run` with a chosen GEMM engine (the sampling is the same).
@@ -37,14 +37,17 @@ public enum DeformConv {
         _ g: ConvGeometry, _ d: DeformableOptions, input: UnsafePointer<Float>,
         weight: UnsafePointer<Float>, offset: UnsafePointer<Float>, mask: UnsafePointer<Float>?,
         bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
-        workspace: UnsafeMutableRawPointer, parallel: Parallel, engine: ConvEngine, epilogue: ConvEpilogue = .none
+        workspace: UnsafeMutableRawPointer, parallel: Parallel, engine: ConvEngine, epilogue: ConvEpilogue = .none,
+        layout: ConvDataLayout = .nchw
     ) {
         if !supportsSampling(g) {
+            precondition(layout == .nchw, "DeformConv: channels-last planes too large for the sampling plan")
             reference(g, d, input: input, weight: weight, offset: offset, mask: mask, bias: bias, output: output)
             epilogue.apply(elements: g.batch * g.outChannels * g.outHeight * g.outWidth, output: output, parallel: parallel)
             return
         }
-        let plan = ChannelsLastConvPlan(g, engine: engine, threads: parallel.threads, offsetGroup: d.offsetGroup)
+        let plan = ChannelsLastConvPlan(g, engine: engine, threads: parallel.threads, offsetGroup: d.offsetGroup,
+                                        layout: layout)
         run(plan, d, input: input, weight: weight, offset: offset, mask: mask, bias: bias, output: output,
             workspace: workspace, parallel: parallel, epilogue: epilogue)
     }
@@ -77,10 +80,11 @@ public enum DeformConv {
 
     /// Scratch bytes of `run(..., packedWeight: ...)`.
     public static func workspaceByteCount(
-        _ g: ConvGeometry, _ d: DeformableOptions, threads: Int, packedWeight: Bool, engine: ConvEngine = .preferred
+        _ g: ConvGeometry, _ d: DeformableOptions, threads: Int, packedWeight: Bool, engine: ConvEngine = .preferred,
+        layout: ConvDataLayout = .nchw
     ) -> Int {
         ChannelsLastConvPlan(g, engine: engine, threads: threads, weightsPrepacked: packedWeight,
-                             offsetGroup: d.offsetGroup).byteCount
+                             offsetGroup: d.offsetGroup, layout: layout).byteCount
     }
 
     /// `run` on weights prepared by `packWeight` for the same geometry and engine.
@@ -90,11 +94,11 @@ public enum DeformConv {
         packedWeight: UnsafeRawPointer, offset: UnsafePointer<Float>, mask: UnsafePointer<Float>?,
         bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
         workspace: UnsafeMutableRawPointer, parallel: Parallel, engine: ConvEngine = .preferred,
-        epilogue: ConvEpilogue = .none
+        epilogue: ConvEpilogue = .none, layout: ConvDataLayout = .nchw
     ) {
         precondition(supportsSampling(g), "DeformConv: input plane too large for the sampling plan")
         let plan = ChannelsLastConvPlan(g, engine: engine, threads: parallel.threads, weightsPrepacked: true,
-                                        offsetGroup: d.offsetGroup)
+                                        offsetGroup: d.offsetGroup, layout: layout)
         let weights = packedWeight.assumingMemoryBound(to: Float.self)
         run(plan, d, input: input, weight: weights, offset: offset, mask: mask, bias: bias, output: output,
             workspace: workspace, parallel: parallel, epilogue: epilogue)

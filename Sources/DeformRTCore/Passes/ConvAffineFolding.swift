@@ -23,7 +23,7 @@ struct ConvAffineFolding: GraphPass {
         let isGraphOutput = graph.graphOutputFlags()
         for (index, node) in graph.nodes.enumerated() {
             guard node.domain != ConvNodeSlots.fusedDomain, let slots = ConvNodeSlots(node), node.outputs.count == 1,
-                  let weight = graph.floatConstant(node.inputs[slots.weight]), weight.rank >= 3 else { continue }
+                  slots.weight < node.inputs.count, let weight = graph.floatConstant(node.inputs[slots.weight]), weight.rank >= 3 else { continue }
             let channels = weight.shape[0]
             if slots.bias == nil { continue }
             if let biasSlot = slots.bias, biasSlot < node.inputs.count, let bias = node.inputs[biasSlot],

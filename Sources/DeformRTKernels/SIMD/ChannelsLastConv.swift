@@ -19,6 +19,21 @@ public enum ConvEngine: Sendable, Equatable {
     }()
 }
 
+/// How a convolution's input and output tensors lie in memory: NCHW, or channels-last NHWC
+/// ([batch, height, width, channels]), which the graph's layout pass keeps between convolutions
+/// so that no transpose runs inside a chain.
+public struct ConvDataLayout: Sendable, Equatable {
+    public var inputChannelsLast: Bool
+    public var outputChannelsLast: Bool
+
+    public init(inputChannelsLast: Bool = false, outputChannelsLast: Bool = false) {
+        self.inputChannelsLast = inputChannelsLast
+        self.outputChannelsLast = outputChannelsLast
+    }
+
+    public static let nchw = ConvDataLayout()
+}
+
 /// What fills the A panel (one row per output pixel) of the channels-last convolution.
 enum PanelSource {
     /// 1x1, stride 1, no padding: the channels-last input rows are the panel.
@@ -51,6 +66,10 @@ struct ChannelsLastConvPlan {
     let rowGroups: Int    // ceil(outPixels / 6)
     let workers: Int
     let weightsPrepacked: Bool  // the caller packed them once (packWeights); no weight region here
+    let layout: ConvDataLayout
+    /// Channels-last input whose rows already have the row stride (channels a multiple of 16):
+    /// the panels read the input itself, and the rows region holds only the zero rows.
+    let readsInputInPlace: Bool
     /// Deformable with one k block and a full 64-column block: the tile's plans are made up front
     /// and the gather of each 6-row group runs inside the micro-kernel of the group before it
     /// (PackedGemm.kernel6x64(interleaving:)), into a panel of two 6-row groups used in turn.
@@ -81,11 +100,12 @@ struct ChannelsLastConvPlan {
     /// `offsetGroup`: the deformable offset groups, nil for plain convolution.
     init(
         _ g: ConvGeometry, engine: ConvEngine, threads: Int, pointwise: Bool = false, weightsPrepacked: Bool = false,
-        offsetGroup: Int? = nil
+        offsetGroup: Int? = nil, layout: ConvDataLayout = .nchw
     ) {
         self.g = g
         self.engine = engine
         self.weightsPrepacked = weightsPrepacked
+        self.layout = layout
         cin = g.inChannels / max(g.group, 1)
         cout = g.outChannels / max(g.group, 1)
         coutPadded = (cout + 15) & ~15
@@ -108,18 +128,22 @@ struct ChannelsLastConvPlan {
         inPixels = g.inHeight * g.inWidth
         outPixels = max(g.outHeight, 0) * max(g.outWidth, 0)
         rowStride = (g.inChannels + 15) & ~15
+        // Deformable sampling addresses the zero row by index, right after the image's rows.
+        readsInputInPlace = layout.inputChannelsLast && rowStride == g.inChannels && offsetGroup == nil
         rowGroups = (outPixels + 5) / 6
         workers = max(1, min(threads, g.group * rowGroups))
 
         func aligned(_ n: Int) -> Int { (n + 15) & ~15 }
         weightsAt = 0
         rowsAt = weightsPrepacked ? 0 : aligned(engine == .packedSIMD ? g.group * k * coutPadded : g.outChannels * k)
-        let rowFloats = (inPixels + Self.extraRows) * rowStride
+        let rowFloats = ((readsInputInPlace ? 0 : inPixels) + Self.extraRows) * rowStride
         workerAt = rowsAt + aligned(rowFloats)
         planStride = aligned(tileRows)
         panelAt = 0
         let panelRows = interleavesSampling ? 2 * PackedGemm.rows : tileRows
-        resultAt = pointwise && engine == .packedSIMD ? panelAt : aligned(panelRows * kc)
+        // Pointwise panels are the input rows, so the result may take the panel's place, except in
+        // place, where the last group's rows are copied into the panel.
+        resultAt = pointwise && engine == .packedSIMD && !readsInputInPlace ? panelAt : aligned(panelRows * kc)
         planIndexAt = resultAt + (engine == .packedSIMD ? aligned(tileRows * coutPadded) : 0)
         planWeightAt = planIndexAt + 4 * planStride * planSlots
         originYAt = planWeightAt + 4 * planStride * planSlots
@@ -157,12 +181,14 @@ struct ChannelsLastConvPlan {
     ) {
         if byteCount == 0 { return }
         if k == 0 {
-            ConvBias.fill(g, bias: bias, output: output)
+            ConvBias.fill(g, bias: bias, output: output, channelsLast: layout.outputChannelsLast)
             epilogue.apply(elements: g.batch * g.outChannels * outPixels, output: output, parallel: parallel)
             return
         }
         let base = workspace.bindMemory(to: Float.self, capacity: totalFloats)
-        let rows = base + rowsAt
+        let copiedRows = base + rowsAt
+        // In place, the zero rows follow the region's (unused) image rows at the same distance.
+        let zeroRows = copiedRows + (readsInputInPlace ? 0 : inPixels * rowStride)
         let weights: UnsafePointer<Float>
         if weightsPrepacked {
             weights = weight
@@ -170,14 +196,23 @@ struct ChannelsLastConvPlan {
             packWeights(weight, into: base + weightsAt, parallel: parallel)
             weights = UnsafePointer(base + weightsAt)
         }
-        (rows + inPixels * rowStride).update(repeating: 0, count: Self.extraRows * rowStride)
+        zeroRows.update(repeating: 0, count: Self.extraRows * rowStride)
         let pixelBlocks = (inPixels + 15) / 16
         for n in 0..<g.batch {
             let image = input + n * g.inChannels * inPixels
-            parallel.forEachRange(pixelBlocks) { _, blocks in
-                let lo = blocks.lowerBound * 16, hi = min(blocks.upperBound * 16, inPixels)
-                ConvLayout.channelsLast(image, channels: g.inChannels, planeSize: inPixels, pixels: lo..<hi,
-                                        rows: rows, rowStride: rowStride)
+            let rows = readsInputInPlace ? UnsafeMutablePointer(mutating: image) : copiedRows
+            if !readsInputInPlace {
+                parallel.forEachRange(pixelBlocks) { _, blocks in
+                    let lo = blocks.lowerBound * 16, hi = min(blocks.upperBound * 16, inPixels)
+                    if layout.inputChannelsLast {
+                        for p in lo..<hi {
+                            (copiedRows + p * rowStride).update(from: image + p * g.inChannels, count: g.inChannels)
+                        }
+                    } else {
+                        ConvLayout.channelsLast(image, channels: g.inChannels, planeSize: inPixels, pixels: lo..<hi,
+                                                rows: copiedRows, rowStride: rowStride)
+                    }
+                }
             }
             let src = source(n)
             let out = output + n * g.outChannels * outPixels
@@ -192,7 +227,8 @@ struct ChannelsLastConvPlan {
                     let groups = min(groupsPerTile, range.upperBound - at, rowGroups - first)
                     let p0 = first * 6
                     runTile(grp: grp, p0: p0, count: min(groups * 6, outPixels - p0), source: src, rows: rows,
-                            weights: weights, bias: bias, output: out, scratch: scratch, epilogue: imageEpilogue)
+                            zeroRows: zeroRows, weights: weights, bias: bias, output: out, scratch: scratch,
+                            epilogue: imageEpilogue)
                     at += groups
                 }
             }
@@ -225,17 +261,22 @@ struct ChannelsLastConvPlan {
     /// Outputs of conv group `grp`, pixels p0 ..< p0 + count.
     private func runTile(
         grp: Int, p0: Int, count: Int, source: PanelSource, rows: UnsafeMutablePointer<Float>,
-        weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
-        scratch: UnsafeMutablePointer<Float>, epilogue: ConvEpilogue
+        zeroRows: UnsafeMutablePointer<Float>, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+        output: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, epilogue: ConvEpilogue
     ) {
         let paddedRows = (count + 5) / 6 * 6
         let panel = scratch + panelAt
         let result = scratch + resultAt
         let channelBase = grp * cin
-        let out = output + grp * cout * outPixels + p0
+        let channelBias = bias.map { $0 + grp * cout }
+        // The tile's first output and how its (channel, pixel) elements lie.
+        let tileStart = layout.outputChannelsLast ? p0 * g.outChannels + grp * cout : grp * cout * outPixels + p0
+        let out = output + tileStart
         // Runs when the tile's outputs are written, while they are in cache.
         defer {
-            epilogue.shifted(by: grp * cout * outPixels + p0).apply(rows: cout, count: count, stride: outPixels, output: out)
+            let e = epilogue.shifted(by: tileStart)
+            if layout.outputChannelsLast { e.apply(rows: count, count: cout, stride: g.outChannels, output: out) }
+            else { e.apply(rows: cout, count: count, stride: outPixels, output: out) }
         }
         if case .deformable = source {
             DeformableSampling.fillOrigins(g, p0: p0, count: count, baseY: scratch + originYAt,
@@ -246,8 +287,7 @@ struct ChannelsLastConvPlan {
                                     channelBase: channelBase, scratch: scratch)
             multiplyInterleaved(sampling, count: count, panel: panel, weights: weights + grp * k * coutPadded,
                                 result: result)
-            ConvLayout.transpose(result, srcStride: coutPadded, out, dstStride: outPixels, rows: cout, columns: count,
-                                 rowBias: bias.map { $0 + grp * cout })
+            writeResult(result, count: count, bias: channelBias, out: out)
             return
         }
         var planKey = -1
@@ -257,36 +297,64 @@ struct ChannelsLastConvPlan {
             var a = UnsafePointer(panel)
             var lda = kc
             switch source {
+            case .pointwise where readsInputInPlace && paddedRows > count:
+                // The group's padding rows would read past the image (and, for the last one, the
+                // tensor): copy the tile's rows instead.
+                for r in 0..<count {
+                    (panel + r * kc).update(from: rows + (p0 + r) * rowStride + channelBase + kb, count: kcCur)
+                }
             case .pointwise:
                 a = UnsafePointer(rows + p0 * rowStride + channelBase + kb)
                 lda = rowStride
             case .im2col:
-                fillIm2col(kb: kb, kcCur: kcCur, p0: p0, count: count, rows: rows, channelBase: channelBase, panel: panel)
+                fillIm2col(kb: kb, kcCur: kcCur, p0: p0, count: count, rows: rows, zeroRows: zeroRows,
+                           channelBase: channelBase, panel: panel)
             case let .deformable(d, offset, mask):
                 fillDeformable(d, offset: offset, mask: mask, kb: kb, kcCur: kcCur, count: count, p0: p0, rows: rows,
                                channelBase: channelBase, panel: panel, scratch: scratch, planKey: &planKey)
             }
-            if case .pointwise = source {} else if paddedRows > count {
+            if a == UnsafePointer(panel) && paddedRows > count {
                 (panel + count * kc).update(repeating: 0, count: (paddedRows - count) * kc)
             }
             switch engine {
             case .packedSIMD:
                 multiplyPacked(a: a, lda: lda, kb: kb, kcCur: kcCur, rows: paddedRows,
                                weights: weights + grp * k * coutPadded, result: result)
+            case .blas where layout.outputChannelsLast:
+                Gemm.sgemm(transposeB: true, m: count, n: cout, k: kcCur, a: a, lda: lda,
+                           b: weights + grp * cout * k + kb, ldb: k, beta: kb == 0 ? 0 : 1, c: out, ldc: g.outChannels)
             case .blas:
                 Gemm.sgemm(transposeB: true, m: cout, n: count, k: kcCur, a: weights + grp * cout * k + kb, lda: k,
                            b: a, ldb: lda, beta: kb == 0 ? 0 : 1, c: out, ldc: outPixels)
             }
             kb += kcCur
         }
-        let channelBias = bias.map { $0 + grp * cout }
         switch engine {
         case .packedSIMD:
-            ConvLayout.transpose(result, srcStride: coutPadded, out, dstStride: outPixels, rows: cout, columns: count,
-                                 rowBias: channelBias)
+            writeResult(result, count: count, bias: channelBias, out: out)
         case .blas:
-            if let channelBias { ConvBias.add(channelBias, rows: cout, to: out, ld: outPixels, count: count) }
+            guard let channelBias else { break }
+            if layout.outputChannelsLast {
+                ConvBias.addToRows(channelBias, columns: cout, to: out, ld: g.outChannels, rows: count)
+            } else {
+                ConvBias.add(channelBias, rows: cout, to: out, ld: outPixels, count: count)
+            }
         }
+    }
+
+    /// The packed engine's tile result (pixel-major rows of coutPadded) plus bias, into the output
+    /// in its layout: transposed for NCHW, row by row for channels-last.
+    private func writeResult(_ result: UnsafePointer<Float>, count: Int, bias: UnsafePointer<Float>?,
+                             out: UnsafeMutablePointer<Float>) {
+        if !layout.outputChannelsLast {
+            ConvLayout.transpose(result, srcStride: coutPadded, out, dstStride: outPixels, rows: cout, columns: count,
+                                 rowBias: bias)
+            return
+        }
+        for r in 0..<count {
+            (out + r * g.outChannels).update(from: result + r * coutPadded, count: cout)
+        }
+        if let bias { ConvBias.addToRows(bias, columns: cout, to: out, ld: g.outChannels, rows: count) }
     }
 
     /// result[r][m] (+)= sum over k in kb ..< kb + kcCur of a[r][k - kb] * packed[k][m], 64 columns at a time
@@ -363,8 +431,8 @@ struct ChannelsLastConvPlan {
 
     /// Panel columns kb ..< kb + kcCur (k = tap * cin + c) of plain convolution.
     private func fillIm2col(
-        kb: Int, kcCur: Int, p0: Int, count: Int, rows: UnsafeMutablePointer<Float>, channelBase: Int,
-        panel: UnsafeMutablePointer<Float>
+        kb: Int, kcCur: Int, p0: Int, count: Int, rows: UnsafeMutablePointer<Float>, zeroRows: UnsafeMutablePointer<Float>,
+        channelBase: Int, panel: UnsafeMutablePointer<Float>
     ) {
         var kk = kb
         while kk < kb + kcCur {
@@ -373,7 +441,7 @@ struct ChannelsLastConvPlan {
             let c1 = min(cin, c0 + kb + kcCur - kk)
             let i = tap / g.kernelWidth, j = tap - i * g.kernelWidth
             DeformableSampling.im2col(g, i: i, j: j, p0: p0, count: count, rows: rows + channelBase + c0,
-                                      rowStride: rowStride, zeroRow: rows + inPixels * rowStride + channelBase + c0,
+                                      rowStride: rowStride, zeroRow: zeroRows + channelBase + c0,
                                       channels: c1 - c0, panel: panel + (kk - kb), panelStride: kc)
             kk += c1 - c0
         }

@@ -65,11 +65,35 @@ enum ConvIm2col {
 /// Adds one value per output channel to `rows` rows of `count` floats (row stride `ld`).
 enum ConvBias {
     /// The whole output of a convolution without input channels (or taps): its bias, or zeros.
-    static func fill(_ g: ConvGeometry, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>) {
+    static func fill(_ g: ConvGeometry, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
+                     channelsLast: Bool = false) {
         let pixels = max(g.outHeight, 0) * max(g.outWidth, 0)
+        if channelsLast {
+            for p in 0..<g.batch * pixels {
+                let row = output + p * g.outChannels
+                for m in 0..<g.outChannels { row[m] = bias?[m] ?? 0 }
+            }
+            return
+        }
         for n in 0..<g.batch {
             for m in 0..<g.outChannels {
                 (output + (n * g.outChannels + m) * pixels).update(repeating: bias?[m] ?? 0, count: pixels)
+            }
+        }
+    }
+
+    /// c[r][m] += bias[m] for r < rows, m < columns: a channels-last tile.
+    static func addToRows(_ bias: UnsafePointer<Float>, columns: Int, to c: UnsafeMutablePointer<Float>, ld: Int, rows: Int) {
+        for r in 0..<rows {
+            let row = c + r * ld
+            var m = 0
+            while m + 16 <= columns {
+                ElementwiseKernels.store16(ElementwiseKernels.load16(row + m) + ElementwiseKernels.load16(bias + m), row + m)
+                m += 16
+            }
+            while m < columns {
+                row[m] += bias[m]
+                m += 1
             }
         }
     }

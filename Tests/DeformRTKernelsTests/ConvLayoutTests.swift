@@ -1,0 +1,179 @@
+@testable import DeformRTKernels
+import TestSupport
+import XCTest
+
+/// Conv2D.run and DeformConv.run with channels-last input and/or output (every combination, both
+/// GEMM engines, 1 and 2 threads, OIHW and prepacked weights, with and without a residual + Relu
+/// epilogue) against the NCHW reference, transposed. Sizes are awkward on purpose: channel counts
+/// that are and are not multiples of 16 (the in-place panel path needs Cin % 16 == 0), 1x1 with
+/// and without stride, batch 2.
+/// Tolerance: max |a - b| / (1 + |b|) <= 1e-4 (float32 sums vs the Double reference).
+final class ConvLayoutTests: XCTestCase {
+    static let tolerance: Float = 1e-4
+
+    static let layouts: [ConvDataLayout] = [false, true].flatMap { input in
+        [false, true].map { ConvDataLayout(inputChannelsLast: input, outputChannelsLast: $0) }
+    }
+
+    /// [N, C, H, W] -> [N, H, W, C].
+    static func toChannelsLast(_ x: [Float], batch: Int, channels: Int, pixels: Int) -> [Float] {
+        var y = x
+        for n in 0..<batch {
+            for c in 0..<channels {
+                for p in 0..<pixels { y[(n * pixels + p) * channels + c] = x[(n * channels + c) * pixels + p] }
+            }
+        }
+        return y
+    }
+
+    /// The reference output (NCHW) with the epilogue applied, in `channelsLast` order, and the
+    /// residual in that order.
+    static func expected(_ g: ConvGeometry, nchw: [Float], residual: [Float]?, relu: Bool, channelsLast: Bool)
+        -> (output: [Float], residual: [Float]?) {
+        var y = nchw
+        if let residual { for i in y.indices { y[i] += residual[i] } }
+        if relu { y = y.map { max($0, 0) } }
+        let pixels = g.outHeight * g.outWidth
+        guard channelsLast else { return (y, residual) }
+        return (toChannelsLast(y, batch: g.batch, channels: g.outChannels, pixels: pixels),
+                residual.map { toChannelsLast($0, batch: g.batch, channels: g.outChannels, pixels: pixels) })
+    }
+
+    func checkConv(_ g: ConvGeometry, seed: UInt64 = 3, file: StaticString = #filePath, line: UInt = #line) {
+        var rng = SeededGenerator(seed: seed)
+        let inputNCHW = rng.floats(g.batch * g.inChannels * g.inHeight * g.inWidth)
+        let weight = rng.floats(g.outChannels * (g.inChannels / g.group) * g.kernelHeight * g.kernelWidth)
+        let bias = rng.floats(g.outChannels)
+        let outCount = g.batch * g.outChannels * g.outHeight * g.outWidth
+        let residualNCHW = rng.floats(outCount)
+        var reference = [Float](repeating: .nan, count: outCount)
+        bias.withUnsafeBufferPointer { Conv2D.reference(g, input: inputNCHW, weight: weight, bias: $0.baseAddress, output: &reference) }
+        let inputNHWC = Self.toChannelsLast(inputNCHW, batch: g.batch, channels: g.inChannels,
+                                            pixels: g.inHeight * g.inWidth)
+        for layout in Self.layouts where Conv2D.supports(g, layout: layout) {
+            let input = layout.inputChannelsLast ? inputNHWC : inputNCHW
+            for fused in [false, true] {
+                let want = Self.expected(g, nchw: reference, residual: fused ? residualNCHW : nil, relu: fused,
+                                         channelsLast: layout.outputChannelsLast)
+                for engine in [ConvEngine.packedSIMD, .blas] {
+                    for (threads, prepacked) in [(1, false), (2, true), (2, false)] {
+                        let got = runConv(g, input: input, weight: weight, bias: bias, residual: want.residual,
+                                          relu: fused, engine: engine, threads: threads, prepacked: prepacked,
+                                          layout: layout)
+                        XCTAssertLessThanOrEqual(maxMixedError(got, want.output), Self.tolerance,
+                                                 "\(g) \(layout) \(engine) threads \(threads) prepacked \(prepacked) fused \(fused)",
+                                                 file: file, line: line)
+                    }
+                }
+            }
+        }
+    }
+
+    func runConv(_ g: ConvGeometry, input: [Float], weight: [Float], bias: [Float], residual: [Float]?, relu: Bool,
+                 engine: ConvEngine, threads: Int, prepacked: Bool, layout: ConvDataLayout) -> [Float] {
+        var out = [Float](repeating: .nan, count: g.batch * g.outChannels * g.outHeight * g.outWidth)
+        let bytes = prepacked
+            ? Conv2D.workspaceByteCount(g, threads: threads, packedWeight: true, engine: engine, layout: layout)
+            : Conv2D.workspaceByteCount(g, threads: threads, engine: engine, layout: layout)
+        let ws = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 1), alignment: 64)
+        let packedBytes = Conv2D.packedWeightByteCount(g, engine: engine, layout: layout)
+        let packed = UnsafeMutableRawPointer.allocate(byteCount: max(packedBytes, 1), alignment: 64)
+        defer { ws.deallocate(); packed.deallocate() }
+        ws.initializeMemory(as: UInt8.self, repeating: 0xFF, count: max(bytes, 1))
+        let parallel = Parallel(threads: threads)
+        let residualCopy = residual ?? []
+        residualCopy.withUnsafeBufferPointer { r in
+            let epilogue = ConvEpilogue(residual: residual == nil ? nil : r.baseAddress, activation: relu ? .relu : nil)
+            if prepacked {
+                Conv2D.packWeight(g, weight: weight, into: packed, engine: engine, parallel: parallel, layout: layout)
+                Conv2D.run(g, input: input, packedWeight: packed, bias: bias, output: &out, workspace: ws,
+                           parallel: parallel, engine: engine, epilogue: epilogue, layout: layout)
+            } else {
+                Conv2D.run(g, input: input, weight: weight, bias: bias, output: &out, workspace: ws,
+                           parallel: parallel, engine: engine, epilogue: epilogue, layout: layout)
+            }
+        }
+        return out
+    }
+
+    func testChannelsLast3x3() {
+        for (c, m) in [(16, 17), (17, 16), (32, 5), (3, 33)] {
+            checkConv(ConvGeometry(batch: 2, inChannels: c, inHeight: 7, inWidth: 5, outChannels: m,
+                                   kernelHeight: 3, kernelWidth: 3, padTop: 1, padLeft: 1), seed: UInt64(c * 100 + m))
+        }
+        // Strided with asymmetric padding, and dilated.
+        checkConv(ConvGeometry(batch: 1, inChannels: 16, inHeight: 9, inWidth: 8, outChannels: 19, kernelHeight: 3,
+                               kernelWidth: 3, strideHeight: 2, strideWidth: 2, padTop: 1, padLeft: 0, padBottom: 0, padRight: 1))
+        checkConv(ConvGeometry(batch: 1, inChannels: 48, inHeight: 6, inWidth: 7, outChannels: 9, kernelHeight: 3,
+                               kernelWidth: 3, padTop: 2, padLeft: 2, dilationHeight: 2, dilationWidth: 2))
+    }
+
+    func testChannelsLastPointwise() {
+        for (c, m) in [(16, 7), (32, 33), (20, 16), (1, 3)] {
+            checkConv(ConvGeometry(batch: 2, inChannels: c, inHeight: 5, inWidth: 3, outChannels: m,
+                                   kernelHeight: 1, kernelWidth: 1), seed: UInt64(c + m))
+        }
+        // A 1x1 downsample (stride 2) is not a plain GEMM over the rows.
+        checkConv(ConvGeometry(batch: 1, inChannels: 32, inHeight: 7, inWidth: 6, outChannels: 17,
+                               kernelHeight: 1, kernelWidth: 1, strideHeight: 2, strideWidth: 2))
+        // More rows than one tile.
+        checkConv(ConvGeometry(batch: 1, inChannels: 64, inHeight: 23, inWidth: 21, outChannels: 40,
+                               kernelHeight: 1, kernelWidth: 1))
+    }
+
+    func testChannelsLastGroupedAndStem() {
+        checkConv(ConvGeometry(batch: 1, inChannels: 32, inHeight: 6, inWidth: 6, outChannels: 32, kernelHeight: 3,
+                               kernelWidth: 3, padTop: 1, padLeft: 1, group: 2))
+        checkConv(ConvGeometry(batch: 1, inChannels: 3, inHeight: 19, inWidth: 17, outChannels: 16, kernelHeight: 7,
+                               kernelWidth: 7, strideHeight: 2, strideWidth: 2, padTop: 3, padLeft: 3))
+    }
+
+    func testDepthwiseStaysNCHW() {
+        let g = ConvGeometry(batch: 1, inChannels: 16, inHeight: 6, inWidth: 6, outChannels: 16, kernelHeight: 3,
+                             kernelWidth: 3, padTop: 1, padLeft: 1, group: 16)
+        XCTAssertTrue(Conv2D.supports(g, layout: .nchw))
+        XCTAssertFalse(Conv2D.supports(g, layout: ConvDataLayout(inputChannelsLast: true)))
+    }
+
+    func testDeformableChannelsLast() {
+        for (c, m, hasMask) in [(16, 17, true), (17, 16, false), (32, 8, true)] {
+            let g = ConvGeometry(batch: 2, inChannels: c, inHeight: 6, inWidth: 5, outChannels: m, kernelHeight: 3,
+                                 kernelWidth: 3, padTop: 1, padLeft: 1)
+            let d = DeformableOptions(hasMask: hasMask)
+            let base = DeformConvTests.Case(g, d, seed: UInt64(c * 10 + m))
+            let reference = base.reference()
+            var rng = SeededGenerator(seed: 99)
+            let residualNCHW = rng.floats(base.outCount)
+            let inputNHWC = Self.toChannelsLast(base.input, batch: g.batch, channels: c, pixels: g.inHeight * g.inWidth)
+            for layout in Self.layouts {
+                for fused in [false, true] {
+                    let want = Self.expected(g, nchw: reference, residual: fused ? residualNCHW : nil, relu: fused,
+                                             channelsLast: layout.outputChannelsLast)
+                    for engine in [ConvEngine.packedSIMD, .blas] {
+                        for threads in [1, 2] {
+                            var out = [Float](repeating: .nan, count: base.outCount)
+                            let bytes = DeformConv.workspaceByteCount(g, d, threads: threads, engine: engine, layout: layout)
+                            let ws = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 1), alignment: 64)
+                            defer { ws.deallocate() }
+                            ws.initializeMemory(as: UInt8.self, repeating: 0xFF, count: max(bytes, 1))
+                            let residual = want.residual ?? []
+                            residual.withUnsafeBufferPointer { r in
+                                base.mask.withUnsafeBufferPointer { mask in
+                                    DeformConv.run(g, d, input: layout.inputChannelsLast ? inputNHWC : base.input,
+                                                   weight: base.weight, offset: base.offset,
+                                                   mask: hasMask ? mask.baseAddress : nil, bias: base.bias, output: &out,
+                                                   workspace: ws, parallel: Parallel(threads: threads), engine: engine,
+                                                   epilogue: ConvEpilogue(residual: fused ? r.baseAddress : nil,
+                                                                          activation: fused ? .relu : nil),
+                                                   layout: layout)
+                                }
+                            }
+                            XCTAssertLessThanOrEqual(maxMixedError(out, want.output), Self.tolerance,
+                                                     "\(g) \(layout) \(engine) threads \(threads) fused \(fused)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
