@@ -42,6 +42,26 @@ public struct Parallel: @unchecked Sendable {
         }
     }
 
+    /// The one rule for work too small to split: each extra thread must get at least this many
+    /// elementary operations (loads, multiply-adds), or waking it costs more than it saves
+    /// (a wake-up and the join take a few microseconds; this is ~5 us of streaming work).
+    public static let minimumWorkPerThread = 1 << 15
+
+    /// How many workers `totalWork` operations over `count` pieces deserve.
+    public func workers(for count: Int, totalWork: Int) -> Int {
+        min(threads, count, max(1, totalWork / Self.minimumWorkPerThread))
+    }
+
+    /// `forEachRange` for pieces of known total work: small jobs run inline on the caller.
+    public func forEachRange(_ count: Int, totalWork: Int, _ body: (_ worker: Int, _ range: Range<Int>) -> Void) {
+        let workers = workers(for: count, totalWork: totalWork)
+        run(workers) { worker in
+            let start = count * worker / workers
+            let end = count * (worker + 1) / workers
+            body(worker, start..<end)
+        }
+    }
+
     /// body(0..<workers), one call per worker. A nested call (from inside a body) finds the pool
     /// busy and runs its workers one after another on the calling thread.
     private func run(_ workers: Int, _ body: (Int) -> Void) {

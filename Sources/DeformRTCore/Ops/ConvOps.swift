@@ -114,6 +114,8 @@ final class ConvOperator: Operator {
     let packed = PackedWeights()
     /// The residual Add and activation a FusedConv node took over (none for a plain Conv).
     let epilogue: FusedEpilogue
+    /// Channels-last input and/or output, as the layout pass chose (NCHW for a plain Conv).
+    let layout: ConvDataLayout
 
     init(_ spec: OperatorSpec) throws {
         window = try Window2D(spec, kernelRequired: false)
@@ -121,9 +123,11 @@ final class ConvOperator: Operator {
         group = try spec.attributes.int("group", default: 1)
         if group < 1 { throw spec.fail("group must be >= 1, got \(group)") }
         epilogue = try FusedEpilogue(spec, residualSlot: 3)
+        layout = try ConvDataLayout(spec)
     }
 
-    private func geometry(_ x: [Int], _ w: [Int]) throws -> ConvGeometry {
+    private func geometry(_ physicalX: [Int], _ w: [Int]) throws -> ConvGeometry {
+        let x = try layout.logicalInputShape(physicalX)
         guard x.count == 4 || x.count == 3 else {
             throw DeformRTError.unsupported("only 1-D and 2-D convolutions are supported (input shape \(x))")
         }
@@ -148,17 +152,21 @@ final class ConvOperator: Operator {
             try PlanCheck.float(b, "B")
             if b.shape != [g.outChannels] { throw DeformRTError.invalidModel("bias shape \(b.shape) must be [\(g.outChannels)]") }
         }
-        let shape = x.shape.count == 3 ? [g.batch, g.outChannels, g.outWidth] : [g.batch, g.outChannels, g.outHeight, g.outWidth]
-        try epilogue.plan(inputs, output: shape)
+        if !Conv2D.supports(g, layout: layout) {
+            throw DeformRTError.unsupported("a depthwise convolution with channels-last data (input \(x.shape), weight \(w.shape))")
+        }
+        let shape = x.shape.count == 3 ? [g.batch, g.outChannels, g.outWidth] : layout.outputShape(g)
+        try epilogue.plan(inputs, output: shape, broadcastAllowed: !layout.outputChannelsLast)
+        let layout = layout
         packed.prepare(g.hasEmptyOutput ? nil : g, weight: w.constant,
-                       byteCount: { Conv2D.packedWeightByteCount($0) },
-                       pack: { Conv2D.packWeight($0, weight: $1, into: $2) })
+                       byteCount: { Conv2D.packedWeightByteCount($0, layout: layout) },
+                       pack: { Conv2D.packWeight($0, weight: $1, into: $2, layout: layout) })
         return [PlanValue(ValueType(.float, shape))]
     }
 
     func workspaceByteCount(_ inputs: [ValueType?], _ outputs: [ValueType], threads: Int) -> Int {
         guard let g = try? geometry(inputs[0]!.shape, inputs[1]!.shape), !g.hasEmptyOutput else { return 0 }
-        return Conv2D.workspaceByteCount(g, threads: threads, packedWeight: packed.weights(for: g) != nil)
+        return Conv2D.workspaceByteCount(g, threads: threads, packedWeight: packed.weights(for: g) != nil, layout: layout)
     }
 
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
@@ -168,10 +176,11 @@ final class ConvOperator: Operator {
         let tiles = epilogue.kernelEpilogue(inputs)
         if let weights = packed.weights(for: g) {
             Conv2D.run(g, input: inputs[0]!.floats, packedWeight: weights, bias: bias, output: outputs[0].floats,
-                       workspace: context.workspace, parallel: context.parallel, epilogue: tiles)
+                       workspace: context.workspace, parallel: context.parallel, epilogue: tiles, layout: layout)
         } else {
             Conv2D.run(g, input: inputs[0]!.floats, weight: inputs[1]!.floats, bias: bias, output: outputs[0].floats,
-                       workspace: context.workspace, parallel: context.parallel, epilogue: tiles)
+                       workspace: context.workspace, parallel: context.parallel, engine: .preferred, epilogue: tiles,
+                       layout: layout)
         }
         try epilogue.finish(inputs, output: outputs[0], context)
     }
@@ -196,6 +205,8 @@ final class DeformConvOperator: Operator {
     let packed = PackedWeights()
     /// The residual Add and activation a FusedDeformConv node took over.
     let epilogue: FusedEpilogue
+    /// Channels-last X and/or output (offset and mask stay NCHW).
+    let layout: ConvDataLayout
 
     init(_ spec: OperatorSpec, spelling: Spelling) throws {
         self.spelling = spelling
@@ -225,6 +236,7 @@ final class DeformConvOperator: Operator {
         if offsetGroup < 1 { throw spec.fail("offset group must be >= 1, got \(offsetGroup)") }
         // The residual follows every input of the spelling.
         epilogue = try FusedEpilogue(spec, residualSlot: [slots.x, slots.w, slots.offset, slots.bias ?? 0, slots.mask ?? 0].max()! + 1)
+        layout = try ConvDataLayout(spec)
     }
 
     /// The spelling a FusedDeformConv node was made from (its base_domain / base_op).
@@ -244,7 +256,8 @@ final class DeformConvOperator: Operator {
         var options: DeformableOptions
     }
 
-    private func bind(x: [Int], w: [Int], offset: [Int], mask: [Int]?, bias: [Int]?) throws -> Bound {
+    private func bind(x physicalX: [Int], w: [Int], offset: [Int], mask: [Int]?, bias: [Int]?) throws -> Bound {
+        let x = try layout.logicalInputShape(physicalX)
         guard x.count == 4 else { throw DeformRTError.unsupported("only 2-D deformable convolution is supported (input shape \(x))") }
         guard w.count == 4 else { throw DeformRTError.invalidModel("weight must have rank 4, got shape \(w)") }
         if x[1] % offsetGroup != 0 || offsetGroup > max(x[1], 1) {
@@ -285,12 +298,15 @@ final class DeformConvOperator: Operator {
         if let mask { try PlanCheck.float(mask, "mask") }
         let bound = try bind(x: x.shape, w: w.shape, offset: offset.shape, mask: mask?.shape, bias: bias?.shape)
         let g = bound.geometry
-        try epilogue.plan(inputs, output: [g.batch, g.outChannels, g.outHeight, g.outWidth])
+        if layout != .nchw && !DeformConv.supportsSampling(g) {
+            throw DeformRTError.unsupported("channels-last data for a deformable convolution this large (input \(x.shape))")
+        }
+        try epilogue.plan(inputs, output: layout.outputShape(g), broadcastAllowed: !layout.outputChannelsLast)
         // Planes too large for the SIMD sampling plans run on the reference kernel, on raw weights.
         packed.prepare(g.hasEmptyOutput || !DeformConv.supportsSampling(g) ? nil : g, weight: w.constant,
                        byteCount: { DeformConv.packedWeightByteCount($0) },
                        pack: { DeformConv.packWeight($0, weight: $1, into: $2) })
-        return [PlanValue(ValueType(.float, [g.batch, g.outChannels, g.outHeight, g.outWidth]))]
+        return [PlanValue(ValueType(.float, layout.outputShape(g)))]
     }
 
     func workspaceByteCount(_ inputs: [ValueType?], _ outputs: [ValueType], threads: Int) -> Int {
@@ -299,7 +315,7 @@ final class DeformConvOperator: Operator {
                                     bias: slot(inputs, slots.bias)?.shape) else { return 0 }
         if bound.geometry.hasEmptyOutput { return 0 }
         return DeformConv.workspaceByteCount(bound.geometry, bound.options, threads: threads,
-                                             packedWeight: packed.weights(for: bound.geometry) != nil)
+                                             packedWeight: packed.weights(for: bound.geometry) != nil, layout: layout)
     }
 
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
@@ -311,11 +327,12 @@ final class DeformConvOperator: Operator {
         if let weights = packed.weights(for: bound.geometry) {
             DeformConv.run(bound.geometry, bound.options, input: x.floats, packedWeight: weights, offset: offset.floats,
                            mask: mask?.floats, bias: bias?.floats, output: outputs[0].floats,
-                           workspace: context.workspace, parallel: context.parallel, epilogue: tiles)
+                           workspace: context.workspace, parallel: context.parallel, epilogue: tiles, layout: layout)
         } else {
             DeformConv.run(bound.geometry, bound.options, input: x.floats, weight: w.floats, offset: offset.floats,
                            mask: mask?.floats, bias: bias?.floats, output: outputs[0].floats,
-                           workspace: context.workspace, parallel: context.parallel, epilogue: tiles)
+                           workspace: context.workspace, parallel: context.parallel, engine: .preferred, epilogue: tiles,
+                           layout: layout)
         }
         try epilogue.finish(inputs, output: outputs[0], context)
     }
@@ -334,12 +351,17 @@ final class FusedEpilogue {
         (activation, self.residualSlot) = try FusedActivation.epilogue(spec, residualSlot: residualSlot)
     }
 
-    func plan(_ inputs: [PlanValue?], output shape: [Int]) throws {
+    /// `broadcastAllowed` false: the residual must have the output's shape (a channels-last
+    /// output, whose residual the layout pass stores channels-last too).
+    func plan(_ inputs: [PlanValue?], output shape: [Int], broadcastAllowed: Bool = true) throws {
         residualBroadcasts = false
         guard let residualSlot else { return }
         let residual = try PlanCheck.input(inputs, residualSlot, "residual")
         try PlanCheck.float(residual, "residual")
         if residual.shape == shape { return }
+        if !broadcastAllowed {
+            throw DeformRTError.invalidModel("the fused residual's shape \(residual.shape) must be the channels-last output's \(shape)")
+        }
         if try Broadcast.shape(shape, residual.shape) != shape {
             throw DeformRTError.invalidModel("the fused residual's shape \(residual.shape) does not broadcast to the output's \(shape)")
         }
@@ -398,4 +420,28 @@ extension ConvGeometry {
     /// No batch items or no output channels: nothing to compute. The kernels' tiling divides by
     /// both, so the operators return before calling them (found by the fuzzer).
     var hasEmptyOutput: Bool { batch == 0 || outChannels == 0 }
+}
+
+extension ConvDataLayout {
+    /// The layout a fused convolution node's `channels_last_input` / `channels_last_output`
+    /// attributes ask for (the layout pass sets them; absent means NCHW).
+    init(_ spec: OperatorSpec) throws {
+        self.init(inputChannelsLast: try spec.attributes.int("channels_last_input", default: 0) != 0,
+                  outputChannelsLast: try spec.attributes.int("channels_last_output", default: 0) != 0)
+    }
+
+    /// The NCHW shape of an input stored as `shape` in this layout.
+    func logicalInputShape(_ shape: [Int]) throws -> [Int] {
+        guard inputChannelsLast else { return shape }
+        guard shape.count == 4 else {
+            throw DeformRTError.invalidModel("a channels-last convolution input must have rank 4, got shape \(shape)")
+        }
+        return [shape[0], shape[3], shape[1], shape[2]]
+    }
+
+    /// The output shape as stored: [N, M, H, W] or channels-last [N, H, W, M].
+    func outputShape(_ g: ConvGeometry) -> [Int] {
+        outputChannelsLast ? [g.batch, g.outHeight, g.outWidth, g.outChannels]
+            : [g.batch, g.outChannels, g.outHeight, g.outWidth]
+    }
 }

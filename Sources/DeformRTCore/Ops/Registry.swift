@@ -23,6 +23,10 @@ enum OperatorRegistry {
         add("", "MaxPool") { try PoolOperator($0, kind: .max) }
         add("", "AveragePool") { try PoolOperator($0, kind: .average) }
         add("", "GlobalAveragePool") { _ in GlobalAveragePoolOperator() }
+        // What the channels-last layout pass turns pooling into.
+        add("ai.deformrt", "ChannelsLastMaxPool") { try PoolOperator($0, kind: .max, channelsLast: true) }
+        add("ai.deformrt", "ChannelsLastAveragePool") { try PoolOperator($0, kind: .average, channelsLast: true) }
+        add("ai.deformrt", "ChannelsLastGlobalAveragePool") { _ in GlobalAveragePoolOperator(channelsLast: true) }
         add("", "Flatten") { try FlattenOperator($0) }
         add("", "Gemm") { try GemmOperator($0) }
         add("", "MatMul") { _ in MatMulOperator() }

@@ -7,7 +7,7 @@ public enum GraphOptimizationLevel: Int, Sendable, Comparable, CaseIterable {
     /// Fusions: BatchNormalization and per-channel Mul/Add into convolution weights, residual Add
     /// and activations into the convolution's epilogue.
     case extended = 2
-    /// Everything.
+    /// Everything, and activations kept channels-last between the operators that have that form.
     case all = 99
 
     public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
@@ -29,6 +29,7 @@ public enum GraphOptimizer {
         DeadCodeElimination(),
         ConvAffineFolding(),
         ConvEpilogueFusion(),
+        ChannelsLastLayout(),
         DeadCodeElimination(),
     ]
 
