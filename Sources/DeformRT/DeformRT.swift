@@ -13,6 +13,9 @@ public typealias ElementType = DeformRTCore.ElementType
 /// How far a session rewrites the graph before planning (onnxruntime's levels; default `.all`).
 public typealias GraphOptimizationLevel = DeformRTCore.GraphOptimizationLevel
 
+/// One timed node run, or a whole run when `node` is nil.
+public typealias ProfileEvent = DeformRTCore.ProfileEvent
+
 /// The library version, as the C API's drt_version() reports it.
 public let deformRTVersion = "0.1.0"
 
@@ -65,15 +68,28 @@ public final class Session: @unchecked Sendable {
     ///   - threads: threads one run may use (default: the number of cores).
     ///   - memoryLimit: cap on the tensor bytes a plan may hold (default 16 GiB).
     ///   - graphOptimizationLevel: which graph passes run first (default: all).
+    ///   - profileFilePrefix: per-node profiling on (see `endProfiling`); nil (default) is off.
     public init(model: Model, threads: Int? = nil, memoryLimit: UInt64? = nil,
-                graphOptimizationLevel: GraphOptimizationLevel = .all) throws {
+                graphOptimizationLevel: GraphOptimizationLevel = .all, profileFilePrefix: String? = nil) throws {
         if let threads, threads < 1 || threads > 256 {
             throw DeformRTError(.invalidArgument, "threads must be between 1 and 256, got \(threads)")
         }
+        if let profileFilePrefix, profileFilePrefix.isEmpty {
+            throw DeformRTError(.invalidArgument, "profileFilePrefix must not be empty (nil turns profiling off)")
+        }
         self.model = model
         core = try SessionCore(graph: model.graph, options: SessionOptions(threads: threads, memoryLimit: memoryLimit,
-                                                                        graphOptimizationLevel: graphOptimizationLevel))
+                                                                        graphOptimizationLevel: graphOptimizationLevel,
+                                                                        profileFilePrefix: profileFilePrefix))
     }
+
+    /// Writes the profile recorded so far as a Chrome-trace JSON file
+    /// ("<prefix>_<date>_<time>.json") and stops profiling; returns its path, or "" when the
+    /// session does not profile.
+    public func endProfiling() throws -> String { try core.endProfiling() }
+
+    /// The profile events recorded so far, in the order they ended (node runs, then their run).
+    public var profileEvents: [ProfileEvent] { core.profileEvents }
 
     /// The graph this session runs, after its passes.
     public var optimizedGraph: OptimizedGraph { OptimizedGraph(core.graph) }

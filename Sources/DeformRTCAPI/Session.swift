@@ -1,5 +1,6 @@
 import CDeformRT
 import DeformRTCore
+import Glibc
 
 final class SessionOptionsHandle {
     var options = SessionOptions()
@@ -9,6 +10,10 @@ final class SessionOptionsHandle {
 final class SessionHandle {
     let model: ModelHandle
     let core: SessionCore
+    /// The last profile's path, handed out by drt_session_end_profiling; freed with the session.
+    var profilePath: UnsafeMutablePointer<CChar>?
+
+    deinit { free(profilePath) }
 
     init(model: ModelHandle, core: SessionCore) {
         self.model = model
@@ -51,6 +56,31 @@ public func drt_session_options_set_graph_optimization_level(_ options: OpaquePo
             throw invalid("\(function): level must be 0 (disabled), 1 (basic), 2 (extended) or 99 (all), got \(level)")
         }
         o.options.graphOptimizationLevel = value
+    }
+}
+
+@_cdecl("drt_session_options_set_profiling")
+public func drt_session_options_set_profiling(_ options: OpaquePointer?, _ filePrefix: UnsafePointer<CChar>?) -> drt_status {
+    guarded {
+        let function = "drt_session_options_set_profiling"
+        let o = try object(options, SessionOptionsHandle.self, "options", in: function)
+        guard let filePrefix else { o.options.profileFilePrefix = nil; return }
+        let prefix = String(cString: filePrefix)
+        if prefix.isEmpty { throw invalid("\(function): file_prefix must not be empty (NULL turns profiling off)") }
+        o.options.profileFilePrefix = prefix
+    }
+}
+
+@_cdecl("drt_session_end_profiling")
+public func drt_session_end_profiling(_ session: OpaquePointer?, _ outPath: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> drt_status {
+    guarded {
+        let function = "drt_session_end_profiling"
+        let s = try object(session, SessionHandle.self, "session", in: function)
+        let out = try required(outPath, "out_path", in: function)
+        let path = try s.core.endProfiling()
+        free(s.profilePath)
+        s.profilePath = strdup(path)
+        out.pointee = UnsafePointer(s.profilePath)
     }
 }
 

@@ -12,6 +12,8 @@ final class ExecutionPlan {
         let op: Operator
         var inputs: [Tensor?]
         var outputs: [Tensor]
+        /// Names, shapes and FLOPs for the profiler; nil when the session does not profile.
+        let profiled: ProfiledNode?
     }
 
     /// Where a per-run tensor must be bound: step, position, and whether it is an output slot.
@@ -165,7 +167,17 @@ final class ExecutionPlan {
                     outputs.append(bound[id]!)
                 }
             }
-            steps.append(Step(node: nodeIndex, op: session.operators[position], inputs: inputs, outputs: outputs))
+            var profiled: ProfiledNode?
+            if session.profiler != nil {
+                let inputShapes = node.inputs.map { $0.flatMap { known[$0]?.type.shape } }
+                let outputShapes = node.outputs.map { known[$0]!.type.shape }
+                profiled = ProfiledNode(name: node.name.isEmpty ? node.label : node.name,
+                                        opType: node.domain.isEmpty ? node.opType : node.domain + "::" + node.opType,
+                                        fusedNodes: ConvNodeSlots.fusedNames(node),
+                                        inputShapes: inputShapes.map { $0 ?? [] }, outputShapes: outputShapes,
+                                        flops: ProfiledNode.estimatedFLOPs(node, inputs: inputShapes, outputs: outputShapes))
+            }
+            steps.append(Step(node: nodeIndex, op: session.operators[position], inputs: inputs, outputs: outputs, profiled: profiled))
         }
         self.inputBindings = inputBindings
         self.placeholder = placeholder
@@ -202,7 +214,7 @@ final class ExecutionPlan {
     /// Outputs up to this many elements are computed while planning when their inputs are constant.
     static let foldLimit = 1 << 16
 
-    func execute(inputs: [Tensor], wanted: [Int]) throws -> [Tensor] {
+    func execute(inputs: [Tensor], wanted: [Int], profiler: Profiler?) throws -> [Tensor] {
         for (index, bindings) in inputBindings.enumerated() {
             for binding in bindings { steps[binding.step].inputs[binding.position] = inputs[index] }
         }
@@ -224,8 +236,18 @@ final class ExecutionPlan {
         // The steps let go of the outputs once the run ends, so a released output can be reused.
         defer { for value in results.keys { bindOutput(value, to: placeholder) } }
         let context = RunContext(parallel: parallel, workspace: workspace.bytes, workspaceByteCount: workspace.byteCount)
-        for step in steps {
-            try step.op.run(step.inputs, step.outputs, context)
+        if let profiler, profiler.isRecording {
+            let runStart = Profiler.now()
+            for step in steps {
+                let start = Profiler.now()
+                try step.op.run(step.inputs, step.outputs, context)
+                profiler.record(step.profiled, from: start, to: Profiler.now())
+            }
+            profiler.record(nil, from: runStart, to: Profiler.now())
+        } else {
+            for step in steps {
+                try step.op.run(step.inputs, step.outputs, context)
+            }
         }
         var handedOut = Set<Int>()
         return wanted.map { index in

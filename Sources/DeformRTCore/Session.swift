@@ -9,11 +9,16 @@ public struct SessionOptions: Sendable, Equatable {
     public var memoryLimit: UInt64
     /// Which graph passes run when the session is made (Passes/GraphOptimizer).
     public var graphOptimizationLevel: GraphOptimizationLevel
+    /// Per-node profiling (Profiler): nil is off; otherwise the profile is written to
+    /// "<prefix>_<date>_<time>.json" when the session's profiling ends.
+    public var profileFilePrefix: String?
 
-    public init(threads: Int? = nil, memoryLimit: UInt64? = nil, graphOptimizationLevel: GraphOptimizationLevel = .all) {
+    public init(threads: Int? = nil, memoryLimit: UInt64? = nil, graphOptimizationLevel: GraphOptimizationLevel = .all,
+                profileFilePrefix: String? = nil) {
         self.threads = threads ?? SessionOptions.defaultThreads
         self.memoryLimit = memoryLimit ?? Limits.defaultMemoryLimit
         self.graphOptimizationLevel = graphOptimizationLevel
+        self.profileFilePrefix = profileFilePrefix
     }
 
     public static var defaultThreads: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
@@ -30,6 +35,8 @@ public final class SessionCore: @unchecked Sendable {
     let operators: [Operator]
     /// The session's worker threads, kept across plans.
     let parallel: Parallel
+    /// Set when the options ask for profiling; kept after profiling ends (then it records nothing).
+    let profiler: Profiler?
     private var plan: ExecutionPlan?
     private let lock = Mutex()
 
@@ -41,6 +48,7 @@ public final class SessionCore: @unchecked Sendable {
         graph = try GraphOptimizer.optimize(imported, level: options.graphOptimizationLevel)
         self.options = options
         parallel = Parallel(threads: options.threads)
+        profiler = options.profileFilePrefix.map { Profiler(filePrefix: $0) }
         order = try GraphCheck.topologicalOrder(graph)
         operators = try OperatorRegistry.makeOperators(graph, order: order)
         // With fully static inputs, plan now so shape errors surface at creation.
@@ -94,7 +102,23 @@ public final class SessionCore: @unchecked Sendable {
             plan = nil  // free the old arena before making the new one
             plan = try ExecutionPlan(session: self, inputTypes: types)
         }
-        return try plan!.execute(inputs: inputs, wanted: wanted)
+        return try plan!.execute(inputs: inputs, wanted: wanted, profiler: profiler)
+    }
+
+    /// Writes the profile recorded so far (Profiler.finish) and stops profiling; returns the
+    /// file's path, or "" when the session does not profile (as onnxruntime's end_profiling).
+    public func endProfiling() throws -> String {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let profiler, profiler.isRecording else { return "" }
+        return try profiler.finish()
+    }
+
+    /// The events recorded so far (for in-process reports such as `deformrt bench --profile`).
+    public var profileEvents: [ProfileEvent] {
+        lock.lock()
+        defer { lock.unlock() }
+        return profiler?.events ?? []
     }
 
     private func checkFeed(_ tensor: Tensor, against declaration: ValueDeclaration) throws {

@@ -15,7 +15,7 @@ struct DeformRTCommand: ParsableCommand {
         commandName: "deformrt",
         abstract: "Inspect and run ONNX models with deformable convolutions.",
         version: deformRTVersion,
-        subcommands: [Info.self, Run.self])
+        subcommands: [Info.self, Run.self, Bench.self])
 }
 
 struct Info: ParsableCommand {
@@ -116,6 +116,279 @@ struct Run: ParsableCommand {
         }
     }
 }
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Time a model on random inputs: latency min / median / p90, and with --profile where the time goes.")
+
+    @Argument(help: "The .onnx model file.")
+    var model: String
+
+    @Option(name: .customLong("shape"), help: "An input's shape as name=1x3x512x512 (repeat per input; needed for dynamic dims).")
+    var shapes: [String] = []
+
+    @Option(help: "Threads (default: all cores).")
+    var threads: Int?
+
+    @Option(help: "Timed runs.")
+    var runs: Int = 20
+
+    @Option(help: "Untimed runs before the timed ones.")
+    var warmup: Int = 3
+
+    @Option(help: "Optimisation level: disabled, basic, extended or all.")
+    var level: String = "all"
+
+    @Option(help: "Seed of the random inputs.")
+    var seed: UInt64 = 0
+
+    @Flag(help: "Profile the timed runs: time per op type and per node, and a Chrome-trace file.")
+    var profile = false
+
+    @Option(help: "With --profile: the trace file's prefix (\"<prefix>_<date>_<time>.json\").")
+    var traceFilePrefix: String = "deformrt_profile"
+
+    func validate() throws {
+        guard runs >= 1, runs <= 1_000_000 else { throw ValidationError("--runs must be 1...1000000, got \(runs)") }
+        guard warmup >= 0, warmup <= 1_000_000 else { throw ValidationError("--warmup must be 0...1000000, got \(warmup)") }
+    }
+
+    func run() throws {
+        let levels: [String: GraphOptimizationLevel] = ["disabled": .disabled, "basic": .basic, "extended": .extended, "all": .all]
+        guard let chosen = levels[level] else { throw ValidationError("--level must be disabled, basic, extended or all, got '\(level)'") }
+        let loaded = try cliTry { try Model(path: model) }
+        let shapeOf = try parseShapes(loaded)
+        var random = SplitMix(seed: seed)
+        var feeds: [String: Tensor] = [:]
+        for input in loaded.inputs {
+            feeds[input.name] = try randomTensor(input, shape: shapeOf[input.name]!, random: &random)
+        }
+        let created = monotonicSeconds()
+        let session = try cliTry {
+            try Session(model: loaded, threads: threads, graphOptimizationLevel: chosen,
+                        profileFilePrefix: profile ? traceFilePrefix : nil)
+        }
+        let creation = monotonicSeconds() - created
+        let firstStart = monotonicSeconds()
+        _ = try cliTry { try session.run(feeds) }
+        let first = monotonicSeconds() - firstStart
+        let progress = ProgressBar(total: warmup + runs)
+        progress.advance()
+        for _ in 0..<warmup {
+            _ = try cliTry { try session.run(feeds) }
+            progress.advance()
+        }
+        let untimedEvents = session.profileEvents.count
+        var latencies: [Double] = []
+        for _ in 0..<runs {
+            let start = monotonicSeconds()
+            _ = try cliTry { try session.run(feeds) }
+            latencies.append(monotonicSeconds() - start)
+            progress.advance()
+        }
+        progress.finish()
+
+        latencies.sort()
+        print("model: \(model)")
+        print("inputs: " + loaded.inputs.map { "\($0.name)=" + shapeOf[$0.name]!.map(String.init).joined(separator: "x") }.joined(separator: ", "))
+        print("threads: \(threads.map(String.init) ?? "all cores"), optimisation: \(level), runs: \(runs) after \(warmup) warm-up")
+        print("session creation: \(milliseconds(creation)) ms, first run: \(milliseconds(first)) ms")
+        print("latency ms: min \(milliseconds(latencies[0])), median \(milliseconds(percentile(latencies, 0.5))), " +
+              "p90 \(milliseconds(percentile(latencies, 0.9))), mean \(milliseconds(latencies.reduce(0, +) / Double(runs)))")
+        if profile {
+            ProfileReport(events: Array(session.profileEvents.dropFirst(untimedEvents)), runs: runs).print()
+            let path = try cliTry { try session.endProfiling() }
+            print("trace (chrome://tracing, Perfetto): \(path)")
+        }
+    }
+
+    /// Every input's shape: from --shape, else its declared shape when that is fully static.
+    private func parseShapes(_ loaded: Model) throws -> [String: [Int]] {
+        var given: [String: [Int]] = [:]
+        for spec in shapes {
+            guard let equals = spec.firstIndex(of: "=") else { throw ValidationError("--shape must be name=AxBxC, got '\(spec)'") }
+            let name = String(spec[..<equals])
+            let dims = spec[spec.index(after: equals)...].split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
+            guard !dims.contains(where: { $0 == nil || $0! < 0 }) else {
+                throw ValidationError("--shape \(name): dims must be non-negative integers separated by 'x', got '\(spec)'")
+            }
+            guard loaded.inputs.contains(where: { $0.name == name }) else {
+                throw ValidationError("--shape names '\(name)', which is not an input (inputs: \(loaded.inputs.map(\.name).joined(separator: ", ")))")
+            }
+            given[name] = dims.map { $0! }
+        }
+        var result: [String: [Int]] = [:]
+        for input in loaded.inputs {
+            if let shape = given[input.name] {
+                if let declared = input.shape, declared.count != shape.count || zip(declared, shape).contains(where: { $0 >= 0 && $0 != $1 }) {
+                    throw ValidationError("--shape \(input.name): the model declares \(declaredText(declared)), got \(shape)")
+                }
+                result[input.name] = shape
+            } else if let declared = input.shape, !declared.contains(-1) {
+                result[input.name] = declared
+            } else {
+                throw ValidationError("input '\(input.name)' has shape \(input.shape.map(declaredText) ?? "[unknown]"): give it with --shape \(input.name)=AxBxC")
+            }
+        }
+        return result
+    }
+
+    private func declaredText(_ shape: [Int]) -> String { "[" + shape.map { $0 < 0 ? "?" : String($0) }.joined(separator: ", ") + "]" }
+
+    /// Floats uniform in [-1, 1); integers uniform in [0, 8); bools half true.
+    private func randomTensor(_ input: ValueInfo, shape: [Int], random: inout SplitMix) throws -> Tensor {
+        let type = input.elementType ?? .float
+        let count = shape.reduce(1, *)
+        guard count <= 1 << 31 else { throw ValidationError("input '\(input.name)': \(count) elements is too many") }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(count * max(1, type.byteSize))
+        func append<T>(_ value: T) { withUnsafeBytes(of: value) { bytes.append(contentsOf: $0) } }
+        for _ in 0..<count {
+            let unit = random.nextUnit()
+            switch type {
+            case .float: append(Float(unit * 2 - 1))
+            case .double: append(unit * 2 - 1)
+            case .float16: append(Float16(unit * 2 - 1))
+            case .bool: append(UInt8(unit < 0.5 ? 0 : 1))
+            case .int8: append(Int8(unit * 8))
+            case .uint8: append(UInt8(unit * 8))
+            case .int16: append(Int16(unit * 8))
+            case .uint16: append(UInt16(unit * 8))
+            case .int32: append(Int32(unit * 8))
+            case .uint32: append(UInt32(unit * 8))
+            case .int64: append(Int64(unit * 8))
+            case .uint64: append(UInt64(unit * 8))
+            default: throw ValidationError("input '\(input.name)' is tensor(\(type.onnxName)), which bench cannot make")
+            }
+        }
+        return try cliTry { try Tensor(shape: shape, elementType: type, bytes: bytes) }
+    }
+}
+
+/// Where the timed runs spent their time, per op type and per node.
+struct ProfileReport {
+    struct Row {
+        var name: String
+        var opType = ""
+        var fused: [String] = []
+        var calls = 0
+        var seconds = 0.0
+        var flops: Double? = 0
+    }
+
+    let events: [ProfileEvent]
+    let runs: Int
+
+    func print() {
+        var byNode: [ObjectIdentifier: Row] = [:], byOp: [String: Row] = [:]
+        var nodeOrder: [ObjectIdentifier] = []
+        var runSeconds = 0.0
+        for event in events {
+            let seconds = Double(event.duration) / 1e9
+            guard let node = event.node else { runSeconds += seconds; continue }
+            let key = ObjectIdentifier(node)
+            if byNode[key] == nil { nodeOrder.append(key); byNode[key] = Row(name: node.name, opType: node.opType, fused: node.fusedNodes) }
+            accumulate(&byNode[key]!, seconds, node.flops)
+            accumulate(&byOp[node.opType, default: Row(name: node.opType)], seconds, node.flops)
+        }
+        let nodeSeconds = byNode.values.reduce(0) { $0 + $1.seconds }
+        Swift.print("\nprofile of the \(runs) timed runs: nodes \(milliseconds(nodeSeconds / Double(runs))) ms per run " +
+                    "of \(milliseconds(runSeconds / Double(runs))) ms (the rest is binding inputs and outputs)")
+        Swift.print("\nper op type:")
+        table(byOp.values.sorted { $0.seconds > $1.seconds }, total: nodeSeconds, perNode: false)
+        Swift.print("\nper node (slowest first; [fused: ...] lists the model nodes a fused node stands for):")
+        table(nodeOrder.map { byNode[$0]! }.sorted { $0.seconds > $1.seconds }, total: nodeSeconds, perNode: true)
+    }
+
+    private func accumulate(_ row: inout Row, _ seconds: Double, _ flops: Double?) {
+        row.calls += 1
+        row.seconds += seconds
+        row.flops = row.flops.flatMap { total in flops.map { total + $0 } }
+    }
+
+    private func table(_ rows: [Row], total: Double, perNode: Bool) {
+        let header = perNode ? ["node", "op type", "calls", "ms/call", "share", "GFLOP/s"] : ["op type", "calls", "ms/call", "share", "GFLOP/s"]
+        var lines = [header]
+        for row in rows {
+            let gflops = row.flops.map { $0 > 0 && row.seconds > 0 ? fixed($0 / row.seconds / 1e9, 1) : "" } ?? ""
+            var cells = [row.name]
+            if perNode { cells.append(row.opType) }
+            cells += [String(row.calls), milliseconds(row.seconds / Double(max(1, row.calls))),
+                      fixed(total > 0 ? 100 * row.seconds / total : 0, 1) + "%", gflops]
+            if perNode && row.fused.count > 1 { cells[0] += " [fused: \(row.fused.joined(separator: ", "))]" }
+            lines.append(cells)
+        }
+        let widths = header.indices.map { column in lines.map { $0[column].count }.max()! }
+        for line in lines {
+            Swift.print("  " + line.enumerated().map { column, cell in
+                let pad = String(repeating: " ", count: widths[column] - cell.count)
+                return column == 0 || (perNode && column == 1) ? cell + pad : pad + cell
+            }.joined(separator: "  "))
+        }
+    }
+}
+
+/// A bar on stderr while the runs go (only on a terminal, so logs stay clean).
+final class ProgressBar {
+    private let total: Int
+    private var done = 0
+    private let enabled = isatty(2) != 0
+
+    init(total: Int) { self.total = max(1, total + 1) }
+
+    func advance() {
+        done += 1
+        guard enabled else { return }
+        let width = 40, filled = width * min(done, total) / total
+        let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+        fputs("\r[\(bar)] \(done)/\(total) runs", stderr)
+    }
+
+    func finish() { if enabled { fputs("\r" + String(repeating: " ", count: 60) + "\r", stderr) } }
+}
+
+/// A small deterministic generator (SplitMix64), so the same --seed gives the same inputs.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    mutating func nextUnit() -> Double { Double(next() >> 11) / Double(1 << 53) }
+}
+
+func monotonicSeconds() -> Double {
+    var time = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &time)
+    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+}
+
+func percentile(_ sorted: [Double], _ fraction: Double) -> Double {
+    let position = fraction * Double(sorted.count - 1)
+    let low = Int(position), high = min(low + 1, sorted.count - 1)
+    return sorted[low] + (sorted[high] - sorted[low]) * (position - Double(low))
+}
+
+func fixed(_ value: Double, _ digits: Int) -> String {
+    var scale = 1.0
+    for _ in 0..<digits { scale *= 10 }
+    let rounded = (value * scale).rounded() / scale
+    var text = String(rounded)
+    if let dot = text.firstIndex(of: ".") {
+        let decimals = text.distance(from: dot, to: text.endIndex) - 1
+        if decimals < digits { text += String(repeating: "0", count: digits - decimals) }
+    } else if digits > 0 {
+        text += "." + String(repeating: "0", count: digits)
+    }
+    return text
+}
+
+func milliseconds(_ seconds: Double) -> String { fixed(seconds * 1000, 3) }
 
 /// Prints DeformRT errors as one clean line instead of a Swift dump.
 func cliTry<T>(_ body: () throws -> T) throws -> T {

@@ -9,14 +9,18 @@ Set DEFORMRT_LIBRARY to choose which libdeformrt.so is loaded.
 
 from . import _capi
 from ._capi import ElementType, Status
-from .session import DeformRTError, InferenceSession, NodeArg
+from .session import (DeformRTError, GraphOptimizationLevel, InferenceSession, NodeArg, SessionOptions,
+                      get_available_providers)
 
 __all__ = [
     "DeformRTError",
     "ElementType",
+    "GraphOptimizationLevel",
     "InferenceSession",
     "NodeArg",
+    "SessionOptions",
     "Status",
+    "get_available_providers",
     "get_version",
     "__version__",
 ]

@@ -169,6 +169,10 @@ drt_session_options_set_memory_limit = _bind(
 drt_session_options_set_graph_optimization_level = _bind(
     "drt_session_options_set_graph_optimization_level", drt_status, POINTER(drt_session_options), c_int32)
 
+# drt_status drt_session_options_set_profiling(drt_session_options *options, const char *file_prefix);
+drt_session_options_set_profiling = _bind(
+    "drt_session_options_set_profiling", drt_status, POINTER(drt_session_options), c_char_p)
+
 # void drt_session_options_free(drt_session_options *options);
 drt_session_options_free = _bind(
     "drt_session_options_free", None, POINTER(drt_session_options))
@@ -192,6 +196,10 @@ drt_session_run = _bind(
     "drt_session_run", drt_status, POINTER(drt_session), POINTER(c_char_p),
     POINTER(POINTER(drt_tensor)), c_size_t, POINTER(c_char_p), c_size_t,
     POINTER(POINTER(drt_tensor)))
+
+# drt_status drt_session_end_profiling(drt_session *session, const char **out_path);
+drt_session_end_profiling = _bind(
+    "drt_session_end_profiling", drt_status, POINTER(drt_session), POINTER(c_char_p))
 
 # ---- Tensor ----
 

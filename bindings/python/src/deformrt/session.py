@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ctypes
+import enum
 import operator
 import os
 import threading
+import warnings
 from ctypes import POINTER, byref, c_char_p, c_int32, c_int64, c_size_t, c_void_p
 from typing import Any, List, Mapping, Optional, Sequence, Union
 
@@ -49,6 +51,9 @@ _TYPE_NAME_OF = {
 }
 
 _USUAL_MAX_RANK = 8
+# What get_providers() reports; both names are accepted in `providers` (onnxruntime code asks for
+# CPUExecutionProvider, which is what DeformRT is).
+_PROVIDERS = ["DeformRTExecutionProvider", "CPUExecutionProvider"]
 _INT32_RANGE = range(-(2**31), 2**31)
 _UINT64_RANGE = range(0, 2**64)
 
@@ -212,17 +217,69 @@ def _wrap_output(tensor) -> np.ndarray:
     return np.asarray(_OutputBuffer(tensor, dims, dtype, data.value))
 
 
+class GraphOptimizationLevel(enum.IntEnum):
+    """Which graph passes a session runs, numbered and named as onnxruntime's."""
+    ORT_DISABLE_ALL = 0       # the graph runs as imported
+    ORT_ENABLE_BASIC = 1      # constant folding; Identity, Dropout and dead nodes removed
+    ORT_ENABLE_EXTENDED = 2   # + BatchNormalization folded and epilogues fused into convolutions
+    ORT_ENABLE_ALL = 99       # every pass, channels-last layout included (the default)
+
+
+class SessionOptions:
+    """Settings for InferenceSession, named as onnxruntime's SessionOptions.
+
+    intra_op_num_threads: threads one run may use (0: one per core).
+    inter_op_num_threads: accepted for compatibility; a session runs its nodes one after another.
+    graph_optimization_level: a GraphOptimizationLevel (default ORT_ENABLE_ALL).
+    enable_profiling: record per-node timings; InferenceSession.end_profiling() writes them as
+        "<profile_file_prefix>_<date>_<time>.json" (Chrome trace, onnxruntime's layout).
+    memory_limit: cap in bytes on the tensor memory one session plans (None: the library default).
+    log_severity_level: accepted for compatibility (DeformRT reports through exceptions only).
+    """
+
+    def __init__(self) -> None:
+        self.intra_op_num_threads = 0
+        self.inter_op_num_threads = 0
+        self.graph_optimization_level = GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.enable_profiling = False
+        self.profile_file_prefix = "deformrt_profile"
+        self.memory_limit: Optional[int] = None
+        self.log_severity_level = 2
+
+
+def get_available_providers() -> List[str]:
+    """The execution providers a session accepts, as onnxruntime.get_available_providers()."""
+    return list(_PROVIDERS)
+
+
+def _check_providers(providers) -> None:
+    for provider in providers or []:
+        name = provider[0] if isinstance(provider, (tuple, list)) else provider
+        if not isinstance(name, str):
+            raise TypeError(f"providers must be names or (name, options) pairs, got {provider!r}")
+        if name not in _PROVIDERS:
+            warnings.warn(f"Specified provider '{name}' is not in available provider names. "
+                          f"Available providers: '{', '.join(_PROVIDERS)}'", stacklevel=3)
+
+
 class InferenceSession:
     """Loads an ONNX model and runs it.
 
     path_or_bytes: a file path (str or os.PathLike) or the serialized model (bytes-like).
-    threads: threads one run may use (1..256; 0 or None: one per core).
-    memory_limit: cap in bytes on the tensor memory the session plans (None: the library default).
+    sess_options: a SessionOptions (None: the defaults).
+    providers, provider_options: accepted as onnxruntime's; DeformRT is one CPU provider, and a
+        provider name it does not know is warned about (as onnxruntime does), not an error.
+    threads: threads one run may use (1..256; 0 or None: one per core); overrides
+        sess_options.intra_op_num_threads.
+    memory_limit: cap in bytes on the tensor memory the session plans (None: the library default);
+        overrides sess_options.memory_limit.
 
     run() may be called from several threads; calls on one session run one at a time.
     """
 
     def __init__(self, path_or_bytes: Union[str, os.PathLike, bytes, bytearray, memoryview],
+                 sess_options: Optional[SessionOptions] = None, providers: Optional[Sequence[Any]] = None,
+                 provider_options: Optional[Sequence[Any]] = None, *,
                  threads: Optional[int] = None, memory_limit: Optional[int] = None):
         # Bound here so close() still works from __del__ during interpreter shutdown.
         self._free_session = _capi.drt_session_free
@@ -230,6 +287,22 @@ class InferenceSession:
         self._lock = threading.Lock()
         self._session = None
         self._model = None
+        if sess_options is not None and not isinstance(sess_options, SessionOptions):
+            raise TypeError(f"sess_options must be a deformrt.SessionOptions, got {type(sess_options).__name__}")
+        _check_providers(providers)
+        options_in = sess_options or SessionOptions()
+        if threads is None and options_in.intra_op_num_threads:
+            threads = options_in.intra_op_num_threads
+        if memory_limit is None:
+            memory_limit = options_in.memory_limit
+        level = operator.index(options_in.graph_optimization_level)
+        if level not in _INT32_RANGE:
+            raise DeformRTError(Status.INVALID_ARGUMENT, f"graph_optimization_level {level} is out of range")
+        profile_prefix = None
+        if options_in.enable_profiling:
+            profile_prefix = os.fsencode(options_in.profile_file_prefix)
+            if b"\0" in profile_prefix:
+                raise DeformRTError(Status.INVALID_ARGUMENT, "profile_file_prefix contains a NUL character")
         threads = None if threads is None else operator.index(threads)
         memory_limit = None if memory_limit is None else operator.index(memory_limit)
         if threads is not None and threads not in _INT32_RANGE:
@@ -255,6 +328,9 @@ class InferenceSession:
                     _check(_capi.drt_session_options_set_threads(options, threads))
                 if memory_limit is not None:
                     _check(_capi.drt_session_options_set_memory_limit(options, memory_limit))
+                _check(_capi.drt_session_options_set_graph_optimization_level(options, level))
+                if profile_prefix is not None:
+                    _check(_capi.drt_session_options_set_profiling(options, profile_prefix))
                 session = POINTER(_capi.drt_session)()
                 _check(_capi.drt_session_create(self._model, options, byref(session)))
                 self._session = session
@@ -263,6 +339,19 @@ class InferenceSession:
         except BaseException:
             self.close()
             raise
+
+    def get_providers(self) -> List[str]:
+        return list(_PROVIDERS)
+
+    def end_profiling(self) -> str:
+        """Writes the per-node profile recorded since the session was made (Chrome-trace JSON)
+        and stops profiling; returns the file's path, or "" when profiling is off."""
+        with self._lock:
+            if self._session is None:
+                raise DeformRTError(Status.INVALID_ARGUMENT, "the session is closed")
+            path = c_char_p()
+            _check(_capi.drt_session_end_profiling(self._session, byref(path)))
+            return os.fsdecode(path.value or b"")
 
     def get_inputs(self) -> List[NodeArg]:
         return list(self._inputs)
