@@ -128,6 +128,26 @@ final class ConvLayoutTests: XCTestCase {
                                kernelWidth: 7, strideHeight: 2, strideWidth: 2, padTop: 3, padLeft: 3))
     }
 
+    /// Fewer than 16 input channels, no dilation across columns, one k block: the packed,
+    /// zero-bordered rows (ChannelsLastConvPlan.narrowRows), including outputs past one tile,
+    /// asymmetric and over-wide padding, a dilated kernel height, and a control with k > 640.
+    func testNarrowInputRows() {
+        XCTAssertTrue(ChannelsLastConvPlan(ConvGeometry(batch: 1, inChannels: 3, inHeight: 9, inWidth: 9, outChannels: 8,
+                                                        kernelHeight: 7, kernelWidth: 7, padTop: 3, padLeft: 3),
+                                           engine: .packedSIMD, threads: 1).narrowRows)
+        checkConv(ConvGeometry(batch: 2, inChannels: 3, inHeight: 40, inWidth: 37, outChannels: 20, kernelHeight: 7,
+                               kernelWidth: 7, strideHeight: 2, strideWidth: 2, padTop: 3, padLeft: 3))
+        checkConv(ConvGeometry(batch: 1, inChannels: 1, inHeight: 11, inWidth: 13, outChannels: 5, kernelHeight: 5,
+                               kernelWidth: 3, strideHeight: 1, strideWidth: 3, padTop: 0, padLeft: 2, padBottom: 3,
+                               padRight: 0, dilationHeight: 2))
+        checkConv(ConvGeometry(batch: 1, inChannels: 15, inHeight: 6, inWidth: 5, outChannels: 17, kernelHeight: 3,
+                               kernelWidth: 3, padTop: 4, padLeft: 5, padBottom: 3, padRight: 6))
+        let wide = ConvGeometry(batch: 1, inChannels: 15, inHeight: 9, inWidth: 8, outChannels: 6, kernelHeight: 7,
+                                kernelWidth: 7, padTop: 3, padLeft: 3)
+        XCTAssertFalse(ChannelsLastConvPlan(wide, engine: .packedSIMD, threads: 1).narrowRows)
+        checkConv(wide)
+    }
+
     func testDepthwiseStaysNCHW() {
         let g = ConvGeometry(batch: 1, inChannels: 16, inHeight: 6, inWidth: 6, outChannels: 16, kernelHeight: 3,
                              kernelWidth: 3, padTop: 1, padLeft: 1, group: 16)

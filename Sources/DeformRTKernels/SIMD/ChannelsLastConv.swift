@@ -70,6 +70,19 @@ struct ChannelsLastConvPlan {
     /// Channels-last input whose rows already have the row stride (channels a multiple of 16):
     /// the panels read the input itself, and the rows region holds only the zero rows.
     let readsInputInPlace: Bool
+    /// Plain convolution on few input channels (an RGB stem): the rows are packed (row stride =
+    /// channels) and every image row gets zero columns on both sides, so the taps of one kernel
+    /// row are one run of kernelWidth x channels floats, copied at once instead of tap by tap
+    /// (a 7x7 stem on 3 channels: 7 copies of 21 floats per pixel instead of 49 of 3).
+    let narrowRows: Bool
+    /// Packed engine, channels-last output, output channels per group a multiple of 16: the
+    /// micro-kernels write the tile's full 6-row groups straight into the output (row stride
+    /// outChannels) instead of into the result buffer and then copying (a tile's last partial
+    /// group still goes through the buffer: its padding rows would land on the next pixels).
+    let writesOutputDirectly: Bool
+    let narrowPadLeft: Int
+    let narrowRowPixels: Int   // padLeft + inWidth + the right padding the last column reaches
+    let zeroFloats: Int        // the zero region after the image rows
     /// Deformable with one k block and a full 64-column block: the tile's plans are made up front
     /// and the gather of each 6-row group runs inside the micro-kernel of the group before it
     /// (PackedGemm.kernel6x64(interleaving:)), into a panel of two 6-row groups used in turn.
@@ -127,16 +140,25 @@ struct ChannelsLastConvPlan {
         tileRows = rows
         inPixels = g.inHeight * g.inWidth
         outPixels = max(g.outHeight, 0) * max(g.outWidth, 0)
-        rowStride = (g.inChannels + 15) & ~15
+        narrowRows = offsetGroup == nil && !pointwise && g.group == 1 && g.inChannels < 16 && g.dilationWidth == 1
+            && blocks == 1 && g.outWidth > 0
+        rowStride = narrowRows ? g.inChannels : (g.inChannels + 15) & ~15
+        narrowPadLeft = narrowRows ? g.padLeft : 0
+        let lastColumn = (g.outWidth - 1) * g.strideWidth - g.padLeft + g.kernelWidth - 1
+        narrowRowPixels = narrowRows ? g.padLeft + g.inWidth + max(0, lastColumn - (g.inWidth - 1)) : 0
+        zeroFloats = (narrowRows ? max(Self.extraRows, g.kernelWidth) : Self.extraRows) * rowStride
         // Deformable sampling addresses the zero row by index, right after the image's rows.
-        readsInputInPlace = layout.inputChannelsLast && rowStride == g.inChannels && offsetGroup == nil
+        readsInputInPlace = layout.inputChannelsLast && rowStride == g.inChannels && offsetGroup == nil && !narrowRows
         rowGroups = (outPixels + 5) / 6
+        writesOutputDirectly = engine == .packedSIMD && layout.outputChannelsLast && cout == coutPadded
+            && !interleavesSampling
         workers = max(1, min(threads, g.group * rowGroups))
 
         func aligned(_ n: Int) -> Int { (n + 15) & ~15 }
         weightsAt = 0
         rowsAt = weightsPrepacked ? 0 : aligned(engine == .packedSIMD ? g.group * k * coutPadded : g.outChannels * k)
-        let rowFloats = ((readsInputInPlace ? 0 : inPixels) + Self.extraRows) * rowStride
+        let imageFloats = readsInputInPlace ? 0 : narrowRows ? g.inHeight * narrowRowPixels * rowStride : inPixels * rowStride
+        let rowFloats = imageFloats + zeroFloats
         workerAt = rowsAt + aligned(rowFloats)
         planStride = aligned(tileRows)
         panelAt = 0
@@ -188,7 +210,7 @@ struct ChannelsLastConvPlan {
         let base = workspace.bindMemory(to: Float.self, capacity: totalFloats)
         let copiedRows = base + rowsAt
         // In place, the zero rows follow the region's (unused) image rows at the same distance.
-        let zeroRows = copiedRows + (readsInputInPlace ? 0 : inPixels * rowStride)
+        let zeroRows = copiedRows + (readsInputInPlace ? 0 : narrowRows ? g.inHeight * narrowRowPixels * rowStride : inPixels * rowStride)
         let weights: UnsafePointer<Float>
         if weightsPrepacked {
             weights = weight
@@ -196,12 +218,14 @@ struct ChannelsLastConvPlan {
             packWeights(weight, into: base + weightsAt, parallel: parallel)
             weights = UnsafePointer(base + weightsAt)
         }
-        zeroRows.update(repeating: 0, count: Self.extraRows * rowStride)
+        zeroRows.update(repeating: 0, count: zeroFloats)
         let pixelBlocks = (inPixels + 15) / 16
         for n in 0..<g.batch {
             let image = input + n * g.inChannels * inPixels
             let rows = readsInputInPlace ? UnsafeMutablePointer(mutating: image) : copiedRows
-            if !readsInputInPlace {
+            if narrowRows {
+                copyNarrowRows(image, into: copiedRows, parallel: parallel)
+            } else if !readsInputInPlace {
                 parallel.forEachRange(pixelBlocks) { _, blocks in
                     let lo = blocks.lowerBound * 16, hi = min(blocks.upperBound * 16, inPixels)
                     if layout.inputChannelsLast {
@@ -230,6 +254,25 @@ struct ChannelsLastConvPlan {
                             zeroRows: zeroRows, weights: weights, bias: bias, output: out, scratch: scratch,
                             epilogue: imageEpilogue)
                     at += groups
+                }
+            }
+        }
+    }
+
+    /// The batch item's image into zero-bordered packed rows (`narrowRows`).
+    private func copyNarrowRows(_ image: UnsafePointer<Float>, into rows: UnsafeMutablePointer<Float>, parallel: Parallel) {
+        let cin = g.inChannels, rowFloats = narrowRowPixels * cin
+        let right = (narrowPadLeft + g.inWidth) * cin
+        parallel.forEachRange(g.inHeight) { _, ys in
+            for y in ys {
+                let row = rows + y * rowFloats
+                row.update(repeating: 0, count: narrowPadLeft * cin)
+                (row + right).update(repeating: 0, count: rowFloats - right)
+                if layout.inputChannelsLast {
+                    (row + narrowPadLeft * cin).update(from: image + y * g.inWidth * cin, count: g.inWidth * cin)
+                } else {
+                    ConvLayout.transpose(image + y * g.inWidth, srcStride: inPixels, row + narrowPadLeft * cin,
+                                         dstStride: cin, rows: g.inWidth, columns: cin, rowBias: nil)
                 }
             }
         }
@@ -317,9 +360,17 @@ struct ChannelsLastConvPlan {
                 (panel + count * kc).update(repeating: 0, count: (paddedRows - count) * kc)
             }
             switch engine {
+            case .packedSIMD where writesOutputDirectly:
+                let fullRows = count / 6 * 6
+                multiplyPacked(a: a, lda: lda, kb: kb, kcCur: kcCur, rows: fullRows,
+                               weights: weights + grp * k * coutPadded, result: out, ldc: g.outChannels)
+                if fullRows < count {
+                    multiplyPacked(a: a + fullRows * lda, lda: lda, kb: kb, kcCur: kcCur, rows: 6,
+                                   weights: weights + grp * k * coutPadded, result: result, ldc: coutPadded)
+                }
             case .packedSIMD:
                 multiplyPacked(a: a, lda: lda, kb: kb, kcCur: kcCur, rows: paddedRows,
-                               weights: weights + grp * k * coutPadded, result: result)
+                               weights: weights + grp * k * coutPadded, result: result, ldc: coutPadded)
             case .blas where layout.outputChannelsLast:
                 Gemm.sgemm(transposeB: true, m: count, n: cout, k: kcCur, a: a, lda: lda,
                            b: weights + grp * cout * k + kb, ldb: k, beta: kb == 0 ? 0 : 1, c: out, ldc: g.outChannels)
@@ -330,6 +381,12 @@ struct ChannelsLastConvPlan {
             kb += kcCur
         }
         switch engine {
+        case .packedSIMD where writesOutputDirectly:
+            let fullRows = count / 6 * 6
+            for r in fullRows..<count {
+                (out + r * g.outChannels).update(from: result + (r - fullRows) * coutPadded, count: cout)
+            }
+            if let channelBias { ConvBias.addToRows(channelBias, columns: cout, to: out, ld: g.outChannels, rows: count) }
         case .packedSIMD:
             writeResult(result, count: count, bias: channelBias, out: out)
         case .blas:
@@ -361,14 +418,14 @@ struct ChannelsLastConvPlan {
     /// (each column block over all rows, so that its weights stay in cache).
     private func multiplyPacked(
         a: UnsafePointer<Float>, lda: Int, kb: Int, kcCur: Int, rows: Int, weights: UnsafePointer<Float>,
-        result: UnsafeMutablePointer<Float>
+        result: UnsafeMutablePointer<Float>, ldc: Int
     ) {
         var col = 0
         while col < coutPadded {
             var r = 0
             while r < rows {
                 multiplyGroup(a: a + r * lda, lda: lda, kb: kb, kcCur: kcCur, col: col, weights: weights,
-                              result: result + r * coutPadded)
+                              result: result + r * ldc, ldc: ldc)
                 r += 6
             }
             col += 64
@@ -379,18 +436,18 @@ struct ChannelsLastConvPlan {
     @inline(__always)
     private func multiplyGroup(
         a: UnsafePointer<Float>, lda: Int, kb: Int, kcCur: Int, col: Int, weights: UnsafePointer<Float>,
-        result: UnsafeMutablePointer<Float>
+        result: UnsafeMutablePointer<Float>, ldc: Int
     ) {
         let width = min(64, coutPadded - col)
         let block = weights + col * k + kb * width
         if width == 64 {
-            PackedGemm.kernel6x64(kc: kcCur, a: a, lda: lda, b: block, c: result + col, ldc: coutPadded,
+            PackedGemm.kernel6x64(kc: kcCur, a: a, lda: lda, b: block, c: result + col, ldc: ldc,
                                   accumulate: kb > 0)
         } else {
             var s = 0
             while s < width {
                 PackedGemm.kernel6x16(kc: kcCur, a: a, lda: lda, b: block + s, ldb: width, c: result + col + s,
-                                      ldc: coutPadded, accumulate: kb > 0)
+                                      ldc: ldc, accumulate: kb > 0)
                 s += 16
             }
         }
@@ -417,11 +474,11 @@ struct ChannelsLastConvPlan {
                                       interleaving: sampling.group(at: r + 6, count: min(6, count - r - 6),
                                                                    into: half(group + 1)))
             } else {
-                multiplyGroup(a: a, lda: kc, kb: 0, kcCur: k, col: 0, weights: weights, result: c)
+                multiplyGroup(a: a, lda: kc, kb: 0, kcCur: k, col: 0, weights: weights, result: c, ldc: coutPadded)
             }
             var col = 64
             while col < coutPadded {
-                multiplyGroup(a: a, lda: kc, kb: 0, kcCur: k, col: col, weights: weights, result: c)
+                multiplyGroup(a: a, lda: kc, kb: 0, kcCur: k, col: col, weights: weights, result: c, ldc: coutPadded)
                 col += 64
             }
             r += 6
@@ -434,6 +491,10 @@ struct ChannelsLastConvPlan {
         kb: Int, kcCur: Int, p0: Int, count: Int, rows: UnsafeMutablePointer<Float>, zeroRows: UnsafeMutablePointer<Float>,
         channelBase: Int, panel: UnsafeMutablePointer<Float>
     ) {
+        if narrowRows {
+            fillNarrowIm2col(p0: p0, count: count, rows: rows, zeroRows: zeroRows, panel: panel)
+            return
+        }
         var kk = kb
         while kk < kb + kcCur {
             let tap = kk / cin
@@ -444,6 +505,29 @@ struct ChannelsLastConvPlan {
                                       rowStride: rowStride, zeroRow: zeroRows + channelBase + c0,
                                       channels: c1 - c0, panel: panel + (kk - kb), panelStride: kc)
             kk += c1 - c0
+        }
+    }
+
+    /// `fillIm2col` on narrow rows (one k block): per pixel and kernel row, one run of
+    /// kernelWidth x channels floats; kernel rows above or below the image read the zero region.
+    private func fillNarrowIm2col(
+        p0: Int, count: Int, rows: UnsafeMutablePointer<Float>, zeroRows: UnsafeMutablePointer<Float>,
+        panel: UnsafeMutablePointer<Float>
+    ) {
+        let run = g.kernelWidth * cin, rowFloats = narrowRowPixels * cin
+        var oy = p0 / g.outWidth
+        var ox = p0 - oy * g.outWidth
+        for r in 0..<count {
+            // Column of tap 0 in the bordered row: ox * stride - padLeft + narrowPadLeft.
+            let column = ox * g.strideWidth * cin
+            let destination = panel + r * kc
+            for i in 0..<g.kernelHeight {
+                let y = oy * g.strideHeight + i * g.dilationHeight - g.padTop
+                let source = y >= 0 && y < g.inHeight ? rows + y * rowFloats + column : zeroRows
+                DeformableSampling.copy(source, to: destination + i * run, count: run)
+            }
+            ox += 1
+            if ox == g.outWidth { ox = 0; oy += 1 }
         }
     }
 
