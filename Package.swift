@@ -21,12 +21,13 @@ let package = Package(
     ],
     targets: [
         .target(name: "CDeformRT", path: "Sources/CDeformRT"),
+        .target(name: "CPlatform", path: "Sources/CPlatform"),
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", providers: [.apt(["libopenblas-dev"])]),
         .target(
             name: "ONNXProto",
             dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
             path: "Sources/ONNXProto"),
-        .target(name: "DeformRTKernels", dependencies: ["CBLAS"]),
+        .target(name: "DeformRTKernels", dependencies: ["CBLAS", "CPlatform"]),
         .target(name: "DeformRTCore", dependencies: ["ONNXProto", "DeformRTKernels"]),
         .target(name: "DeformRT", dependencies: ["DeformRTCore"]),
         .target(name: "DeformRTCAPI", dependencies: ["DeformRTCore", "CDeformRT"]),

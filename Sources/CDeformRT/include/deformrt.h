@@ -155,6 +155,15 @@ typedef enum drt_graph_optimization_level {
  * reassociates a few multiplications). */
 drt_status drt_session_options_set_graph_optimization_level(drt_session_options *options, int32_t level);
 
+/* Per-node profiling, off by default. With a file_prefix, every run records one event per node
+ * (name, op type, input and output shapes, the model nodes fused into it, FLOPs where known,
+ * duration) and one per run; drt_session_end_profiling writes them to
+ * "<file_prefix>_<YYYY-MM-DD_HH-MM-SS>.json" as a Chrome-trace JSON array (chrome://tracing,
+ * Perfetto; the layout of onnxruntime's profiles). NULL turns profiling off; "" is
+ * DRT_ERROR_INVALID_ARGUMENT. A session that does not profile pays one branch per run. At most
+ * 2^20 events are kept. */
+drt_status drt_session_options_set_profiling(drt_session_options *options, const char *file_prefix);
+
 /* NULL: no-op. */
 void drt_session_options_free(drt_session_options *options);
 
@@ -182,6 +191,13 @@ drt_status drt_session_run(drt_session *session, const char *const *input_names,
                            const drt_tensor *const *inputs, size_t input_count,
                            const char *const *output_names, size_t output_count,
                            drt_tensor **out_outputs);
+
+/* Writes the profile recorded so far (see drt_session_options_set_profiling) and stops profiling
+ * for the rest of the session's life. *out_path is the file's path, or "" when the session does
+ * not profile (as onnxruntime); it is owned by the session and valid until the next call of this
+ * function on it or drt_session_free. An unwritable file is DRT_ERROR_INVALID_ARGUMENT naming it.
+ * Thread-safe with drt_session_run (it waits for a run in progress). */
+drt_status drt_session_end_profiling(drt_session *session, const char **out_path);
 
 /* ---- Tensor ------------------------------------------------------------------------------- */
 

@@ -1,0 +1,16 @@
+// Processor hints the Swift kernels have no spelling for. Header-only (static inline): nothing
+// here is exported from libdeformrt.so.
+#ifndef DEFORMRT_CPLATFORM_H
+#define DEFORMRT_CPLATFORM_H
+
+// One iteration of a spin-wait: tells the core it is spinning (x86 PAUSE), so a hyper-thread
+// sibling keeps the execution units and leaving the loop does not flush the pipeline.
+static inline void deformrt_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+#endif
