@@ -116,26 +116,38 @@ public func drt_session_run(_ session: OpaquePointer?, _ inputNames: UnsafePoint
         let function = "drt_session_run"
         let s = try object(session, SessionHandle.self, "session", in: function)
         if inputCount < 0 || inputCount > 1 << 20 { throw invalid("\(function): input_count \(inputCount) is out of range") }
-        var feeds: [(name: String, tensor: Tensor)] = []
-        if inputCount > 0 {
-            let names = try required(inputNames, "input_names", in: function)
-            let tensors = try required(inputs, "inputs", in: function)
-            for i in 0..<inputCount {
-                let name = try string(names[i], "input_names[\(i)]", in: function)
-                let tensor = try object(tensors[i], TensorHandle.self, "inputs[\(i)]", in: function)
-                feeds.append((name, tensor.tensor))
-            }
-        }
-        var wanted: [String]?
         let modelOutputs = s.core.graph.outputs.count
-        if let outputNames {
+        if outputNames != nil {
             if outputCount < 1 || outputCount > 1 << 20 { throw invalid("\(function): output_count \(outputCount) is out of range") }
-            wanted = try (0..<outputCount).map { try string(outputNames[$0], "output_names[\($0)]", in: function) }
         } else if outputCount != modelOutputs {
             throw invalid("\(function): output_names is NULL, so output_count must be the model's \(modelOutputs) outputs, got \(outputCount)")
         }
         let out = try required(outOutputs, "out_outputs", in: function)
-        let results = try s.core.run(feeds: feeds, outputNames: wanted)
-        for (i, tensor) in results.enumerated() { out[i] = HandleRegistry.register(TensorHandle(tensor)) }
+        let names = inputCount > 0 ? try required(inputNames, "input_names", in: function) : nil
+        let tensors = inputCount > 0 ? try required(inputs, "inputs", in: function) : nil
+        // Names are matched as C strings against the model's: no String is made on success.
+        var results = 0
+        do {
+            try s.core.run(feedCount: inputCount, feed: { i in
+                let name = try required(names![i], "input_names[\(i)]", in: function)
+                guard let index = s.model.inputNames.firstIndex(where: { strcmp($0, name) == 0 }) else {
+                    throw s.core.unknownInput(String(cString: name))
+                }
+                return (index, try object(tensors![i], TensorHandle.self, "inputs[\(i)]", in: function).tensor)
+            }, outputCount: outputNames == nil ? nil : outputCount, output: { i in
+                let name = try required(outputNames![i], "output_names[\(i)]", in: function)
+                guard let index = s.model.outputNames.firstIndex(where: { strcmp($0, name) == 0 }) else {
+                    throw s.core.unknownOutput(String(cString: name))
+                }
+                return index
+            }, emit: { i, tensor in
+                out[i] = HandleRegistry.register(TensorHandle(tensor))
+                results = i + 1
+            })
+        } catch {
+            // On failure nothing is handed out.
+            for i in 0..<results { drt_tensor_free(out[i]); out[i] = nil }
+            throw error
+        }
     }
 }

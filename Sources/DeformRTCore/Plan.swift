@@ -14,6 +14,8 @@ final class ExecutionPlan {
         var outputs: [Tensor]
         /// Names, shapes and FLOPs for the profiler; nil when the session does not profile.
         let profiled: ProfiledNode?
+        /// The operator's runState for this plan.
+        let state: AnyObject?
     }
 
     /// Where a per-run tensor must be bound: step, position, and whether it is an output slot.
@@ -33,6 +35,8 @@ final class ExecutionPlan {
     private let inputBindings: [[Binding]]
     private var outputBindings: [Int: [Binding]] = [:]
     private let outputSources: [OutputSource]
+    /// For an output slot whose value an earlier slot also is: that earlier slot.
+    private let firstSlot: [Int?]
     private let arena: TensorStorage
     private let workspace: TensorStorage
     private let parallel: Parallel
@@ -177,7 +181,15 @@ final class ExecutionPlan {
                                         inputShapes: inputShapes.map { $0 ?? [] }, outputShapes: outputShapes,
                                         flops: ProfiledNode.estimatedFLOPs(node, inputs: inputShapes, outputs: outputShapes))
             }
-            steps.append(Step(node: nodeIndex, op: session.operators[position], inputs: inputs, outputs: outputs, profiled: profiled))
+            let state: AnyObject?
+            do {
+                state = try session.operators[position].runState(node.inputs.map { $0.flatMap { known[$0] } },
+                                                                 node.outputs.map { known[$0]!.type })
+            } catch let error as DeformRTError {
+                throw DeformRTError(error.code, "node \(node.label) (\(node.opType)): \(error.message)")
+            }
+            steps.append(Step(node: nodeIndex, op: session.operators[position], inputs: inputs, outputs: outputs,
+                              profiled: profiled, state: state))
         }
         self.inputBindings = inputBindings
         self.placeholder = placeholder
@@ -186,6 +198,9 @@ final class ExecutionPlan {
             if let index = isGraphInput[output.id] { return .input(index) }
             if firstStep[output.id] >= 0 { return .computed(value: output.id, type: known[output.id]!.type) }
             return .fixed(known[output.id]!.constant!)
+        }
+        firstSlot = graph.outputs.indices.map { slot in
+            graph.outputs[..<slot].firstIndex { $0.id == graph.outputs[slot].id }
         }
     }
 
@@ -214,7 +229,22 @@ final class ExecutionPlan {
     /// Outputs up to this many elements are computed while planning when their inputs are constant.
     static let foldLimit = 1 << 16
 
-    func execute(inputs: [Tensor], wanted: [Int], profiler: Profiler?) throws -> [Tensor] {
+    /// Whether this plan was made for the element types and shapes of `inputs` (all fed).
+    func accepts(_ inputs: [Tensor?]) -> Bool {
+        for (index, tensor) in inputs.enumerated() {
+            guard let tensor, tensor.elementType == inputTypes[index].elementType,
+                  tensor.shape == inputTypes[index].shape else { return false }
+        }
+        return true
+    }
+
+    /// Per-run scratch: each computed output's tensor by output slot, and which were handed out.
+    private var runOutputs: [Tensor?] = []
+    private var handedOut: [Bool] = []
+
+    /// Runs the steps on `inputs` (every graph input fed) and hands output `wanted[i]` to
+    /// `emit(i, tensor)`.
+    func execute(inputs: [Tensor?], wanted: [Int], profiler: Profiler?, emit: (Int, Tensor) -> Void) throws {
         for (index, bindings) in inputBindings.enumerated() {
             for binding in bindings { steps[binding.step].inputs[binding.position] = inputs[index] }
         }
@@ -225,39 +255,55 @@ final class ExecutionPlan {
                 for binding in bindings { steps[binding.step].inputs[binding.position] = nil }
             }
         }
-        var results: [Int: Tensor] = [:]
+        if runOutputs.count != outputSources.count {
+            runOutputs = [Tensor?](repeating: nil, count: outputSources.count)
+            handedOut = [Bool](repeating: false, count: outputSources.count)
+        }
         for (slot, source) in outputSources.enumerated() {
-            guard case .computed(let value, let type) = source, results[value] == nil else { continue }
+            guard case .computed(let value, let type) = source else { continue }
+            // A value that is several graph outputs is computed once, into the first slot's tensor.
+            if let first = firstSlot[slot] {
+                runOutputs[slot] = runOutputs[first]
+                continue
+            }
             let tensor = Tensor(elementType: type.elementType, shape: type.shape,
                                 storage: outputStorage(slot: slot, byteCount: type.shape.reduce(1, *) * type.elementType.byteSize))
-            results[value] = tensor
+            runOutputs[slot] = tensor
             bindOutput(value, to: tensor)
         }
         // The steps let go of the outputs once the run ends, so a released output can be reused.
-        defer { for value in results.keys { bindOutput(value, to: placeholder) } }
-        let context = RunContext(parallel: parallel, workspace: workspace.bytes, workspaceByteCount: workspace.byteCount)
+        defer {
+            for (slot, source) in outputSources.enumerated() {
+                if case .computed(let value, _) = source, firstSlot[slot] == nil { bindOutput(value, to: placeholder) }
+                runOutputs[slot] = nil
+                handedOut[slot] = false
+            }
+        }
+        var context = RunContext(parallel: parallel, workspace: workspace.bytes, workspaceByteCount: workspace.byteCount)
         if let profiler, profiler.isRecording {
             let runStart = Profiler.now()
             for step in steps {
                 let start = Profiler.now()
+                context.state = step.state
                 try step.op.run(step.inputs, step.outputs, context)
                 profiler.record(step.profiled, from: start, to: Profiler.now())
             }
             profiler.record(nil, from: runStart, to: Profiler.now())
         } else {
             for step in steps {
+                context.state = step.state
                 try step.op.run(step.inputs, step.outputs, context)
             }
         }
-        var handedOut = Set<Int>()
-        return wanted.map { index in
+        for (position, index) in wanted.enumerated() {
             switch outputSources[index] {
-            case .computed(let value, _):
-                let tensor = results[value]!
+            case .computed:
                 // The same value asked for twice gets its own copy the second time.
-                return handedOut.insert(value).inserted ? tensor : tensor.copy()
-            case .fixed(let tensor): return tensor.copy()
-            case .input(let i): return inputs[i].copy()
+                let slot = firstSlot[index] ?? index
+                emit(position, handedOut[slot] ? runOutputs[index]!.copy() : runOutputs[index]!)
+                handedOut[slot] = true
+            case .fixed(let tensor): emit(position, tensor.copy())
+            case .input(let i): emit(position, inputs[i]!.copy())
             }
         }
     }

@@ -64,45 +64,71 @@ public final class SessionCore: @unchecked Sendable {
 
     /// Runs the graph. `feeds` are matched to graph inputs by name; `outputNames` nil means all.
     public func run(feeds: [(name: String, tensor: Tensor)], outputNames: [String]?) throws -> [Tensor] {
+        var results: [Tensor] = []
+        try run(feedCount: feeds.count, feed: { position in
+            let name = feeds[position].name
+            guard let index = graph.inputs.firstIndex(where: { $0.name == name }) else {
+                throw unknownInput(name)
+            }
+            return (index, feeds[position].tensor)
+        }, outputCount: outputNames?.count, output: { position in
+            let name = outputNames![position]
+            guard let index = graph.outputs.firstIndex(where: { $0.name == name }) else {
+                throw unknownOutput(name)
+            }
+            return index
+        }, emit: { _, tensor in results.append(tensor) })
+        return results
+    }
+
+    public func unknownInput(_ name: String) -> DeformRTError {
+        let known = graph.inputs.map { "'\($0.name)'" }.joined(separator: ", ")
+        return DeformRTError.invalidArgument("unknown input name '\(name)' (the model's inputs are \(known))")
+    }
+
+    public func unknownOutput(_ name: String) -> DeformRTError {
+        let known = graph.outputs.map { "'\($0.name)'" }.joined(separator: ", ")
+        return DeformRTError.invalidArgument("unknown output name '\(name)' (the model's outputs are \(known))")
+    }
+
+    // Per-run scratch, reused under the lock so that a steady-state run builds no array.
+    private var fedInputs: [Tensor?] = []
+    private var wantedOutputs: [Int] = []
+
+    /// Runs the graph with feeds and outputs resolved by the caller: `feed(i)` gives the graph
+    /// input index and tensor of feed i, `output(i)` the graph output index of wanted output i
+    /// (`outputCount` nil: all outputs in graph order), and `emit(i, tensor)` receives the
+    /// results in that order. The closures run under the session's lock; nothing is allocated in
+    /// steady state but the output tensors.
+    public func run(feedCount: Int, feed: (Int) throws -> (index: Int, tensor: Tensor), outputCount: Int?,
+                    output: (Int) throws -> Int, emit: (Int, Tensor) -> Void) throws {
         lock.lock()
         defer { lock.unlock() }
-        var ordered = [Tensor?](repeating: nil, count: graph.inputs.count)
-        for feed in feeds {
-            guard let index = graph.inputs.firstIndex(where: { $0.name == feed.name }) else {
-                let known = graph.inputs.map { "'\($0.name)'" }.joined(separator: ", ")
-                throw DeformRTError.invalidArgument("unknown input name '\(feed.name)' (the model's inputs are \(known))")
+        if fedInputs.count != graph.inputs.count { fedInputs = [Tensor?](repeating: nil, count: graph.inputs.count) }
+        defer { for i in fedInputs.indices { fedInputs[i] = nil } }
+        for position in 0..<feedCount {
+            let (index, tensor) = try feed(position)
+            let name = graph.inputs[index].name
+            if fedInputs[index] != nil {
+                throw DeformRTError.invalidArgument("input '\(name)' is fed more than once")
             }
-            if ordered[index] != nil {
-                throw DeformRTError.invalidArgument("input '\(feed.name)' is fed more than once")
-            }
-            try checkFeed(feed.tensor, against: graph.inputs[index])
-            ordered[index] = feed.tensor
+            try checkFeed(tensor, against: graph.inputs[index])
+            fedInputs[index] = tensor
         }
-        var inputs: [Tensor] = []
-        for (index, tensor) in ordered.enumerated() {
-            guard let tensor else {
-                throw DeformRTError.invalidArgument("input '\(graph.inputs[index].name)' is not fed")
-            }
-            inputs.append(tensor)
+        for (index, tensor) in fedInputs.enumerated() where tensor == nil {
+            throw DeformRTError.invalidArgument("input '\(graph.inputs[index].name)' is not fed")
         }
-        let wanted: [Int]
-        if let outputNames {
-            wanted = try outputNames.map { name in
-                guard let index = graph.outputs.firstIndex(where: { $0.name == name }) else {
-                    let known = graph.outputs.map { "'\($0.name)'" }.joined(separator: ", ")
-                    throw DeformRTError.invalidArgument("unknown output name '\(name)' (the model's outputs are \(known))")
-                }
-                return index
-            }
+        wantedOutputs.removeAll(keepingCapacity: true)
+        if let outputCount {
+            for position in 0..<outputCount { wantedOutputs.append(try output(position)) }
         } else {
-            wanted = Array(graph.outputs.indices)
+            wantedOutputs.append(contentsOf: graph.outputs.indices)
         }
-        let types = inputs.map { ValueType($0.elementType, $0.shape) }
-        if plan == nil || plan!.inputTypes != types {
+        if plan == nil || !plan!.accepts(fedInputs) {
             plan = nil  // free the old arena before making the new one
-            plan = try ExecutionPlan(session: self, inputTypes: types)
+            plan = try ExecutionPlan(session: self, inputTypes: fedInputs.map { ValueType($0!.elementType, $0!.shape) })
         }
-        return try plan!.execute(inputs: inputs, wanted: wanted, profiler: profiler)
+        try plan!.execute(inputs: fedInputs, wanted: wantedOutputs, profiler: profiler, emit: emit)
     }
 
     /// Writes the profile recorded so far (Profiler.finish) and stops profiling; returns the

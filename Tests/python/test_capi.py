@@ -36,7 +36,8 @@ def _compile(source: str, output: str, library_dir: str) -> str:
 def c_programs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("capi")
     library_dir = os.path.dirname(LIB)
-    return {name: _compile(f"{name}.c", str(folder / name), library_dir) for name in ("capi_contract", "concurrency")}
+    return {name: _compile(f"{name}.c", str(folder / name), library_dir)
+            for name in ("capi_contract", "concurrency", "steady_state")}
 
 
 def _run(command, timeout=300, env=None):
@@ -54,6 +55,29 @@ def test_c_concurrency_program(c_programs):
     # 8 sessions on 8 threads vs serial (bitwise), one session on 2 threads, model freed while
     # sessions run, thread-local error messages.
     assert "all concurrency checks passed" in _run([c_programs["concurrency"], MODEL]).stdout
+
+
+def _allocations_per_run(program, model, input_name, shape, threads):
+    out = _run([program, model, input_name, shape, str(threads)]).stdout
+    least, most = map(int, re.search(r"allocations per run: (\d+) (\d+)", out).groups())
+    return least, most
+
+
+def test_steady_state_runs_allocate_only_their_outputs(c_programs, tmp_path):
+    """After warm-up, a run on one thread makes one heap allocation: the drt_tensor handle of the
+    output it returns. No name look-up, array, dictionary, geometry or plan is made per run (output
+    buffers come from the plan's pool). On two threads each parallel step adds one small object: the
+    box Swift wraps around a closure handed to a worker thread (withoutActuallyEscaping)."""
+    assert _allocations_per_run(c_programs["steady_state"], MODEL, "image", "1x3x32x32", 1) == (1, 1)
+    least, most = _allocations_per_run(c_programs["steady_state"], MODEL, "image", "1x3x32x32", 2)
+    assert least == most, "the count must not change from run to run"
+    # A deeper network (convolutions, DCNv2 with Slice and Sigmoid, pooling, Gemm): still one.
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("make_resnet_models", os.path.join(ROOT, "tools", "make_resnet_models.py"))
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    path = generator.write_models(str(tmp_path), ["resnet50_dcnv2"], width_divisor=16, blocks="small")["resnet50_dcnv2"]
+    assert _allocations_per_run(c_programs["steady_state"], path, "image", "1x3x40x36", 1) == (1, 1)
 
 
 def test_status_string_for_every_code_and_unknown_ones():

@@ -169,12 +169,18 @@ final class ConvOperator: Operator {
         return Conv2D.workspaceByteCount(g, threads: threads, packedWeight: packed.weights(for: g) != nil, layout: layout)
     }
 
-    func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
+    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject? {
         let g = try geometry(inputs[0]!.shape, inputs[1]!.shape)
+        return ConvRunState(geometry: g, options: nil, packedWeights: packed.storage(for: g))
+    }
+
+    func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
+        let state = try state(context, inputs, as: ConvRunState.self)!
+        let g = state.geometry
         if g.hasEmptyOutput { return }
         let bias = inputs.count > 2 ? inputs[2]?.floats : nil
         let tiles = epilogue.kernelEpilogue(inputs)
-        if let weights = packed.weights(for: g) {
+        if let weights = state.packedWeights.map({ UnsafeRawPointer($0.bytes) }) {
             Conv2D.run(g, input: inputs[0]!.floats, packedWeight: weights, bias: bias, output: outputs[0].floats,
                        workspace: context.workspace, parallel: context.parallel, epilogue: tiles, layout: layout)
         } else {
@@ -318,13 +324,23 @@ final class DeformConvOperator: Operator {
                                              packedWeight: packed.weights(for: bound.geometry) != nil, layout: layout)
     }
 
+    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject? {
+        guard let x = slot(inputs, slots.x), let w = slot(inputs, slots.w), let offset = slot(inputs, slots.offset) else {
+            throw DeformRTError.invalidModel("X, W and offset are required")
+        }
+        let bound = try bind(x: x.shape, w: w.shape, offset: offset.shape, mask: slot(inputs, slots.mask)?.shape,
+                             bias: slot(inputs, slots.bias)?.shape)
+        return ConvRunState(geometry: bound.geometry, options: bound.options, packedWeights: packed.storage(for: bound.geometry))
+    }
+
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
         let x = slot(inputs, slots.x)!, w = slot(inputs, slots.w)!, offset = slot(inputs, slots.offset)!
         let bias = slot(inputs, slots.bias), mask = slot(inputs, slots.mask)
-        let bound = try bind(x: x.shape, w: w.shape, offset: offset.shape, mask: mask?.shape, bias: bias?.shape)
+        let state = try state(context, inputs, as: ConvRunState.self)!
+        let bound = Bound(geometry: state.geometry, options: state.options!)
         if bound.geometry.hasEmptyOutput { return }
         let tiles = epilogue.kernelEpilogue(inputs)
-        if let weights = packed.weights(for: bound.geometry) {
+        if let weights = state.packedWeights.map({ UnsafeRawPointer($0.bytes) }) {
             DeformConv.run(bound.geometry, bound.options, input: x.floats, packedWeight: weights, offset: offset.floats,
                            mask: mask?.floats, bias: bias?.floats, output: outputs[0].floats,
                            workspace: context.workspace, parallel: context.parallel, epilogue: tiles, layout: layout)
@@ -376,7 +392,9 @@ final class FusedEpilogue {
 
     func finish(_ inputs: [Tensor?], output: Tensor, _ context: RunContext) throws {
         guard residualBroadcasts, let residualSlot else { return }
-        try add.run([output, inputs[residualSlot]], [output], context)
+        var addContext = context
+        addContext.state = nil  // the convolution's state is not the Add's
+        try add.run([output, inputs[residualSlot]], [output], addContext)
         ConvEpilogue(activation: activation).apply(elements: output.elementCount, output: output.floats, parallel: context.parallel)
     }
 }
@@ -411,8 +429,26 @@ final class PackedWeights {
 
     /// The packed weights, if they were made for `g`.
     func weights(for g: ConvGeometry) -> UnsafeRawPointer? {
-        guard geometry == g, let storage else { return nil }
-        return UnsafeRawPointer(storage.bytes)
+        storage(for: g).map { UnsafeRawPointer($0.bytes) }
+    }
+
+    /// The storage of the packed weights, if they were made for `g` (a plan keeps it alive).
+    func storage(for g: ConvGeometry) -> TensorStorage? {
+        geometry == g ? storage : nil
+    }
+}
+
+/// What a convolution's run takes from its plan (Operator.runState): the geometry, the
+/// deformable options, and the weights packed for them.
+final class ConvRunState {
+    let geometry: ConvGeometry
+    let options: DeformableOptions?
+    let packedWeights: TensorStorage?
+
+    init(geometry: ConvGeometry, options: DeformableOptions?, packedWeights: TensorStorage?) {
+        self.geometry = geometry
+        self.options = options
+        self.packedWeights = packedWeights
     }
 }
 

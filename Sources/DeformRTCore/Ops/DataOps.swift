@@ -3,14 +3,14 @@ import DeformRTKernels
 /// Broadcasting copy, shared by Expand, Min/Max and LayerNormalization.
 enum Expand {
     /// Copies `source` into `out`, whose shape `source` broadcasts to (numpy rules).
-    static func copy(_ source: Tensor, into out: Tensor) {
+    static func copy(_ source: Tensor, into out: Tensor, parallel: Parallel = .serial) {
         if source.shape == out.shape {
             out.rawPointer.copyMemory(from: source.rawPointer, byteCount: source.byteCount)
             return
         }
         let (shape, strides) = Broadcast.coalesce(out.shape, [Broadcast.strides(source.shape, into: out.shape)])
         StridedCopy.copy(elementSize: source.elementType.byteSize, shape: shape, sourceStrides: strides[0],
-                         source: source.rawPointer, destination: out.rawPointer)
+                         source: source.rawPointer, destination: out.rawPointer, parallel: parallel)
     }
 }
 
@@ -25,7 +25,7 @@ final class ExpandOperator: Operator {
     }
 
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
-        Expand.copy(inputs[0]!, into: outputs[0])
+        Expand.copy(inputs[0]!, into: outputs[0], parallel: context.parallel)
     }
 }
 
@@ -56,7 +56,7 @@ final class TileOperator: Operator {
         }
         let (merged, mergedStrides) = Broadcast.coalesce(shape, [strides])
         StridedCopy.copy(elementSize: x.elementType.byteSize, shape: merged, sourceStrides: mergedStrides[0],
-                         source: x.rawPointer, destination: out.rawPointer)
+                         source: x.rawPointer, destination: out.rawPointer, parallel: context.parallel)
     }
 }
 

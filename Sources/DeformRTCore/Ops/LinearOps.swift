@@ -35,14 +35,28 @@ final class GemmOperator: Operator {
         return [PlanValue(ValueType(.float, [m, n]))]
     }
 
+    private struct Dims {
+        var m: Int, n: Int, k: Int
+        var shape: [Int]       // [m, n]
+        var cStrides: [Int]?   // C broadcast to [m, n]; nil without C (or with beta 0)
+    }
+
+    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject? {
+        let a = try PlanCheck.input(inputs, 0, "A"), b = try PlanCheck.input(inputs, 1, "B")
+        let (m, n, k) = try dims(a.shape, b.shape)
+        let c = beta != 0 ? PlanCheck.optionalInput(inputs, 2) : nil
+        return Planned(Dims(m: m, n: n, k: k, shape: [m, n], cStrides: c.map { Broadcast.strides($0.shape, into: [m, n]) }))
+    }
+
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
         let a = inputs[0]!, b = inputs[1]!, y = outputs[0]
-        let (m, n, k) = try dims(a.shape, b.shape)
+        let d = try state(context, inputs, as: Planned<Dims>.self)!.value
+        let (m, n, k) = (d.m, d.n, d.k)
         var beta: Float = 0
-        if inputs.count > 2, let c = inputs[2], self.beta != 0 {
+        if let c = inputs.count > 2 ? inputs[2] : nil, let cStrides = d.cStrides {
             // Broadcast C into Y, then let sgemm accumulate onto it.
-            StridedCopy.copy(elementSize: 4, shape: [m, n], sourceStrides: Broadcast.strides(c.shape, into: [m, n]),
-                             source: c.rawPointer, destination: y.rawPointer)
+            StridedCopy.copy(elementSize: 4, shape: d.shape, sourceStrides: cStrides, source: c.rawPointer,
+                             destination: y.rawPointer, parallel: context.parallel)
             beta = self.beta
         }
         MatrixMultiply.run(transposeA: transA, transposeB: transB, m: m, n: n, k: k, alpha: alpha,

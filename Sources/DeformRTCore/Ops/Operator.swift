@@ -25,6 +25,14 @@ public struct RunContext {
     public let parallel: Parallel
     public let workspace: UnsafeMutableRawPointer
     public let workspaceByteCount: Int
+    /// What the operator's `runState` made for this plan (nil outside a plan, e.g. when folding).
+    public var state: AnyObject? = nil
+}
+
+/// A value an operator's `runState` computed for its runs.
+final class Planned<Value> {
+    let value: Value
+    init(_ value: Value) { self.value = value }
 }
 
 /// One node's implementation, made once per session from the node's attributes.
@@ -36,10 +44,22 @@ protocol Operator: AnyObject {
     func plan(_ inputs: [PlanValue?]) throws -> [PlanValue]
     func workspaceByteCount(_ inputs: [ValueType?], _ outputs: [ValueType], threads: Int) -> Int
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws
+    /// Everything `run` needs that depends only on this plan's shapes (geometry, packed weights),
+    /// made once when the plan is made and handed to every run in `RunContext.state`, so run
+    /// neither recomputes nor allocates it. nil (the default): run works from its tensors.
+    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject?
 }
 
 extension Operator {
     func workspaceByteCount(_ inputs: [ValueType?], _ outputs: [ValueType], threads: Int) -> Int { 0 }
+
+    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject? { nil }
+
+    /// The state of `run`: the plan's, or (outside a plan) made now from the tensors.
+    func state<State: AnyObject>(_ context: RunContext, _ inputs: [Tensor?], as type: State.Type) throws -> State? {
+        if let state = context.state { return unsafeDowncast(state, to: State.self) }
+        return try runState(PlanValue.constants(inputs), []).map { unsafeDowncast($0, to: State.self) }
+    }
 
     /// Runs once on constant inputs, on the calling thread, into new tensors of the planned types
     /// (constant folding, by the planner and by the ConstantFolding pass).

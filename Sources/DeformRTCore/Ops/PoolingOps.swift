@@ -67,8 +67,12 @@ final class PoolOperator: Operator {
         return [PlanValue(ValueType(.float, shape))]
     }
 
+    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject? {
+        Planned(try geometry(try PlanCheck.input(inputs, 0, "X").shape))
+    }
+
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
-        let g = try geometry(inputs[0]!.shape)
+        let g = try state(context, inputs, as: Planned<PoolGeometry>.self)!.value
         if channelsLast {
             let channels = inputs[0]!.shape[3]
             switch kind {

@@ -123,14 +123,16 @@ final class TransposeOperator: Operator {
         return [PlanValue(ValueType(x.elementType, p.map { x.shape[$0] }))]
     }
 
+    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject? {
+        let x = try PlanCheck.input(inputs, 0, "data")
+        let p = try permutation(rank: x.shape.count)
+        let inStrides = Broadcast.strides(x.shape, into: x.shape)
+        return StridedView(shape: p.map { x.shape[$0] }, strides: p.map { inStrides[$0] }, startOffset: 0)
+    }
+
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
-        let x = inputs[0]!
-        let p = try permutation(rank: x.rank)
-        var inStrides = [Int](repeating: 1, count: x.rank)
-        for i in stride(from: x.rank - 2, through: 0, by: -1) { inStrides[i] = inStrides[i + 1] * x.shape[i + 1] }
-        let outShape = outputs[0].shape
-        StridedCopy.copy(elementSize: x.elementType.byteSize, shape: outShape, sourceStrides: p.map { inStrides[$0] },
-                         source: x.rawPointer, destination: outputs[0].rawPointer)
+        let view = try state(context, inputs, as: StridedView.self)!
+        view.copy(inputs[0]!, into: outputs[0], parallel: context.parallel)
     }
 }
 
@@ -286,17 +288,18 @@ final class SliceOperator: Operator {
         return [PlanValue(ValueType(x.elementType, try region(inputs).shape))]
     }
 
-    func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
-        let x = inputs[0]!
-        let planInputs = PlanValue.constants(inputs)
-        let r = try region(planInputs)
-        var strides = [Int](repeating: 1, count: x.rank)
-        for i in stride(from: x.rank - 2, through: 0, by: -1) { strides[i] = strides[i + 1] * x.shape[i + 1] }
+    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject? {
+        let x = try PlanCheck.input(inputs, 0, "data")
+        let r = try region(inputs)
+        let strides = Broadcast.strides(x.shape, into: x.shape)
         var start = 0
-        for i in 0..<x.rank { start += r.starts[i] * strides[i] }
-        let size = x.elementType.byteSize
-        StridedCopy.copy(elementSize: size, shape: r.shape, sourceStrides: zip(strides, r.steps).map { $0 * $1 },
-                         source: x.rawPointer + start * size, destination: outputs[0].rawPointer)
+        for i in 0..<x.shape.count { start += r.starts[i] * strides[i] }
+        return StridedView(shape: r.shape, strides: zip(strides, r.steps).map { $0 * $1 }, startOffset: start)
+    }
+
+    func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
+        let view = try state(context, inputs, as: StridedView.self)!
+        view.copy(inputs[0]!, into: outputs[0], parallel: context.parallel)
     }
 }
 
@@ -480,5 +483,25 @@ enum Scalar {
             else { p.storeBytes(of: UInt64(truncatingIfNeeded: integer), toByteOffset: i * 8, as: UInt64.self) }
         case .string: break
         }
+    }
+}
+
+/// A strided view of a tensor fixed when the plan is made (Transpose, Slice): the view's shape,
+/// its strides and first element in the source, in elements.
+final class StridedView {
+    let shape: [Int]
+    let strides: [Int]
+    let startOffset: Int
+
+    init(shape: [Int], strides: [Int], startOffset: Int) {
+        self.shape = shape
+        self.strides = strides
+        self.startOffset = startOffset
+    }
+
+    func copy(_ source: Tensor, into destination: Tensor, parallel: Parallel) {
+        let size = source.elementType.byteSize
+        StridedCopy.copy(elementSize: size, shape: shape, sourceStrides: strides, source: source.rawPointer + startOffset * size,
+                         destination: destination.rawPointer, parallel: parallel)
     }
 }
