@@ -7,13 +7,19 @@ PYTHON ?= python3
 TARGET_CPU ?= $(shell if grep -qw avx512f /proc/cpuinfo 2>/dev/null; then \
                    if grep -q AuthenticAMD /proc/cpuinfo; then echo znver4; else echo skylake-avx512; fi; \
                  elif grep -qw avx2 /proc/cpuinfo 2>/dev/null; then echo haswell; else echo x86-64; fi)
+# Debian's serial OpenBLAS: DeformRT threads its kernels itself and calls sgemm on one thread, so
+# the pthread build's pool would only be idle threads that busy-wait for ~0.1 s after loading,
+# taking a core from the session's own threads (measured: small nets 10x slower on 2 threads
+# right after load). The run path searches its folder before the system's default variant.
+OPENBLAS_SERIAL_DIR := /usr/lib/$(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)/openblas-serial
 RELEASE_FLAGS := -c release -Xswiftc -static-stdlib -Xswiftc -target-cpu -Xswiftc $(TARGET_CPU) \
+                 -Xlinker -L$(OPENBLAS_SERIAL_DIR) -Xlinker -rpath -Xlinker $(OPENBLAS_SERIAL_DIR) \
                  $(if $(filter x86-64,$(TARGET_CPU)),,-Xswiftc -DDEFORMRT_WIDE_SIMD) \
                  -Xlinker --version-script=$(CURDIR)/abi/deformrt.map \
                  -Xswiftc -Xclang-linker -Xswiftc -fuse-ld=lld
 BIN := $(CURDIR)/.build/release
 LIB := $(BIN)/libdeformrt.so
-DEBIAN_PACKAGES := libopenblas-dev libonnx-dev protobuf-compiler valgrind binutils gcc g++
+DEBIAN_PACKAGES := libopenblas-dev libopenblas-serial-dev libonnx-dev protobuf-compiler valgrind binutils gcc g++
 PIP_PACKAGES := numpy onnx onnxruntime pytest wheel setuptools
 export DEFORMRT_LIBRARY := $(LIB)
 

@@ -247,8 +247,11 @@ def run_worker(python: str, script: Path, arguments: Sequence[str], threads: int
                deformrt: bool = False, timeout: float = 1800) -> Dict[str, object]:
     """Runs `python script --worker ...` with N threads everywhere and returns its JSON result."""
     env = dict(os.environ)
-    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env[variable] = str(threads)
+    # numpy's own OpenBLAS (the worker only makes inputs with it) would start a thread that
+    # busy-waits for ~0.1 s after import and takes a core from the system being measured.
+    env["OPENBLAS_NUM_THREADS"] = "1"
     if deformrt:
         deformrt_environment(env)
     command = [python, str(script), *arguments, "--threads", str(threads)]

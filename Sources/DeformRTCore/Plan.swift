@@ -103,13 +103,36 @@ final class ExecutionPlan {
             for (i, id) in node.outputs.enumerated() { known[id] = outputs[i] }
         }
 
-        // Pass 2: lifetimes of the intermediates that live in the arena.
+        // Reshape-like nodes on intermediates run as views: their output is the input's memory
+        // under another shape (aliasOf: the value that owns the memory), and no step runs.
+        var aliasOf = [Int?](repeating: nil, count: valueCount)
+        var producedAtRunTime = [Bool](repeating: false, count: valueCount)
+        runtimeNodes = runtimeNodes.filter { position in
+            let node = graph.nodes[session.order[position]]
+            if ExecutionPlan.isView(node), let input = node.inputs.first ?? nil, producedAtRunTime[input],
+               let output = node.outputs.first, !isGraphOutput[output] {
+                let owner = aliasOf[input] ?? input
+                if !isGraphOutput[owner] {
+                    aliasOf[output] = owner
+                    producedAtRunTime[output] = true
+                    return false
+                }
+            }
+            for id in node.outputs { producedAtRunTime[id] = true }
+            return true
+        }
+
+        // Pass 2: lifetimes of the intermediates that live in the arena (a view's readers keep
+        // its owner alive).
         var firstStep = [Int](repeating: -1, count: valueCount)
         var lastStep = [Int](repeating: -1, count: valueCount)
         for (stepIndex, position) in runtimeNodes.enumerated() {
             let node = graph.nodes[session.order[position]]
             for id in node.outputs where firstStep[id] < 0 { firstStep[id] = stepIndex; lastStep[id] = stepIndex }
-            for case let id? in node.inputs where firstStep[id] >= 0 { lastStep[id] = stepIndex }
+            for case let read? in node.inputs {
+                let id = aliasOf[read] ?? read
+                if firstStep[id] >= 0 { lastStep[id] = stepIndex }
+            }
         }
         var blocks: [ArenaBlock] = []
         for id in 0..<valueCount where firstStep[id] >= 0 && !isGraphOutput[id] {
@@ -139,6 +162,12 @@ final class ExecutionPlan {
             let type = known[block.value]!.type
             bound[block.value] = Tensor(elementType: type.elementType, shape: type.shape,
                                         storage: TensorStorage(borrowing: arena.bytes + block.offset, byteCount: block.bytes, keepAlive: arena))
+        }
+        for id in 0..<valueCount {
+            if let owner = aliasOf[id], let memory = bound[owner] {
+                let type = known[id]!.type
+                bound[id] = Tensor(elementType: type.elementType, shape: type.shape, storage: memory.storage)
+            }
         }
         for id in 0..<valueCount where bound[id] == nil { bound[id] = known[id]?.constant }
 
@@ -224,6 +253,16 @@ final class ExecutionPlan {
         let storage = TensorStorage(uninitializedByteCount: byteCount)
         if outputPools[slot].count < ExecutionPlan.outputPoolDepth { outputPools[slot].append(storage) }
         return storage
+    }
+
+    /// Nodes whose output is their first input's elements in the same order (ai.onnx Reshape,
+    /// Flatten, Squeeze, Unsqueeze, Identity): run as views of an intermediate input.
+    static func isView(_ node: Node) -> Bool {
+        guard node.domain.isEmpty, node.outputs.count == 1 else { return false }
+        switch node.opType {
+        case "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity": return true
+        default: return false
+        }
     }
 
     /// Outputs up to this many elements are computed while planning when their inputs are constant.

@@ -212,3 +212,57 @@ def test_bench_errors_are_clear(tmp_path):
     assert result.returncode != 0 and "not an input" in result.stderr
     result = run_cli("bench", EXAMPLE_MODEL, "--runs", "0", check=False)
     assert result.returncode != 0 and "--runs" in result.stderr
+
+
+# ----------------------------------------------------------------------------- views
+
+def views_model() -> bytes:
+    """a = Conv(x); v = Unsqueeze(Flatten(Reshape(a))) (views of a); b, c = two more convolutions
+    that run after the views are made; out = Reshape(v) + c: the views' memory (a's) must stay
+    untouched until out is computed. `flat` = Reshape of the graph input and `shaped` =
+    Reshape(c) as a graph output stay copies."""
+    rng = np.random.default_rng(5)
+    w = [numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), f"w{i}") for i in range(3)]
+    w[2] = numpy_helper.from_array(rng.standard_normal((4, 4, 3, 3)).astype(np.float32), "w2")
+    shapes = [numpy_helper.from_array(np.array(s, np.int64), n) for n, s in
+              [("s_flat", [0, -1]), ("s_back", [2, 4, 9, 7]), ("axes", [1]), ("s_in", [2, -1])]]
+    nodes = [
+        helper.make_node("Conv", ["x", "w0"], ["a"], name="conv_a", pads=[1, 1, 1, 1]),
+        helper.make_node("Reshape", ["a", "s_flat"], ["a_flat"], name="view_reshape"),
+        helper.make_node("Unsqueeze", ["a_flat", "axes"], ["a_3d"], name="view_unsqueeze"),
+        helper.make_node("Flatten", ["a_3d"], ["a_2d"], name="view_flatten", axis=1),
+        helper.make_node("Conv", ["x", "w1"], ["b"], name="conv_b", pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["b", "w2"], ["c"], name="conv_c", pads=[1, 1, 1, 1]),
+        helper.make_node("Reshape", ["a_2d", "s_back"], ["a_back"], name="view_back"),
+        helper.make_node("Add", ["a_back", "c"], ["out"], name="add"),
+        helper.make_node("Reshape", ["x", "s_in"], ["flat"], name="copy_of_input"),
+        helper.make_node("Reshape", ["c", "s_flat"], ["shaped"], name="copy_to_output"),
+    ]
+    graph = helper.make_graph(nodes, "views", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 9, 7])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [2, 4, 9, 7]),
+                               helper.make_tensor_value_info("flat", TensorProto.FLOAT, [2, 189]),
+                               helper.make_tensor_value_info("shaped", TensorProto.FLOAT, [2, 252])],
+                              initializer=w + shapes)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+@pytest.mark.parametrize("level", [GraphOptimizationLevel.ORT_DISABLE_ALL, GraphOptimizationLevel.ORT_ENABLE_ALL])
+def test_reshapes_of_intermediates_are_views(tmp_path, level):
+    """Reshape / Flatten / Unsqueeze of an intermediate run as views (no node runs for them);
+    of a graph input or into a graph output they copy. Outputs equal onnxruntime's (rtol 1e-4,
+    atol 1e-5: convolutions summed in another order)."""
+    ort = pytest.importorskip("onnxruntime")
+    model = views_model()
+    x = np.random.default_rng(2).standard_normal((2, 3, 9, 7), dtype=np.float32)
+    want = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    with profiled_session(model, tmp_path / "views", level) as session:
+        for _ in range(2):
+            got = session.run(None, {"x": x})
+            for g, w in zip(got, want):
+                np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+        nodes, _ = load_trace(session.end_profiling())
+    ran = {e["name"] for e in nodes}
+    assert not ran & {"view_reshape", "view_unsqueeze", "view_flatten", "view_back"}, ran
+    assert {"copy_of_input", "copy_to_output"} <= ran, ran
