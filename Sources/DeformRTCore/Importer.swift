@@ -12,14 +12,27 @@ public enum Importer {
     /// Parses `bytes`. `baseDirectory` is the model's folder (external data is read from it and
     /// must stay inside it); nil for models loaded from memory, which may not use external data.
     public static func importModel(bytes: [UInt8], baseDirectory: String?) throws -> Graph {
-        let proto: Onnx_ModelProto
+        try build(decode(bytes), baseDirectory: baseDirectory)
+    }
+
+    /// Reads a model file and imports it; external data is resolved next to it. The file's bytes
+    /// are freed once decoded, and each initializer's protobuf payload once it is a tensor, so a
+    /// load holds about two copies of the weights at its peak, not four.
+    public static func importModel(path: String) throws -> Graph {
+        try build(decode(FileAccess.readWholeFile(path)), baseDirectory: FileAccess.directory(of: path))
+    }
+
+    private static func decode(_ bytes: [UInt8]) throws -> Onnx_ModelProto {
         do {
             var options = BinaryDecodingOptions()
             options.messageDepthLimit = 64
-            proto = try Onnx_ModelProto(serializedBytes: bytes, options: options)
+            return try Onnx_ModelProto(serializedBytes: bytes, options: options)
         } catch {
             throw DeformRTError.invalidModel("not a valid ONNX model: protobuf decoding failed (\(error))")
         }
+    }
+
+    private static func build(_ proto: consuming Onnx_ModelProto, baseDirectory: String?) throws -> Graph {
         guard proto.hasGraph else { throw DeformRTError.invalidModel("the model has no graph") }
 
         var opsets: [String: Int] = [:]
@@ -32,13 +45,10 @@ public enum Importer {
         }
         var builder = GraphBuilder(baseDirectory: baseDirectory, opsets: opsets,
                                    localFunctions: Set(proto.functions.map { "\(normalizedDomain($0.domain))::\($0.name)" }))
-        return try builder.build(proto.graph)
-    }
-
-    /// Reads a model file and imports it; external data is resolved next to it.
-    public static func importModel(path: String) throws -> Graph {
-        let bytes = try FileAccess.readWholeFile(path)
-        return try importModel(bytes: bytes, baseDirectory: FileAccess.directory(of: path))
+        // The graph's only owner from here on, so that build can free initializers as it goes.
+        var graph = proto.graph
+        proto = Onnx_ModelProto()
+        return try builder.build(&graph)
     }
 
     static func normalizedDomain(_ domain: String) -> String {
@@ -67,12 +77,15 @@ private struct GraphBuilder {
         return id
     }
 
-    mutating func build(_ graph: Onnx_GraphProto) throws -> Graph {
+    mutating func build(_ graph: inout Onnx_GraphProto) throws -> Graph {
         if graph.node.count > Limits.maxNodes {
             throw DeformRTError.invalidModel("the graph has \(graph.node.count) nodes, more than the limit of \(Limits.maxNodes)")
         }
         var initializers: [Int: Tensor] = [:]
-        for proto in graph.initializer {
+        for index in graph.initializer.indices {
+            // Taken out of the graph: its payload is freed at the end of this iteration.
+            var proto = Onnx_TensorProto()
+            swap(&proto, &graph.initializer[index])
             if proto.name.isEmpty { throw DeformRTError.invalidModel("an initializer has no name") }
             let tensor = try TensorDecoder.decode(proto, baseDirectory: baseDirectory, what: "initializer '\(proto.name)'")
             let id = id(for: proto.name)
@@ -363,8 +376,11 @@ enum FileAccess {
         }
         let count = end - offset
         guard fseeko(file, off_t(offset), SEEK_SET) == 0 else { throw DeformRTError(.io, "\(what): cannot seek '\(path)'") }
-        var bytes = [UInt8](repeating: 0, count: count)
-        let read = bytes.withUnsafeMutableBytes { fread($0.baseAddress, 1, count, file) }
+        var read = 0
+        let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            read = count == 0 ? 0 : fread(buffer.baseAddress, 1, count, file)
+            initialized = read
+        }
         if read != count { throw DeformRTError(.io, "\(what): short read from '\(path)'") }
         return bytes
     }

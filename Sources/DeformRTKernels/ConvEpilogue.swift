@@ -16,7 +16,7 @@ public struct ConvEpilogue {
     public var isEmpty: Bool { residual == nil && activation == nil }
 
     /// The epilogue of the part of the output that starts `elements` floats further on.
-    func shifted(by elements: Int) -> ConvEpilogue {
+    public func shifted(by elements: Int) -> ConvEpilogue {
         ConvEpilogue(residual: residual.map { $0 + elements }, activation: activation)
     }
 

@@ -213,6 +213,9 @@ final class DeformConvOperator: Operator {
     let epilogue: FusedEpilogue
     /// Channels-last X and/or output (offset and mask stay NCHW).
     let layout: ConvDataLayout
+    /// The offset input holds the offsets, then the mask's logits (DeformableOffsetFusion): the
+    /// run applies the sigmoid to those channels in place and reads the mask from there.
+    let offsetMask: Bool
 
     init(_ spec: OperatorSpec, spelling: Spelling) throws {
         self.spelling = spelling
@@ -243,6 +246,8 @@ final class DeformConvOperator: Operator {
         // The residual follows every input of the spelling.
         epilogue = try FusedEpilogue(spec, residualSlot: [slots.x, slots.w, slots.offset, slots.bias ?? 0, slots.mask ?? 0].max()! + 1)
         layout = try ConvDataLayout(spec)
+        let offsetMaskFlag = try a.int("offset_mask", default: 0)
+        offsetMask = spec.node.domain == ConvNodeSlots.fusedDomain && spelling == .onnx && offsetMaskFlag != 0
     }
 
     /// The spelling a FusedDeformConv node was made from (its base_domain / base_op).
@@ -271,11 +276,11 @@ final class DeformConvOperator: Operator {
         }
         let g = try window.convGeometry(input: x, weight: w, group: group, shapes: (x, w))
         let taps = g.kernelHeight * g.kernelWidth
-        let offsetChannels = try Limits.product(offsetGroup, 2 * taps, what: "offset channels")
+        let offsetChannels = try Limits.product(offsetGroup, (offsetMask ? 3 : 2) * taps, what: "offset channels")
         _ = try Limits.product(g.inChannels, taps, what: "sampled columns")
         let expectedOffset = [g.batch, offsetChannels, g.outHeight, g.outWidth]
         if offset != expectedOffset {
-            throw DeformRTError.invalidModel("offset shape \(offset) must be \(expectedOffset) (batch, offset_group*2*kH*kW, out H, out W)")
+            throw DeformRTError.invalidModel("offset shape \(offset) must be \(expectedOffset) (batch, offset_group*\(offsetMask ? "3 (offsets, then mask logits)" : "2")*kH*kW, out H, out W)")
         }
         if let mask {
             let expectedMask = [g.batch, offsetGroup * taps, g.outHeight, g.outWidth]
@@ -286,7 +291,7 @@ final class DeformConvOperator: Operator {
         if let bias, bias != [g.outChannels] {
             throw DeformRTError.invalidModel("bias shape \(bias) must be [\(g.outChannels)]")
         }
-        return Bound(geometry: g, options: DeformableOptions(offsetGroup: offsetGroup, hasMask: mask != nil, border: border))
+        return Bound(geometry: g, options: DeformableOptions(offsetGroup: offsetGroup, hasMask: mask != nil || offsetMask, border: border))
     }
 
     private func slot<T>(_ inputs: [T?], _ index: Int?) -> T? {
@@ -340,15 +345,39 @@ final class DeformConvOperator: Operator {
         let bound = Bound(geometry: state.geometry, options: state.options!)
         if bound.geometry.hasEmptyOutput { return }
         let tiles = epilogue.kernelEpilogue(inputs)
-        if let weights = state.packedWeights.map({ UnsafeRawPointer($0.bytes) }) {
-            DeformConv.run(bound.geometry, bound.options, input: x.floats, packedWeight: weights, offset: offset.floats,
-                           mask: mask?.floats, bias: bias?.floats, output: outputs[0].floats,
-                           workspace: context.workspace, parallel: context.parallel, epilogue: tiles, layout: layout)
+        let weights = state.packedWeights.map { UnsafeRawPointer($0.bytes) }
+        func convolve(_ g: ConvGeometry, input: UnsafePointer<Float>, offset: UnsafePointer<Float>, mask: UnsafePointer<Float>?,
+                      output: UnsafeMutablePointer<Float>, epilogue tiles: ConvEpilogue) {
+            if let weights {
+                DeformConv.run(g, bound.options, input: input, packedWeight: weights, offset: offset, mask: mask,
+                               bias: bias?.floats, output: output, workspace: context.workspace, parallel: context.parallel,
+                               epilogue: tiles, layout: layout)
+            } else {
+                DeformConv.run(g, bound.options, input: input, weight: w.floats, offset: offset, mask: mask,
+                               bias: bias?.floats, output: output, workspace: context.workspace, parallel: context.parallel,
+                               engine: .preferred, epilogue: tiles, layout: layout)
+            }
+        }
+        if offsetMask {
+            // Per image: [2K offset channels | K mask logits], the logits turned into the mask in place.
+            var g = bound.geometry
+            let k = offsetGroup * g.kernelHeight * g.kernelWidth, pixels = g.outHeight * g.outWidth
+            let inputPerImage = g.inChannels * g.inHeight * g.inWidth, outputPerImage = g.outChannels * pixels
+            let sigmoid = ConvEpilogue(activation: .sigmoid)
+            for n in 0..<g.batch {
+                let packed = offset.floats + n * 3 * k * pixels
+                sigmoid.apply(elements: k * pixels, output: packed + 2 * k * pixels, parallel: context.parallel)
+            }
+            let images = g.batch
+            g.batch = 1
+            for n in 0..<images {
+                let packed = offset.floats + n * 3 * k * pixels
+                convolve(g, input: x.floats + n * inputPerImage, offset: packed, mask: packed + 2 * k * pixels,
+                         output: outputs[0].floats + n * outputPerImage, epilogue: tiles.shifted(by: n * outputPerImage))
+            }
         } else {
-            DeformConv.run(bound.geometry, bound.options, input: x.floats, weight: w.floats, offset: offset.floats,
-                           mask: mask?.floats, bias: bias?.floats, output: outputs[0].floats,
-                           workspace: context.workspace, parallel: context.parallel, engine: .preferred, epilogue: tiles,
-                           layout: layout)
+            convolve(bound.geometry, input: x.floats, offset: offset.floats, mask: mask?.floats, output: outputs[0].floats,
+                     epilogue: tiles)
         }
         try epilogue.finish(inputs, output: outputs[0], context)
     }

@@ -83,7 +83,9 @@ struct ChannelsLastLayout: GraphPass {
             case .pooling:
                 channelsLast[node.outputs[0]] = input(0)
             case .layoutFree(let slots):
-                channelsLast[node.outputs[0]] = slots.allSatisfy { input($0) || isBroadcastScalar(node.inputs[$0], graph) }
+                channelsLast[node.outputs[0]] = slots.allSatisfy {
+                    input($0) || ($0 < node.inputs.count && isBroadcastScalar(node.inputs[$0], graph))
+                }
                     && slots.contains { input($0) }
             case .concat:
                 channelsLast[node.outputs[0]] = !node.inputs.isEmpty && node.inputs.indices.allSatisfy(input)
@@ -194,7 +196,8 @@ struct ChannelsLastLayout: GraphPass {
             guard case .int(let axis)? = node.attributes["axis"], axis == 1 || axis == -3 else { return .other }
             return .concat
         case let op where Self.unaryOps.contains(op):
-            return .layoutFree(slots: [0])
+            // Operand counts are checked when the plan is made, after the passes.
+            return node.inputs.isEmpty ? .other : .layoutFree(slots: [0])
         case let op where Self.binaryOps.contains(op):
             return node.inputs.count == 2 ? .layoutFree(slots: [0, 1]) : .other
         default:

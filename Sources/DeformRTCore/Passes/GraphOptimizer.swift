@@ -29,6 +29,7 @@ public enum GraphOptimizer {
         DeadCodeElimination(),
         ConvAffineFolding(),
         ConvEpilogueFusion(),
+        DeformableOffsetFusion(),
         ChannelsLastLayout(),
         DeadCodeElimination(),
     ]
