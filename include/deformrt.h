@@ -146,8 +146,10 @@ typedef enum drt_graph_optimization_level {
     DRT_GRAPH_OPTIMIZATION_BASIC = 1,    /* constant folding; Identity, Dropout and dead nodes removed */
     DRT_GRAPH_OPTIMIZATION_EXTENDED = 2, /* + BatchNormalization and per-channel Mul / Add folded into the
                                             convolution before them; residual Add and activation fused
-                                            into the convolution's epilogue */
-    DRT_GRAPH_OPTIMIZATION_ALL = 99      /* every pass (the default) */
+                                            into the convolution's epilogue; a DCNv2's offset / mask
+                                            Slices and Sigmoid read from its offset convolution */
+    DRT_GRAPH_OPTIMIZATION_ALL = 99      /* + activations kept channels-last between convolutions,
+                                            pooling, elementwise ops and Concat (the default) */
 } drt_graph_optimization_level;
 
 /* Which graph passes run when a session is made: a drt_graph_optimization_level value (anything

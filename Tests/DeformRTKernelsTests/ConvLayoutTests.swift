@@ -148,6 +148,23 @@ final class ConvLayoutTests: XCTestCase {
         checkConv(wide)
     }
 
+    /// Small maps with 2+ blocks of 64 output channels split over threads by channel blocks
+    /// (ChannelsLastConvPlan.splitsColumns): 3x3 and 1x1, a trailing 16-wide block, partial row
+    /// groups (49 and 13 pixels), batch 2, with the residual + Relu epilogue of checkConv.
+    func testSmallMapsSplitOverOutputChannels() {
+        let small = ConvGeometry(batch: 2, inChannels: 32, inHeight: 7, inWidth: 7, outChannels: 144, kernelHeight: 3,
+                                 kernelWidth: 3, padTop: 1, padLeft: 1)
+        XCTAssertTrue(ChannelsLastConvPlan(small, engine: .packedSIMD, threads: 2,
+                                           layout: ConvDataLayout(outputChannelsLast: true)).splitsColumns)
+        XCTAssertFalse(ChannelsLastConvPlan(small, engine: .packedSIMD, threads: 1,
+                                            layout: ConvDataLayout(outputChannelsLast: true)).splitsColumns)
+        checkConv(small)
+        checkConv(ConvGeometry(batch: 1, inChannels: 48, inHeight: 13, inWidth: 1, outChannels: 128, kernelHeight: 1,
+                               kernelWidth: 1))
+        checkConv(ConvGeometry(batch: 1, inChannels: 16, inHeight: 5, inWidth: 9, outChannels: 256, kernelHeight: 1,
+                               kernelWidth: 1, strideHeight: 2, strideWidth: 2))
+    }
+
     func testDepthwiseStaysNCHW() {
         let g = ConvGeometry(batch: 1, inChannels: 16, inHeight: 6, inWidth: 6, outChannels: 16, kernelHeight: 3,
                              kernelWidth: 3, padTop: 1, padLeft: 1, group: 16)

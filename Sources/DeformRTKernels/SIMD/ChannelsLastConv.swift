@@ -80,6 +80,11 @@ struct ChannelsLastConvPlan {
     /// outChannels) instead of into the result buffer and then copying (a tile's last partial
     /// group still goes through the buffer: its padding rows would land on the next pixels).
     let writesOutputDirectly: Bool
+    /// Small maps on several threads (7x7 and 14x14 at 224x224): each thread takes every pixel for
+    /// its own 64-wide blocks of output channels instead of its share of the pixels, so it streams
+    /// only its part of the weights and no thread waits on a short last share of row groups.
+    let splitsColumns: Bool
+    let columnBlocks: Int
     let narrowPadLeft: Int
     let narrowRowPixels: Int   // padLeft + inWidth + the right padding the last column reaches
     let zeroFloats: Int        // the zero region after the image rows
@@ -152,7 +157,10 @@ struct ChannelsLastConvPlan {
         rowGroups = (outPixels + 5) / 6
         writesOutputDirectly = engine == .packedSIMD && layout.outputChannelsLast && cout == coutPadded
             && !interleavesSampling
-        workers = max(1, min(threads, g.group * rowGroups))
+        columnBlocks = (coutPadded + 63) / 64
+        splitsColumns = writesOutputDirectly && offsetGroup == nil && g.group == 1 && threads > 1
+            && columnBlocks >= threads && rowGroups < 24 * threads
+        workers = max(1, min(threads, splitsColumns ? columnBlocks : g.group * rowGroups))
 
         func aligned(_ n: Int) -> Int { (n + 15) & ~15 }
         weightsAt = 0
@@ -242,6 +250,20 @@ struct ChannelsLastConvPlan {
             let out = output + n * g.outChannels * outPixels
             let imageEpilogue = epilogue.shifted(by: n * g.outChannels * outPixels)
             let groupsPerTile = tileRows / 6
+            if splitsColumns {
+                parallel.forEachRange(columnBlocks) { worker, blocks in
+                    let scratch = base + workerAt + worker * workerFloats
+                    var first = 0
+                    while first < rowGroups {
+                        let groups = min(groupsPerTile, rowGroups - first)
+                        runTile(grp: 0, p0: first * 6, count: min(groups * 6, outPixels - first * 6), source: src,
+                                rows: rows, zeroRows: zeroRows, weights: weights, bias: bias, output: out,
+                                scratch: scratch, epilogue: imageEpilogue, columnBlocks: blocks)
+                        first += groups
+                    }
+                }
+                continue
+            }
             parallel.forEachRange(g.group * rowGroups) { worker, range in
                 let scratch = base + workerAt + worker * workerFloats
                 var at = range.lowerBound
@@ -302,11 +324,17 @@ struct ChannelsLastConvPlan {
     }
 
     /// Outputs of conv group `grp`, pixels p0 ..< p0 + count.
+    /// `columnBlocks`: only these 64-wide blocks of output channels (`splitsColumns`; the direct
+    /// path only), else all.
     private func runTile(
         grp: Int, p0: Int, count: Int, source: PanelSource, rows: UnsafeMutablePointer<Float>,
         zeroRows: UnsafeMutablePointer<Float>, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-        output: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, epilogue: ConvEpilogue
+        output: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, epilogue: ConvEpilogue,
+        columnBlocks blocks: Range<Int>? = nil
     ) {
+        let blocks = blocks ?? 0..<columnBlocks
+        // Output channels c0 ..< c1 of the group.
+        let c0 = blocks.lowerBound * 64, c1 = min(cout, blocks.upperBound * 64)
         let paddedRows = (count + 5) / 6 * 6
         let panel = scratch + panelAt
         let result = scratch + resultAt
@@ -318,7 +346,7 @@ struct ChannelsLastConvPlan {
         // Runs when the tile's outputs are written, while they are in cache.
         defer {
             let e = epilogue.shifted(by: tileStart)
-            if layout.outputChannelsLast { e.apply(rows: count, count: cout, stride: g.outChannels, output: out) }
+            if layout.outputChannelsLast { e.shifted(by: c0).apply(rows: count, count: c1 - c0, stride: g.outChannels, output: out + c0) }
             else { e.apply(rows: cout, count: count, stride: outPixels, output: out) }
         }
         if case .deformable = source {
@@ -363,10 +391,10 @@ struct ChannelsLastConvPlan {
             case .packedSIMD where writesOutputDirectly:
                 let fullRows = count / 6 * 6
                 multiplyPacked(a: a, lda: lda, kb: kb, kcCur: kcCur, rows: fullRows,
-                               weights: weights + grp * k * coutPadded, result: out, ldc: g.outChannels)
+                               weights: weights + grp * k * coutPadded, result: out, ldc: g.outChannels, blocks: blocks)
                 if fullRows < count {
                     multiplyPacked(a: a + fullRows * lda, lda: lda, kb: kb, kcCur: kcCur, rows: 6,
-                                   weights: weights + grp * k * coutPadded, result: result, ldc: coutPadded)
+                                   weights: weights + grp * k * coutPadded, result: result, ldc: coutPadded, blocks: blocks)
                 }
             case .packedSIMD:
                 multiplyPacked(a: a, lda: lda, kb: kb, kcCur: kcCur, rows: paddedRows,
@@ -384,9 +412,11 @@ struct ChannelsLastConvPlan {
         case .packedSIMD where writesOutputDirectly:
             let fullRows = count / 6 * 6
             for r in fullRows..<count {
-                (out + r * g.outChannels).update(from: result + (r - fullRows) * coutPadded, count: cout)
+                (out + r * g.outChannels + c0).update(from: result + (r - fullRows) * coutPadded + c0, count: c1 - c0)
             }
-            if let channelBias { ConvBias.addToRows(channelBias, columns: cout, to: out, ld: g.outChannels, rows: count) }
+            if let channelBias {
+                ConvBias.addToRows(channelBias + c0, columns: c1 - c0, to: out + c0, ld: g.outChannels, rows: count)
+            }
         case .packedSIMD:
             writeResult(result, count: count, bias: channelBias, out: out)
         case .blas:
@@ -418,10 +448,11 @@ struct ChannelsLastConvPlan {
     /// (each column block over all rows, so that its weights stay in cache).
     private func multiplyPacked(
         a: UnsafePointer<Float>, lda: Int, kb: Int, kcCur: Int, rows: Int, weights: UnsafePointer<Float>,
-        result: UnsafeMutablePointer<Float>, ldc: Int
+        result: UnsafeMutablePointer<Float>, ldc: Int, blocks: Range<Int>? = nil
     ) {
-        var col = 0
-        while col < coutPadded {
+        var col = (blocks?.lowerBound ?? 0) * 64
+        let end = min(coutPadded, (blocks?.upperBound ?? columnBlocks) * 64)
+        while col < end {
             var r = 0
             while r < rows {
                 multiplyGroup(a: a + r * lda, lda: lda, kb: kb, kcCur: kcCur, col: col, weights: weights,
