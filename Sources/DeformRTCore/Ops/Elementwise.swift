@@ -47,17 +47,32 @@ enum Broadcast {
     }
 
     /// The one row walker behind both `forEachRow`s: calls body(offsets, innerStrides, outOffset,
-    /// length) for each run of the innermost dim, one offset and inner stride per operand.
+    /// length) for each run of the innermost dim, one offset and inner stride per operand. With
+    /// several threads in `parallel` the rows are split between them (body must then only write
+    /// its own rows).
     @inline(__always)
     static func walkRows(
-        out: [Int], operands: [[Int]],
+        out: [Int], operands: [[Int]], parallel: Parallel = .serial,
         _ body: (_ offsets: UnsafeMutablePointer<Int>, _ innerStrides: UnsafeMutablePointer<Int>,
                  _ outOffset: Int, _ length: Int) -> Void
     ) {
         let (shape, strides) = coalesce(out, operands.map { Broadcast.strides($0, into: out) })
-        let rank = shape.count, count = operands.count
-        let inner = shape[rank - 1]
+        let inner = shape[shape.count - 1]
         let rows = shape.dropLast().reduce(1, *)
+        parallel.forEachRange(rows, totalWork: rows * inner) { _, range in
+            walkRows(range, shape: shape, strides: strides, body)
+        }
+    }
+
+    /// Rows `range` of a coalesced broadcast (see walkRows).
+    @inline(__always)
+    private static func walkRows(
+        _ range: Range<Int>, shape: [Int], strides: [[Int]],
+        _ body: (_ offsets: UnsafeMutablePointer<Int>, _ innerStrides: UnsafeMutablePointer<Int>,
+                 _ outOffset: Int, _ length: Int) -> Void
+    ) {
+        let rank = shape.count, count = strides.count
+        let inner = shape[rank - 1]
         // Strides as [dim][operand], the multi-index and the offsets in one stack buffer, so the
         // per-row step touches no array (it runs once per row, which can be 4 elements long).
         withUnsafeTemporaryAllocation(of: Int.self, capacity: rank * count + rank + count) { buffer in
@@ -66,11 +81,18 @@ enum Broadcast {
             let offsets = index + rank
             for d in 0..<rank {
                 for k in 0..<count { stepStrides[d * count + k] = strides[k][d] }
-                index[d] = 0
             }
+            // The odometer and offsets at the range's first row.
             offsets.initialize(repeating: 0, count: count)
+            index[rank - 1] = 0
+            var rest = range.lowerBound
+            for d in stride(from: rank - 2, through: 0, by: -1) {
+                index[d] = rest % shape[d]
+                rest /= shape[d]
+                for k in 0..<count { offsets[k] += index[d] * stepStrides[d * count + k] }
+            }
             let innerStrides = stepStrides + (rank - 1) * count
-            for row in 0..<rows {
+            for row in range {
                 body(offsets, innerStrides, row * inner, inner)
                 var d = rank - 2
                 while d >= 0 {
@@ -89,9 +111,9 @@ enum Broadcast {
     /// Walks the output of a two-operand broadcast as rows: calls body(aOffset, aStride, bOffset,
     /// bStride, outOffset, length) for each run of the innermost dim.
     @inline(__always)
-    static func forEachRow(out: [Int], a: [Int], b: [Int],
+    static func forEachRow(out: [Int], a: [Int], b: [Int], parallel: Parallel = .serial,
                            _ body: (_ aOffset: Int, _ aStride: Int, _ bOffset: Int, _ bStride: Int, _ outOffset: Int, _ length: Int) -> Void) {
-        walkRows(out: out, operands: [a, b]) { offsets, strides, outOffset, length in
+        walkRows(out: out, operands: [a, b], parallel: parallel) { offsets, strides, outOffset, length in
             body(offsets[0], strides[0], offsets[1], strides[1], outOffset, length)
         }
     }
@@ -174,10 +196,14 @@ final class BinaryOperator: Operator {
         let pa = a.floats, pb = b.floats, po = out.floats
         let operation = operation
         if a.shape == b.shape {
-            ElementwiseKernels.binary(operation.kernelOperation, pa, 1, pb, 1, po, out.elementCount)
+            let count = out.elementCount, chunk = 1 << 14
+            context.parallel.forEachRange((count + chunk - 1) / chunk, totalWork: count) { _, chunks in
+                let start = chunks.lowerBound * chunk, end = min(count, chunks.upperBound * chunk)
+                ElementwiseKernels.binary(operation.kernelOperation, pa + start, 1, pb + start, 1, po + start, end - start)
+            }
             return
         }
-        Broadcast.forEachRow(out: out.shape, a: a.shape, b: b.shape) { ao, astr, bo, bstr, oo, n in
+        Broadcast.forEachRow(out: out.shape, a: a.shape, b: b.shape, parallel: context.parallel) { ao, astr, bo, bstr, oo, n in
             ElementwiseKernels.binary(operation.kernelOperation, pa + ao, astr, pb + bo, bstr, po + oo, n)
         }
     }

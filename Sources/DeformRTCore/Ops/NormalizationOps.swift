@@ -109,3 +109,41 @@ final class LayerNormOperator: Operator {
         }
     }
 }
+
+/// BatchNormalization in inference mode: y = (x - mean) / sqrt(var + epsilon) * scale + B.
+final class BatchNormOperator: Operator {
+    let epsilon: Float
+
+    init(_ spec: OperatorSpec) throws {
+        epsilon = try spec.attributes.float("epsilon", default: 1e-5)
+        if try spec.attributes.int("training_mode", default: 0) != 0 || spec.node.outputs.count > 1 {
+            throw DeformRTError.unsupported("node \(spec.node.label) (BatchNormalization): training mode is not supported")
+        }
+    }
+
+    func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
+        let x = try PlanCheck.input(inputs, 0, "X")
+        try PlanCheck.float(x, "X")
+        if x.shape.count < 2 { throw DeformRTError.invalidModel("input must have rank >= 2, got shape \(x.shape)") }
+        for (index, name) in [(1, "scale"), (2, "B"), (3, "input_mean"), (4, "input_var")] {
+            let p = try PlanCheck.input(inputs, index, name)
+            try PlanCheck.float(p, name)
+            if p.shape != [x.shape[1]] { throw DeformRTError.invalidModel("\(name) shape \(p.shape) must be [\(x.shape[1])]") }
+        }
+        return [PlanValue(x.type)]
+    }
+
+    func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
+        let x = inputs[0]!
+        let channels = x.shape[1], batch = x.shape[0], size = x.shape.dropFirst(2).reduce(1, *)
+        let scale = inputs[1]!.floats, bias = inputs[2]!.floats, mean = inputs[3]!.floats, variance = inputs[4]!.floats
+        let px = x.floats, py = outputs[0].floats
+        let epsilon = epsilon
+        context.parallel.forEach(batch * channels) { plane in
+            let c = plane % channels
+            let a = scale[c] / (variance[c] + epsilon).squareRoot()
+            let b = bias[c] - mean[c] * a
+            ScaleShift.apply(px + plane * size, py + plane * size, size, scale: a, shift: b)
+        }
+    }
+}
