@@ -17,8 +17,8 @@
  * Thread safety
  *   - drt_model: immutable once loaded; any number of threads and sessions may share it.
  *   - drt_session: drt_session_run serialises calls on the same session (a second thread waits for
- *     the first); different sessions run fully in parallel. A session keeps its model alive, so
- *     models and sessions may be freed in any order.
+ *     the first); different sessions run fully in parallel. A session keeps what it needs of its
+ *     model, so models and sessions may be freed in any order.
  *   - drt_tensor: not synchronised; do not free a tensor while another thread reads it.
  *   - drt_last_error_message(): per thread.
  *
@@ -173,8 +173,9 @@ void drt_session_options_free(drt_session_options *options);
 
 /* Checks the graph (cycles, values nobody produces, duplicate names, unsupported ops: every one
  * is listed) and prepares it to run. options may be NULL for the defaults; it is copied, so it
- * may be freed afterwards. The session keeps the model alive. On success *out_session is owned
- * by the caller; free it with drt_session_free. */
+ * may be freed afterwards. The session keeps what it needs of the model, so the model may be
+ * freed at any time (doing so right away releases weights the graph passes replaced). On success
+ * *out_session is owned by the caller; free it with drt_session_free. */
 drt_status drt_session_create(const drt_model *model, const drt_session_options *options,
                               drt_session **out_session);
 

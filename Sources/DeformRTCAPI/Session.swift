@@ -6,17 +6,25 @@ final class SessionOptionsHandle {
     var options = SessionOptions()
 }
 
-/// A session keeps its model handle's object alive, so the caller may free them in any order.
+/// A session keeps what it needs of its model (the optimised graph, the names it matches), not
+/// the model itself: the caller may free them in any order, and freeing the model releases the
+/// weights the graph passes replaced (BatchNormalization folded into convolutions).
 final class SessionHandle {
-    let model: ModelHandle
+    let inputNames: [UnsafeMutablePointer<CChar>]
+    let outputNames: [UnsafeMutablePointer<CChar>]
     let core: SessionCore
     /// The last profile's path, handed out by drt_session_end_profiling; freed with the session.
     var profilePath: UnsafeMutablePointer<CChar>?
 
-    deinit { free(profilePath) }
+    deinit {
+        free(profilePath)
+        inputNames.forEach { free($0) }
+        outputNames.forEach { free($0) }
+    }
 
-    init(model: ModelHandle, core: SessionCore) {
-        self.model = model
+    init(core: SessionCore) {
+        inputNames = core.graph.inputs.map { strdup($0.name)! }
+        outputNames = core.graph.outputs.map { strdup($0.name)! }
         self.core = core
     }
 }
@@ -98,7 +106,7 @@ public func drt_session_create(_ model: OpaquePointer?, _ options: OpaquePointer
         if options != nil { sessionOptions = try object(options, SessionOptionsHandle.self, "options", in: function).options }
         let out = try required(outSession, "out_session", in: function)
         let core = try SessionCore(graph: m.graph, options: sessionOptions)
-        out.pointee = HandleRegistry.register(SessionHandle(model: m, core: core))
+        out.pointee = HandleRegistry.register(SessionHandle(core: core))
     }
 }
 
@@ -130,13 +138,13 @@ public func drt_session_run(_ session: OpaquePointer?, _ inputNames: UnsafePoint
         do {
             try s.core.run(feedCount: inputCount, feed: { i in
                 let name = try required(names![i], "input_names[\(i)]", in: function)
-                guard let index = s.model.inputNames.firstIndex(where: { strcmp($0, name) == 0 }) else {
+                guard let index = s.inputNames.firstIndex(where: { strcmp($0, name) == 0 }) else {
                     throw s.core.unknownInput(String(cString: name))
                 }
                 return (index, try object(tensors![i], TensorHandle.self, "inputs[\(i)]", in: function).tensor)
             }, outputCount: outputNames == nil ? nil : outputCount, output: { i in
                 let name = try required(outputNames![i], "output_names[\(i)]", in: function)
-                guard let index = s.model.outputNames.firstIndex(where: { strcmp($0, name) == 0 }) else {
+                guard let index = s.outputNames.firstIndex(where: { strcmp($0, name) == 0 }) else {
                     throw s.core.unknownOutput(String(cString: name))
                 }
                 return index

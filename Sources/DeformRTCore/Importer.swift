@@ -252,8 +252,7 @@ enum TensorDecoder {
             if raw.count != byteCount {
                 throw DeformRTError.invalidModel("\(what): raw_data holds \(raw.count) bytes but shape \(shape) of \(type.onnxName) needs \(byteCount)")
             }
-            let storage = raw.withUnsafeBytes { TensorStorage(copying: $0.baseAddress, byteCount: byteCount) }
-            return Tensor(elementType: type, shape: shape, storage: storage)
+            return Tensor(elementType: type, shape: shape, storage: RawDataStorage.storage(for: raw, byteCount: byteCount))
         }
         func checkCount(_ n: Int, _ field: String) throws {
             if n != count {
@@ -417,5 +416,27 @@ enum FileAccess {
         guard let resolved = realpath(path, nil) else { return nil }
         defer { free(resolved) }
         return String(cString: resolved)
+    }
+}
+
+/// A large raw_data payload becomes the tensor's memory without a copy: the tensor keeps the
+/// decoded Data alive (nothing else holds it once the importer has taken the initializer out of
+/// the graph, and nothing mutates it, so its bytes stay where they are). Small payloads (which
+/// Data may store inline, inside the value) and misaligned ones are copied.
+private final class RawDataStorage {
+    let data: Data
+    init(_ data: Data) { self.data = data }
+
+    static let minimumBorrowedBytes = 4096
+
+    static func storage(for raw: Data, byteCount: Int) -> TensorStorage {
+        if byteCount >= minimumBorrowedBytes {
+            let owner = RawDataStorage(raw)
+            let base = owner.data.withUnsafeBytes { $0.baseAddress }
+            if let base, UInt(bitPattern: base) % 16 == 0 {
+                return TensorStorage(borrowing: UnsafeMutableRawPointer(mutating: base), byteCount: byteCount, keepAlive: owner)
+            }
+        }
+        return raw.withUnsafeBytes { TensorStorage(copying: $0.baseAddress, byteCount: byteCount) }
     }
 }

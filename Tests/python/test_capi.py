@@ -122,14 +122,17 @@ def test_freed_handle_is_refused():
 
 
 def test_buffer_too_small_reports_the_size():
-    with deformrt.InferenceSession(MODEL) as session:
-        model = session._model
+    model = ctypes.POINTER(_capi.drt_model)()
+    assert _capi.drt_model_load_file(MODEL.encode(), ctypes.byref(model)) == Status.OK
+    try:
         rank = ctypes.c_size_t()
         assert _capi.drt_model_input_shape(model, 0, None, 0, ctypes.byref(rank)) == Status.BUFFER_TOO_SMALL
         assert rank.value == 4
         dims = (ctypes.c_int64 * 4)()
         assert _capi.drt_model_input_shape(model, 0, dims, 4, ctypes.byref(rank)) == Status.OK
         assert list(dims) == [1, 3, 32, 32]
+    finally:
+        _capi.drt_model_free(model)
 
 
 def _valgrind(command, library_dir):

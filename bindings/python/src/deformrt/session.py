@@ -336,6 +336,10 @@ class InferenceSession:
                 self._session = session
             finally:
                 _capi.drt_session_options_free(options)
+            # Everything the session needs is in it: freeing the model now releases the weights
+            # the graph passes replaced (about one copy of the convolution weights).
+            model, self._model = self._model, None
+            self._free_model(model)
         except BaseException:
             self.close()
             raise
