@@ -1,8 +1,9 @@
 import DeformRTKernels
 
-/// Everything needed to run the graph for one set of input shapes: output shapes, folded
-/// constants, and a liveness-planned arena in which every intermediate has a fixed place, so a
-/// steady-state run allocates nothing but the tensors it returns.
+/// The plan for one set of input shapes, made in stages (ShapeInference -> MemoryPlan -> bind,
+/// here) and then run as often as the shapes repeat: every step with its tensors and its
+/// operator's run state, in an arena where every intermediate has a fixed place, so a
+/// steady-state run plans nothing and allocates nothing but the handles it returns.
 final class ExecutionPlan {
     let inputTypes: [ValueType]
 
@@ -48,117 +49,18 @@ final class ExecutionPlan {
         let graph = session.graph
         parallel = session.parallel
         let valueCount = graph.valueNames.count
-        var known = [PlanValue?](repeating: nil, count: valueCount)
         var budget = MemoryBudget(limit: session.options.memoryLimit)
-        for (id, tensor) in graph.initializers { known[id] = PlanValue(ValueType(tensor.elementType, tensor.shape), constant: tensor) }
-        var isGraphInput = [Int?](repeating: nil, count: valueCount)
-        for (index, input) in graph.inputs.enumerated() {
-            // Declared shapes are untrusted: bound them before any operator multiplies their dims.
-            _ = try Limits.elementCount(inputTypes[index].shape, what: "graph input '\(input.name)'")
-            known[input.id] = PlanValue(inputTypes[index])
-            isGraphInput[input.id] = index
-        }
-        var isGraphOutput = [Bool](repeating: false, count: valueCount)
-        for output in graph.outputs { isGraphOutput[output.id] = true }
+        let shapes = try ShapeInference(session: session, inputTypes: inputTypes, budget: &budget)
+        let memory = try MemoryPlan(session: session, shapes: shapes, budget: &budget)
+        let known = shapes.known, isGraphInput = shapes.isGraphInput, isGraphOutput = shapes.isGraphOutput
+        let firstStep = memory.firstStep, aliasOf = memory.aliasOf, runtimeNodes = memory.steps
 
-        // Pass 1: types, shapes and folding, in execution order.
-        var runtimeNodes: [Int] = []
-        for (position, nodeIndex) in session.order.enumerated() {
-            let node = graph.nodes[nodeIndex]
-            let op = session.operators[position]
-            let inputs = node.inputs.map { $0.flatMap { known[$0] } }
-            var outputs: [PlanValue]
-            do {
-                outputs = try op.plan(inputs)
-            } catch let error as DeformRTError {
-                throw DeformRTError(error.code, "node \(node.label) (\(node.opType)): \(error.message)")
-            }
-            // A node without outputs computes nothing anyone reads; otherwise the operator's
-            // outputs must match the node's one to one (run writes each of them).
-            if node.outputs.isEmpty { continue }
-            if outputs.count != node.outputs.count {
-                throw DeformRTError.unsupported("node \(node.label) (\(node.opType)): produces \(outputs.count) outputs, the model asks for \(node.outputs.count)")
-            }
-            for value in outputs {
-                _ = try Limits.elementCount(value.shape, what: "node \(node.label) (\(node.opType)) output")
-            }
-            let allConstant = node.inputs.allSatisfy { $0 == nil || known[$0!]?.constant != nil }
-            let small = outputs.allSatisfy { $0.type.shape.reduce(1, *) <= ExecutionPlan.foldLimit }
-            if outputs.allSatisfy({ $0.constant != nil }) {
-                // Outputs fixed by shapes alone (Shape, Size): nothing to run.
-            } else if allConstant && small {
-                let inputTensors = node.inputs.map { $0.flatMap { known[$0]?.constant } }
-                let folded: [Tensor]
-                do {
-                    folded = try op.compute(inputTensors, planned: outputs)
-                } catch let error as DeformRTError {
-                    throw DeformRTError(error.code, "node \(node.label) (\(node.opType)): \(error.message)")
-                }
-                for i in outputs.indices { outputs[i].constant = folded[i] }
-                try budget.add(folded.reduce(0) { $0 + $1.byteCount })
-            } else {
-                for i in outputs.indices { outputs[i].constant = nil }
-                runtimeNodes.append(position)
-            }
-            for (i, id) in node.outputs.enumerated() { known[id] = outputs[i] }
-        }
-
-        // Reshape-like nodes on intermediates run as views: their output is the input's memory
-        // under another shape (aliasOf: the value that owns the memory), and no step runs.
-        var aliasOf = [Int?](repeating: nil, count: valueCount)
-        var producedAtRunTime = [Bool](repeating: false, count: valueCount)
-        runtimeNodes = runtimeNodes.filter { position in
-            let node = graph.nodes[session.order[position]]
-            if ExecutionPlan.isView(node), let input = node.inputs.first ?? nil, producedAtRunTime[input],
-               let output = node.outputs.first, !isGraphOutput[output] {
-                let owner = aliasOf[input] ?? input
-                if !isGraphOutput[owner] {
-                    aliasOf[output] = owner
-                    producedAtRunTime[output] = true
-                    return false
-                }
-            }
-            for id in node.outputs { producedAtRunTime[id] = true }
-            return true
-        }
-
-        // Pass 2: lifetimes of the intermediates that live in the arena (a view's readers keep
-        // its owner alive).
-        var firstStep = [Int](repeating: -1, count: valueCount)
-        var lastStep = [Int](repeating: -1, count: valueCount)
-        for (stepIndex, position) in runtimeNodes.enumerated() {
-            let node = graph.nodes[session.order[position]]
-            for id in node.outputs where firstStep[id] < 0 { firstStep[id] = stepIndex; lastStep[id] = stepIndex }
-            for case let read? in node.inputs {
-                let id = aliasOf[read] ?? read
-                if firstStep[id] >= 0 { lastStep[id] = stepIndex }
-            }
-        }
-        var blocks: [ArenaBlock] = []
-        for id in 0..<valueCount where firstStep[id] >= 0 && !isGraphOutput[id] {
-            let type = known[id]!.type
-            let bytes = try Limits.byteCount(type.shape.reduce(1, *), elementSize: type.elementType.byteSize, what: graph.valueNames[id])
-            blocks.append(ArenaBlock(value: id, bytes: bytes, first: firstStep[id], last: lastStep[id]))
-        }
-        let arenaBytes = ArenaBlock.assignOffsets(&blocks)
-        try budget.add(arenaBytes)
-        var workspaceBytes = 0
-        for position in runtimeNodes {
-            let node = graph.nodes[session.order[position]]
-            let inputs = node.inputs.map { $0.flatMap { known[$0]?.type } }
-            let outputs = node.outputs.map { known[$0]!.type }
-            workspaceBytes = max(workspaceBytes, session.operators[position].workspaceByteCount(inputs, outputs, threads: parallel.threads))
-        }
-        try budget.add(workspaceBytes)
-        for output in graph.outputs {
-            let type = known[output.id]!.type
-            try budget.add(try Limits.byteCount(type.shape.reduce(1, *), elementSize: type.elementType.byteSize, what: output.name))
-        }
-
-        arena = TensorStorage(zeroedByteCount: arenaBytes)
-        workspace = TensorStorage(zeroedByteCount: workspaceBytes)
+        // Stage 3, bind: every intermediate's tensor in the arena (views share their owner's),
+        // every step's tensors; graph inputs and outputs get bindings filled per run.
+        arena = TensorStorage(zeroedByteCount: memory.arenaBytes)
+        workspace = TensorStorage(zeroedByteCount: memory.workspaceBytes)
         var bound = [Tensor?](repeating: nil, count: valueCount)
-        for block in blocks {
+        for block in memory.blocks {
             let type = known[block.value]!.type
             bound[block.value] = Tensor(elementType: type.elementType, shape: type.shape,
                                         storage: TensorStorage(borrowing: arena.bytes + block.offset, byteCount: block.bytes, keepAlive: arena))
@@ -171,7 +73,6 @@ final class ExecutionPlan {
         }
         for id in 0..<valueCount where bound[id] == nil { bound[id] = known[id]?.constant }
 
-        // Pass 3: steps with their tensors; graph inputs and outputs get bindings instead.
         var inputBindings = [[Binding]](repeating: [], count: graph.inputs.count)
         let placeholder = Tensor(elementType: .float, shape: [0], storage: arena)
         for position in runtimeNodes {
@@ -255,19 +156,6 @@ final class ExecutionPlan {
         return storage
     }
 
-    /// Nodes whose output is their first input's elements in the same order (ai.onnx Reshape,
-    /// Flatten, Squeeze, Unsqueeze, Identity): run as views of an intermediate input.
-    static func isView(_ node: Node) -> Bool {
-        guard node.domain.isEmpty, node.outputs.count == 1 else { return false }
-        switch node.opType {
-        case "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity": return true
-        default: return false
-        }
-    }
-
-    /// Outputs up to this many elements are computed while planning when their inputs are constant.
-    static let foldLimit = 1 << 16
-
     /// Whether this plan was made for the element types and shapes of `inputs` (all fed).
     func accepts(_ inputs: [Tensor?]) -> Bool {
         for (index, tensor) in inputs.enumerated() {
@@ -345,53 +233,5 @@ final class ExecutionPlan {
             case .input(let i): emit(position, inputs[i]!.copy())
             }
         }
-    }
-}
-
-/// Keeps the bytes a plan holds under the session's memory limit, checked before allocating.
-struct MemoryBudget {
-    let limit: UInt64
-    var used: UInt64 = 0
-
-    mutating func add(_ bytes: Int) throws {
-        let (total, overflow) = used.addingReportingOverflow(UInt64(max(0, bytes)))
-        if overflow || total > limit {
-            throw DeformRTError(.outOfMemory, "planning needs more than the session's memory limit of \(limit) bytes")
-        }
-        used = total
-    }
-}
-
-/// An intermediate value's place in the arena and the steps during which it is alive.
-struct ArenaBlock {
-    let value: Int
-    let bytes: Int
-    let first: Int
-    let last: Int
-    var offset = 0
-
-    static let alignment = 64
-
-    /// Greedy by size (largest first): each block takes the lowest offset that does not overlap a
-    /// block already placed whose lifetime intersects its own. Returns the arena size.
-    static func assignOffsets(_ blocks: inout [ArenaBlock]) -> Int {
-        let order = blocks.indices.sorted { blocks[$0].bytes != blocks[$1].bytes ? blocks[$0].bytes > blocks[$1].bytes : $0 < $1 }
-        var placed: [Int] = []
-        var total = 0
-        for index in order {
-            let size = (blocks[index].bytes + alignment - 1) / alignment * alignment
-            let conflicts = placed.filter { blocks[$0].first <= blocks[index].last && blocks[index].first <= blocks[$0].last }
-                .sorted { blocks[$0].offset < blocks[$1].offset }
-            var offset = 0
-            for other in conflicts {
-                let otherEnd = blocks[other].offset + (blocks[other].bytes + alignment - 1) / alignment * alignment
-                if offset + size <= blocks[other].offset { break }
-                offset = max(offset, otherEnd)
-            }
-            blocks[index].offset = offset
-            total = max(total, offset + size)
-            placed.append(index)
-        }
-        return total
     }
 }
