@@ -88,11 +88,16 @@ struct ConvAffineFolding: GraphPass {
         let biasSlot = slots.bias!
         if let scale {
             let weight = graph.floatConstant(node.inputs[slots.weight])!
-            let perFilter = weight.elementCount / max(weight.shape[0], 1)
-            var scaled = [Float](repeating: 0, count: weight.elementCount)
-            let w = weight.floats
-            for i in scaled.indices { scaled[i] = w[i] * scale[i / perFilter] }
-            let id = graph.addInitializer(Tensor(floats: scaled, shape: weight.shape), named: graph.valueNames[node.inputs[slots.weight]!] + "_folded")
+            let filters = weight.shape[0], perFilter = weight.elementCount / max(filters, 1)
+            let scaled = Tensor(elementType: .float, shape: weight.shape,
+                                storage: TensorStorage(uninitializedByteCount: weight.byteCount))
+            let w = weight.floats, out = scaled.floats
+            // Filter by filter: a vectorised inner loop, no division per element.
+            for filter in 0..<filters {
+                let factor = scale[filter], base = filter * perFilter
+                for j in 0..<perFilter { out[base + j] = w[base + j] * factor }
+            }
+            let id = graph.addInitializer(scaled, named: graph.valueNames[node.inputs[slots.weight]!] + "_folded")
             graph.nodes[conv].inputs[slots.weight] = id
         }
         let oldBias = biasSlot < node.inputs.count ? graph.floatConstant(node.inputs[biasSlot]) : nil
