@@ -100,3 +100,25 @@ def test_not_fused_when_the_offset_conv_output_has_another_reader(tmp_path):
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
     assert {"slice_offset", "slice_mask", "mask_sigmoid"} <= {e["name"] for e in events}
+
+
+def test_offsets_fixed_while_planning_are_not_changed_by_runs():
+    """The offset conv reads ConstantOfShape(Shape(x)): P is folded while planning (a constant of
+    the plan, not of the graph), so the fused operator must turn its logits into the mask in a
+    copy; run twice, the outputs stay onnxruntime's."""
+    base = onnx.load_from_string(dcnv2_model("slice", 1))
+    graph = base.graph
+    shape = helper.make_node("Shape", ["x"], ["x_shape"], name="shape")
+    fill = helper.make_node("ConstantOfShape", ["x_shape"], ["x_const"], name="fill",
+                            value=numpy_helper.from_array(np.array([0.25], np.float32)))
+    graph.node.insert(0, fill)
+    graph.node.insert(0, shape)
+    graph.node[2].input[0] = "x_const"  # offset_conv reads the plan-time constant
+    onnx.checker.check_model(base)
+    model = base.SerializeToString()
+    x = np.random.default_rng(6).standard_normal((1, 4, 7, 9)).astype(np.float32)
+    (want,) = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    with deformrt.InferenceSession(model, threads=2) as session:
+        for _ in range(3):
+            (got,) = session.run(None, {"x": x})
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

@@ -335,7 +335,24 @@ final class DeformConvOperator: Operator {
         }
         let bound = try bind(x: x.shape, w: w.shape, offset: offset.shape, mask: slot(inputs, slots.mask)?.shape,
                              bias: slot(inputs, slots.bias)?.shape)
-        return ConvRunState(geometry: bound.geometry, options: bound.options, packedWeights: packed.storage(for: bound.geometry))
+        let state = ConvRunState(geometry: bound.geometry, options: bound.options, packedWeights: packed.storage(for: bound.geometry))
+        // Offsets and logits fixed for the plan (folded while planning): the mask is made once
+        // here, in a copy, since runs must not change a constant.
+        if offsetMask, let constant = offset.constant {
+            let prepared = constant.copy()
+            applyMaskSigmoid(prepared.floats, bound.geometry, parallel: .serial)
+            state.preparedOffset = prepared
+        }
+        return state
+    }
+
+    /// Turns the mask logits (the last K of every image's 3K offset channels) into the mask.
+    private func applyMaskSigmoid(_ packed: UnsafeMutablePointer<Float>, _ g: ConvGeometry, parallel: Parallel) {
+        let k = offsetGroup * g.kernelHeight * g.kernelWidth, pixels = g.outHeight * g.outWidth
+        let sigmoid = ConvEpilogue(activation: .sigmoid)
+        for n in 0..<g.batch {
+            sigmoid.apply(elements: k * pixels, output: packed + (n * 3 + 2) * k * pixels, parallel: parallel)
+        }
     }
 
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
@@ -359,19 +376,22 @@ final class DeformConvOperator: Operator {
             }
         }
         if offsetMask {
-            // Per image: [2K offset channels | K mask logits], the logits turned into the mask in place.
+            // Per image: [2K offset channels | K mask logits], the logits turned into the mask in
+            // place (the offset convolution's output has no other reader; DeformableOffsetFusion).
             var g = bound.geometry
             let k = offsetGroup * g.kernelHeight * g.kernelWidth, pixels = g.outHeight * g.outWidth
             let inputPerImage = g.inChannels * g.inHeight * g.inWidth, outputPerImage = g.outChannels * pixels
-            let sigmoid = ConvEpilogue(activation: .sigmoid)
-            for n in 0..<g.batch {
-                let packed = offset.floats + n * 3 * k * pixels
-                sigmoid.apply(elements: k * pixels, output: packed + 2 * k * pixels, parallel: context.parallel)
+            let offsets: UnsafeMutablePointer<Float>
+            if let prepared = state.preparedOffset {
+                offsets = prepared.floats
+            } else {
+                offsets = offset.floats
+                applyMaskSigmoid(offsets, g, parallel: context.parallel)
             }
             let images = g.batch
             g.batch = 1
             for n in 0..<images {
-                let packed = offset.floats + n * 3 * k * pixels
+                let packed = offsets + n * 3 * k * pixels
                 convolve(g, input: x.floats + n * inputPerImage, offset: packed, mask: packed + 2 * k * pixels,
                          output: outputs[0].floats + n * outputPerImage, epilogue: tiles.shifted(by: n * outputPerImage))
             }
@@ -473,6 +493,8 @@ final class ConvRunState {
     let geometry: ConvGeometry
     let options: DeformableOptions?
     let packedWeights: TensorStorage?
+    /// A constant offset input with its mask logits already turned into the mask (offset_mask).
+    var preparedOffset: Tensor?
 
     init(geometry: ConvGeometry, options: DeformableOptions?, packedWeights: TensorStorage?) {
         self.geometry = geometry
