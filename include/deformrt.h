@@ -145,7 +145,8 @@ typedef enum drt_graph_optimization_level {
     DRT_GRAPH_OPTIMIZATION_DISABLED = 0, /* the graph runs as imported */
     DRT_GRAPH_OPTIMIZATION_BASIC = 1,    /* constant folding; Identity, Dropout and dead nodes removed */
     DRT_GRAPH_OPTIMIZATION_EXTENDED = 2, /* + BatchNormalization and per-channel Mul / Add folded into the
-                                            convolution before them; residual Add and activation fused
+                                            convolution (BatchNormalization also into the Gemm) before
+                                            them; residual Add and activation fused
                                             into the convolution's epilogue; a DCNv2's offset / mask
                                             Slices and Sigmoid read from its offset convolution */
     DRT_GRAPH_OPTIMIZATION_ALL = 99      /* + activations kept channels-last between convolutions,

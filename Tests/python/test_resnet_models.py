@@ -117,3 +117,25 @@ def test_one_session_serves_several_sizes(model_paths, reference_sessions, name,
                 first = got
         # Back at the first size: the session must not carry anything over from the other sizes.
         np.testing.assert_array_equal(got, first)
+
+
+def test_outputs_are_bit_identical_across_processes(model_paths):
+    """The GEMM engine and every split are chosen from the shapes and the build, never from a
+    timing probe, so the same model, input and thread count give the same bits in two fresh
+    processes (issue 12, item 6)."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, hashlib, numpy as np, deformrt\n"
+        "s = deformrt.InferenceSession(sys.argv[1], threads=int(sys.argv[2]))\n"
+        "x = np.random.default_rng(9).standard_normal((2, 3, 67, 45), dtype=np.float32)\n"
+        "print(hashlib.sha256(s.run(None, {'image': x})[0].tobytes()).hexdigest())\n")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO_ROOT / "bindings" / "python" / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    for threads in (1, 2):
+        digests = {subprocess.run([sys.executable, "-c", script, model_paths["resnet50_dcnv2"], str(threads)],
+                                  env=env, capture_output=True, text=True, check=True, timeout=120).stdout.strip()
+                   for _ in range(2)}
+        assert len(digests) == 1, digests

@@ -42,24 +42,7 @@ struct ConvAffineFolding: GraphPass {
         -> (scale: [Float]?, shift: [Float])? {
         switch node.opType {
         case "BatchNormalization":
-            guard node.inputs.count == 5, node.inputs[0] == value, node.outputs.count >= 1,
-                  (try? Attributes(node).int("training_mode", default: 0)) == 0,
-                  let epsilon = try? Attributes(node).float("epsilon", default: 1e-5) else { return nil }
-            // Extra outputs (training statistics) must be unread.
-            if node.outputs.count > 1 && node.outputs.dropFirst().contains(where: { id in
-                graph.graphOutputFlags()[id] || graph.nodes.contains { $0.inputs.contains(id) } }) { return nil }
-            let parameters = node.inputs[1...].map { graph.floatConstant($0) }
-            guard parameters.allSatisfy({ $0?.shape == [channels] }) else { return nil }
-            let gamma = parameters[0]!.floats, beta = parameters[1]!.floats
-            let mean = parameters[2]!.floats, variance = parameters[3]!.floats
-            // Float arithmetic in the order the BatchNormalization kernel uses, so that the fold
-            // changes results only by the reassociation of conv * s.
-            var scale = [Float](repeating: 0, count: channels), shift = scale
-            for c in 0..<channels {
-                scale[c] = gamma[c] / (variance[c] + epsilon).squareRoot()
-                shift[c] = beta[c] - mean[c] * scale[c]
-            }
-            return (scale, shift)
+            return graph.batchNormalizationAffine(node, of: value, channels: channels)
         case "Mul", "Add":
             guard node.inputs.count == 2, node.outputs.count == 1,
                   let other = node.inputs[0] == value ? node.inputs[1] : node.inputs[0], other != value,

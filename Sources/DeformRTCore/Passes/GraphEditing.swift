@@ -57,6 +57,30 @@ extension Graph {
         nodes = nodes.enumerated().filter { !remove[$0.offset] }.map(\.element)
     }
 
+    /// An inference BatchNormalization of `value` with constant [channels] parameters, as the
+    /// per-channel affine map y = x s + shift it computes; nil for anything else (training mode,
+    /// read statistics outputs, parameters of another shape).
+    func batchNormalizationAffine(_ node: Node, of value: Int, channels: Int) -> (scale: [Float], shift: [Float])? {
+        guard node.domain.isEmpty, node.opType == "BatchNormalization", node.inputs.count == 5, node.inputs[0] == value,
+              node.outputs.count >= 1, (try? Attributes(node).int("training_mode", default: 0)) == 0,
+              let epsilon = try? Attributes(node).float("epsilon", default: 1e-5) else { return nil }
+        // Extra outputs (training statistics) must be unread.
+        if node.outputs.count > 1 && node.outputs.dropFirst().contains(where: { id in
+            graphOutputFlags()[id] || nodes.contains { $0.inputs.contains(id) } }) { return nil }
+        let parameters = node.inputs[1...].map { floatConstant($0) }
+        guard parameters.allSatisfy({ $0?.shape == [channels] }) else { return nil }
+        let gamma = parameters[0]!.floats, beta = parameters[1]!.floats
+        let mean = parameters[2]!.floats, variance = parameters[3]!.floats
+        // Float arithmetic in the order the BatchNormalization kernel uses, so that a fold
+        // changes results only by the reassociation of x * s.
+        var scale = [Float](repeating: 0, count: channels), shift = scale
+        for c in 0..<channels {
+            scale[c] = gamma[c] / (variance[c] + epsilon).squareRoot()
+            shift[c] = beta[c] - mean[c] * scale[c]
+        }
+        return (scale, shift)
+    }
+
     /// The float initializer read by `id`, if it is one.
     func floatConstant(_ id: Int?) -> Tensor? {
         guard let id, let tensor = initializers[id], tensor.elementType == .float else { return nil }

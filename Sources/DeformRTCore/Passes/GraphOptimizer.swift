@@ -28,6 +28,7 @@ public enum GraphOptimizer {
         RedundantNodeElimination(),
         DeadCodeElimination(),
         ConvAffineFolding(),
+        GemmAffineFolding(),
         ConvEpilogueFusion(),
         DeformableOffsetFusion(),
         ChannelsLastLayout(),
