@@ -61,3 +61,17 @@ def test_transpose_slice_expand(threads):
         model(helper.make_node("Expand", ["x", "shape"], ["y"]), [value("x", small.shape)], [6, 33, 47, 19], [shape]),
         threads=threads)
     np.testing.assert_array_equal(session.run(None, {"x": small})[0], np.broadcast_to(small, (6, 33, 47, 19)))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("axis", [1, 3, -1])
+def test_concat(threads, axis):
+    rng = np.random.default_rng([threads, axis % 4])
+    shapes = [[3, 37, 41, 29], [3, 37, 41, 29]]
+    shapes[1][axis] = 5
+    parts = [rng.standard_normal(shape).astype(np.float32) for shape in shapes]
+    want = np.concatenate(parts, axis=axis)
+    node = helper.make_node("Concat", ["p0", "p1"], ["y"], axis=axis)
+    data = model(node, [value("p0", shapes[0]), value("p1", shapes[1])], list(want.shape))
+    (got,) = deformrt.InferenceSession(data, threads=threads).run(None, {"p0": parts[0], "p1": parts[1]})
+    np.testing.assert_array_equal(got, want)

@@ -168,13 +168,19 @@ final class ConcatOperator: Operator {
         let a = try PlanCheck.axis(axis, rank: out.rank)
         let outer = out.shape[..<a].reduce(1, *)
         let rowBytes = out.shape[a...].reduce(1, *) * out.elementType.byteSize
-        var offset = 0
-        for case let part? in inputs {
-            let partRow = part.shape[a...].reduce(1, *) * part.elementType.byteSize
-            for o in 0..<outer where partRow > 0 {
-                (out.rawPointer + o * rowBytes + offset).copyMemory(from: part.rawPointer + o * partRow, byteCount: partRow)
+        // Output rows split over the threads (a channels-last Concat has one short row per pixel).
+        context.parallel.forEachRange(outer, totalWork: out.byteCount / 4) { _, rows in
+            var offset = 0
+            for case let part? in inputs {
+                let partRow = part.shape[a...].reduce(1, *) * part.elementType.byteSize
+                if partRow > 0 {
+                    for o in rows {
+                        (out.rawPointer + o * rowBytes + offset).copyMemory(from: part.rawPointer + o * partRow,
+                                                                           byteCount: partRow)
+                    }
+                }
+                offset += partRow
             }
-            offset += partRow
         }
     }
 }
