@@ -134,9 +134,8 @@ public func drt_session_run(_ session: OpaquePointer?, _ inputNames: UnsafePoint
         let names = inputCount > 0 ? try required(inputNames, "input_names", in: function) : nil
         let tensors = inputCount > 0 ? try required(inputs, "inputs", in: function) : nil
         // Names are matched as C strings against the model's: no String is made on success.
-        var results = 0
-        do {
-            try s.core.run(feedCount: inputCount, feed: { i in
+        // Outputs are emitted only after every step has run, so a failure writes nothing to out.
+        try s.core.run(feedCount: inputCount, feed: { i in
                 let name = try required(names![i], "input_names[\(i)]", in: function)
                 guard let index = s.inputNames.firstIndex(where: { strcmp($0, name) == 0 }) else {
                     throw s.core.unknownInput(String(cString: name))
@@ -148,14 +147,6 @@ public func drt_session_run(_ session: OpaquePointer?, _ inputNames: UnsafePoint
                     throw s.core.unknownOutput(String(cString: name))
                 }
                 return index
-            }, emit: { i, tensor in
-                out[i] = HandleRegistry.register(TensorHandle(tensor))
-                results = i + 1
-            })
-        } catch {
-            // On failure nothing is handed out.
-            for i in 0..<results { drt_tensor_free(out[i]); out[i] = nil }
-            throw error
-        }
+            }, emit: { i, tensor in out[i] = HandleRegistry.register(TensorHandle(tensor)) })
     }
 }

@@ -111,12 +111,9 @@ final class ExecutionPlan {
                                         inputShapes: inputShapes.map { $0 ?? [] }, outputShapes: outputShapes,
                                         flops: ProfiledNode.estimatedFLOPs(node, inputs: inputShapes, outputs: outputShapes))
             }
-            let state: AnyObject?
-            do {
-                state = try session.operators[position].runState(node.inputs.map { $0.flatMap { known[$0] } },
-                                                                 node.outputs.map { known[$0]!.type })
-            } catch let error as DeformRTError {
-                throw DeformRTError(error.code, "node \(node.label) (\(node.opType)): \(error.message)")
+            let state = try node.naming {
+                try session.operators[position].runState(node.inputs.map { $0.flatMap { known[$0] } },
+                                                         node.outputs.map { known[$0]!.type })
             }
             steps.append(Step(node: nodeIndex, op: session.operators[position], inputs: inputs, outputs: outputs,
                               profiled: profiled, state: state))
@@ -124,6 +121,8 @@ final class ExecutionPlan {
         self.inputBindings = inputBindings
         self.placeholder = placeholder
         outputPools = graph.outputs.map { _ in [] }
+        runOutputs = [Tensor?](repeating: nil, count: graph.outputs.count)
+        handedOut = [Bool](repeating: false, count: graph.outputs.count)
         outputSources = graph.outputs.map { output in
             if let index = isGraphInput[output.id] { return .input(index) }
             if firstStep[output.id] >= 0 { return .computed(value: output.id, type: known[output.id]!.type) }
@@ -166,8 +165,8 @@ final class ExecutionPlan {
     }
 
     /// Per-run scratch: each computed output's tensor by output slot, and which were handed out.
-    private var runOutputs: [Tensor?] = []
-    private var handedOut: [Bool] = []
+    private var runOutputs: [Tensor?]
+    private var handedOut: [Bool]
 
     /// Runs the steps on `inputs` (every graph input fed) and hands output `wanted[i]` to
     /// `emit(i, tensor)`.
@@ -181,10 +180,6 @@ final class ExecutionPlan {
             for bindings in inputBindings {
                 for binding in bindings { steps[binding.step].inputs[binding.position] = nil }
             }
-        }
-        if runOutputs.count != outputSources.count {
-            runOutputs = [Tensor?](repeating: nil, count: outputSources.count)
-            handedOut = [Bool](repeating: false, count: outputSources.count)
         }
         for (slot, source) in outputSources.enumerated() {
             guard case .computed(let value, let type) = source else { continue }

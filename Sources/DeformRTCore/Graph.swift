@@ -25,6 +25,17 @@ public struct Node: Sendable {
     public var label: String
 }
 
+extension Node {
+    /// `body`'s result; a DeformRTError it throws is prefixed with this node's label and op type.
+    func naming<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as DeformRTError {
+            throw DeformRTError(error.code, "node \(label) (\(opType)): \(error.message)")
+        }
+    }
+}
+
 /// Declared information about a graph input or output.
 public struct ValueDeclaration: Sendable {
     public var name: String

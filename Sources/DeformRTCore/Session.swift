@@ -108,9 +108,8 @@ public final class SessionCore: @unchecked Sendable {
         defer { for i in fedInputs.indices { fedInputs[i] = nil } }
         for position in 0..<feedCount {
             let (index, tensor) = try feed(position)
-            let name = graph.inputs[index].name
             if fedInputs[index] != nil {
-                throw DeformRTError.invalidArgument("input '\(name)' is fed more than once")
+                throw DeformRTError.invalidArgument("input '\(graph.inputs[index].name)' is fed more than once")
             }
             try checkFeed(tensor, against: graph.inputs[index])
             fedInputs[index] = tensor

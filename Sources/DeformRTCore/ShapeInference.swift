@@ -37,12 +37,7 @@ struct ShapeInference {
             let node = graph.nodes[nodeIndex]
             let op = session.operators[position]
             let inputs = node.inputs.map { $0.flatMap { known[$0] } }
-            var outputs: [PlanValue]
-            do {
-                outputs = try op.plan(inputs)
-            } catch let error as DeformRTError {
-                throw DeformRTError(error.code, "node \(node.label) (\(node.opType)): \(error.message)")
-            }
+            var outputs = try node.naming { try op.plan(inputs) }
             // A node without outputs computes nothing anyone reads; otherwise the operator's
             // outputs must match the node's one to one (run writes each of them).
             if node.outputs.isEmpty { continue }
@@ -58,12 +53,7 @@ struct ShapeInference {
                 // Outputs fixed by shapes alone (Shape, Size): nothing to run.
             } else if allConstant && small {
                 let inputTensors = node.inputs.map { $0.flatMap { known[$0]?.constant } }
-                let folded: [Tensor]
-                do {
-                    folded = try op.compute(inputTensors, planned: outputs)
-                } catch let error as DeformRTError {
-                    throw DeformRTError(error.code, "node \(node.label) (\(node.opType)): \(error.message)")
-                }
+                let folded = try node.naming { try op.compute(inputTensors, planned: outputs) }
                 for i in outputs.indices { outputs[i].constant = folded[i] }
                 try budget.add(folded.reduce(0) { $0 + $1.byteCount })
             } else {

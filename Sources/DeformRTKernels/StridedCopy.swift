@@ -1,41 +1,73 @@
+/// Walks rows of a strided multi-operand view: for each row (a run of the innermost axis) in a
+/// range of rows, calls body(offsets, innerStrides, outOffset, length) with every operand's
+/// element offset and innermost stride, and the row's offset in a dense output of `shape`.
+/// The odometer and offsets live on the stack and start at any row (one division per axis per
+/// call), so callers can split the rows over threads and a walk allocates nothing.
+public enum StridedRows {
+    /// `stride(operand, axis)`: the element stride of `operand` along `axis` of `shape`.
+    @inline(__always)
+    public static func walk(
+        _ range: Range<Int>, shape: [Int], operands count: Int, stride: (_ operand: Int, _ axis: Int) -> Int,
+        _ body: (_ offsets: UnsafeMutablePointer<Int>, _ innerStrides: UnsafeMutablePointer<Int>,
+                 _ outOffset: Int, _ length: Int) -> Void
+    ) {
+        let rank = shape.count
+        let inner = shape[rank - 1]
+        // Strides as [axis][operand], the multi-index and the offsets in one stack buffer, so the
+        // per-row step touches no array (it runs once per row, which can be 4 elements long).
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: rank * count + rank + count) { buffer in
+            let stepStrides = buffer.baseAddress!
+            let index = stepStrides + rank * count
+            let offsets = index + rank
+            for d in 0..<rank {
+                for k in 0..<count { stepStrides[d * count + k] = stride(k, d) }
+            }
+            // The odometer and offsets at the range's first row.
+            offsets.initialize(repeating: 0, count: count)
+            index[rank - 1] = 0
+            var rest = range.lowerBound
+            for d in Swift.stride(from: rank - 2, through: 0, by: -1) {
+                index[d] = rest % shape[d]
+                rest /= shape[d]
+                for k in 0..<count { offsets[k] += index[d] * stepStrides[d * count + k] }
+            }
+            let innerStrides = stepStrides + (rank - 1) * count
+            for row in range {
+                body(offsets, innerStrides, row * inner, inner)
+                var d = rank - 2
+                while d >= 0 {
+                    let step = stepStrides + d * count
+                    index[d] += 1
+                    for k in 0..<count { offsets[k] += step[k] }
+                    if index[d] < shape[d] { break }
+                    for k in 0..<count { offsets[k] -= step[k] * shape[d] }
+                    index[d] = 0
+                    d -= 1
+                }
+            }
+        }
+    }
+}
+
 /// Copies a strided view (any element size) into a dense destination: Transpose, Slice, Expand,
 /// Tile and broadcasts. Rows (the innermost axis) are split over the threads of `parallel` when
-/// there is enough to copy; nothing is allocated (the odometer lives on the stack).
+/// there is enough to copy; nothing is allocated.
 public enum StridedCopy {
     public static func copy(elementSize: Int, shape: [Int], sourceStrides: [Int],
                             source: UnsafeRawPointer, destination: UnsafeMutableRawPointer,
                             parallel: Parallel = .serial) {
         let count = shape.reduce(1, *)
         if count == 0 { return }
-        let rank = shape.count
-        if rank == 0 {
+        if shape.isEmpty {
             destination.copyMemory(from: source, byteCount: elementSize)
             return
         }
-        let inner = shape[rank - 1]
-        let rows = count / inner
+        let rows = count / shape[shape.count - 1]
         parallel.forEachRange(rows, totalWork: count) { _, range in
-            copyRows(range, elementSize: elementSize, shape: shape, sourceStrides: sourceStrides, source: source,
-                     destination: destination + range.lowerBound * inner * elementSize)
-        }
-    }
-
-    /// Rows `rows` of the view (row r = the elements whose outer index is r, in row-major order).
-    private static func copyRows(_ rows: Range<Int>, elementSize: Int, shape: [Int], sourceStrides: [Int],
-                                 source: UnsafeRawPointer, destination: UnsafeMutableRawPointer) {
-        let rank = shape.count
-        let inner = shape[rank - 1], innerStride = sourceStrides[rank - 1]
-        withUnsafeTemporaryAllocation(of: Int.self, capacity: rank) { index in
-            // The odometer at the first row, and its source offset.
-            var rest = rows.lowerBound, offset = 0
-            index[rank - 1] = 0
-            for d in stride(from: rank - 2, through: 0, by: -1) {
-                index[d] = rest % shape[d]
-                rest /= shape[d]
-                offset += index[d] * sourceStrides[d]
-            }
-            var out = destination
-            for _ in rows {
+            StridedRows.walk(range, shape: shape, operands: 1, stride: { _, axis in sourceStrides[axis] }) {
+                offsets, innerStrides, outOffset, inner in
+                let offset = offsets[0], innerStride = innerStrides[0]
+                let out = destination + outOffset * elementSize
                 if innerStride == 1 {
                     out.copyMemory(from: source + offset * elementSize, byteCount: inner * elementSize)
                 } else if elementSize == 4 {
@@ -47,16 +79,6 @@ public enum StridedCopy {
                         (out + i * elementSize).copyMemory(from: source + (offset + i * innerStride) * elementSize,
                                                            byteCount: elementSize)
                     }
-                }
-                out += inner * elementSize
-                var d = rank - 2
-                while d >= 0 {
-                    index[d] += 1
-                    offset += sourceStrides[d]
-                    if index[d] < shape[d] { break }
-                    offset -= sourceStrides[d] * shape[d]
-                    index[d] = 0
-                    d -= 1
                 }
             }
         }

@@ -51,10 +51,7 @@ struct Info: ParsableCommand {
     }
 
     private func listOptimized(_ loaded: Model) throws {
-        let levels: [String: GraphOptimizationLevel] = ["disabled": .disabled, "basic": .basic, "extended": .extended, "all": .all]
-        guard let chosen = levels[level] else {
-            throw ValidationError("--level must be disabled, basic, extended or all, got '\(level)'")
-        }
+        let chosen = try optimizationLevel(named: level)
         let session = try cliTry { try Session(model: loaded, threads: 1, graphOptimizationLevel: chosen) }
         let graph = session.optimizedGraph
         print("model: \(model) (optimisation level \(level))")
@@ -154,8 +151,7 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
-        let levels: [String: GraphOptimizationLevel] = ["disabled": .disabled, "basic": .basic, "extended": .extended, "all": .all]
-        guard let chosen = levels[level] else { throw ValidationError("--level must be disabled, basic, extended or all, got '\(level)'") }
+        let chosen = try optimizationLevel(named: level)
         let loaded = try cliTry { try Model(path: model) }
         let shapeOf = try parseShapes(loaded)
         var random = SplitMix(seed: seed)
@@ -389,6 +385,13 @@ func fixed(_ value: Double, _ digits: Int) -> String {
 }
 
 func milliseconds(_ seconds: Double) -> String { fixed(seconds * 1000, 3) }
+
+/// The --level option of `info` and `bench`.
+func optimizationLevel(named name: String) throws -> GraphOptimizationLevel {
+    let levels: [String: GraphOptimizationLevel] = ["disabled": .disabled, "basic": .basic, "extended": .extended, "all": .all]
+    guard let level = levels[name] else { throw ValidationError("--level must be disabled, basic, extended or all, got '\(name)'") }
+    return level
+}
 
 /// Prints DeformRT errors as one clean line instead of a Swift dump.
 func cliTry<T>(_ body: () throws -> T) throws -> T {

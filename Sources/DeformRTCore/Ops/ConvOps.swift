@@ -166,7 +166,7 @@ final class ConvOperator: Operator {
 
     func workspaceByteCount(_ inputs: [ValueType?], _ outputs: [ValueType], threads: Int) -> Int {
         guard let g = try? geometry(inputs[0]!.shape, inputs[1]!.shape), !g.hasEmptyOutput else { return 0 }
-        return Conv2D.workspaceByteCount(g, threads: threads, packedWeight: packed.weights(for: g) != nil, layout: layout)
+        return Conv2D.workspaceByteCount(g, threads: threads, packedWeight: packed.storage(for: g) != nil, layout: layout)
     }
 
     func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject? {
@@ -326,7 +326,7 @@ final class DeformConvOperator: Operator {
                                     bias: slot(inputs, slots.bias)?.shape) else { return 0 }
         if bound.geometry.hasEmptyOutput { return 0 }
         return DeformConv.workspaceByteCount(bound.geometry, bound.options, threads: threads,
-                                             packedWeight: packed.weights(for: bound.geometry) != nil, layout: layout)
+                                             packedWeight: packed.storage(for: bound.geometry) != nil, layout: layout)
     }
 
     func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject? {
@@ -474,11 +474,6 @@ final class PackedWeights {
         storage = packed
         geometry = g
         source = weight.storage
-    }
-
-    /// The packed weights, if they were made for `g`.
-    func weights(for g: ConvGeometry) -> UnsafeRawPointer? {
-        storage(for: g).map { UnsafeRawPointer($0.bytes) }
     }
 
     /// The storage of the packed weights, if they were made for `g` (a plan keeps it alive).

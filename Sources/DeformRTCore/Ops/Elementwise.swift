@@ -60,51 +60,7 @@ enum Broadcast {
         let inner = shape[shape.count - 1]
         let rows = shape.dropLast().reduce(1, *)
         parallel.forEachRange(rows, totalWork: rows * inner) { _, range in
-            walkRows(range, shape: shape, strides: strides, body)
-        }
-    }
-
-    /// Rows `range` of a coalesced broadcast (see walkRows).
-    @inline(__always)
-    private static func walkRows(
-        _ range: Range<Int>, shape: [Int], strides: [[Int]],
-        _ body: (_ offsets: UnsafeMutablePointer<Int>, _ innerStrides: UnsafeMutablePointer<Int>,
-                 _ outOffset: Int, _ length: Int) -> Void
-    ) {
-        let rank = shape.count, count = strides.count
-        let inner = shape[rank - 1]
-        // Strides as [dim][operand], the multi-index and the offsets in one stack buffer, so the
-        // per-row step touches no array (it runs once per row, which can be 4 elements long).
-        withUnsafeTemporaryAllocation(of: Int.self, capacity: rank * count + rank + count) { buffer in
-            let stepStrides = buffer.baseAddress!
-            let index = stepStrides + rank * count
-            let offsets = index + rank
-            for d in 0..<rank {
-                for k in 0..<count { stepStrides[d * count + k] = strides[k][d] }
-            }
-            // The odometer and offsets at the range's first row.
-            offsets.initialize(repeating: 0, count: count)
-            index[rank - 1] = 0
-            var rest = range.lowerBound
-            for d in stride(from: rank - 2, through: 0, by: -1) {
-                index[d] = rest % shape[d]
-                rest /= shape[d]
-                for k in 0..<count { offsets[k] += index[d] * stepStrides[d * count + k] }
-            }
-            let innerStrides = stepStrides + (rank - 1) * count
-            for row in range {
-                body(offsets, innerStrides, row * inner, inner)
-                var d = rank - 2
-                while d >= 0 {
-                    let step = stepStrides + d * count
-                    index[d] += 1
-                    for k in 0..<count { offsets[k] += step[k] }
-                    if index[d] < shape[d] { break }
-                    for k in 0..<count { offsets[k] -= step[k] * shape[d] }
-                    index[d] = 0
-                    d -= 1
-                }
-            }
+            StridedRows.walk(range, shape: shape, operands: strides.count, stride: { k, axis in strides[k][axis] }, body)
         }
     }
 

@@ -106,12 +106,9 @@ struct DeformableOffsetFusion: GraphPass {
     /// An int list from a constant input (opset >= 10) or an attribute (older opsets).
     private func ints(_ node: Node, slot: Int, attribute: String, _ graph: Graph) -> [Int]? {
         if slot < node.inputs.count, let id = node.inputs[slot] {
-            guard let tensor = graph.initializers[id], tensor.shape.count == 1 else { return nil }
-            switch tensor.elementType {
-            case .int64: return (0..<tensor.elementCount).map { Int(tensor.pointer(Int64.self)[$0]) }
-            case .int32: return (0..<tensor.elementCount).map { Int(tensor.pointer(Int32.self)[$0]) }
-            default: return nil
-            }
+            guard let tensor = graph.initializers[id], tensor.shape.count == 1,
+                  let values = try? tensor.integerValues() else { return nil }
+            return values.map { Int(clamping: $0) }
         }
         if case .ints(let values)? = node.attributes[attribute] { return values }
         return nil

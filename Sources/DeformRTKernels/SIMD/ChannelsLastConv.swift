@@ -85,9 +85,9 @@ struct ChannelsLastConvPlan {
     /// only its part of the weights and no thread waits on a short last share of row groups.
     let splitsColumns: Bool
     let columnBlocks: Int
-    let narrowPadLeft: Int
     let narrowRowPixels: Int   // padLeft + inWidth + the right padding the last column reaches
     let zeroFloats: Int        // the zero region after the image rows
+    let imageFloats: Int       // the copied image rows (none when the input is read in place)
     /// Deformable with one k block and a full 64-column block: the tile's plans are made up front
     /// and the gather of each 6-row group runs inside the micro-kernel of the group before it
     /// (PackedGemm.kernel6x64(interleaving:)), into a panel of two 6-row groups used in turn.
@@ -148,7 +148,6 @@ struct ChannelsLastConvPlan {
         narrowRows = offsetGroup == nil && !pointwise && g.group == 1 && g.inChannels < 16 && g.dilationWidth == 1
             && blocks == 1 && g.outWidth > 0
         rowStride = narrowRows ? g.inChannels : (g.inChannels + 15) & ~15
-        narrowPadLeft = narrowRows ? g.padLeft : 0
         let lastColumn = (g.outWidth - 1) * g.strideWidth - g.padLeft + g.kernelWidth - 1
         narrowRowPixels = narrowRows ? g.padLeft + g.inWidth + max(0, lastColumn - (g.inWidth - 1)) : 0
         zeroFloats = (narrowRows ? max(Self.extraRows, g.kernelWidth) : Self.extraRows) * rowStride
@@ -165,7 +164,7 @@ struct ChannelsLastConvPlan {
         func aligned(_ n: Int) -> Int { (n + 15) & ~15 }
         weightsAt = 0
         rowsAt = weightsPrepacked ? 0 : aligned(engine == .packedSIMD ? g.group * k * coutPadded : g.outChannels * k)
-        let imageFloats = readsInputInPlace ? 0 : narrowRows ? g.inHeight * narrowRowPixels * rowStride : inPixels * rowStride
+        imageFloats = readsInputInPlace ? 0 : narrowRows ? g.inHeight * narrowRowPixels * rowStride : inPixels * rowStride
         let rowFloats = imageFloats + zeroFloats
         workerAt = rowsAt + aligned(rowFloats)
         planStride = aligned(tileRows)
@@ -217,8 +216,8 @@ struct ChannelsLastConvPlan {
         }
         let base = workspace.bindMemory(to: Float.self, capacity: totalFloats)
         let copiedRows = base + rowsAt
-        // In place, the zero rows follow the region's (unused) image rows at the same distance.
-        let zeroRows = copiedRows + (readsInputInPlace ? 0 : narrowRows ? g.inHeight * narrowRowPixels * rowStride : inPixels * rowStride)
+        // The zero rows follow the copied image rows (start the region when the input is read in place).
+        let zeroRows = copiedRows + imageFloats
         let weights: UnsafePointer<Float>
         if weightsPrepacked {
             weights = weight
@@ -284,16 +283,16 @@ struct ChannelsLastConvPlan {
     /// The batch item's image into zero-bordered packed rows (`narrowRows`).
     private func copyNarrowRows(_ image: UnsafePointer<Float>, into rows: UnsafeMutablePointer<Float>, parallel: Parallel) {
         let cin = g.inChannels, rowFloats = narrowRowPixels * cin
-        let right = (narrowPadLeft + g.inWidth) * cin
+        let left = g.padLeft * cin, right = left + g.inWidth * cin
         parallel.forEachRange(g.inHeight) { _, ys in
             for y in ys {
                 let row = rows + y * rowFloats
-                row.update(repeating: 0, count: narrowPadLeft * cin)
+                row.update(repeating: 0, count: left)
                 (row + right).update(repeating: 0, count: rowFloats - right)
                 if layout.inputChannelsLast {
-                    (row + narrowPadLeft * cin).update(from: image + y * g.inWidth * cin, count: g.inWidth * cin)
+                    (row + left).update(from: image + y * g.inWidth * cin, count: g.inWidth * cin)
                 } else {
-                    ConvLayout.transpose(image + y * g.inWidth, srcStride: inPixels, row + narrowPadLeft * cin,
+                    ConvLayout.transpose(image + y * g.inWidth, srcStride: inPixels, row + left,
                                          dstStride: cin, rows: g.inWidth, columns: cin, rowBias: nil)
                 }
             }
@@ -549,7 +548,7 @@ struct ChannelsLastConvPlan {
         var oy = p0 / g.outWidth
         var ox = p0 - oy * g.outWidth
         for r in 0..<count {
-            // Column of tap 0 in the bordered row: ox * stride - padLeft + narrowPadLeft.
+            // Column of tap 0 in the bordered row (padLeft zero columns first): ox * stride.
             let column = ox * g.strideWidth * cin
             let destination = panel + r * kc
             for i in 0..<g.kernelHeight {
