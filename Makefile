@@ -20,7 +20,7 @@ RELEASE_FLAGS := -c release -Xswiftc -static-stdlib -Xswiftc -target-cpu -Xswift
 BIN := $(CURDIR)/.build/release
 LIB := $(BIN)/libdeformrt.so
 DEBIAN_PACKAGES := libopenblas-dev libopenblas-serial-dev libonnx-dev protobuf-compiler valgrind binutils gcc g++
-PIP_PACKAGES := numpy onnx onnxruntime pytest wheel setuptools
+PIP_PACKAGES := numpy onnx onnxruntime pytest wheel setuptools pillow
 export DEFORMRT_LIBRARY := $(LIB)
 
 .PHONY: all deps build lib python examples demo test test-swift test-python test-examples bench clean
@@ -32,7 +32,7 @@ deps:
 	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
-	@$(PYTHON) -c "import numpy, onnx, onnxruntime, pytest, wheel, setuptools" 2>/dev/null || \
+	@$(PYTHON) -c "import numpy, onnx, onnxruntime, pytest, wheel, setuptools, PIL" 2>/dev/null || \
 	  $(PYTHON) -m pip install -q --disable-pip-version-check $(PIP_PACKAGES)
 
 build: deps
