@@ -21,9 +21,11 @@ BIN := $(CURDIR)/.build/release
 LIB := $(BIN)/libdeformrt.so
 DEBIAN_PACKAGES := libopenblas-dev libopenblas-serial-dev libonnx-dev protobuf-compiler valgrind binutils gcc g++
 PIP_PACKAGES := numpy onnx onnxruntime pytest wheel setuptools pillow
+# Only the tests need these: the Ray example's test runs a local Ray cluster.
+TEST_PIP_PACKAGES := ray[data]
 export DEFORMRT_LIBRARY := $(LIB)
 
-.PHONY: all deps build lib python examples demo test test-swift test-python test-examples bench clean
+.PHONY: all deps test-deps build lib python examples demo test test-swift test-python test-examples bench clean
 
 all: build
 
@@ -60,7 +62,11 @@ demo: examples
 test-swift: deps
 	swift test --parallel
 
-test-python: examples
+test-deps: deps
+	@$(PYTHON) -c "import ray.data" 2>/dev/null || \
+	  $(PYTHON) -m pip install -q --disable-pip-version-check "$(TEST_PIP_PACKAGES)"
+
+test-python: examples test-deps
 	$(PYTHON) -m pytest -q Tests/python bindings/python/tests
 
 test: build test-swift test-python
