@@ -52,6 +52,28 @@ public final class Model: Sendable {
     public var outputs: [ValueInfo] { graph.outputs.map(ValueInfo.init) }
 }
 
+/// A model rewritten into standard ONNX: what `Model.standardONNX()` returns.
+public struct StandardONNXModel: Sendable {
+    /// The serialized model.
+    public let bytes: [UInt8]
+    /// The deformable nodes rewritten as ONNX DeformConv.
+    public let rewrittenNodes: [String]
+    /// The ai.onnx opset before the rewrite (after it: at least 19, DeformConv's).
+    public let opsetBefore: Int
+}
+
+extension Model {
+    /// The model with every mmcv / mmdeploy deformable convolution rewritten as the standard ONNX
+    /// DeformConv (opset 19; an older model's other nodes are moved to opset 19 too), so that it
+    /// runs in other runtimes. Throws for OpenVINO's DeformableConv2D (its border rule differs)
+    /// and for nodes whose opset change is not known.
+    public func standardONNX() throws -> StandardONNXModel {
+        let result = try StandardONNXConversion.convert(graph)
+        return StandardONNXModel(bytes: try Exporter.serialize(result.graph, graphName: "converted"),
+                                 rewrittenNodes: result.rewritten, opsetBefore: result.opsetBefore)
+    }
+}
+
 extension ValueInfo {
     init(_ declaration: ValueDeclaration) {
         self.init(name: declaration.name, elementType: declaration.elementType, shape: declaration.shape)

@@ -9,7 +9,7 @@ import SwiftProtobuf
 /// Writes a graph (typically after the passes) back as an ONNX model, to look at what a session
 /// runs (`deformrt info --optimized --save`). Fused nodes are in the ai.deformrt domain.
 public enum Exporter {
-    public static func serialize(_ graph: Graph) throws -> [UInt8] {
+    public static func serialize(_ graph: Graph, graphName: String = "optimized") throws -> [UInt8] {
         var model = Onnx_ModelProto()
         model.irVersion = 8
         model.producerName = "deformrt"
@@ -22,7 +22,7 @@ public enum Exporter {
             return opset
         }
         var proto = Onnx_GraphProto()
-        proto.name = "optimized"
+        proto.name = graphName
         let name = { (id: Int) in graph.valueNames[id] }
         proto.node = graph.nodes.map { node in
             var n = Onnx_NodeProto()

@@ -15,7 +15,7 @@ struct DeformRTCommand: ParsableCommand {
         commandName: "deformrt",
         abstract: "Inspect and run ONNX models with deformable convolutions.",
         version: deformRTVersion,
-        subcommands: [Info.self, Run.self, Bench.self])
+        subcommands: [Info.self, Run.self, Bench.self, Convert.self])
 }
 
 struct Info: ParsableCommand {
@@ -74,6 +74,32 @@ struct Info: ParsableCommand {
         let type = info.elementType.map { "tensor(\($0.onnxName))" } ?? "tensor(?)"
         let shape = info.shape.map { "[" + $0.map { $0 < 0 ? "?" : String($0) }.joined(separator: ", ") + "]" } ?? "[unknown]"
         return "\(info.name): \(type) \(shape)"
+    }
+}
+
+struct Convert: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Rewrite mmcv / mmdeploy deformable convolutions as standard ONNX DeformConv (opset 19).",
+        discussion: """
+            The result runs in any runtime with ONNX DeformConv. A model of an older opset (11 and up) \
+            is moved to opset 19. OpenVINO's DeformableConv2D is refused: its border rule differs.
+            """)
+
+    @Argument(help: "The .onnx model to read.")
+    var input: String
+
+    @Argument(help: "The .onnx file to write.")
+    var output: String
+
+    func run() throws {
+        let converted = try cliTry { try Model(path: input).standardONNX() }
+        guard let file = fopen(output, "wb") else { throw ValidationError("error: cannot write '\(output)'") }
+        defer { fclose(file) }
+        let bytes = converted.bytes
+        if fwrite(bytes, 1, bytes.count, file) != bytes.count { throw ValidationError("error: writing '\(output)' failed") }
+        let opset = converted.opsetBefore < 19 ? " (ai.onnx opset \(converted.opsetBefore) -> 19)" : ""
+        print("\(output): \(converted.rewrittenNodes.count) deformable convolution(s) rewritten as DeformConv\(opset)")
+        for name in converted.rewrittenNodes { print("  \(name)") }
     }
 }
 
