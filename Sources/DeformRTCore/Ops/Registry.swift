@@ -109,6 +109,8 @@ enum OperatorRegistry {
         add("ai.deformrt", "DeformRoIPool") { try DeformRoIPoolOperator($0, spelling: .deformRT) }
         add("ai.deformrt", "DeformablePSROIPooling") { try DeformablePSROIPoolOperator($0, spelling: .deformRT) }
         add("org.openvinotoolkit", "DeformablePSROIPooling") { try DeformablePSROIPoolOperator($0, spelling: .openVINO) }
+        // Deformable attention family (issue 10; Ops/DeformableAttentionOps.swift).
+        add("", "GridSample", since: 16) { try GridSampleOperator($0) }
         return table
     }()
 
