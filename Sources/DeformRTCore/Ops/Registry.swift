@@ -111,6 +111,10 @@ enum OperatorRegistry {
         add("org.openvinotoolkit", "DeformablePSROIPooling") { try DeformablePSROIPoolOperator($0, spelling: .openVINO) }
         // Deformable attention family (issue 10; Ops/DeformableAttentionOps.swift).
         add("", "GridSample", since: 16) { try GridSampleOperator($0) }
+        add("mmdeploy", "TRTDCNv3") { try DCNv3Operator($0) }
+        add("ai.deformrt", "DCNv3") { try DCNv3Operator($0) }
+        add("mmdeploy", "MMCVMultiScaleDeformableAttention") { try MultiScaleDeformableAttentionOperator($0) }
+        add("ai.deformrt", "MultiScaleDeformableAttention") { try MultiScaleDeformableAttentionOperator($0) }
         return table
     }()
 
