@@ -255,3 +255,41 @@ def test_msda_vectors(path):
 
 def test_msda_vectors_exist():
     assert len(glob.glob(os.path.join(VECTORS, "msda_*.npz"))) >= 3
+
+
+# ---- against onnxruntime running the grid_sample decompositions --------------------------------
+
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import deformable_decompositions as decompositions  # noqa: E402
+
+
+def ort_run(model, feeds):
+    import onnxruntime as ort
+    return ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+
+
+@pytest.mark.parametrize("n,h,w,group,gc,kernel,stride,pad,dilation,scale", [
+    (2, 9, 11, 4, 16, 3, 1, 1, 1, 1.0),
+    (1, 8, 7, 3, 5, 3, 2, 1, 1, 0.5),
+    (2, 10, 9, 2, 7, 3, 1, 2, 2, 1.0),
+])
+def test_dcnv3_against_onnxruntime_decomposition(n, h, w, group, gc, kernel, stride, pad, dilation, scale):
+    """An independent reference: onnxruntime's GridSample in dcnv3_core_pytorch's graph. DeformRT
+    runs the same decomposed graph through its own GridSample too."""
+    fused, decomposed, shapes = decompositions.dcnv3_models(n, h, w, group, gc, kernel, stride, pad, dilation, scale)
+    feeds = decompositions.random_feeds(shapes, seed=h * w)
+    want = ort_run(decomposed, feeds)
+    np.testing.assert_allclose(run(fused, feeds), want, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(run(decomposed, feeds), want, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("bs,shapes,heads,dim,queries,points", [
+    (2, [(10, 13), (5, 7), (3, 4), (2, 2)], 8, 32, 37, 4),
+    (1, [(6, 5), (3, 3)], 2, 5, 11, 3),
+])
+def test_msda_against_onnxruntime_decomposition(bs, shapes, heads, dim, queries, points):
+    fused, decomposed, input_shapes = decompositions.msda_models(bs, shapes, heads, dim, queries, points)
+    feeds = decompositions.random_feeds(input_shapes, seed=queries)
+    want = ort_run(decomposed, feeds)
+    np.testing.assert_allclose(run(fused, feeds), want, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(run(decomposed, feeds), want, rtol=RTOL, atol=ATOL)
