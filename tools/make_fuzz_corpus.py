@@ -210,6 +210,29 @@ def seeds(rng):
                           output_dim=1, group_size=2, spatial_scale=1.0, pooled_size=2, part_size=2,
                           sample_per_part=2, trans_std=0.1)],
         [feature, value("trans", FLOAT, [2, 2, 2, 2])], [y], [init("rois", rois)], extra_opsets=[("ai.deformrt", 1)])
+    # Deformable attention family (issue 10): GridSample in three modes, DCNv3, multi-scale
+    # deformable attention with constant levels (mutations reach the level checks).
+    grid = value("grid", FLOAT, [1, 3, 4, 2])
+    out["grid_sample"] = model(
+        [helper.make_node("GridSample", ["x", "grid"], ["g1"], mode="linear", padding_mode="zeros"),
+         helper.make_node("GridSample", ["x", "grid"], ["g2"], mode="nearest", padding_mode="reflection",
+                          align_corners=1),
+         helper.make_node("GridSample", ["x", "grid"], ["y"], mode="cubic", padding_mode="border")],
+        [feature, grid], [y, value("g1", FLOAT, None), value("g2", FLOAT, None)], opset=20)
+    out["dcnv3"] = model(
+        [helper.make_node("TRTDCNv3", ["x", "offset", "mask"], ["y"], domain="mmdeploy", kernel_h=3, kernel_w=3,
+                          stride_h=1, stride_w=1, pad_h=1, pad_w=1, dilation_h=1, dilation_w=1, group=2,
+                          group_channels=2, offset_scale=1.0, im2col_step=64, remove_center=0)],
+        [value("x", FLOAT, [1, 4, 5, 4]), value("offset", FLOAT, [1, 4, 5, 36]), value("mask", FLOAT, [1, 4, 5, 18])],
+        [y], extra_opsets=[("mmdeploy", 1)])
+    out["multi_scale_deformable_attention"] = model(
+        [helper.make_node("MMCVMultiScaleDeformableAttention",
+                          ["value", "shapes", "starts", "locations", "weights"], ["y"], domain="mmdeploy",
+                          im2col_step=64)],
+        [value("value", FLOAT, [1, 25, 2, 3]), value("locations", FLOAT, [1, 4, 2, 2, 2, 2]),
+         value("weights", FLOAT, [1, 4, 2, 2, 2])], [y],
+        [init("shapes", np.array([[4, 5], [1, 5]], np.int64)), init("starts", np.array([0, 20], np.int64))],
+        extra_opsets=[("mmdeploy", 1)])
     return out
 
 

@@ -811,3 +811,153 @@ def test_nan_inputs_flow_through_plain_ops():
     x[0, 0, 0, 0] = np.inf
     (y,) = run(data, {"x": x})
     assert y.shape == (1, 1, 3, 3)
+
+
+# ---- deformable attention family (GridSample, DCNv3, multi-scale deformable attention) -------
+
+def grid_sample_model(x_shape, grid_shape, **attrs):
+    return model_bytes([helper.make_node("GridSample", ["x", "grid"], ["y"], name="gs", **attrs)],
+                       [value("x", FLOAT, list(x_shape)), value("grid", FLOAT, list(grid_shape))], [value("y")],
+                       opset=20)
+
+
+def dcnv3_model(x_shape=(1, 5, 4, 6), offset_shape=(1, 5, 4, 2 * 9 * 2), mask_shape=(1, 5, 4, 2 * 9), **overrides):
+    attrs = dict(kernel_h=3, kernel_w=3, stride_h=1, stride_w=1, pad_h=1, pad_w=1, dilation_h=1, dilation_w=1,
+                 group=2, group_channels=3, offset_scale=1.0, im2col_step=64, remove_center=0)
+    attrs.update(overrides)
+    attrs = {k: v for k, v in attrs.items() if v is not None}
+    return model_bytes([helper.make_node("TRTDCNv3", ["x", "offset", "mask"], ["y"], name="dcn3", domain="mmdeploy",
+                                         **attrs)],
+                       [value("x", FLOAT, list(x_shape)), value("offset", FLOAT, list(offset_shape)),
+                        value("mask", FLOAT, list(mask_shape))], [value("y")], domains=["mmdeploy"])
+
+
+def dcnv3_feeds(x_shape=(1, 5, 4, 6), offset_shape=(1, 5, 4, 36), mask_shape=(1, 5, 4, 18)):
+    return {"x": np.ones(x_shape, np.float32), "offset": np.zeros(offset_shape, np.float32),
+            "mask": np.full(mask_shape, 1 / 9, np.float32)}
+
+
+def msda_model(shapes, starts, keys=25, levels=2, loc_shape=None, weight_shape=None, feed_levels=False,
+               index_type=INT64):
+    loc_shape = loc_shape or (1, 4, 2, levels, 2, 2)
+    weight_shape = weight_shape or loc_shape[:-1]
+    inputs = [value("value", FLOAT, [1, keys, 2, 3]), value("loc", FLOAT, list(loc_shape)),
+              value("w", FLOAT, list(weight_shape))]
+    inits = []
+    if feed_levels:
+        inputs += [value("shapes", index_type, [len(shapes), 2]), value("starts", index_type, [len(starts)])]
+    else:
+        inits = [init("shapes", np.array(shapes, np.int64).reshape(-1, 2)), init("starts", np.array(starts, np.int64))]
+    node = helper.make_node("MMCVMultiScaleDeformableAttention", ["value", "shapes", "starts", "loc", "w"], ["y"],
+                            name="msda", domain="mmdeploy")
+    return model_bytes([node], inputs, [value("y")], inits, domains=["mmdeploy"])
+
+
+def msda_feeds(keys=25, loc_shape=(1, 4, 2, 2, 2, 2), loc_value=0.5):
+    return {"value": np.ones((1, keys, 2, 3), np.float32), "loc": np.full(loc_shape, loc_value, np.float32),
+            "w": np.full(loc_shape[:-1], 0.25, np.float32)}
+
+
+@pytest.mark.parametrize("x_shape,grid_shape,match", [
+    ((1, 2, 3, 4), (2, 2, 2, 2), "grid shape"),
+    ((1, 2, 3, 4), (1, 2, 2, 3), "grid shape"),
+    ((1, 2, 3, 4, 5), (1, 2, 2, 2, 3), "not supported"),
+    ((1, 2, 0, 4), (1, 2, 2, 2), "empty"),
+    ((1, 1, 1 << 23, 2), (1, 1, 1, 2), "too large"),
+])
+def test_grid_sample_bad_shapes_name_the_node(x_shape, grid_shape, match):
+    error = refused(grid_sample_model(x_shape, grid_shape), match=match)
+    assert "gs" in error.message
+
+
+def test_grid_sample_huge_grid_is_refused_by_the_memory_limit():
+    refused(grid_sample_model((1, 256, 4, 4), (1, 1 << 16, 1 << 16, 2)), memory_limit=1 << 30)
+
+
+def test_grid_sample_hostile_grid_values_give_defined_results():
+    grid = np.array([np.nan, np.inf, -np.inf, 3e38, -3e38, 1e-45, 0, 1] * 3, np.float32).reshape(1, 3, 4, 2)
+    x = np.arange(24, dtype=np.float32).reshape(1, 2, 3, 4)
+    for mode in ("linear", "nearest", "cubic"):
+        for padding in ("zeros", "border", "reflection"):
+            (y,) = run(grid_sample_model(x.shape, grid.shape, mode=mode, padding_mode=padding), {"x": x, "grid": grid})
+            assert np.isfinite(y).all() and y.shape == (1, 2, 3, 4)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(x_shape=(1, 5, 4, 7)), "group 2 * group_channels 3"),
+    (dict(offset_shape=(1, 5, 4, 35)), "offset shape"),
+    (dict(offset_shape=(1, 4, 4, 36)), "offset shape"),
+    (dict(mask_shape=(1, 5, 4, 9)), "mask shape"),
+    (dict(x_shape=(1, 5, 4)), "rank 4"),
+    (dict(kernel_h=None), "missing attribute kernel_h"),
+    (dict(group_channels=0), "group_channels"),
+    (dict(pad_h=-1), "pad_h"),
+    (dict(stride_w=1 << 40), "stride_w"),
+    (dict(remove_center=2), "remove_center"),
+    (dict(offset_scale=float("nan")), "offset_scale"),
+    (dict(kernel_h=1, kernel_w=1, remove_center=1), "no sampling point"),
+    (dict(kernel_h=9, pad_h=0), "smaller than the dilated kernel"),
+])
+def test_dcnv3_bad_models_name_the_node(kwargs, match):
+    shapes = {k: kwargs.pop(k) for k in ("x_shape", "offset_shape", "mask_shape") if k in kwargs}
+    error = refused(dcnv3_model(**shapes, **kwargs), match=match)
+    assert "dcn3" in error.message
+
+
+def test_dcnv3_wrong_fed_shapes_and_hostile_offsets():
+    refused(dcnv3_model(x_shape=("n", 5, 4, 6)), dcnv3_feeds(x_shape=(1, 5, 4, 5)))
+    feeds = dcnv3_feeds()
+    feeds["offset"][0, 0, 0, :4] = [np.nan, np.inf, -np.inf, 3e38]
+    feeds["offset"][0, 1, 1, :] = -3e38
+    feeds["mask"][0, 2, 2, 0] = np.nan
+    (y,) = run(dcnv3_model(), feeds)
+    assert y.shape == (1, 5, 4, 6)
+    assert np.isfinite(np.delete(y.reshape(20, 6), 2 * 4 + 2, axis=0)).all()
+
+
+@pytest.mark.parametrize("shapes,starts,keys,match", [
+    ([[4, 5], [1, 4]], [0, 20], 25, "cover 24 keys but value has 25"),
+    ([[4, 5], [1, 6]], [0, 20], 25, "outside value's 25 keys"),
+    ([[4, 5], [1, 5]], [0, 21], 25, "level_start_index[1] = 21 disagrees"),
+    ([[4, 5], [1, 5]], [0, -5], 25, "disagrees"),
+    ([[4, 5], [1, 5]], [0, 1 << 62], 25, "disagrees"),
+    ([[-4, -5], [1, 5]], [0, 20], 25, "out of range"),
+    ([[1 << 40, 1 << 40], [1, 5]], [0, 20], 25, "out of range"),
+])
+def test_msda_levels_disagreeing_with_value_are_named(shapes, starts, keys, match):
+    error = refused(msda_model(shapes, starts, keys=keys), match=match)
+    assert "msda" in error.message
+    # The same levels fed at run time: the error names the node too.
+    feeds = msda_feeds(keys)
+    feeds["shapes"] = np.array(shapes, np.int64)
+    feeds["starts"] = np.array(starts, np.int64)
+    error = refused(msda_model(shapes, starts, keys=keys, feed_levels=True), feeds, match=match)
+    assert "msda" in error.message
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(loc_shape=(1, 4, 3, 2, 2, 2)), "sampling_locations shape"),
+    (dict(loc_shape=(1, 4, 2, 2, 2, 3)), "sampling_locations shape"),
+    (dict(loc_shape=(1, 4, 2, 3, 2, 2)), "spatial_shapes shape"),
+    (dict(weight_shape=(1, 4, 2, 2, 3)), "attention_weights shape"),
+])
+def test_msda_wrong_shapes_are_named(kwargs, match):
+    error = refused(msda_model([[4, 5], [1, 5]], [0, 20], **kwargs), match=match)
+    assert "msda" in error.message
+
+
+def test_msda_float_levels_are_refused():
+    node = helper.make_node("MMCVMultiScaleDeformableAttention", ["value", "shapes", "starts", "loc", "w"], ["y"],
+                            name="msda", domain="mmdeploy")
+    data = model_bytes([node], [value("value", FLOAT, [1, 25, 2, 3]), value("loc", FLOAT, [1, 4, 2, 2, 2, 2]),
+                                value("w", FLOAT, [1, 4, 2, 2, 2])], [value("y")],
+                       [init("shapes", np.array([[4, 5], [1, 5]], np.float32)), init("starts", np.array([0, 20], np.int64))],
+                       domains=["mmdeploy"])
+    assert "msda" in refused(data, match="int64 or int32").message
+
+
+def test_msda_hostile_locations_give_defined_results():
+    feeds = msda_feeds()
+    feeds["loc"].reshape(-1)[:6] = [np.nan, np.inf, -np.inf, 3e38, -3e38, 1e-45]
+    (y,) = run(msda_model([[4, 5], [1, 5]], [0, 20]), feeds)
+    assert y.shape == (1, 4, 6) and np.isfinite(y).all()

@@ -109,6 +109,12 @@ enum OperatorRegistry {
         add("ai.deformrt", "DeformRoIPool") { try DeformRoIPoolOperator($0, spelling: .deformRT) }
         add("ai.deformrt", "DeformablePSROIPooling") { try DeformablePSROIPoolOperator($0, spelling: .deformRT) }
         add("org.openvinotoolkit", "DeformablePSROIPooling") { try DeformablePSROIPoolOperator($0, spelling: .openVINO) }
+        // Deformable attention family (issue 10; Ops/DeformableAttentionOps.swift).
+        add("", "GridSample", since: 16) { try GridSampleOperator($0) }
+        add("mmdeploy", "TRTDCNv3") { try DCNv3Operator($0) }
+        add("ai.deformrt", "DCNv3") { try DCNv3Operator($0) }
+        add("mmdeploy", "MMCVMultiScaleDeformableAttention") { try MultiScaleDeformableAttentionOperator($0) }
+        add("ai.deformrt", "MultiScaleDeformableAttention") { try MultiScaleDeformableAttentionOperator($0) }
         return table
     }()
 

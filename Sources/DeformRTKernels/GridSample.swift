@@ -1,0 +1,389 @@
+/// ONNX GridSample (opsets 16, 20, 22) on 4-D float32 input: X [N, C, H, W], grid [N, Ho, Wo, 2]
+/// holding (x, y) in [-1, 1], Y [N, C, Ho, Wo].
+///
+/// Semantics are onnx.reference's (`onnx/reference/ops/op_grid_sample.py`), which onnxruntime
+/// matches, with one exception where DeformRT follows onnxruntime and PyTorch: bicubic with
+/// `border` padding clamps each of the 16 taps into the image and leaves the sample position
+/// alone (onnx.reference first clamps the position into [0, size - 1], which changes results for
+/// positions outside the image). Nearest rounds half to even (np.rint / std::nearbyint, as both).
+/// A grid value that is not finite (NaN, ±Inf) reads 0 in every mode (both references give
+/// undefined results or crash there).
+///
+/// `run`: each image is transposed once to channels-last rows with an all-zero row after them;
+/// per tile of output pixels a sampling plan is made (1, 4 or 16 taps: a row index and a weight
+/// each, zero reads pointing at the zero row), the bilinear zeros case vectorised 16 pixels at a
+/// time by the deformable kernels' `DeformableSampling.planVector`. The plan is shared by every
+/// channel: each pixel's channels are gathered 16 at a time into a pixel-major tile, which is
+/// transposed into the NCHW output. Tiles are spread over threads; nothing is allocated.
+public enum GridSampleMode: Sendable { case linear, nearest, cubic }
+public enum GridSamplePadding: Sendable { case zeros, border, reflection }
+
+public struct GridSampleParams: Sendable, Equatable {
+    public var batch: Int
+    public var channels: Int
+    public var inHeight: Int
+    public var inWidth: Int
+    public var outHeight: Int
+    public var outWidth: Int
+    public var mode: GridSampleMode
+    public var padding: GridSamplePadding
+    public var alignCorners: Bool
+
+    public init(batch: Int, channels: Int, inHeight: Int, inWidth: Int, outHeight: Int, outWidth: Int,
+                mode: GridSampleMode, padding: GridSamplePadding, alignCorners: Bool) {
+        self.batch = batch
+        self.channels = channels
+        self.inHeight = inHeight
+        self.inWidth = inWidth
+        self.outHeight = outHeight
+        self.outWidth = outWidth
+        self.mode = mode
+        self.padding = padding
+        self.alignCorners = alignCorners
+    }
+
+    var inPixels: Int { inHeight * inWidth }
+    var outPixels: Int { outHeight * outWidth }
+    var taps: Int {
+        switch mode {
+        case .nearest: return 1
+        case .linear: return 4
+        case .cubic: return 16
+        }
+    }
+
+    /// Output pixels per tile: about 32 KB of gathered channels, a multiple of 16.
+    var tile: Int { max(16, min(256, (8192 / max(channels, 1)) & ~15)) }
+
+    /// Why the kernel cannot run these sizes (nil: it can). Row indices are Int32 and positions
+    /// are converted to integers below 2^22 (DeformableSampling), as in the deformable kernels.
+    public var invalidReason: String? {
+        if [batch, channels, inHeight, inWidth, outHeight, outWidth].contains(where: { $0 < 0 }) {
+            return "negative size"
+        }
+        if batch * channels * outPixels > 0 && (inHeight == 0 || inWidth == 0) {
+            return "input spatial size \(inHeight) x \(inWidth) is empty; there is nothing to sample"
+        }
+        if inHeight >= 1 << 22 || inWidth >= 1 << 22 || inHeight * inWidth >= 1 << 30 {
+            return "input plane \(inHeight) x \(inWidth) is too large for the sampler (at most 2^22 rows or columns and 2^30 pixels)"
+        }
+        return nil
+    }
+}
+
+public enum GridSample {
+    /// Scratch bytes of `run`: the channels-last images (plus a zero row each), and per thread a
+    /// plan and a tile.
+    public static func workspaceByteCount(_ p: GridSampleParams, threads: Int) -> Int {
+        let rows = p.batch * (p.inPixels + 1) * p.channels * 4
+        return rows + max(1, threads) * perThreadBytes(p) + 64
+    }
+
+    static func perThreadBytes(_ p: GridSampleParams) -> Int {
+        let t = p.tile
+        return (p.taps * t * 8 + t * max(p.channels, 1) * 4 + 48 * 4 + 63) & ~63
+    }
+
+    public static func run(
+        _ p: GridSampleParams, input: UnsafePointer<Float>, grid: UnsafePointer<Float>,
+        output: UnsafeMutablePointer<Float>, workspace: UnsafeMutableRawPointer, parallel: Parallel
+    ) {
+        let c = p.channels, hw = p.inPixels, outPixels = p.outPixels
+        if p.batch * c * outPixels == 0 { return }
+        let base = UnsafeMutableRawPointer(bitPattern: (Int(bitPattern: workspace) + 63) & ~63)!
+        let rows = base.bindMemory(to: Float.self, capacity: p.batch * (hw + 1) * c)
+        let imageFloats = (hw + 1) * c
+        // Channels-last rows of every image, its zero row after them.
+        parallel.forEachRange(p.batch * hw, totalWork: p.batch * hw * c) { _, range in
+            var i = range.lowerBound
+            while i < range.upperBound {
+                let n = i / hw, start = i - n * hw
+                let end = min(hw, start + (range.upperBound - i))
+                ConvLayout.channelsLast(input + n * c * hw, channels: c, planeSize: hw, pixels: start..<end,
+                                        rows: rows + n * imageFloats, rowStride: c)
+                i += end - start
+            }
+        }
+        for n in 0..<p.batch { (rows + n * imageFloats + hw * c).update(repeating: 0, count: c) }
+
+        let tile = p.tile, taps = p.taps
+        let tilesPerImage = (outPixels + tile - 1) / tile
+        let scratch = base + p.batch * imageFloats * 4
+        let stride = perThreadBytes(p)
+        parallel.forEachRange(p.batch * tilesPerImage, totalWork: p.batch * outPixels * c * taps) { worker, range in
+            let mine = scratch + worker * stride
+            let index = mine.bindMemory(to: Int32.self, capacity: taps * tile)
+            let weight = (mine + taps * tile * 4).bindMemory(to: Float.self, capacity: taps * tile)
+            let gathered = (mine + taps * tile * 8).bindMemory(to: Float.self, capacity: tile * max(c, 1))
+            let tail = (mine + taps * tile * 8 + tile * max(c, 1) * 4).bindMemory(to: Float.self, capacity: 48)
+            for t in range {
+                let n = t / tilesPerImage
+                let p0 = (t - n * tilesPerImage) * tile
+                let count = min(tile, outPixels - p0)
+                let image = UnsafePointer(rows + n * imageFloats)
+                plan(p, grid: grid + (n * outPixels + p0) * 2, count: count, index: index, weight: weight,
+                     stride: tile, tail: tail)
+                gather(p, rows: image, count: count, index: index, weight: weight, stride: tile, tile: gathered)
+                ConvLayout.transpose(gathered, srcStride: c, output + n * c * outPixels + p0, dstStride: outPixels,
+                                     rows: c, columns: count, rowBias: nil)
+            }
+        }
+    }
+
+    /// The plan of `count` pixels whose grid pairs start at `grid`: tap q of pixel r in
+    /// index[q * stride + r], weight[q * stride + r]; zero reads point at row inPixels.
+    static func plan(
+        _ p: GridSampleParams, grid: UnsafePointer<Float>, count: Int, index: UnsafeMutablePointer<Int32>,
+        weight: UnsafeMutablePointer<Float>, stride: Int, tail: UnsafeMutablePointer<Float>
+    ) {
+        let zeroRow = Int32(p.inPixels)
+        if p.mode == .linear && p.padding == .zeros {
+            // Positions 16 at a time, then the deformable kernels' bilinear plan (its border rule
+            // is GridSample's zeros padding: each corner outside reads 0).
+            let w = Float(p.inWidth), h = Float(p.inHeight)
+            var r = 0
+            while r < count {
+                let n = min(16, count - r)
+                for i in 0..<16 {
+                    let j = min(i, n - 1)
+                    let gx = grid[(r + j) * 2], gy = grid[(r + j) * 2 + 1]
+                    tail[i] = denormalize(gx, w, p.alignCorners)
+                    tail[16 + i] = denormalize(gy, h, p.alignCorners)
+                }
+                let x = UnsafeRawPointer(tail).loadUnaligned(as: SIMD16<Float>.self)
+                let y = UnsafeRawPointer(tail + 16).loadUnaligned(as: SIMD16<Float>.self)
+                if n == 16 {
+                    DeformableSampling.planVector(
+                        border: .zeroOutsideCorners, height: p.inHeight, width: p.inWidth, y: y, x: x,
+                        mask: SIMD16<Float>(repeating: 1), zeroRow: zeroRow, index: index + r, weight: weight + r,
+                        stride: stride)
+                } else {
+                    // The last partial vector, lane by lane (planVector stores 16 lanes).
+                    partialPlan(p, x: x, y: y, n: n, zeroRow: zeroRow, index: index + r, weight: weight + r,
+                                stride: stride)
+                }
+                r += 16
+            }
+            return
+        }
+        for r in 0..<count {
+            planPoint(p, gx: grid[r * 2], gy: grid[r * 2 + 1], zeroRow: zeroRow, index: index + r,
+                      weight: weight + r, stride: stride)
+        }
+    }
+
+    /// The bilinear-zeros plan of the last n < 16 lanes, computed lane by lane (same arithmetic).
+    static func partialPlan(
+        _ p: GridSampleParams, x: SIMD16<Float>, y: SIMD16<Float>, n: Int, zeroRow: Int32,
+        index: UnsafeMutablePointer<Int32>, weight: UnsafeMutablePointer<Float>, stride: Int
+    ) {
+        for i in 0..<n {
+            bilinearZeros(p, x: x[i], y: y[i], zeroRow: zeroRow, index: index + i, weight: weight + i, stride: stride)
+        }
+    }
+
+    @inline(__always)
+    static func denormalize(_ v: Float, _ length: Float, _ alignCorners: Bool) -> Float {
+        alignCorners ? (v + 1) / 2 * (length - 1) : ((v + 1) * length - 1) / 2
+    }
+
+    /// onnx.reference's `_gs_reflect`: reflects x by the near border until it lies in [low, high],
+    /// in double precision as there; a zero-width range gives `low`.
+    static func reflect(_ x: Float, low: Float, high: Float) -> Float {
+        let fx = Double(x), lo = Double(low), hi = Double(high)
+        let range = hi - lo
+        if range <= 0 { return low }
+        var result = fx
+        if fx < lo {
+            let dx = lo - fx
+            let n = (dx / range).rounded(.towardZero)
+            let r = dx - n * range
+            result = n.truncatingRemainder(dividingBy: 2) == 0 ? lo + r : hi - r
+        } else if fx > hi {
+            let dx = fx - hi
+            let n = (dx / range).rounded(.towardZero)
+            let r = dx - n * range
+            result = n.truncatingRemainder(dividingBy: 2) == 0 ? hi - r : lo + r
+        }
+        return Float(min(max(result, lo), hi))
+    }
+
+    /// The sample position along one axis after the padding rule (for linear and nearest; cubic
+    /// transforms only under reflection, see `cubicAxis`).
+    @inline(__always)
+    static func padded(_ x: Float, length: Int, _ p: GridSampleParams) -> Float {
+        let low: Float = p.alignCorners ? 0 : -0.5
+        let high: Float = p.alignCorners ? Float(length - 1) : Float(length) - 0.5
+        if x >= low && x <= high { return x }
+        switch p.padding {
+        case .zeros: return x
+        case .border: return min(max(x, 0), Float(length - 1))
+        case .reflection: return reflect(x, low: low, high: high)
+        }
+    }
+
+    /// A tap index along one axis of `length` after the padding rule; -1 reads 0. `i` is small
+    /// (callers bound positions first).
+    @inline(__always)
+    static func tapIndex(_ i: Int, length: Int, _ p: GridSampleParams) -> Int {
+        if i >= 0 && i < length { return i }
+        switch p.padding {
+        case .zeros: return -1
+        case .border: return min(max(i, 0), length - 1)
+        case .reflection:
+            let low: Float = p.alignCorners ? 0 : -0.5
+            let high: Float = p.alignCorners ? Float(length - 1) : Float(length) - 0.5
+            return min(max(Int(reflect(Float(i), low: low, high: high)), 0), length - 1)
+        }
+    }
+
+    /// Keys' cubic convolution coefficients (A = -0.75) of the four taps around t in [0, 1).
+    @inline(__always)
+    static func cubicCoefficients(_ t: Float) -> (Float, Float, Float, Float) {
+        let a: Float = -0.75
+        let x = abs(t)
+        let c0 = ((a * (x + 1) - 5 * a) * (x + 1) + 8 * a) * (x + 1) - 4 * a
+        let c1 = ((a + 2) * x - (a + 3)) * x * x + 1
+        let c2 = ((a + 2) * (1 - x) - (a + 3)) * (1 - x) * (1 - x) + 1
+        let c3 = ((a * (2 - x) - 5 * a) * (2 - x) + 8 * a) * (2 - x) - 4 * a
+        return (c0, c1, c2, c3)
+    }
+
+    /// One pixel's bilinear plan with zeros padding (the scalar form of planVector's rule).
+    @inline(__always)
+    static func bilinearZeros(
+        _ p: GridSampleParams, x: Float, y: Float, zeroRow: Int32, index: UnsafeMutablePointer<Int32>,
+        weight: UnsafeMutablePointer<Float>, stride: Int
+    ) {
+        for q in 0..<4 {
+            index[q * stride] = zeroRow
+            weight[q * stride] = 0
+        }
+        guard y > -1 && y < Float(p.inHeight) && x > -1 && x < Float(p.inWidth) else { return }
+        let y0 = y.rounded(.down), x0 = x.rounded(.down)
+        let ly = y - y0, lx = x - x0
+        let iy = Int(y0), ix = Int(x0)
+        let ys = (iy, iy + 1), xs = (ix, ix + 1)
+        let wy = (1 - ly, ly), wx = (1 - lx, lx)
+        for a in 0..<2 {
+            let row = a == 0 ? ys.0 : ys.1
+            let w1 = a == 0 ? wy.0 : wy.1
+            guard row >= 0 && row < p.inHeight else { continue }
+            for b in 0..<2 {
+                let column = b == 0 ? xs.0 : xs.1
+                guard column >= 0 && column < p.inWidth else { continue }
+                index[(a * 2 + b) * stride] = Int32(row * p.inWidth + column)
+                weight[(a * 2 + b) * stride] = w1 * (b == 0 ? wx.0 : wx.1)
+            }
+        }
+    }
+
+    /// One pixel's plan in any mode and padding.
+    static func planPoint(
+        _ p: GridSampleParams, gx: Float, gy: Float, zeroRow: Int32, index: UnsafeMutablePointer<Int32>,
+        weight: UnsafeMutablePointer<Float>, stride: Int
+    ) {
+        let taps = p.taps
+        for q in 0..<taps {
+            index[q * stride] = zeroRow
+            weight[q * stride] = 0
+        }
+        let h = p.inHeight, w = p.inWidth
+        var x = denormalize(gx, Float(w), p.alignCorners)
+        var y = denormalize(gy, Float(h), p.alignCorners)
+        guard x.isFinite && y.isFinite else { return }
+        switch p.mode {
+        case .nearest:
+            x = padded(x.rounded(.toNearestOrEven), length: w, p)
+            y = padded(y.rounded(.toNearestOrEven), length: h, p)
+            guard x >= 0 && x < Float(w) && y >= 0 && y < Float(h) else { return }
+            index[0] = Int32(Int(y) * w + Int(x))
+            weight[0] = 1
+        case .linear:
+            x = padded(x, length: w, p)
+            y = padded(y, length: h, p)
+            if p.padding == .zeros {
+                bilinearZeros(p, x: x, y: y, zeroRow: zeroRow, index: index, weight: weight, stride: stride)
+                return
+            }
+            // Border and reflection positions lie in [-0.5, size - 0.5]: small.
+            let y0 = y.rounded(.down), x0 = x.rounded(.down)
+            let ly = y - y0, lx = x - x0
+            let iy = Int(y0), ix = Int(x0)
+            let rows = (tapIndex(iy, length: h, p), tapIndex(iy + 1, length: h, p))
+            let columns = (tapIndex(ix, length: w, p), tapIndex(ix + 1, length: w, p))
+            let wy = (1 - ly, ly), wx = (1 - lx, lx)
+            for a in 0..<2 {
+                for b in 0..<2 {
+                    let row = a == 0 ? rows.0 : rows.1, column = b == 0 ? columns.0 : columns.1
+                    index[(a * 2 + b) * stride] = Int32(row * w + column)
+                    weight[(a * 2 + b) * stride] = (a == 0 ? wy.0 : wy.1) * (b == 0 ? wx.0 : wx.1)
+                }
+            }
+        case .cubic:
+            guard let (rows, cy) = cubicAxis(y, length: h, p), let (columns, cx) = cubicAxis(x, length: w, p) else {
+                return
+            }
+            for a in 0..<4 {
+                let row = a == 0 ? rows.0 : a == 1 ? rows.1 : a == 2 ? rows.2 : rows.3
+                let wa = a == 0 ? cy.0 : a == 1 ? cy.1 : a == 2 ? cy.2 : cy.3
+                guard row >= 0 else { continue }
+                for b in 0..<4 {
+                    let column = b == 0 ? columns.0 : b == 1 ? columns.1 : b == 2 ? columns.2 : columns.3
+                    guard column >= 0 else { continue }
+                    index[(a * 4 + b) * stride] = Int32(row * w + column)
+                    weight[(a * 4 + b) * stride] = wa * (b == 0 ? cx.0 : b == 1 ? cx.1 : b == 2 ? cx.2 : cx.3)
+                }
+            }
+        }
+    }
+
+    /// The four tap indices (-1: reads 0) and coefficients of a bicubic axis; nil when every tap
+    /// reads 0. Zeros: taps outside read 0. Border: taps clamped into the image, the position
+    /// left alone (onnxruntime, PyTorch). Reflection: the position reflected into range, then
+    /// each tap reflected (onnx.reference; onnxruntime agrees).
+    @inline(__always)
+    static func cubicAxis(_ v: Float, length: Int, _ p: GridSampleParams)
+        -> ((Int, Int, Int, Int), (Float, Float, Float, Float))? {
+        var x = v
+        switch p.padding {
+        case .zeros:
+            guard x > -3 && x < Float(length + 2) else { return nil }
+        case .border:
+            // Beyond these every tap clamps to the same edge and the coefficients sum to 1.
+            x = min(max(x, -4), Float(length + 3))
+        case .reflection:
+            x = padded(x, length: length, p)
+        }
+        let x0 = x.rounded(.down)
+        let i0 = Int(x0)
+        let taps = (tapIndex(i0 - 1, length: length, p), tapIndex(i0, length: length, p),
+                    tapIndex(i0 + 1, length: length, p), tapIndex(i0 + 2, length: length, p))
+        return (taps, cubicCoefficients(x - x0))
+    }
+
+    /// Gathers the planned taps of `count` pixels into tile rows of `channels` floats.
+    static func gather(
+        _ p: GridSampleParams, rows: UnsafePointer<Float>, count: Int, index: UnsafePointer<Int32>,
+        weight: UnsafePointer<Float>, stride: Int, tile: UnsafeMutablePointer<Float>
+    ) {
+        let c = p.channels
+        switch p.mode {
+        case .nearest:
+            for r in 0..<count {
+                DeformableSampling.copy(rows + Int(index[r]) * c, to: tile + r * c, count: c)
+            }
+        case .linear:
+            DeformableSampling.gather(rows: rows, rowStride: c, channels: c, count: count, index: index,
+                                      weight: weight, stride: stride, panel: tile, panelStride: c)
+        case .cubic:
+            for r in 0..<count {
+                for a in 0..<4 {
+                    SampleGather.corners(rows: rows, rowStride: c, channels: c, index: index + a * 4 * stride + r,
+                                         weight: weight + a * 4 * stride + r, stride: stride, out: tile + r * c,
+                                         accumulate: a > 0)
+                }
+            }
+        }
+    }
+}
