@@ -72,3 +72,8 @@ clean:
 	rm -rf .build build bindings/python/src/deformrt/libdeformrt.so
 
 include fuzz/Makefile.inc
+
+# The custom-operator example (examples/c/custom_op.c; Tests/python/test_custom_ops.py builds and runs it too).
+build/bin/c-custom-op-example: examples/c/custom_op.c include/deformrt.h build
+	$(CC) -std=c99 -O2 -Wall -Wextra -Werror -Iinclude examples/c/custom_op.c -L$(BIN) -ldeformrt -lm \
+	  -Wl,-rpath,$(BIN) -o $@

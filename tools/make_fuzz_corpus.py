@@ -210,6 +210,15 @@ def seeds(rng):
                           output_dim=1, group_size=2, spatial_scale=1.0, pooled_size=2, part_size=2,
                           sample_per_part=2, trans_std=0.1)],
         [feature, value("trans", FLOAT, [2, 2, 2, 2])], [y], [init("rois", rois)], extra_opsets=[("ai.deformrt", 1)])
+    # Metadata and symbolic dims (the metadata accessors, a repeated key, empty and long values).
+    meta = model([helper.make_node("Relu", ["x"], ["y"])], [value("x", FLOAT, ["batch", 3, None])],
+                 [value("y", FLOAT, ["batch", 3, None])])
+    meta.doc_string, meta.domain, meta.model_version = "doc", "ai.example", 5
+    meta.graph.doc_string = "graph doc"
+    for key, text in [("k", "1"), ("", "empty key"), ("k", "2"), ("long", "v" * 300)]:
+        entry = meta.metadata_props.add()
+        entry.key, entry.value = key, text
+    out["metadata_symbolic_dims"] = meta
     return out
 
 
