@@ -19,7 +19,7 @@ RELEASE_FLAGS := -c release -Xswiftc -static-stdlib -Xswiftc -target-cpu -Xswift
                  -Xswiftc -Xclang-linker -Xswiftc -fuse-ld=lld
 BIN := $(CURDIR)/.build/release
 LIB := $(BIN)/libdeformrt.so
-DEBIAN_PACKAGES := libopenblas-dev libopenblas-serial-dev libonnx-dev protobuf-compiler valgrind binutils gcc g++
+DEBIAN_PACKAGES := libopenblas-dev libopenblas-serial-dev libonnx-dev protobuf-compiler valgrind binutils gcc g++ cmake pkg-config
 PIP_PACKAGES := numpy onnx onnxruntime pytest wheel setuptools pillow
 # Only the tests need these: the Ray example's test runs a local Ray cluster.
 TEST_PIP_PACKAGES := ray[data]
@@ -78,3 +78,38 @@ clean:
 	rm -rf .build build bindings/python/src/deformrt/libdeformrt.so
 
 include fuzz/Makefile.inc
+
+# ---- Install (C and C++ consumers: header, library, pkg-config, CMake package) -----------------
+# `make install PREFIX=/opt/deformrt` (default /usr/local; DESTDIR is honoured for staging) puts
+#   include/deformrt.h, lib/libdeformrt.so, bin/deformrt,
+#   lib/pkgconfig/deformrt.pc (pkg-config --cflags --libs deformrt),
+#   lib/cmake/DeformRT/DeformRTConfig{,Version}.cmake (find_package(DeformRT), DeformRT::deformrt).
+# The .pc and CMake files find the prefix from their own folder, so an installed tree may be moved.
+PREFIX ?= /usr/local
+DRT_VERSION := $(shell sed -n 's/^\#define DRT_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$$/\2/p' include/deformrt.h | paste -sd.)
+DRT_VERSION_MAJOR := $(word 1,$(subst ., ,$(DRT_VERSION)))
+DRT_VERSION_MINOR := $(word 2,$(subst ., ,$(DRT_VERSION)))
+INSTALL_ROOT = $(DESTDIR)$(PREFIX)
+
+.PHONY: install uninstall
+install: build
+	install -d $(INSTALL_ROOT)/include $(INSTALL_ROOT)/lib/pkgconfig $(INSTALL_ROOT)/lib/cmake/DeformRT $(INSTALL_ROOT)/bin
+	install -m 644 include/deformrt.h $(INSTALL_ROOT)/include/deformrt.h
+	install -m 755 $(LIB) $(INSTALL_ROOT)/lib/libdeformrt.so
+	install -m 755 $(BIN)/deformrt-cli $(INSTALL_ROOT)/bin/deformrt
+	sed 's/@VERSION@/$(DRT_VERSION)/' packaging/deformrt.pc.in > $(INSTALL_ROOT)/lib/pkgconfig/deformrt.pc
+	cp packaging/DeformRTConfig.cmake.in $(INSTALL_ROOT)/lib/cmake/DeformRT/DeformRTConfig.cmake
+	sed 's/@VERSION@/$(DRT_VERSION)/; s/@VERSION_MAJOR@/$(DRT_VERSION_MAJOR)/; s/@VERSION_MINOR@/$(DRT_VERSION_MINOR)/' \
+	  packaging/DeformRTConfigVersion.cmake.in > $(INSTALL_ROOT)/lib/cmake/DeformRT/DeformRTConfigVersion.cmake
+	@echo "installed DeformRT $(DRT_VERSION) into $(INSTALL_ROOT)"
+
+uninstall:
+	rm -f $(INSTALL_ROOT)/include/deformrt.h $(INSTALL_ROOT)/lib/libdeformrt.so $(INSTALL_ROOT)/bin/deformrt \
+	  $(INSTALL_ROOT)/lib/pkgconfig/deformrt.pc $(INSTALL_ROOT)/lib/cmake/DeformRT/DeformRTConfig.cmake \
+	  $(INSTALL_ROOT)/lib/cmake/DeformRT/DeformRTConfigVersion.cmake
+	-rmdir $(INSTALL_ROOT)/lib/cmake/DeformRT 2>/dev/null
+
+# The custom-operator example (examples/c/custom_op.c; Tests/python/test_custom_ops.py builds and runs it too).
+build/bin/c-custom-op-example: examples/c/custom_op.c include/deformrt.h build
+	$(CC) -std=c99 -O2 -Wall -Wextra -Werror -Iinclude examples/c/custom_op.c -L$(BIN) -ldeformrt -lm \
+	  -Wl,-rpath,$(BIN) -o $@

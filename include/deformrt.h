@@ -49,7 +49,8 @@ typedef enum drt_status {
     DRT_ERROR_UNSUPPORTED = 4,      /* valid ONNX that this runtime does not implement */
     DRT_ERROR_OUT_OF_MEMORY = 5,    /* an allocation failed or the session's memory limit was hit */
     DRT_ERROR_BUFFER_TOO_SMALL = 6, /* a caller buffer is too small; the size needed was reported */
-    DRT_ERROR_INTERNAL = 7          /* a bug in DeformRT: please report it */
+    DRT_ERROR_INTERNAL = 7,         /* a bug in DeformRT: please report it */
+    DRT_ERROR_CANCELLED = 8         /* the run was stopped through its drt_run_options */
 } drt_status;
 
 /* ONNX TensorProto element type codes understood by the tensor calls. */
@@ -235,6 +236,144 @@ drt_status drt_tensor_shape(const drt_tensor *tensor, int64_t *out_dims, size_t 
 
 /* Size of the data in bytes. */
 drt_status drt_tensor_byte_size(const drt_tensor *tensor, size_t *out_size);
+
+/* ==== Added after the first release (issue 11); new calls are appended below ================ */
+
+/* ---- Model metadata ----------------------------------------------------------------------- */
+
+/* What the model file says about itself (the ModelProto and GraphProto fields of the same names;
+ * onnxruntime's ModelMetadata). Each string is "" when the file does not set it. Borrowed: valid
+ * until the model is freed. Thread-safe (a model is immutable). */
+drt_status drt_model_producer_name(const drt_model *model, const char **out_value);
+drt_status drt_model_producer_version(const drt_model *model, const char **out_value);
+drt_status drt_model_domain(const drt_model *model, const char **out_value);
+/* ModelProto.doc_string. */
+drt_status drt_model_description(const drt_model *model, const char **out_value);
+drt_status drt_model_graph_name(const drt_model *model, const char **out_value);
+/* GraphProto.doc_string. */
+drt_status drt_model_graph_description(const drt_model *model, const char **out_value);
+/* ModelProto.model_version; INT64_MAX when the file does not set it (as onnxruntime reports). */
+drt_status drt_model_version(const drt_model *model, int64_t *out_version);
+
+/* The custom metadata (ModelProto.metadata_props) as key / value pairs, each key once, in file
+ * order (a key the file repeats has its last value, as onnxruntime reads it). Keys and values are
+ * borrowed: valid until the model is freed. */
+drt_status drt_model_metadata_count(const drt_model *model, size_t *out_count);
+drt_status drt_model_metadata_key(const drt_model *model, size_t index, const char **out_key);
+/* The value of `key`; a key the model does not have is DRT_ERROR_INVALID_ARGUMENT naming it
+ * (*out_value untouched). */
+drt_status drt_model_metadata_lookup(const drt_model *model, const char *key, const char **out_value);
+
+/* The symbolic name (ONNX dim_param, such as "batch") of dim `axis` of input / output `index`'s
+ * declared shape, or "" when that dim is a number or has no name. An axis not below the rank
+ * drt_model_input_shape reports is DRT_ERROR_INVALID_ARGUMENT. Borrowed: valid until the model is
+ * freed. */
+drt_status drt_model_input_dim_name(const drt_model *model, size_t index, size_t axis, const char **out_name);
+drt_status drt_model_output_dim_name(const drt_model *model, size_t index, size_t axis, const char **out_name);
+
+/* ---- Extra outputs ------------------------------------------------------------------------ */
+
+/* Asks sessions made with these options to offer the intermediate value `name` (any node output,
+ * graph input or initializer of the model) as an output as well, for debugging or for reading a
+ * layer's activations: drt_session_run can then name it in output_names. The graph passes keep
+ * every such value (no fusion or layout change removes it; it may cost some speed). Extra outputs
+ * follow the model's outputs and are only returned when named (output_names NULL still means the
+ * model's outputs). A name the model lacks, or one that is already an output, makes
+ * drt_session_create fail with DRT_ERROR_INVALID_ARGUMENT. The name is copied. */
+drt_status drt_session_options_add_output(drt_session_options *options, const char *name);
+
+/* ---- Run options and cancellation --------------------------------------------------------- */
+
+typedef struct drt_run_options drt_run_options;
+
+/* Options for one or more runs (onnxruntime's RunOptions). Default: terminate off. On success
+ * *out_options is owned by the caller; free it with drt_run_options_free. Thread safety: any
+ * number of runs, on any sessions and threads, may use one run options at the same time, and
+ * drt_run_options_set_terminate may be called from any thread at any time (that is its purpose).
+ * Free it only when no run uses it. */
+drt_status drt_run_options_create(drt_run_options **out_options);
+
+/* NULL: no-op. */
+void drt_run_options_free(drt_run_options *options);
+
+/* terminate != 0 asks every run using these options to stop: a run checks before each node (one
+ * relaxed atomic load) and returns DRT_ERROR_CANCELLED, writing no output; a run started while it
+ * is set stops before its first node. It stays set until called again with 0. The session stays
+ * usable. */
+drt_status drt_run_options_set_terminate(drt_run_options *options, int32_t terminate);
+
+/* drt_session_run with run options and, optionally, caller-provided output tensors.
+ *   run_options may be NULL (no cancellation).
+ *   outputs has room for output_count pointers. outputs[i] NULL on entry: as drt_session_run, the
+ *   library makes the tensor (caller owns it; free with drt_tensor_free). outputs[i] non-NULL: a
+ *   tensor of the caller's (drt_tensor_create or drt_tensor_create_borrowed, for example over a
+ *   buffer it already has) whose element type and shape must equal output i's for these input
+ *   shapes; the output is written into its memory, and outputs[i] is left as it is (still the
+ *   caller's). Such a tensor must not share memory with an input or another output tensor
+ *   (DRT_ERROR_INVALID_ARGUMENT), and must not be read or freed by another thread during the call.
+ *   A computed output is written straight into the caller's memory (no copy).
+ * On failure no NULL entry of outputs is written; a caller tensor's contents are unspecified after
+ * a failure that happened during the run (DRT_ERROR_CANCELLED included), and untouched after a
+ * refused argument. Everything else as drt_session_run. */
+drt_status drt_session_run_with_options(drt_session *session, const drt_run_options *run_options,
+                                        const char *const *input_names, const drt_tensor *const *inputs,
+                                        size_t input_count, const char *const *output_names,
+                                        size_t output_count, drt_tensor **outputs);
+
+/* ---- Custom operators --------------------------------------------------------------------- */
+
+typedef struct drt_custom_op drt_custom_op;
+
+/* A custom operator's output types and shapes for its inputs' types and shapes. Called whenever a
+ * plan is made (drt_session_create when the inputs' shapes are static; a run with new input shapes),
+ * on the thread making it, while that session is locked.
+ *   input_types[i] and the input_ranks[i] dims at input_shapes[i] describe input i; an omitted
+ *   optional input has DRT_TYPE_UNDEFINED and rank 0. The arrays are valid during the call only.
+ *   For each of the node's output_count outputs, write its element type to output_types[i], its
+ *   rank (at most max_rank) to output_ranks[i] and its dims (>= 0) to output_shapes[i][0..rank).
+ * Return DRT_OK, or another status to refuse the inputs: the session creation or run then fails with
+ * that status and a message naming the node. Output types and shapes that DeformRT cannot hold (an
+ * unknown or string type, a negative dim, a rank over max_rank, too many elements) fail it with
+ * DRT_ERROR_INVALID_ARGUMENT naming the node and the output. */
+typedef drt_status (*drt_custom_op_shape_fn)(void *user_data, size_t input_count, const int32_t *input_types,
+                                             const int64_t *const *input_shapes, const size_t *input_ranks,
+                                             size_t output_count, size_t max_rank, int32_t *output_types,
+                                             int64_t *const *output_shapes, size_t *output_ranks);
+
+/* Computes a custom node: reads inputs[i] (NULL for an omitted optional input; read-only) and writes
+ * every element of outputs[i], tensors of the types and shapes the shape callback gave
+ * (drt_tensor_mutable_data gives their memory). The tensor handles are lent for the call only: do
+ * not free or keep them. Called during drt_session_run on the thread that called it (one call at a
+ * time per session; different sessions may call it at the same time), and possibly once while a
+ * plan is made when all the node's inputs are constants (the result is then reused by every run).
+ * Return DRT_OK, or another status to fail the run with that status and a message naming the
+ * node. Must not call drt_session_run on the session running it. */
+typedef drt_status (*drt_custom_op_compute_fn)(void *user_data, const drt_tensor *const *inputs, size_t input_count,
+                                               drt_tensor *const *outputs, size_t output_count);
+
+/* Describes a custom operator: nodes of (domain, op_type) in models whose opset for `domain` (1 if
+ * the model does not import it) is in since_version..until_version run the callbacks, which get
+ * user_data as their first argument. The ONNX domain ("" or "ai.onnx") and "ai.deformrt" are
+ * refused, and so is a name DeformRT runs itself (drt_session_create says so). Node attributes are
+ * not passed to the callbacks. domain and op_type are copied. On success *out_op is owned by the
+ * caller; free it with drt_custom_op_free. Lifetime: options and sessions keep what they need of
+ * the drt_custom_op, so it may be freed at once, but user_data must stay valid until every session
+ * made with it is freed. */
+drt_status drt_custom_op_create(const char *domain, const char *op_type, int32_t since_version, int32_t until_version,
+                                drt_custom_op_shape_fn shape, drt_custom_op_compute_fn compute, void *user_data,
+                                drt_custom_op **out_op);
+
+/* NULL: no-op. */
+void drt_custom_op_free(drt_custom_op *op);
+
+/* Sessions made with these options run `op` for the nodes it matches. Registering the same
+ * (domain, op_type) twice for overlapping opset ranges makes drt_session_create fail. */
+drt_status drt_session_options_add_custom_op(drt_session_options *options, const drt_custom_op *op);
+
+/* Pointer to the elements of a tensor, for writing: a custom operator's outputs, or a tensor the
+ * caller made. The inputs lent to a custom operator are refused (DRT_ERROR_INVALID_ARGUMENT).
+ * Borrowed: valid until the tensor is freed (for lent tensors: until the callback returns). */
+drt_status drt_tensor_mutable_data(drt_tensor *tensor, void **out_data);
 
 #ifdef __cplusplus
 }

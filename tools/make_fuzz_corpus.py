@@ -233,6 +233,15 @@ def seeds(rng):
          value("weights", FLOAT, [1, 4, 2, 2, 2])], [y],
         [init("shapes", np.array([[4, 5], [1, 5]], np.int64)), init("starts", np.array([0, 20], np.int64))],
         extra_opsets=[("mmdeploy", 1)])
+    # Metadata and symbolic dims (the metadata accessors, a repeated key, empty and long values).
+    meta = model([helper.make_node("Relu", ["x"], ["y"])], [value("x", FLOAT, ["batch", 3, None])],
+                 [value("y", FLOAT, ["batch", 3, None])])
+    meta.doc_string, meta.domain, meta.model_version = "doc", "ai.example", 5
+    meta.graph.doc_string = "graph doc"
+    for key, text in [("k", "1"), ("", "empty key"), ("k", "2"), ("long", "v" * 300)]:
+        entry = meta.metadata_props.add()
+        entry.key, entry.value = key, text
+    out["metadata_symbolic_dims"] = meta
     return out
 
 

@@ -16,6 +16,64 @@ public typealias GraphOptimizationLevel = DeformRTCore.GraphOptimizationLevel
 /// One timed node run, or a whole run when `node` is nil.
 public typealias ProfileEvent = DeformRTCore.ProfileEvent
 
+/// What the model file says about itself (producer, graph name, domain, description, version,
+/// custom metadata), as onnxruntime's ModelMetadata.
+public typealias ModelMetadata = DeformRTCore.ModelMetadata
+
+/// Options for runs (onnxruntime's RunOptions): setting `terminate` from any thread stops every
+/// run using them before its next node, with DeformRTError code `.cancelled`. It stays set until
+/// set back to false. One instance may serve any number of concurrent runs.
+public final class RunOptions: Sendable {
+    let termination = RunTermination()
+
+    public init() {}
+
+    public var terminate: Bool {
+        get { termination.isRequested }
+        set { termination.set(newValue) }
+    }
+}
+
+/// An operator supplied by the program: nodes of (domain, opType) in models whose opset for the
+/// domain (1 if the model does not import it) is in `opsets` run `compute`. The ONNX domain,
+/// ai.deformrt and names DeformRT runs itself are refused. Node attributes are not passed.
+/// `outputTypes` is called when a plan is made, `compute` on the thread calling `Session.run`
+/// (one call at a time per session; sessions may call it concurrently), and possibly once while
+/// planning when all the node's inputs are constants.
+public struct CustomOperator: Sendable {
+    let definition: CustomOperatorDefinition
+
+    /// - Parameters:
+    ///   - outputTypes: the outputs' element types and shapes for the inputs' (nil: an omitted
+    ///     optional input) and the node's number of outputs.
+    ///   - compute: reads the inputs and writes every element of each output.
+    public init(domain: String, opType: String, opsets: ClosedRange<Int> = 1...Int.max,
+                outputTypes: @escaping @Sendable (_ inputs: [(elementType: ElementType, shape: [Int])?], _ outputCount: Int) throws
+                    -> [(elementType: ElementType, shape: [Int])],
+                compute: @escaping @Sendable (_ inputs: [Tensor?], _ outputs: [CustomOperatorOutput]) throws -> Void) throws {
+        definition = try CustomOperatorDefinition(
+            domain: domain, opType: opType, opsets: opsets,
+            outputTypes: { inputs, count in
+                try outputTypes(inputs.map { $0.map { (elementType: $0.elementType, shape: $0.shape) } }, count)
+                    .map { ValueType($0.elementType, $0.shape) }
+            },
+            compute: { inputs, outputs in
+                try compute(inputs.map { $0.map(Tensor.init) }, outputs.map(CustomOperatorOutput.init))
+            })
+    }
+}
+
+/// An output of a custom operator: memory the operator writes in place (valid during `compute`).
+public struct CustomOperatorOutput {
+    fileprivate let core: DeformRTCore.Tensor
+    public var shape: [Int] { core.shape }
+    public var elementType: ElementType { core.elementType }
+
+    public func withUnsafeMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) throws -> R) rethrows -> R {
+        try body(UnsafeMutableRawBufferPointer(start: core.rawPointer, count: core.byteCount))
+    }
+}
+
 /// The library version, as the C API's drt_version() reports it.
 public let deformRTVersion = "0.1.0"
 
@@ -50,6 +108,9 @@ public final class Model: Sendable {
 
     public var inputs: [ValueInfo] { graph.inputs.map(ValueInfo.init) }
     public var outputs: [ValueInfo] { graph.outputs.map(ValueInfo.init) }
+
+    /// The model's own description of itself.
+    public var metadata: ModelMetadata { graph.metadata }
 }
 
 /// A model rewritten into standard ONNX: what `Model.standardONNX()` returns.
@@ -91,8 +152,12 @@ public final class Session: @unchecked Sendable {
     ///   - memoryLimit: cap on the tensor bytes a plan may hold (default 16 GiB).
     ///   - graphOptimizationLevel: which graph passes run first (default: all).
     ///   - profileFilePrefix: per-node profiling on (see `endProfiling`); nil (default) is off.
+    ///   - extraOutputs: intermediate values (by name) `run` may also return when named; the graph
+    ///     passes keep them.
+    ///   - customOperators: operators the model uses that DeformRT does not have.
     public init(model: Model, threads: Int? = nil, memoryLimit: UInt64? = nil,
-                graphOptimizationLevel: GraphOptimizationLevel = .all, profileFilePrefix: String? = nil) throws {
+                graphOptimizationLevel: GraphOptimizationLevel = .all, profileFilePrefix: String? = nil,
+                extraOutputs: [String] = [], customOperators: [CustomOperator] = []) throws {
         if let threads, threads < 1 || threads > 256 {
             throw DeformRTError(.invalidArgument, "threads must be between 1 and 256, got \(threads)")
         }
@@ -102,7 +167,9 @@ public final class Session: @unchecked Sendable {
         self.model = model
         core = try SessionCore(graph: model.graph, options: SessionOptions(threads: threads, memoryLimit: memoryLimit,
                                                                         graphOptimizationLevel: graphOptimizationLevel,
-                                                                        profileFilePrefix: profileFilePrefix))
+                                                                        profileFilePrefix: profileFilePrefix,
+                                                                        extraOutputs: extraOutputs,
+                                                                        customOperators: customOperators.map(\.definition)))
     }
 
     /// Writes the profile recorded so far as a Chrome-trace JSON file
@@ -117,10 +184,12 @@ public final class Session: @unchecked Sendable {
     public var optimizedGraph: OptimizedGraph { OptimizedGraph(core.graph) }
 
     /// Runs the model on `feeds` (one per graph input) and returns the outputs named in
-    /// `outputs`, or all of them, by name.
-    public func run(_ feeds: [String: Tensor], outputs: [String]? = nil) throws -> [String: Tensor] {
+    /// `outputs` (the model's or the session's extra outputs), or the model's, by name.
+    /// `options.terminate` set from another thread stops the run (`.cancelled`).
+    public func run(_ feeds: [String: Tensor], outputs: [String]? = nil, options: RunOptions? = nil) throws -> [String: Tensor] {
         let names = outputs ?? model.graph.outputs.map(\.name)
-        let results = try core.run(feeds: feeds.map { ($0.key, $0.value.core) }, outputNames: names)
+        let results = try core.run(feeds: feeds.map { ($0.key, $0.value.core) }, outputNames: names,
+                                   termination: options?.termination)
         var byName: [String: Tensor] = [:]
         for (name, tensor) in zip(names, results) { byName[name] = Tensor(tensor) }
         return byName

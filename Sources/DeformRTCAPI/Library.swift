@@ -5,6 +5,7 @@ private let versionText: UnsafeMutablePointer<CChar> = strdup("\(DRT_VERSION_MAJ
 
 private let statusNames: [String] = [
     "ok", "invalid argument", "I/O error", "invalid model", "unsupported", "out of memory", "buffer too small", "internal error",
+    "cancelled",
 ]
 private let statusTexts: [UnsafeMutablePointer<CChar>] = statusNames.map { strdup($0)! }
 private let unknownStatus: UnsafeMutablePointer<CChar> = strdup("unknown status")!

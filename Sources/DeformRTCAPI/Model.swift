@@ -7,6 +7,9 @@ final class ModelHandle {
     let graph: Graph
     let inputNames: [UnsafeMutablePointer<CChar>]
     let outputNames: [UnsafeMutablePointer<CChar>]
+    /// C copies of the metadata strings, made on first use (most callers never ask).
+    private var metadataStrings: [String: UnsafeMutablePointer<CChar>] = [:]
+    private let lock = RegistryLock()
 
     init(graph: Graph) {
         self.graph = graph
@@ -14,9 +17,20 @@ final class ModelHandle {
         outputNames = graph.outputs.map { strdup($0.name)! }
     }
 
+    /// A C copy of `value` kept under `key` for the model's life (the same pointer every call).
+    func cString(_ key: String, _ value: String) -> UnsafePointer<CChar> {
+        lock.locked {
+            if let existing = metadataStrings[key] { return UnsafePointer(existing) }
+            let copy = strdup(value)!
+            metadataStrings[key] = copy
+            return UnsafePointer(copy)
+        }
+    }
+
     deinit {
         inputNames.forEach { free($0) }
         outputNames.forEach { free($0) }
+        metadataStrings.values.forEach { free($0) }
     }
 }
 
@@ -141,4 +155,117 @@ public func drt_model_input_shape(_ model: OpaquePointer?, _ index: Int, _ outDi
 public func drt_model_output_shape(_ model: OpaquePointer?, _ index: Int, _ outDims: UnsafeMutablePointer<Int64>?, _ capacity: Int,
                                    _ outRank: UnsafeMutablePointer<Int>?) -> drt_status {
     shape(model, index, outDims, capacity, outRank, output: true, function: "drt_model_output_shape")
+}
+
+// ---- Metadata (appended) ----
+
+private func metadataString(_ model: OpaquePointer?, _ outValue: UnsafeMutablePointer<UnsafePointer<CChar>?>?,
+                            function: String, _ field: (ModelMetadata) -> String) -> drt_status {
+    guarded {
+        let m = try object(model, ModelHandle.self, "model", in: function)
+        let out = try required(outValue, "out_value", in: function)
+        out.pointee = m.cString(function, field(m.graph.metadata))
+    }
+}
+
+@_cdecl("drt_model_producer_name")
+public func drt_model_producer_name(_ model: OpaquePointer?, _ outValue: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> drt_status {
+    metadataString(model, outValue, function: "drt_model_producer_name") { $0.producerName }
+}
+
+@_cdecl("drt_model_producer_version")
+public func drt_model_producer_version(_ model: OpaquePointer?, _ outValue: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> drt_status {
+    metadataString(model, outValue, function: "drt_model_producer_version") { $0.producerVersion }
+}
+
+@_cdecl("drt_model_domain")
+public func drt_model_domain(_ model: OpaquePointer?, _ outValue: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> drt_status {
+    metadataString(model, outValue, function: "drt_model_domain") { $0.domain }
+}
+
+@_cdecl("drt_model_description")
+public func drt_model_description(_ model: OpaquePointer?, _ outValue: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> drt_status {
+    metadataString(model, outValue, function: "drt_model_description") { $0.description }
+}
+
+@_cdecl("drt_model_graph_name")
+public func drt_model_graph_name(_ model: OpaquePointer?, _ outValue: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> drt_status {
+    metadataString(model, outValue, function: "drt_model_graph_name") { $0.graphName }
+}
+
+@_cdecl("drt_model_graph_description")
+public func drt_model_graph_description(_ model: OpaquePointer?, _ outValue: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> drt_status {
+    metadataString(model, outValue, function: "drt_model_graph_description") { $0.graphDescription }
+}
+
+@_cdecl("drt_model_version")
+public func drt_model_version(_ model: OpaquePointer?, _ outVersion: UnsafeMutablePointer<Int64>?) -> drt_status {
+    guarded {
+        let m = try object(model, ModelHandle.self, "model", in: "drt_model_version")
+        try required(outVersion, "out_version", in: "drt_model_version").pointee = m.graph.metadata.version
+    }
+}
+
+@_cdecl("drt_model_metadata_count")
+public func drt_model_metadata_count(_ model: OpaquePointer?, _ outCount: UnsafeMutablePointer<Int>?) -> drt_status {
+    guarded {
+        let m = try object(model, ModelHandle.self, "model", in: "drt_model_metadata_count")
+        try required(outCount, "out_count", in: "drt_model_metadata_count").pointee = m.graph.metadata.custom.count
+    }
+}
+
+@_cdecl("drt_model_metadata_key")
+public func drt_model_metadata_key(_ model: OpaquePointer?, _ index: Int, _ outKey: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> drt_status {
+    guarded {
+        let function = "drt_model_metadata_key"
+        let m = try object(model, ModelHandle.self, "model", in: function)
+        let custom = m.graph.metadata.custom
+        guard index >= 0, index < custom.count else {
+            throw invalid("\(function): index \(index) is out of range (the model has \(custom.count) metadata entries)")
+        }
+        let out = try required(outKey, "out_key", in: function)
+        out.pointee = m.cString("key\u{0}\(custom[index].key)", custom[index].key)
+    }
+}
+
+@_cdecl("drt_model_metadata_lookup")
+public func drt_model_metadata_lookup(_ model: OpaquePointer?, _ key: UnsafePointer<CChar>?,
+                                      _ outValue: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> drt_status {
+    guarded {
+        let function = "drt_model_metadata_lookup"
+        let m = try object(model, ModelHandle.self, "model", in: function)
+        let key = try string(key, "key", in: function)
+        let out = try required(outValue, "out_value", in: function)
+        guard let value = m.graph.metadata.value(forKey: key) else {
+            let known = m.graph.metadata.custom.map { "'\($0.key)'" }
+            throw invalid("\(function): the model has no metadata key '\(key)' (its keys: \(known.isEmpty ? "none" : known.joined(separator: ", ")))")
+        }
+        out.pointee = m.cString("value\u{0}\(key)", value)
+    }
+}
+
+private func dimName(_ model: OpaquePointer?, _ index: Int, _ axis: Int, _ outName: UnsafeMutablePointer<UnsafePointer<CChar>?>?,
+                     output: Bool, function: String) -> drt_status {
+    guarded {
+        let (m, d) = try declaration(model, index, output: output, in: function)
+        let rank = d.shape?.count ?? 0
+        guard axis >= 0, axis < rank else {
+            throw invalid("\(function): axis \(axis) is out of range (\(output ? "output" : "input") '\(d.name)' declares rank \(rank))")
+        }
+        let out = try required(outName, "out_name", in: function)
+        let name = axis < d.dimNames.count ? d.dimNames[axis] : ""
+        out.pointee = m.cString("dim\u{0}\(output)\u{0}\(index)\u{0}\(axis)", name)
+    }
+}
+
+@_cdecl("drt_model_input_dim_name")
+public func drt_model_input_dim_name(_ model: OpaquePointer?, _ index: Int, _ axis: Int,
+                                     _ outName: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> drt_status {
+    dimName(model, index, axis, outName, output: false, function: "drt_model_input_dim_name")
+}
+
+@_cdecl("drt_model_output_dim_name")
+public func drt_model_output_dim_name(_ model: OpaquePointer?, _ index: Int, _ axis: Int,
+                                      _ outName: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> drt_status {
+    dimName(model, index, axis, outName, output: true, function: "drt_model_output_dim_name")
 }

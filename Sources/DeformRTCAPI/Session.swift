@@ -121,32 +121,98 @@ public func drt_session_run(_ session: OpaquePointer?, _ inputNames: UnsafePoint
                             _ outputNames: UnsafePointer<UnsafePointer<CChar>?>?, _ outputCount: Int,
                             _ outOutputs: UnsafeMutablePointer<OpaquePointer?>?) -> drt_status {
     guarded {
-        let function = "drt_session_run"
-        let s = try object(session, SessionHandle.self, "session", in: function)
-        if inputCount < 0 || inputCount > 1 << 20 { throw invalid("\(function): input_count \(inputCount) is out of range") }
-        let modelOutputs = s.core.graph.outputs.count
-        if outputNames != nil {
-            if outputCount < 1 || outputCount > 1 << 20 { throw invalid("\(function): output_count \(outputCount) is out of range") }
-        } else if outputCount != modelOutputs {
-            throw invalid("\(function): output_names is NULL, so output_count must be the model's \(modelOutputs) outputs, got \(outputCount)")
-        }
-        let out = try required(outOutputs, "out_outputs", in: function)
-        let names = inputCount > 0 ? try required(inputNames, "input_names", in: function) : nil
-        let tensors = inputCount > 0 ? try required(inputs, "inputs", in: function) : nil
-        // Names are matched as C strings against the model's: no String is made on success.
-        // Outputs are emitted only after every step has run, so a failure writes nothing to out.
-        try s.core.run(feedCount: inputCount, feed: { i in
-                let name = try required(names![i], "input_names[\(i)]", in: function)
-                guard let index = s.inputNames.firstIndex(where: { strcmp($0, name) == 0 }) else {
-                    throw s.core.unknownInput(String(cString: name))
-                }
-                return (index, try object(tensors![i], TensorHandle.self, "inputs[\(i)]", in: function).tensor)
-            }, outputCount: outputNames == nil ? nil : outputCount, output: { i in
-                let name = try required(outputNames![i], "output_names[\(i)]", in: function)
-                guard let index = s.outputNames.firstIndex(where: { strcmp($0, name) == 0 }) else {
-                    throw s.core.unknownOutput(String(cString: name))
-                }
-                return index
-            }, emit: { i, tensor in out[i] = HandleRegistry.register(TensorHandle(tensor)) })
+        try run(session, nil, inputNames, inputs, inputCount, outputNames, outputCount, outOutputs,
+                callerTensors: false, function: "drt_session_run")
+    }
+}
+
+@_cdecl("drt_session_run_with_options")
+public func drt_session_run_with_options(_ session: OpaquePointer?, _ runOptions: OpaquePointer?,
+                                         _ inputNames: UnsafePointer<UnsafePointer<CChar>?>?,
+                                         _ inputs: UnsafePointer<OpaquePointer?>?, _ inputCount: Int,
+                                         _ outputNames: UnsafePointer<UnsafePointer<CChar>?>?, _ outputCount: Int,
+                                         _ outputs: UnsafeMutablePointer<OpaquePointer?>?) -> drt_status {
+    guarded {
+        try run(session, runOptions, inputNames, inputs, inputCount, outputNames, outputCount, outputs,
+                callerTensors: true, function: "drt_session_run_with_options")
+    }
+}
+
+/// The two run calls. With `callerTensors`, a non-NULL out[i] on entry is the caller's tensor to
+/// write output i into; otherwise out is only written.
+private func run(_ session: OpaquePointer?, _ runOptions: OpaquePointer?, _ inputNames: UnsafePointer<UnsafePointer<CChar>?>?,
+                 _ inputs: UnsafePointer<OpaquePointer?>?, _ inputCount: Int,
+                 _ outputNames: UnsafePointer<UnsafePointer<CChar>?>?, _ outputCount: Int,
+                 _ outOutputs: UnsafeMutablePointer<OpaquePointer?>?, callerTensors: Bool, function: String) throws {
+    let s = try object(session, SessionHandle.self, "session", in: function)
+    let termination = runOptions == nil ? nil : try object(runOptions, RunOptionsHandle.self, "run_options", in: function).termination
+    if inputCount < 0 || inputCount > 1 << 20 { throw invalid("\(function): input_count \(inputCount) is out of range") }
+    let modelOutputs = s.core.modelOutputCount
+    if outputNames != nil {
+        if outputCount < 1 || outputCount > 1 << 20 { throw invalid("\(function): output_count \(outputCount) is out of range") }
+    } else if outputCount != modelOutputs {
+        throw invalid("\(function): output_names is NULL, so output_count must be the model's \(modelOutputs) outputs, got \(outputCount)")
+    }
+    let out = try required(outOutputs, "\(callerTensors ? "outputs" : "out_outputs")", in: function)
+    let names = inputCount > 0 ? try required(inputNames, "input_names", in: function) : nil
+    let tensors = inputCount > 0 ? try required(inputs, "inputs", in: function) : nil
+    // Names are matched as C strings against the model's: no String is made on success.
+    // Outputs are emitted only after every step has run, so a failure writes nothing to out.
+    let anyCallerTensor = callerTensors && (0..<outputCount).contains { out[$0] != nil }
+    try s.core.run(feedCount: inputCount, feed: { i in
+            let name = try required(names![i], "input_names[\(i)]", in: function)
+            guard let index = s.inputNames.firstIndex(where: { strcmp($0, name) == 0 }) else {
+                throw s.core.unknownInput(String(cString: name))
+            }
+            return (index, try object(tensors![i], TensorHandle.self, "inputs[\(i)]", in: function).tensor)
+        }, outputCount: outputNames == nil ? nil : outputCount, output: { i in
+            let name = try required(outputNames![i], "output_names[\(i)]", in: function)
+            guard let index = s.outputNames.firstIndex(where: { strcmp($0, name) == 0 }) else {
+                throw s.core.unknownOutput(String(cString: name))
+            }
+            return index
+        }, provided: anyCallerTensor ? { i in
+            guard out[i] != nil else { return nil }
+            return try object(out[i], TensorHandle.self, "outputs[\(i)]", in: function).tensor
+        } : nil, termination: termination, emit: { i, tensor in
+            if !anyCallerTensor || out[i] == nil { out[i] = HandleRegistry.register(TensorHandle(tensor)) }
+        })
+}
+
+@_cdecl("drt_session_options_add_output")
+public func drt_session_options_add_output(_ options: OpaquePointer?, _ name: UnsafePointer<CChar>?) -> drt_status {
+    guarded {
+        let function = "drt_session_options_add_output"
+        let o = try object(options, SessionOptionsHandle.self, "options", in: function)
+        let name = try string(name, "name", in: function)
+        if name.isEmpty { throw invalid("\(function): name is empty") }
+        if o.options.extraOutputs.contains(name) { throw invalid("\(function): '\(name)' was added already") }
+        o.options.extraOutputs.append(name)
+    }
+}
+
+/// A drt_run_options: shared by any number of runs; the flag is set from any thread.
+final class RunOptionsHandle {
+    let termination = RunTermination()
+}
+
+@_cdecl("drt_run_options_create")
+public func drt_run_options_create(_ outOptions: UnsafeMutablePointer<OpaquePointer?>?) -> drt_status {
+    guarded {
+        let out = try required(outOptions, "out_options", in: "drt_run_options_create")
+        out.pointee = HandleRegistry.register(RunOptionsHandle())
+    }
+}
+
+@_cdecl("drt_run_options_free")
+public func drt_run_options_free(_ options: OpaquePointer?) {
+    HandleRegistry.release(options, as: RunOptionsHandle.self)
+}
+
+@_cdecl("drt_run_options_set_terminate")
+public func drt_run_options_set_terminate(_ options: OpaquePointer?, _ terminate: Int32) -> drt_status {
+    guarded {
+        let o = try object(options, RunOptionsHandle.self, "options", in: "drt_run_options_set_terminate")
+        o.termination.set(terminate != 0)
     }
 }

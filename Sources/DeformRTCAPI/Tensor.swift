@@ -3,7 +3,12 @@ import DeformRTCore
 
 final class TensorHandle {
     let tensor: Tensor
-    init(_ tensor: Tensor) { self.tensor = tensor }
+    /// Set for the inputs lent to a custom operator's compute callback.
+    let readOnly: Bool
+    init(_ tensor: Tensor, readOnly: Bool = false) {
+        self.tensor = tensor
+        self.readOnly = readOnly
+    }
 }
 
 /// Validates the arguments shared by the two create calls; returns the type and shape.
@@ -100,5 +105,16 @@ public func drt_tensor_byte_size(_ tensor: OpaquePointer?, _ outSize: UnsafeMuta
     guarded {
         let t = try object(tensor, TensorHandle.self, "tensor", in: "drt_tensor_byte_size")
         try required(outSize, "out_size", in: "drt_tensor_byte_size").pointee = t.tensor.byteCount
+    }
+}
+
+@_cdecl("drt_tensor_mutable_data")
+public func drt_tensor_mutable_data(_ tensor: OpaquePointer?, _ outData: UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> drt_status {
+    guarded {
+        let function = "drt_tensor_mutable_data"
+        let t = try object(tensor, TensorHandle.self, "tensor", in: function)
+        let out = try required(outData, "out_data", in: function)
+        if t.readOnly { throw invalid("\(function): the tensor is a custom operator's input, which is read-only") }
+        out.pointee = t.tensor.rawPointer
     }
 }

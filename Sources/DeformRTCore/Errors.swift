@@ -8,6 +8,8 @@ public struct DeformRTError: Error, CustomStringConvertible, Sendable, Equatable
         case outOfMemory = 5
         case bufferTooSmall = 6
         case `internal` = 7
+        /// A run stopped because its run options asked it to (RunTermination).
+        case cancelled = 8
     }
 
     public let code: Code

@@ -36,6 +36,7 @@ final class ExecutionPlan {
     private let inputBindings: [[Binding]]
     private var outputBindings: [Int: [Binding]] = [:]
     private let outputSources: [OutputSource]
+    private let outputNames: [String]
     /// For an output slot whose value an earlier slot also is: that earlier slot.
     private let firstSlot: [Int?]
     private let arena: TensorStorage
@@ -120,6 +121,7 @@ final class ExecutionPlan {
         }
         self.inputBindings = inputBindings
         self.placeholder = placeholder
+        outputNames = graph.outputs.map(\.name)
         outputPools = graph.outputs.map { _ in [] }
         runOutputs = [Tensor?](repeating: nil, count: graph.outputs.count)
         handedOut = [Bool](repeating: false, count: graph.outputs.count)
@@ -170,7 +172,44 @@ final class ExecutionPlan {
 
     /// Runs the steps on `inputs` (every graph input fed) and hands output `wanted[i]` to
     /// `emit(i, tensor)`.
-    func execute(inputs: [Tensor?], wanted: [Int], profiler: Profiler?, emit: (Int, Tensor) -> Void) throws {
+    ///
+    /// `provided` is empty, or holds for each wanted output the caller's tensor to write it into
+    /// (nil: a tensor from the output pool). A caller's tensor must have the output's element type
+    /// and shape, and must not share memory with an input; a computed output is written straight
+    /// into it, any other (an input or constant passed through, or a value wanted twice) is copied.
+    /// `termination` is read once before each step.
+    func execute(inputs: [Tensor?], wanted: [Int], provided: [Tensor?], profiler: Profiler?,
+                 termination: RunTermination?, emit: (Int, Tensor) -> Void) throws {
+        // Checked before anything runs, so a refused call writes nothing.
+        for (position, tensor) in provided.enumerated() {
+            guard let tensor else { continue }
+            let slot = wanted[position]
+            let type: ValueType
+            switch outputSources[slot] {
+            case .computed(_, let t): type = t
+            case .fixed(let t): type = ValueType(t.elementType, t.shape)
+            case .input(let i): type = ValueType(inputs[i]!.elementType, inputs[i]!.shape)
+            }
+            let name = outputNames[slot]
+            if tensor.elementType != type.elementType || tensor.shape != type.shape {
+                throw DeformRTError.invalidArgument("output '\(name)' is tensor(\(type.elementType.onnxName)) of shape \(type.shape), but the tensor given for it is tensor(\(tensor.elementType.onnxName)) of shape \(tensor.shape)")
+            }
+            let start = UInt(bitPattern: tensor.rawPointer), end = start + UInt(tensor.byteCount)
+            for case let input? in inputs where tensor.byteCount > 0 && input.byteCount > 0 {
+                let inputStart = UInt(bitPattern: input.rawPointer)
+                if start < inputStart + UInt(input.byteCount) && inputStart < end {
+                    throw DeformRTError.invalidArgument("the tensor given for output '\(name)' shares memory with an input")
+                }
+            }
+            for (other, otherTensor) in provided.enumerated() where other < position {
+                if let otherTensor, otherTensor.byteCount > 0, tensor.byteCount > 0 {
+                    let otherStart = UInt(bitPattern: otherTensor.rawPointer)
+                    if start < otherStart + UInt(otherTensor.byteCount) && otherStart < end {
+                        throw DeformRTError.invalidArgument("the tensors given for outputs '\(outputNames[wanted[other]])' and '\(name)' share memory")
+                    }
+                }
+            }
+        }
         for (index, bindings) in inputBindings.enumerated() {
             for binding in bindings { steps[binding.step].inputs[binding.position] = inputs[index] }
         }
@@ -188,8 +227,15 @@ final class ExecutionPlan {
                 runOutputs[slot] = runOutputs[first]
                 continue
             }
+            // The first caller tensor given for this slot, if any, is computed into directly.
+            var storage: TensorStorage?
+            for (position, tensor) in provided.enumerated() where wanted[position] == slot && tensor != nil {
+                storage = tensor!.storage
+                handedOut[slot] = true  // so that a position wanting it without a tensor gets a copy
+                break
+            }
             let tensor = Tensor(elementType: type.elementType, shape: type.shape,
-                                storage: outputStorage(slot: slot, byteCount: type.shape.reduce(1, *) * type.elementType.byteSize))
+                                storage: storage ?? outputStorage(slot: slot, byteCount: type.shape.reduce(1, *) * type.elementType.byteSize))
             runOutputs[slot] = tensor
             bindOutput(value, to: tensor)
         }
@@ -205,6 +251,7 @@ final class ExecutionPlan {
         if let profiler, profiler.isRecording {
             let runStart = Profiler.now()
             for step in steps {
+                if let termination, termination.isRequested { throw RunTermination.cancelled }
                 let start = Profiler.now()
                 context.state = step.state
                 try step.op.run(step.inputs, step.outputs, context)
@@ -213,11 +260,25 @@ final class ExecutionPlan {
             profiler.record(nil, from: runStart, to: Profiler.now())
         } else {
             for step in steps {
+                if let termination, termination.isRequested { throw RunTermination.cancelled }
                 context.state = step.state
                 try step.op.run(step.inputs, step.outputs, context)
             }
         }
         for (position, index) in wanted.enumerated() {
+            if position < provided.count, let target = provided[position] {
+                let result: Tensor
+                switch outputSources[index] {
+                case .computed: result = runOutputs[index]!
+                case .fixed(let tensor): result = tensor
+                case .input(let i): result = inputs[i]!
+                }
+                if result.storage !== target.storage, target.byteCount > 0 {
+                    target.rawPointer.copyMemory(from: result.rawPointer, byteCount: target.byteCount)
+                }
+                emit(position, target)
+                continue
+            }
             switch outputSources[index] {
             case .computed:
                 // The same value asked for twice gets its own copy the second time.

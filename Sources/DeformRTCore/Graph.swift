@@ -44,6 +44,37 @@ public struct ValueDeclaration: Sendable {
     public var elementType: ElementType?
     /// nil when the model declares no shape; -1 for a dynamic dim.
     public var shape: [Int]?
+    /// The symbolic name (ONNX dim_param) of each dim of `shape`, "" where the dim is fixed or
+    /// unnamed; empty when the model declares no shape.
+    public var dimNames: [String] = []
+}
+
+/// What the model file says about itself (ModelProto and GraphProto fields), as onnxruntime's
+/// ModelMetadata: read-only, for the caller; nothing here changes how the model runs.
+public struct ModelMetadata: Sendable, Equatable {
+    public var producerName = ""
+    public var producerVersion = ""
+    public var domain = ""
+    /// ModelProto.doc_string.
+    public var description = ""
+    public var graphName = ""
+    /// GraphProto.doc_string.
+    public var graphDescription = ""
+    /// ModelProto.model_version; Int64.max when the file does not set it (onnxruntime's kNoVersion).
+    public var version: Int64 = .max
+    /// ModelProto.metadata_props in file order, each key once (a repeated key keeps its last value).
+    public var custom: [(key: String, value: String)] = []
+
+    public init() {}
+
+    public func value(forKey key: String) -> String? { custom.first { $0.key == key }?.value }
+
+    public static func == (a: ModelMetadata, b: ModelMetadata) -> Bool {
+        a.producerName == b.producerName && a.producerVersion == b.producerVersion && a.domain == b.domain
+            && a.description == b.description && a.graphName == b.graphName
+            && a.graphDescription == b.graphDescription && a.version == b.version
+            && a.custom.elementsEqual(b.custom) { $0.key == $1.key && $0.value == $1.value }
+    }
 }
 
 /// A model's main graph after import: values are numbered, names resolved.
@@ -57,6 +88,8 @@ public struct Graph: Sendable {
     public var initializers: [Int: Tensor]
     /// Opset version per domain ("" for ai.onnx).
     public var opsets: [String: Int]
+    /// The model's self-description (not used to run it; kept through the passes).
+    public var metadata = ModelMetadata()
 
     public func opset(for domain: String) -> Int? { opsets[domain] }
 }

@@ -45,10 +45,31 @@ public enum Importer {
         }
         var builder = GraphBuilder(baseDirectory: baseDirectory, opsets: opsets,
                                    localFunctions: Set(proto.functions.map { "\(normalizedDomain($0.domain))::\($0.name)" }))
+        var metadata = ModelMetadata()
+        metadata.producerName = proto.producerName
+        metadata.producerVersion = proto.producerVersion
+        metadata.domain = proto.domain
+        metadata.description = proto.docString
+        // onnxruntime reports INT64_MAX (its kNoVersion) for a file without model_version.
+        metadata.version = proto.hasModelVersion ? proto.modelVersion : Int64.max
+        metadata.graphName = proto.graph.name
+        metadata.graphDescription = proto.graph.docString
+        // A key the file repeats keeps its first place and its last value, as onnxruntime reads it.
+        var place: [String: Int] = [:]
+        for entry in proto.metadataProps {
+            if let index = place[entry.key] {
+                metadata.custom[index].value = entry.value
+            } else {
+                place[entry.key] = metadata.custom.count
+                metadata.custom.append((entry.key, entry.value))
+            }
+        }
         // The graph's only owner from here on, so that build can free initializers as it goes.
         var graph = proto.graph
         proto = Onnx_ModelProto()
-        return try builder.build(&graph)
+        var built = try builder.build(&graph)
+        built.metadata = metadata
+        return built
     }
 
     static func normalizedDomain(_ domain: String) -> String {
@@ -154,6 +175,7 @@ private struct GraphBuilder {
         if info.name.isEmpty { throw DeformRTError.invalidModel("a graph input or output has no name") }
         var elementType: ElementType?
         var shape: [Int]?
+        var dimNames: [String] = []
         if info.hasType {
             guard case .tensorType(let tensorType)? = info.type.value else {
                 throw DeformRTError.unsupported("value '\(info.name)': only tensor types are supported (not sequences, maps or optionals)")
@@ -172,9 +194,13 @@ private struct GraphBuilder {
                     if case .dimValue(let v)? = dim.value, v >= 0, v <= Int64(Limits.maxElements) { return Int(v) }
                     return -1
                 }
+                dimNames = tensorType.shape.dim.map { dim in
+                    if case .dimParam(let name)? = dim.value { return name }
+                    return ""
+                }
             }
         }
-        return ValueDeclaration(name: info.name, id: id, elementType: elementType, shape: shape)
+        return ValueDeclaration(name: info.name, id: id, elementType: elementType, shape: shape, dimNames: dimNames)
     }
 
     func decodeAttribute(_ attribute: Onnx_AttributeProto, node: String) throws -> AttributeValue {

@@ -1,5 +1,24 @@
 import DeformRTKernels
 import Glibc
+import Synchronization
+
+/// A request to stop runs, set from any thread (onnxruntime's RunOptions.terminate): the executor
+/// reads it once before each node with one relaxed atomic load, and a run that sees it set stops
+/// with DeformRTError.Code.cancelled. It stays set until cleared, so every run given it while it
+/// is set stops before its first node.
+public final class RunTermination: Sendable {
+    private let flag = Atomic<Bool>(false)
+
+    public init() {}
+
+    public var isRequested: Bool { flag.load(ordering: .relaxed) }
+
+    public func set(_ requested: Bool) { flag.store(requested, ordering: .relaxed) }
+
+    static var cancelled: DeformRTError {
+        DeformRTError(.cancelled, "the run was cancelled: its run options' terminate flag is set")
+    }
+}
 
 /// Options fixed when a session is made.
 public struct SessionOptions: Sendable, Equatable {
@@ -12,13 +31,27 @@ public struct SessionOptions: Sendable, Equatable {
     /// Per-node profiling (Profiler): nil is off; otherwise the profile is written to
     /// "<prefix>_<date>_<time>.json" when the session's profiling ends.
     public var profileFilePrefix: String?
+    /// Intermediate values (by name) the session also offers as outputs, after the model's own:
+    /// the graph passes keep them (no fusion or layout change removes or hides a graph output).
+    public var extraOutputs: [String]
+    /// Operators the caller supplies; a node matching one runs it (checked before the built-ins).
+    public var customOperators: [CustomOperatorDefinition]
 
     public init(threads: Int? = nil, memoryLimit: UInt64? = nil, graphOptimizationLevel: GraphOptimizationLevel = .all,
-                profileFilePrefix: String? = nil) {
+                profileFilePrefix: String? = nil, extraOutputs: [String] = [],
+                customOperators: [CustomOperatorDefinition] = []) {
         self.threads = threads ?? SessionOptions.defaultThreads
         self.memoryLimit = memoryLimit ?? Limits.defaultMemoryLimit
         self.graphOptimizationLevel = graphOptimizationLevel
         self.profileFilePrefix = profileFilePrefix
+        self.extraOutputs = extraOutputs
+        self.customOperators = customOperators
+    }
+
+    public static func == (a: SessionOptions, b: SessionOptions) -> Bool {
+        a.threads == b.threads && a.memoryLimit == b.memoryLimit && a.graphOptimizationLevel == b.graphOptimizationLevel
+            && a.profileFilePrefix == b.profileFilePrefix && a.extraOutputs == b.extraOutputs
+            && a.customOperators.elementsEqual(b.customOperators) { $0 === $1 }
     }
 
     public static var defaultThreads: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
@@ -27,9 +60,11 @@ public struct SessionOptions: Sendable, Equatable {
 /// A checked, optimised, sorted graph with one operator per node, ready to be planned for input
 /// shapes. A session runs one call at a time (callers are serialised by a lock).
 public final class SessionCore: @unchecked Sendable {
-    /// The graph after the passes of the session's optimisation level (same inputs and outputs
-    /// as the model's).
+    /// The graph after the passes of the session's optimisation level (the model's inputs; its
+    /// outputs followed by the options' extra outputs).
     public let graph: Graph
+    /// How many of graph.outputs are the model's own (the rest are SessionOptions.extraOutputs).
+    public let modelOutputCount: Int
     public let options: SessionOptions
     let order: [Int]
     let operators: [Operator]
@@ -44,13 +79,37 @@ public final class SessionCore: @unchecked Sendable {
         // Errors name the model's own nodes: checks first, then the passes.
         // Making the operators validates every node's inputs and attributes, so the passes only
         // ever see well-formed nodes.
-        _ = try OperatorRegistry.makeOperators(imported, order: GraphCheck.topologicalOrder(imported))
-        graph = try GraphOptimizer.optimize(imported, level: options.graphOptimizationLevel)
+        for (index, definition) in options.customOperators.enumerated() {
+            if OperatorRegistry.isBuiltIn(domain: definition.domain, opType: definition.opType) {
+                throw DeformRTError.invalidArgument("custom operator \(definition.label) has the name of a built-in operator (the graph passes rewrite those); give it another name")
+            }
+            if options.customOperators[..<index].contains(where: {
+                $0.domain == definition.domain && $0.opType == definition.opType && $0.opsets.overlaps(definition.opsets)
+            }) {
+                throw DeformRTError.invalidArgument("custom operator \(definition.label) is registered twice for overlapping opsets")
+            }
+        }
+        _ = try OperatorRegistry.makeOperators(imported, order: GraphCheck.topologicalOrder(imported),
+                                               custom: options.customOperators)
+        var withExtras = imported
+        modelOutputCount = imported.outputs.count
+        for name in options.extraOutputs {
+            guard let id = imported.valueNames.firstIndex(of: name),
+                  imported.inputs.contains(where: { $0.id == id }) || imported.initializers[id] != nil
+                    || imported.nodes.contains(where: { $0.outputs.contains(id) }) else {
+                throw DeformRTError.invalidArgument("extra output '\(name)' is not a value of the model (no node, input or initializer has that name)")
+            }
+            if withExtras.outputs.contains(where: { $0.name == name }) {
+                throw DeformRTError.invalidArgument("extra output '\(name)' is already an output of the session")
+            }
+            withExtras.outputs.append(ValueDeclaration(name: name, id: id, elementType: nil, shape: nil))
+        }
+        graph = try GraphOptimizer.optimize(withExtras, level: options.graphOptimizationLevel)
         self.options = options
         parallel = Parallel(threads: options.threads)
         profiler = options.profileFilePrefix.map { Profiler(filePrefix: $0) }
         order = try GraphCheck.topologicalOrder(graph)
-        operators = try OperatorRegistry.makeOperators(graph, order: order)
+        operators = try OperatorRegistry.makeOperators(graph, order: order, custom: options.customOperators)
         // With fully static inputs, plan now so shape errors surface at creation.
         let staticShapes = graph.inputs.compactMap { input -> [Int]? in
             guard let shape = input.shape, !shape.contains(-1), input.elementType != nil else { return nil }
@@ -62,8 +121,10 @@ public final class SessionCore: @unchecked Sendable {
         }
     }
 
-    /// Runs the graph. `feeds` are matched to graph inputs by name; `outputNames` nil means all.
-    public func run(feeds: [(name: String, tensor: Tensor)], outputNames: [String]?) throws -> [Tensor] {
+    /// Runs the graph. `feeds` are matched to graph inputs by name; `outputNames` nil means the
+    /// model's outputs. A `termination` set (from any thread) stops the run between nodes.
+    public func run(feeds: [(name: String, tensor: Tensor)], outputNames: [String]?,
+                    termination: RunTermination? = nil) throws -> [Tensor] {
         var results: [Tensor] = []
         try run(feedCount: feeds.count, feed: { position in
             let name = feeds[position].name
@@ -77,7 +138,7 @@ public final class SessionCore: @unchecked Sendable {
                 throw unknownOutput(name)
             }
             return index
-        }, emit: { _, tensor in results.append(tensor) })
+        }, termination: termination, emit: { _, tensor in results.append(tensor) })
         return results
     }
 
@@ -97,11 +158,14 @@ public final class SessionCore: @unchecked Sendable {
 
     /// Runs the graph with feeds and outputs resolved by the caller: `feed(i)` gives the graph
     /// input index and tensor of feed i, `output(i)` the graph output index of wanted output i
-    /// (`outputCount` nil: all outputs in graph order), and `emit(i, tensor)` receives the
-    /// results in that order. The closures run under the session's lock; nothing is allocated in
+    /// (`outputCount` nil: the model's outputs in graph order), and `emit(i, tensor)` receives the
+    /// results in that order. `provided(i)`, when given, is a caller's tensor that wanted output i
+    /// is written into (its type and shape must be the output's; nil: a new tensor), and emit is
+    /// then handed that tensor. The closures run under the session's lock; nothing is allocated in
     /// steady state but the output tensors.
     public func run(feedCount: Int, feed: (Int) throws -> (index: Int, tensor: Tensor), outputCount: Int?,
-                    output: (Int) throws -> Int, emit: (Int, Tensor) -> Void) throws {
+                    output: (Int) throws -> Int, provided: ((Int) throws -> Tensor?)? = nil,
+                    termination: RunTermination? = nil, emit: (Int, Tensor) -> Void) throws {
         lock.lock()
         defer { lock.unlock() }
         if fedInputs.count != graph.inputs.count { fedInputs = [Tensor?](repeating: nil, count: graph.inputs.count) }
@@ -121,13 +185,19 @@ public final class SessionCore: @unchecked Sendable {
         if let outputCount {
             for position in 0..<outputCount { wantedOutputs.append(try output(position)) }
         } else {
-            wantedOutputs.append(contentsOf: graph.outputs.indices)
+            wantedOutputs.append(contentsOf: 0..<modelOutputCount)
         }
+        if let termination, termination.isRequested { throw RunTermination.cancelled }
         if plan == nil || !plan!.accepts(fedInputs) {
             plan = nil  // free the old arena before making the new one
             plan = try ExecutionPlan(session: self, inputTypes: fedInputs.map { ValueType($0!.elementType, $0!.shape) })
         }
-        try plan!.execute(inputs: fedInputs, wanted: wantedOutputs, profiler: profiler, emit: emit)
+        var callerOutputs: [Tensor?] = []
+        if let provided {
+            callerOutputs = try wantedOutputs.indices.map { try provided($0) }
+        }
+        try plan!.execute(inputs: fedInputs, wanted: wantedOutputs, provided: callerOutputs, profiler: profiler,
+                          termination: termination, emit: emit)
     }
 
     /// Writes the profile recorded so far (Profiler.finish) and stops profiling; returns the

@@ -157,12 +157,13 @@ static void null_and_dead_handles(const char *model_path) {
 }
 
 static void status_strings(void) {
-    for (int code = DRT_OK; code <= DRT_ERROR_INTERNAL; code++) {
+    for (int code = DRT_OK; code <= DRT_ERROR_CANCELLED; code++) {
         const char *text = drt_status_string((drt_status)code);
         CHECK(text != NULL && text[0] != '\0' && strcmp(text, "unknown status") != 0);
     }
     CHECK(strcmp(drt_status_string(DRT_OK), "ok") == 0);
-    CHECK(strcmp(drt_status_string((drt_status)8), "unknown status") == 0);
+    CHECK(strcmp(drt_status_string(DRT_ERROR_CANCELLED), "cancelled") == 0);
+    CHECK(strcmp(drt_status_string((drt_status)9), "unknown status") == 0);
     CHECK(strcmp(drt_status_string((drt_status)1000), "unknown status") == 0);
     CHECK(strcmp(drt_status_string((drt_status)-1), "unknown status") == 0);
     CHECK(drt_version() != NULL && strlen(drt_version()) >= 5);

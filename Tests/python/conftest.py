@@ -102,3 +102,8 @@ class OnnxCase:
 @pytest.fixture
 def onnx_case() -> type[OnnxCase]:
     return OnnxCase
+
+
+def pytest_configure(config):
+    # The one slow test (a SwiftPM package built from scratch); `-m "not slow"` skips it.
+    config.addinivalue_line("markers", "slow: builds a package from scratch (minutes); -m 'not slow' skips it")

@@ -277,7 +277,8 @@ def test_fuzzer_regressions_replay():
         survives(data)
         try:
             with deformrt.InferenceSession(data, threads=1, memory_limit=64 << 20) as session:
-                feeds = {i.name: np.zeros([d or 2 for d in i.shape], np.float32) for i in session.get_inputs()}
+                feeds = {i.name: np.zeros([d if isinstance(d, int) and d else 2 for d in i.shape], np.float32)
+                         for i in session.get_inputs()}
                 survives(data, feeds)
         except deformrt.DeformRTError:
             pass

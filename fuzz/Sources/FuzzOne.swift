@@ -70,7 +70,28 @@ enum FuzzOne {
                 var dims = [Int64](repeating: 0, count: 64)
                 check(output ? drt_model_output_shape(model, index, &dims, dims.count, &rank)
                              : drt_model_input_shape(model, index, &dims, dims.count, &rank), "shape")
+                for axis in 0..<rank {
+                    var dimName: UnsafePointer<CChar>?
+                    check(output ? drt_model_output_dim_name(model, index, axis, &dimName)
+                                 : drt_model_input_dim_name(model, index, axis, &dimName), "dim_name")
+                }
             }
+        }
+        var text: UnsafePointer<CChar>?
+        check(drt_model_producer_name(model, &text), "producer_name")
+        check(drt_model_producer_version(model, &text), "producer_version")
+        check(drt_model_domain(model, &text), "domain")
+        check(drt_model_description(model, &text), "description")
+        check(drt_model_graph_name(model, &text), "graph_name")
+        check(drt_model_graph_description(model, &text), "graph_description")
+        var version: Int64 = 0
+        check(drt_model_version(model, &version), "version")
+        var count = 0
+        check(drt_model_metadata_count(model, &count), "metadata_count")
+        for index in 0..<count {
+            var key: UnsafePointer<CChar>?
+            check(drt_model_metadata_key(model, index, &key), "metadata_key")
+            check(drt_model_metadata_lookup(model, key, &text), "metadata_lookup")
         }
     }
 

@@ -124,16 +124,35 @@ enum OperatorRegistry {
     }
 
     /// One operator per node in `order`; every unsupported node is listed in a single error.
-    static func makeOperators(_ graph: Graph, order: [Int]) throws -> [Operator] {
-        try checkSupported(graph)
-        return try order.map { try makeOperator(for: graph.nodes[$0], in: graph) }
+    static func makeOperators(_ graph: Graph, order: [Int], custom: [CustomOperatorDefinition] = []) throws -> [Operator] {
+        try checkSupported(graph, custom: custom)
+        return try order.map { index in
+            let node = graph.nodes[index]
+            if let definition = customDefinition(for: node, in: graph, custom) {
+                return CustomOperator(definition, node: node)
+            }
+            return try makeOperator(for: node, in: graph)
+        }
+    }
+
+    /// Whether DeformRT runs (domain, op_type) itself (at some opset).
+    static func isBuiltIn(domain: String, opType: String) -> Bool {
+        entries[OperatorKey(domain: Importer.normalizedDomain(domain), opType: opType)] != nil
+    }
+
+    /// The caller's definition matching a node (domain, op_type, opset in range), if any.
+    static func customDefinition(for node: Node, in graph: Graph, _ custom: [CustomOperatorDefinition]) -> CustomOperatorDefinition? {
+        if custom.isEmpty || node.domain.isEmpty { return nil }
+        let opset = graph.opset(for: node.domain) ?? 1
+        return custom.first { $0.domain == node.domain && $0.opType == node.opType && $0.opsets.contains(opset) }
     }
 
     /// Throws one error listing every (domain, op_type, opset) of the graph DeformRT does not run.
-    static func checkSupported(_ graph: Graph) throws {
+    static func checkSupported(_ graph: Graph, custom: [CustomOperatorDefinition] = []) throws {
         var unsupported: [String] = []
         var seen = Set<String>()
         for node in graph.nodes {
+            if customDefinition(for: node, in: graph, custom) != nil { continue }
             // Custom domains are often not declared in opset_import by exporters; version 1 then.
             let opset = graph.opset(for: node.domain) ?? (node.domain.isEmpty ? 0 : 1)
             let entry = entries[OperatorKey(domain: node.domain, opType: node.opType)]

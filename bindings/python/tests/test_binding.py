@@ -134,9 +134,9 @@ def test_metadata_names_types_and_shapes(relu_add_bytes):
     session = InferenceSession(relu_add_bytes)
     inputs, outputs = session.get_inputs(), session.get_outputs()
     assert [(n.name, n.type, n.shape) for n in inputs] == [
-        ("x", "tensor(float)", [None, 3, 4, 5]), ("y", "tensor(float)", [1, 3, 1, 1])]
+        ("x", "tensor(float)", ["N", 3, 4, 5]), ("y", "tensor(float)", [1, 3, 1, 1])]
     assert [(n.name, n.type, n.shape) for n in outputs] == [
-        ("relu", "tensor(float)", [None, 3, 4, 5]), ("sum", "tensor(float)", [None, 3, 4, 5])]
+        ("relu", "tensor(float)", ["N", 3, 4, 5]), ("sum", "tensor(float)", ["N", 3, 4, 5])]
     assert "name='x'" in repr(inputs[0])
 
 
@@ -150,7 +150,7 @@ def test_metadata_missing_dims_missing_shape_and_int64():
         check=False)  # the checker wants a shape on every input; ONNX itself does not
     session = InferenceSession(model.SerializeToString())
     assert [(n.name, n.type, n.shape) for n in session.get_inputs()] == [
-        ("a", "tensor(float)", [None, 3, None, 5]), ("b", "tensor(int64)", [])]
+        ("a", "tensor(float)", ["batch", 3, None, 5]), ("b", "tensor(int64)", [])]
     assert [(n.name, n.type) for n in session.get_outputs()] == [
         ("a_out", "tensor(float)"), ("b_out", "tensor(int64)")]
 

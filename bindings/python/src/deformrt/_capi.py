@@ -32,6 +32,7 @@ class Status(IntEnum):
     OUT_OF_MEMORY = 5
     BUFFER_TOO_SMALL = 6
     INTERNAL = 7
+    CANCELLED = 8
 
 
 # typedef enum drt_element_type { ... } drt_element_type;
@@ -239,3 +240,125 @@ drt_tensor_shape = _bind(
 # drt_status drt_tensor_byte_size(const drt_tensor *tensor, size_t *out_size);
 drt_tensor_byte_size = _bind(
     "drt_tensor_byte_size", drt_status, POINTER(drt_tensor), POINTER(c_size_t))
+
+# ---- Added after the first release (issue 11) ----
+
+# ---- Model metadata ----
+
+# drt_status drt_model_producer_name(const drt_model *model, const char **out_value);
+drt_model_producer_name = _bind(
+    "drt_model_producer_name", drt_status, POINTER(drt_model), POINTER(c_char_p))
+
+# drt_status drt_model_producer_version(const drt_model *model, const char **out_value);
+drt_model_producer_version = _bind(
+    "drt_model_producer_version", drt_status, POINTER(drt_model), POINTER(c_char_p))
+
+# drt_status drt_model_domain(const drt_model *model, const char **out_value);
+drt_model_domain = _bind("drt_model_domain", drt_status, POINTER(drt_model), POINTER(c_char_p))
+
+# drt_status drt_model_description(const drt_model *model, const char **out_value);
+drt_model_description = _bind(
+    "drt_model_description", drt_status, POINTER(drt_model), POINTER(c_char_p))
+
+# drt_status drt_model_graph_name(const drt_model *model, const char **out_value);
+drt_model_graph_name = _bind(
+    "drt_model_graph_name", drt_status, POINTER(drt_model), POINTER(c_char_p))
+
+# drt_status drt_model_graph_description(const drt_model *model, const char **out_value);
+drt_model_graph_description = _bind(
+    "drt_model_graph_description", drt_status, POINTER(drt_model), POINTER(c_char_p))
+
+# drt_status drt_model_version(const drt_model *model, int64_t *out_version);
+drt_model_version = _bind(
+    "drt_model_version", drt_status, POINTER(drt_model), POINTER(ctypes.c_int64))
+
+# drt_status drt_model_metadata_count(const drt_model *model, size_t *out_count);
+drt_model_metadata_count = _bind(
+    "drt_model_metadata_count", drt_status, POINTER(drt_model), POINTER(c_size_t))
+
+# drt_status drt_model_metadata_key(const drt_model *model, size_t index, const char **out_key);
+drt_model_metadata_key = _bind(
+    "drt_model_metadata_key", drt_status, POINTER(drt_model), c_size_t, POINTER(c_char_p))
+
+# drt_status drt_model_metadata_lookup(const drt_model *model, const char *key, const char **out_value);
+drt_model_metadata_lookup = _bind(
+    "drt_model_metadata_lookup", drt_status, POINTER(drt_model), c_char_p, POINTER(c_char_p))
+
+# drt_status drt_model_input_dim_name(const drt_model *model, size_t index, size_t axis, const char **out_name);
+drt_model_input_dim_name = _bind(
+    "drt_model_input_dim_name", drt_status, POINTER(drt_model), c_size_t, c_size_t, POINTER(c_char_p))
+
+# drt_status drt_model_output_dim_name(const drt_model *model, size_t index, size_t axis, const char **out_name);
+drt_model_output_dim_name = _bind(
+    "drt_model_output_dim_name", drt_status, POINTER(drt_model), c_size_t, c_size_t, POINTER(c_char_p))
+
+# ---- Extra outputs ----
+
+# drt_status drt_session_options_add_output(drt_session_options *options, const char *name);
+drt_session_options_add_output = _bind(
+    "drt_session_options_add_output", drt_status, POINTER(drt_session_options), c_char_p)
+
+# ---- Run options and cancellation ----
+
+# typedef struct drt_run_options drt_run_options;
+class drt_run_options(ctypes.Structure):
+    pass
+
+
+# drt_status drt_run_options_create(drt_run_options **out_options);
+drt_run_options_create = _bind(
+    "drt_run_options_create", drt_status, POINTER(POINTER(drt_run_options)))
+
+# void drt_run_options_free(drt_run_options *options);
+drt_run_options_free = _bind("drt_run_options_free", None, POINTER(drt_run_options))
+
+# drt_status drt_run_options_set_terminate(drt_run_options *options, int32_t terminate);
+drt_run_options_set_terminate = _bind(
+    "drt_run_options_set_terminate", drt_status, POINTER(drt_run_options), c_int32)
+
+# drt_status drt_session_run_with_options(drt_session *session, const drt_run_options *run_options,
+#                                         const char *const *input_names, const drt_tensor *const *inputs,
+#                                         size_t input_count, const char *const *output_names,
+#                                         size_t output_count, drt_tensor **outputs);
+drt_session_run_with_options = _bind(
+    "drt_session_run_with_options", drt_status, POINTER(drt_session), POINTER(drt_run_options),
+    POINTER(c_char_p), POINTER(POINTER(drt_tensor)), c_size_t, POINTER(c_char_p), c_size_t,
+    POINTER(POINTER(drt_tensor)))
+
+# ---- Custom operators ----
+
+# typedef struct drt_custom_op drt_custom_op;
+class drt_custom_op(ctypes.Structure):
+    pass
+
+
+# typedef drt_status (*drt_custom_op_shape_fn)(void *user_data, size_t input_count, const int32_t *input_types,
+#                                              const int64_t *const *input_shapes, const size_t *input_ranks,
+#                                              size_t output_count, size_t max_rank, int32_t *output_types,
+#                                              int64_t *const *output_shapes, size_t *output_ranks);
+drt_custom_op_shape_fn = ctypes.CFUNCTYPE(
+    drt_status, c_void_p, c_size_t, POINTER(c_int32), POINTER(POINTER(ctypes.c_int64)), POINTER(c_size_t),
+    c_size_t, c_size_t, POINTER(c_int32), POINTER(POINTER(ctypes.c_int64)), POINTER(c_size_t))
+
+# typedef drt_status (*drt_custom_op_compute_fn)(void *user_data, const drt_tensor *const *inputs, size_t input_count,
+#                                                drt_tensor *const *outputs, size_t output_count);
+drt_custom_op_compute_fn = ctypes.CFUNCTYPE(
+    drt_status, c_void_p, POINTER(POINTER(drt_tensor)), c_size_t, POINTER(POINTER(drt_tensor)), c_size_t)
+
+# drt_status drt_custom_op_create(const char *domain, const char *op_type, int32_t since_version, int32_t until_version,
+#                                 drt_custom_op_shape_fn shape, drt_custom_op_compute_fn compute, void *user_data,
+#                                 drt_custom_op **out_op);
+drt_custom_op_create = _bind(
+    "drt_custom_op_create", drt_status, c_char_p, c_char_p, c_int32, c_int32, drt_custom_op_shape_fn,
+    drt_custom_op_compute_fn, c_void_p, POINTER(POINTER(drt_custom_op)))
+
+# void drt_custom_op_free(drt_custom_op *op);
+drt_custom_op_free = _bind("drt_custom_op_free", None, POINTER(drt_custom_op))
+
+# drt_status drt_session_options_add_custom_op(drt_session_options *options, const drt_custom_op *op);
+drt_session_options_add_custom_op = _bind(
+    "drt_session_options_add_custom_op", drt_status, POINTER(drt_session_options), POINTER(drt_custom_op))
+
+# drt_status drt_tensor_mutable_data(drt_tensor *tensor, void **out_data);
+drt_tensor_mutable_data = _bind(
+    "drt_tensor_mutable_data", drt_status, POINTER(drt_tensor), POINTER(c_void_p))

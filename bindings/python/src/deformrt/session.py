@@ -9,7 +9,7 @@ import os
 import threading
 import warnings
 from ctypes import POINTER, byref, c_char_p, c_int32, c_int64, c_size_t, c_void_p
-from typing import Any, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -111,13 +111,14 @@ def _encode_name(name: Any, what: str) -> bytes:
 class NodeArg:
     """A graph input or output as declared by the model, like onnxruntime.NodeArg.
 
-    shape lists the declared dims, None for a dynamic one; [] when the model declares no shape
-    (or a scalar). type is an onnxruntime-style string such as 'tensor(float)'.
+    shape lists the declared dims as onnxruntime does: an int for a fixed dim, the symbolic name
+    (str, such as 'batch') for a named dynamic dim, None for an unnamed one; [] when the model
+    declares no shape (or a scalar). type is an onnxruntime-style string such as 'tensor(float)'.
     """
 
     __slots__ = ("name", "type", "shape", "element_type")
 
-    def __init__(self, name: str, element_type: int, shape: List[Optional[int]]):
+    def __init__(self, name: str, element_type: int, shape: List[Union[int, str, None]]):
         self.name = name
         self.type = _type_string(element_type)
         self.shape = shape
@@ -127,7 +128,7 @@ class NodeArg:
         return f"NodeArg(name={self.name!r}, type={self.type!r}, shape={self.shape!r})"
 
 
-def _read_node_args(model, count_fn, name_fn, type_fn, shape_fn) -> List[NodeArg]:
+def _read_node_args(model, count_fn, name_fn, type_fn, shape_fn, dim_name_fn) -> List[NodeArg]:
     count = c_size_t()
     _check(count_fn(model, byref(count)))
     node_args = []
@@ -146,11 +147,89 @@ def _read_node_args(model, count_fn, name_fn, type_fn, shape_fn) -> List[NodeArg
             element_type_value = ElementType(element_type.value)
         except ValueError:
             element_type_value = element_type.value
-        node_args.append(NodeArg(
-            (name.value or b"").decode("utf-8", "replace"),
-            element_type_value,
-            [None if dim < 0 else dim for dim in dims]))
+        shape: List[Union[int, str, None]] = []
+        for axis, dim in enumerate(dims):
+            if dim >= 0:
+                shape.append(dim)
+                continue
+            dim_name = c_char_p()
+            _check(dim_name_fn(model, index, axis, byref(dim_name)))
+            shape.append((dim_name.value or b"").decode("utf-8", "replace") or None)
+        node_args.append(NodeArg((name.value or b"").decode("utf-8", "replace"), element_type_value, shape))
     return node_args
+
+
+class ModelMetadata:
+    """What the model file says about itself, as onnxruntime.ModelMetadata (read-only values)."""
+
+    __slots__ = ("producer_name", "producer_version", "domain", "description", "graph_name",
+                 "graph_description", "version", "custom_metadata_map")
+
+    def __init__(self, model) -> None:
+        def text(function) -> str:
+            value = c_char_p()
+            _check(function(model, byref(value)))
+            return (value.value or b"").decode("utf-8", "replace")
+
+        self.producer_name: str = text(_capi.drt_model_producer_name)
+        self.producer_version: str = text(_capi.drt_model_producer_version)
+        self.domain: str = text(_capi.drt_model_domain)
+        self.description: str = text(_capi.drt_model_description)
+        self.graph_name: str = text(_capi.drt_model_graph_name)
+        self.graph_description: str = text(_capi.drt_model_graph_description)
+        version = c_int64()
+        _check(_capi.drt_model_version(model, byref(version)))
+        self.version: int = version.value
+        count = c_size_t()
+        _check(_capi.drt_model_metadata_count(model, byref(count)))
+        custom: Dict[str, str] = {}
+        for index in range(count.value):
+            key = c_char_p()
+            _check(_capi.drt_model_metadata_key(model, index, byref(key)))
+            value = c_char_p()
+            _check(_capi.drt_model_metadata_lookup(model, key.value, byref(value)))
+            custom[(key.value or b"").decode("utf-8", "replace")] = (value.value or b"").decode("utf-8", "replace")
+        self.custom_metadata_map: Dict[str, str] = custom
+
+    def __repr__(self) -> str:
+        return (f"ModelMetadata(producer_name={self.producer_name!r}, graph_name={self.graph_name!r}, "
+                f"domain={self.domain!r}, version={self.version}, custom_metadata_map={self.custom_metadata_map!r})")
+
+
+class RunOptions:
+    """Options for InferenceSession.run, as onnxruntime.RunOptions.
+
+    terminate: set to True (from any thread) to stop every run using these options; a run checks
+        before each node and raises DeformRTError with status CANCELLED. It stays set until set
+        back to False, so a run started while it is set stops at once.
+    log_severity_level, log_verbosity_level, run_tag: accepted for compatibility (DeformRT reports
+        through exceptions only).
+    """
+
+    def __init__(self) -> None:
+        self._free = _capi.drt_run_options_free
+        handle = POINTER(_capi.drt_run_options)()
+        _check(_capi.drt_run_options_create(byref(handle)))
+        self._handle = handle
+        self._terminate = False
+        self.log_severity_level: int = 2
+        self.log_verbosity_level: int = 0
+        self.run_tag: str = ""
+
+    @property
+    def terminate(self) -> bool:
+        return self._terminate
+
+    @terminate.setter
+    def terminate(self, value: bool) -> None:
+        value = bool(value)
+        _check(_capi.drt_run_options_set_terminate(self._handle, 1 if value else 0))
+        self._terminate = value
+
+    def __del__(self) -> None:
+        handle, self._handle = getattr(self, "_handle", None), None
+        if handle:
+            self._free(handle)
 
 
 def _load_model(path_or_bytes: Union[str, os.PathLike, bytes, bytearray, memoryview]):
@@ -225,6 +304,12 @@ class GraphOptimizationLevel(enum.IntEnum):
     ORT_ENABLE_ALL = 99       # every pass, channels-last layout included (the default)
 
 
+class ExecutionMode(enum.IntEnum):
+    """Accepted for compatibility: a DeformRT session always runs its nodes in order."""
+    ORT_SEQUENTIAL = 0
+    ORT_PARALLEL = 1
+
+
 class SessionOptions:
     """Settings for InferenceSession, named as onnxruntime's SessionOptions.
 
@@ -234,17 +319,36 @@ class SessionOptions:
     enable_profiling: record per-node timings; InferenceSession.end_profiling() writes them as
         "<profile_file_prefix>_<date>_<time>.json" (Chrome trace, onnxruntime's layout).
     memory_limit: cap in bytes on the tensor memory one session plans (None: the library default).
-    log_severity_level: accepted for compatibility (DeformRT reports through exceptions only).
+    log_severity_level: 0..4 as onnxruntime's (checked; DeformRT reports through exceptions only,
+        so it changes nothing). log_verbosity_level, execution_mode, enable_mem_pattern,
+        enable_cpu_mem_arena: accepted for compatibility.
+    extra_outputs: DeformRT's own: names of intermediate values the session also offers as
+        outputs (run() can name them; the graph passes keep them).
     """
 
     def __init__(self) -> None:
-        self.intra_op_num_threads = 0
-        self.inter_op_num_threads = 0
-        self.graph_optimization_level = GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.enable_profiling = False
-        self.profile_file_prefix = "deformrt_profile"
+        self.intra_op_num_threads: int = 0
+        self.inter_op_num_threads: int = 0
+        self.graph_optimization_level: GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.enable_profiling: bool = False
+        self.profile_file_prefix: str = "deformrt_profile"
         self.memory_limit: Optional[int] = None
-        self.log_severity_level = 2
+        self.log_severity_level: int = 2
+        self.log_verbosity_level: int = 0
+        self.execution_mode: ExecutionMode = ExecutionMode.ORT_SEQUENTIAL
+        self.enable_mem_pattern: bool = True
+        self.enable_cpu_mem_arena: bool = True
+        self.extra_outputs: List[str] = []
+        self._config: Dict[str, str] = {}
+
+    def add_session_config_entry(self, key: str, value: str) -> None:
+        """Accepted for compatibility; DeformRT reads no configuration entries."""
+        self._config[str(key)] = str(value)
+
+    def get_session_config_entry(self, key: str) -> str:
+        if key not in self._config:
+            raise DeformRTError(Status.INVALID_ARGUMENT, f"SessionOptions has no config entry {key!r}")
+        return self._config[key]
 
 
 def get_available_providers() -> List[str]:
@@ -252,14 +356,58 @@ def get_available_providers() -> List[str]:
     return list(_PROVIDERS)
 
 
-def _check_providers(providers) -> None:
-    for provider in providers or []:
-        name = provider[0] if isinstance(provider, (tuple, list)) else provider
+def get_all_providers() -> List[str]:
+    """As onnxruntime.get_all_providers(): the providers this build knows (all available)."""
+    return list(_PROVIDERS)
+
+
+def get_device() -> str:
+    """As onnxruntime.get_device(): DeformRT runs on the CPU."""
+    return "CPU"
+
+
+# onnxruntime's other execution providers (onnxruntime.get_all_providers() of 1.32): code written
+# for them (providers=["CUDAExecutionProvider", "CPUExecutionProvider"]) runs on DeformRT with the
+# warning onnxruntime gives for a provider it lacks; any other name is a mistake and an error.
+_OTHER_ORT_PROVIDERS = frozenset([
+    "TensorrtExecutionProvider", "CUDAExecutionProvider", "MIGraphXExecutionProvider", "OpenVINOExecutionProvider",
+    "DnnlExecutionProvider", "VitisAIExecutionProvider", "QNNExecutionProvider", "NnapiExecutionProvider",
+    "VSINPUExecutionProvider", "JsExecutionProvider", "CoreMLExecutionProvider", "DmlExecutionProvider",
+    "RknpuExecutionProvider", "WebNNExecutionProvider", "WebGpuExecutionProvider", "XnnpackExecutionProvider",
+    "CANNExecutionProvider", "AzureExecutionProvider", "ROCMExecutionProvider", "ArmNNExecutionProvider",
+    "ACLExecutionProvider", "TvmExecutionProvider", "SNPEExecutionProvider"])
+
+
+def _check_providers(providers, provider_options) -> None:
+    if providers is None:
+        if provider_options is not None:
+            raise ValueError("provider_options is given without providers")
+        return
+    if isinstance(providers, (str, bytes)) or not isinstance(providers, Sequence):
+        raise TypeError(f"providers must be a list of names or (name, options) pairs, got {providers!r}")
+    if provider_options is not None:
+        if not isinstance(provider_options, Sequence) or len(provider_options) != len(providers):
+            raise ValueError("'providers' and 'provider_options' should be the same length if both are given.")
+        for options in provider_options:
+            if not isinstance(options, Mapping):
+                raise TypeError(f"each provider_options entry must be a dict, got {options!r}")
+    for provider in providers:
+        if isinstance(provider, (tuple, list)):
+            if len(provider) != 2 or not isinstance(provider[1], Mapping):
+                raise TypeError(f"a provider given as a pair must be (name, options dict), got {provider!r}")
+            name = provider[0]
+        else:
+            name = provider
         if not isinstance(name, str):
             raise TypeError(f"providers must be names or (name, options) pairs, got {provider!r}")
-        if name not in _PROVIDERS:
+        if name in _PROVIDERS:
+            continue
+        if name in _OTHER_ORT_PROVIDERS:
             warnings.warn(f"Specified provider '{name}' is not in available provider names. "
                           f"Available providers: '{', '.join(_PROVIDERS)}'", stacklevel=3)
+            continue
+        raise ValueError(f"unknown execution provider {name!r}: DeformRT runs as {' or '.join(map(repr, _PROVIDERS))} "
+                         "(onnxruntime's other providers are accepted with a warning)")
 
 
 class InferenceSession:
@@ -267,8 +415,11 @@ class InferenceSession:
 
     path_or_bytes: a file path (str or os.PathLike) or the serialized model (bytes-like).
     sess_options: a SessionOptions (None: the defaults).
-    providers, provider_options: accepted as onnxruntime's; DeformRT is one CPU provider, and a
-        provider name it does not know is warned about (as onnxruntime does), not an error.
+    providers, provider_options: accepted as onnxruntime's; DeformRT is one CPU provider
+        ("DeformRTExecutionProvider", also answering to "CPUExecutionProvider"). Another
+        onnxruntime provider's name (CUDA, TensorRT, ...) is warned about, as onnxruntime does for
+        a provider it lacks; a name onnxruntime does not know either raises ValueError, and so does
+        provider_options of another length than providers.
     threads: threads one run may use (1..256; 0 or None: one per core); overrides
         sess_options.intra_op_num_threads.
     memory_limit: cap in bytes on the tensor memory the session plans (None: the library default);
@@ -289,8 +440,14 @@ class InferenceSession:
         self._model = None
         if sess_options is not None and not isinstance(sess_options, SessionOptions):
             raise TypeError(f"sess_options must be a deformrt.SessionOptions, got {type(sess_options).__name__}")
-        _check_providers(providers)
+        _check_providers(providers, provider_options)
         options_in = sess_options or SessionOptions()
+        self._sess_options = options_in
+        severity = options_in.log_severity_level
+        if not isinstance(severity, int) or isinstance(severity, bool) or not 0 <= severity <= 4:
+            raise DeformRTError(Status.INVALID_ARGUMENT,
+                                f"log_severity_level must be 0 (verbose) .. 4 (fatal), got {severity!r}")
+        extra_outputs = [_encode_name(name, "extra output") for name in options_in.extra_outputs]
         if threads is None and options_in.intra_op_num_threads:
             threads = options_in.intra_op_num_threads
         if memory_limit is None:
@@ -315,10 +472,13 @@ class InferenceSession:
         try:
             self._inputs = _read_node_args(
                 self._model, _capi.drt_model_input_count, _capi.drt_model_input_name,
-                _capi.drt_model_input_element_type, _capi.drt_model_input_shape)
+                _capi.drt_model_input_element_type, _capi.drt_model_input_shape,
+                _capi.drt_model_input_dim_name)
             self._outputs = _read_node_args(
                 self._model, _capi.drt_model_output_count, _capi.drt_model_output_name,
-                _capi.drt_model_output_element_type, _capi.drt_model_output_shape)
+                _capi.drt_model_output_element_type, _capi.drt_model_output_shape,
+                _capi.drt_model_output_dim_name)
+            self._metadata = ModelMetadata(self._model)
             self._input_element_types = {node.name: node.element_type for node in self._inputs}
 
             options = POINTER(_capi.drt_session_options)()
@@ -329,6 +489,8 @@ class InferenceSession:
                 if memory_limit is not None:
                     _check(_capi.drt_session_options_set_memory_limit(options, memory_limit))
                 _check(_capi.drt_session_options_set_graph_optimization_level(options, level))
+                for name in extra_outputs:
+                    _check(_capi.drt_session_options_add_output(options, name))
                 if profile_prefix is not None:
                     _check(_capi.drt_session_options_set_profiling(options, profile_prefix))
                 session = POINTER(_capi.drt_session)()
@@ -347,6 +509,22 @@ class InferenceSession:
     def get_providers(self) -> List[str]:
         return list(_PROVIDERS)
 
+    def get_provider_options(self) -> Dict[str, Dict[str, str]]:
+        return {name: {} for name in _PROVIDERS}
+
+    def get_session_options(self) -> SessionOptions:
+        return self._sess_options
+
+    def get_modelmeta(self) -> ModelMetadata:
+        """The model's producer, graph name, domain, description, version and custom metadata."""
+        return self._metadata
+
+    def get_overridable_initializers(self) -> List[NodeArg]:
+        """Always [] in DeformRT: initializers are constants (folded into the graph when the session
+        is made), so an initializer a model also lists as a graph input cannot be fed; feeding one
+        is refused as an unknown input. (onnxruntime lists such initializers here.)"""
+        return []
+
     def end_profiling(self) -> str:
         """Writes the per-node profile recorded since the session was made (Chrome-trace JSON)
         and stops profiling; returns the file's path, or "" when profiling is off."""
@@ -361,13 +539,19 @@ class InferenceSession:
         return list(self._inputs)
 
     def get_outputs(self) -> List[NodeArg]:
+        """The model's outputs as it declares them (onnxruntime also fills in dims the model leaves
+        unknown when its shape inference knows them; DeformRT reports the declaration)."""
         return list(self._outputs)
 
-    def run(self, output_names: Optional[Sequence[str]],
-            input_feed: Mapping[str, Any]) -> List[np.ndarray]:
+    def run(self, output_names: Optional[Sequence[str]], input_feed: Mapping[str, Any],
+            run_options: Optional[RunOptions] = None) -> List[np.ndarray]:
         """Runs the model on input_feed ({input name: array}) and returns the outputs named in
-        output_names (None or []: all, in graph order) as numpy arrays that own the library's
-        output memory (no copy is made)."""
+        output_names (None or []: the model's outputs, in graph order; SessionOptions.extra_outputs
+        only by name) as numpy arrays that own the library's output memory (no copy is made).
+        run_options: a RunOptions; setting its terminate from another thread stops the run
+        between nodes with DeformRTError (status CANCELLED)."""
+        if run_options is not None and not isinstance(run_options, RunOptions):
+            raise TypeError(f"run_options must be a deformrt.RunOptions, got {type(run_options).__name__}")
         if isinstance(output_names, (str, bytes)):
             raise TypeError("output_names must be a list of names or None, not a single name")
         if not isinstance(input_feed, Mapping):
@@ -399,9 +583,15 @@ class InferenceSession:
                     output_count = len(encoded_outputs)
                     output_names_array = (c_char_p * output_count)(*encoded_outputs)
                 outputs = (POINTER(_capi.drt_tensor) * output_count)()
-                _check(_capi.drt_session_run(self._session, input_names, input_tensors,
-                                             input_count, output_names_array, output_count,
-                                             outputs))
+                if run_options is None:
+                    _check(_capi.drt_session_run(self._session, input_names, input_tensors,
+                                                 input_count, output_names_array, output_count,
+                                                 outputs))
+                else:
+                    # `outputs` is all NULL: the library makes every output tensor.
+                    _check(_capi.drt_session_run_with_options(
+                        self._session, run_options._handle, input_names, input_tensors, input_count,
+                        output_names_array, output_count, outputs))
                 # Each wrapped tensor is owned by its array; free only those not wrapped (on error).
                 # (The pointer objects view `outputs`' memory, so it must not be overwritten.)
                 results = []
