@@ -107,6 +107,7 @@ public enum DCNv3 {
         let halfW = (p.dilationWidth * (p.kernelWidth - 1)) >> 1
         let scale = p.offsetScale
         let h = Float(p.height), w = Float(p.width)
+        let hV = SIMD16<Float>(repeating: h), wV = SIMD16<Float>(repeating: w)
         let zeroRow = Int32(p.height * p.width)
         let imageFloats = p.height * p.width * c
         parallel.forEachRange(total, totalWork: total * flat * (gc + 16)) { worker, range in
@@ -144,14 +145,38 @@ public enum DCNv3 {
                 var j0 = 0
                 while j0 < flat {
                     let count = min(16, flat - j0)
-                    for l in 0..<16 {
-                        let j = j0 + min(l, count - 1)
-                        let x = x0 + (tapX[j] + off[j * 2]) * scale
-                        let y = y0 + (tapY[j] + off[j * 2 + 1]) * scale
-                        lane[l] = x
-                        lane[16 + l] = y
-                        // Points outside are skipped by the kernel: weight 0 whatever the mask.
-                        lane[32 + l] = y > -1 && y < h && x > -1 && x < w ? m[j] : 0
+                    if count == 16 {
+                        // Sixteen (x, y) offset pairs split into x and y vectors, then the
+                        // positions and the inside test 16 lanes at a time.
+                        let o = UnsafeRawPointer(off + j0 * 2)
+                        let (xa, ya) = ConvLayout.unzip(o.loadUnaligned(as: SIMD8<Float>.self),
+                                                        o.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self))
+                        let (xb, yb) = ConvLayout.unzip(o.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self),
+                                                        o.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self))
+                        let tx = UnsafeRawPointer(tapX + j0).loadUnaligned(as: SIMD16<Float>.self)
+                        let ty = UnsafeRawPointer(tapY + j0).loadUnaligned(as: SIMD16<Float>.self)
+                        let scaleV = SIMD16<Float>(repeating: scale)
+                        let x = SIMD16<Float>(repeating: x0) + (tx + SIMD16<Float>(lowHalf: xa, highHalf: xb)) * scaleV
+                        let y = SIMD16<Float>(repeating: y0) + (ty + SIMD16<Float>(lowHalf: ya, highHalf: yb)) * scaleV
+                        let minusOne = SIMD16<Float>(repeating: -1)
+                        let inside = DeformableSampling.lanes(y .> minusOne) & DeformableSampling.lanes(y .< hV)
+                            & DeformableSampling.lanes(x .> minusOne) & DeformableSampling.lanes(x .< wV)
+                        let mv = UnsafeRawPointer(m + j0).loadUnaligned(as: SIMD16<Float>.self)
+                        let lp = UnsafeMutableRawPointer(lane)
+                        lp.storeBytes(of: x, as: SIMD16<Float>.self)
+                        lp.storeBytes(of: y, toByteOffset: 64, as: SIMD16<Float>.self)
+                        lp.storeBytes(of: DeformableSampling.select(inside, mv, SIMD16<Float>()), toByteOffset: 128,
+                                      as: SIMD16<Float>.self)
+                    } else {
+                        for l in 0..<16 {
+                            let j = j0 + min(l, count - 1)
+                            let x = x0 + (tapX[j] + off[j * 2]) * scale
+                            let y = y0 + (tapY[j] + off[j * 2 + 1]) * scale
+                            lane[l] = x
+                            lane[16 + l] = y
+                            // Points outside are skipped by the kernel: weight 0 whatever the mask.
+                            lane[32 + l] = y > -1 && y < h && x > -1 && x < w ? m[j] : 0
+                        }
                     }
                     let raw = UnsafeRawPointer(lane)
                     DeformableSampling.planVector(

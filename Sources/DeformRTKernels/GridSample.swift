@@ -52,6 +52,12 @@ public struct GridSampleParams: Sendable, Equatable {
         }
     }
 
+    /// Whether `run` samples the NCHW planes directly (scalar, a plane at a time) instead of
+    /// transposing the input to channels-last rows: when the grid reads fewer samples than about
+    /// twice the image's pixels, the transpose (a read and a write of the whole input) costs
+    /// more than it saves. (The plans of all output pixels are kept: under 16 bytes per input pixel.)
+    var samplesPlanes: Bool { outPixels * taps < 2 * inPixels }
+
     /// Output pixels per tile: about 32 KB of gathered channels, a multiple of 16.
     var tile: Int { max(16, min(256, (8192 / max(channels, 1)) & ~15)) }
 
@@ -75,8 +81,10 @@ public enum GridSample {
     /// Scratch bytes of `run`: the channels-last images (plus a zero row each), and per thread a
     /// plan and a tile.
     public static func workspaceByteCount(_ p: GridSampleParams, threads: Int) -> Int {
-        let rows = p.batch * (p.inPixels + 1) * p.channels * 4
-        return rows + max(1, threads) * perThreadBytes(p) + 64
+        if p.samplesPlanes {
+            return ((p.taps * p.batch * p.outPixels * 8 + 63) & ~63) + max(1, threads) * 48 * 4 + 64
+        }
+        return p.batch * (p.inPixels + 1) * p.channels * 4 + max(1, threads) * perThreadBytes(p) + 64
     }
 
     static func perThreadBytes(_ p: GridSampleParams) -> Int {
@@ -91,6 +99,10 @@ public enum GridSample {
         let c = p.channels, hw = p.inPixels, outPixels = p.outPixels
         if p.batch * c * outPixels == 0 { return }
         let base = UnsafeMutableRawPointer(bitPattern: (Int(bitPattern: workspace) + 63) & ~63)!
+        if p.samplesPlanes {
+            runOnPlanes(p, input: input, grid: grid, output: output, scratch: base, parallel: parallel)
+            return
+        }
         let rows = base.bindMemory(to: Float.self, capacity: p.batch * (hw + 1) * c)
         let imageFloats = (hw + 1) * c
         // Channels-last rows of every image, its zero row after them.
@@ -126,6 +138,78 @@ public enum GridSample {
                 gather(p, rows: image, count: count, index: index, weight: weight, stride: tile, tile: gathered)
                 ConvLayout.transpose(gathered, srcStride: c, output + n * c * outPixels + p0, dstStride: outPixels,
                                      rows: c, columns: count, rowBias: nil)
+            }
+        }
+    }
+
+    /// `run` on the NCHW planes: the plans of every output pixel first (threads over pixels), then
+    /// each (image, channel) plane sampled at all of its image's pixels (threads over planes), so
+    /// that a plane stays in cache while it is read (tiles of pixels over all channels would cycle
+    /// through every plane per tile: 10x slower on a 256 x 100 x 134 input).
+    static func runOnPlanes(
+        _ p: GridSampleParams, input: UnsafePointer<Float>, grid: UnsafePointer<Float>,
+        output: UnsafeMutablePointer<Float>, scratch: UnsafeMutableRawPointer, parallel: Parallel
+    ) {
+        let c = p.channels, hw = p.inPixels, outPixels = p.outPixels
+        let taps = p.taps, total = p.batch * outPixels
+        let index = scratch.bindMemory(to: Int32.self, capacity: taps * total)
+        let weight = (scratch + taps * total * 4).bindMemory(to: Float.self, capacity: taps * total)
+        let tails = (scratch + ((taps * total * 8 + 63) & ~63)).bindMemory(to: Float.self, capacity: 48 * parallel.threads)
+        let zeroRow = Int32(hw)
+        parallel.forEachRange((total + 15) / 16, totalWork: total * taps * 16) { worker, range in
+            let start = range.lowerBound * 16, end = min(total, range.upperBound * 16)
+            if start < end {
+                // Plans never cross an image: the grid is contiguous over (n, pixel), and a pixel's
+                // plan only depends on its own grid pair.
+                plan(p, grid: grid + start * 2, count: end - start, index: index + start, weight: weight + start,
+                     stride: total, tail: tails + worker * 48)
+            }
+        }
+        let sink = tails.withMemoryRebound(to: SIMD16<Float>.self, capacity: 3 * parallel.threads) { $0 }
+        parallel.forEachRange(p.batch * c, totalWork: total * c * taps) { worker, range in
+            for plane in range {
+                let n = plane / c
+                let source = input + plane * hw
+                // Read the plane in order first (one load per cache line): the hardware prefetcher
+                // then streams it into L2, where the samples' scattered reads find it (measured
+                // ~2x on a 100 x 134 plane sampled at 4800 random points).
+                if hw * 4 <= 256 << 10 {
+                    var touched = SIMD16<Float>()
+                    var i = 0
+                    while i + 16 <= hw {
+                        touched += UnsafeRawPointer(source + i).loadUnaligned(as: SIMD16<Float>.self)
+                        i += 16
+                    }
+                    sink[worker * 3] = touched
+                }
+                let out = output + plane * outPixels
+                let first = n * outPixels
+                switch taps {
+                case 1:
+                    let i0 = index + first
+                    for r in 0..<outPixels {
+                        out[r] = i0[r] == zeroRow ? 0 : source[Int(i0[r])]
+                    }
+                case 4:
+                    let i0 = index + first, i1 = i0 + total, i2 = i1 + total, i3 = i2 + total
+                    let w0 = weight + first, w1 = w0 + total, w2 = w1 + total, w3 = w2 + total
+                    for r in 0..<outPixels {
+                        let top = w0[r] * (i0[r] == zeroRow ? 0 : source[Int(i0[r])])
+                            + w1[r] * (i1[r] == zeroRow ? 0 : source[Int(i1[r])])
+                        let bottom = w2[r] * (i2[r] == zeroRow ? 0 : source[Int(i2[r])])
+                            + w3[r] * (i3[r] == zeroRow ? 0 : source[Int(i3[r])])
+                        out[r] = top + bottom
+                    }
+                default:
+                    for r in 0..<outPixels {
+                        var sum: Float = 0
+                        for q in 0..<taps {
+                            let i = index[q * total + first + r]
+                            sum += weight[q * total + first + r] * (i == zeroRow ? 0 : source[Int(i)])
+                        }
+                        out[r] = sum
+                    }
+                }
             }
         }
     }

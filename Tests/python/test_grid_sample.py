@@ -232,3 +232,14 @@ def test_bad_shapes_are_named(x_shape, grid_shape, match):
     with pytest.raises(deformrt.DeformRTError, match=match) as info:
         deformrt_run(model, np.zeros(x_shape, np.float32), np.zeros(grid_shape, np.float32))
     assert "GridSample" in str(info.value)
+
+
+@pytest.mark.parametrize("mode,padding,align", itertools.product(["linear", "nearest", "cubic"], PADDINGS, [0, 1]))
+def test_plane_and_channels_last_paths_against_onnxruntime(mode, padding, align):
+    """A sparse grid (fewer samples than pixels: read from the NCHW planes) and a dense one
+    (channels-last rows), batch 2, 5 channels, every mode and padding."""
+    rng = np.random.default_rng(17)
+    for x_size, grid_size in (((9, 11), (2, 3)), ((5, 6), (20, 21))):
+        x, grid = random_case(rng, 2, 5, *x_size, *grid_size, spread=1.4)
+        model = grid_model(mode, padding, align, 20, x.shape, grid.shape)
+        np.testing.assert_allclose(deformrt_run(model, x, grid), onnxruntime_run(model, x, grid), **tolerance(mode))
