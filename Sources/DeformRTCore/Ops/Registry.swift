@@ -115,6 +115,10 @@ enum OperatorRegistry {
         add("ai.deformrt", "DCNv3") { try DCNv3Operator($0) }
         add("mmdeploy", "MMCVMultiScaleDeformableAttention") { try MultiScaleDeformableAttentionOperator($0) }
         add("ai.deformrt", "MultiScaleDeformableAttention") { try MultiScaleDeformableAttentionOperator($0) }
+        // Recurrent layers (RecurrentOps): RNN, GRU, LSTM from opset 7 (opset 1's output_sequence form is refused).
+        add("", "RNN", since: 7) { try RecurrentOperator($0, kind: .rnn) }
+        add("", "GRU", since: 7) { try RecurrentOperator($0, kind: .gru) }
+        add("", "LSTM", since: 7) { try RecurrentOperator($0, kind: .lstm) }
         return table
     }()
 
