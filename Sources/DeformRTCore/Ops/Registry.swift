@@ -119,6 +119,14 @@ enum OperatorRegistry {
         add("", "RNN", since: 7) { try RecurrentOperator($0, kind: .rnn) }
         add("", "GRU", since: 7) { try RecurrentOperator($0, kind: .gru) }
         add("", "LSTM", since: 7) { try RecurrentOperator($0, kind: .lstm) }
+        // Quantized operators (QuantizationOps), as onnxruntime.quantization writes them.
+        add("", "QuantizeLinear", since: 10) { try LinearQuantizeOperator($0, dequantize: false) }
+        add("", "DequantizeLinear", since: 10) { try LinearQuantizeOperator($0, dequantize: true) }
+        add("", "DynamicQuantizeLinear", since: 11) { _ in DynamicQuantizeLinearOperator() }
+        add("", "MatMulInteger", since: 10) { _ in QuantizedMatMulOperator(requantize: false) }
+        add("", "QLinearMatMul", since: 10) { _ in QuantizedMatMulOperator(requantize: true) }
+        add("", "ConvInteger", since: 10) { try QuantizedConvOperator($0, requantize: false) }
+        add("", "QLinearConv", since: 10) { try QuantizedConvOperator($0, requantize: true) }
         return table
     }()
 
