@@ -447,3 +447,64 @@ def test_conv_integer_bad_geometry():
             match="the kernel does not fit")
     refused("MatMulInteger", [("A", np.zeros((2, 3), np.uint8)), ("B", np.zeros((4, 2), np.uint8))], opset=10,
             match="inner dimensions differ")
+
+
+def test_mutated_fuzz_seeds_never_crash():
+    """Structured mutations of the recurrent and quantized fuzz seeds (tools/make_fuzz_corpus.py):
+    attributes set to hostile values (negative, huge, NaN, unknown names), initializer values set
+    to NaN / Inf / extreme integers (sequence_lens beyond the sequence, odd zero points),
+    initializer dims off by one, inputs dropped or added. Each load + run either works or raises
+    DeformRTError; a crash would take pytest down with it."""
+    import random
+    rng = random.Random(20261207)
+    outcomes = {"ran": 0, "refused": 0}
+    seeds = [onnx.load(REPO_ROOT / "fuzz" / "corpus" / f"{n}.onnx") for n in ("lstm_bidirectional", "gru_rnn_layout1", "quantized_ops")]
+    for _ in range(240):
+        m = onnx.ModelProto()
+        m.CopyFrom(rng.choice(seeds))
+        node = rng.choice(m.graph.node)
+        kind = rng.randrange(5)
+        if kind == 0 and node.attribute:
+            a = rng.choice(node.attribute)
+            if a.type == onnx.AttributeProto.INT:
+                a.i = rng.choice([-1, 0, 2, 3, 2**31, -2**40])
+            elif a.type == onnx.AttributeProto.FLOAT:
+                a.f = rng.choice([0.0, -1.0, float("nan"), float("inf")])
+            elif a.type == onnx.AttributeProto.STRING:
+                a.s = rng.choice([b"", b"reverse", b"bidirectional", b"sideways"])
+            elif a.type == onnx.AttributeProto.STRINGS and a.strings:
+                a.strings[rng.randrange(len(a.strings))] = rng.choice([b"Relu", b"Foo", b"affine"])
+            elif a.type == onnx.AttributeProto.FLOATS:
+                del a.floats[:]
+        elif kind in (1, 2) and m.graph.initializer:
+            t = rng.choice(m.graph.initializer)
+            arr = numpy_helper.to_array(t).copy()
+            if kind == 1 and arr.size:
+                if arr.dtype.kind == "f":
+                    arr.flat[rng.randrange(arr.size)] = rng.choice([np.nan, np.inf, 0.0, -1e30])
+                else:
+                    info = np.iinfo(arr.dtype)
+                    arr.flat[rng.randrange(arr.size)] = rng.choice([info.min, info.max, 0, 1])
+            elif arr.ndim:
+                shape = list(arr.shape)
+                axis = rng.randrange(len(shape))
+                shape[axis] = max(0, shape[axis] + rng.choice([-1, 1]))
+                arr = np.resize(arr, shape) if np.prod(shape) else np.zeros(shape, arr.dtype)
+            t.CopyFrom(numpy_helper.from_array(arr, t.name))
+        elif kind == 3 and len(node.input) > 1:
+            node.input[rng.randrange(1, len(node.input))] = ""
+        elif kind == 4:
+            node.input.append(rng.choice(["x", ""]))
+        try:
+            with deformrt.InferenceSession(m.SerializeToString(), threads=2) as session:
+                feeds = {}
+                for i in session.get_inputs():
+                    shape = [d if isinstance(d, int) else 2 for d in i.shape]
+                    feeds[i.name] = (np.full(shape, rng.choice([0, 2, 5, -1]), np.int32) if "int32" in str(i.type)
+                                     else np.random.default_rng(0).random(shape).astype(np.float32))
+                session.run(None, feeds)
+            outcomes["ran"] += 1
+        except deformrt.DeformRTError:
+            outcomes["refused"] += 1
+    print(outcomes)
+    assert outcomes["ran"] > 20 and outcomes["refused"] > 20
