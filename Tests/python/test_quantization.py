@@ -508,3 +508,64 @@ def test_mutated_fuzz_seeds_never_crash():
             outcomes["refused"] += 1
     print(outcomes)
     assert outcomes["ran"] > 20 and outcomes["refused"] > 20
+
+
+# ---- onnx's own node conformance cases for the recurrent and quantized operators ---------------
+
+CONFORMANCE_OPS = {"RNN", "GRU", "LSTM", "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear",
+                   "MatMulInteger", "QLinearMatMul", "ConvInteger", "QLinearConv"}
+# Refused on purpose, each with the reason (the *_expanded cases are function bodies of other ops).
+CONFORMANCE_REFUSED = {
+    r"blocked": "block_size (blocked quantization)",
+    r"e4m3fn|e5m2|float4e2m1|u?int4$|u?int2$": "float8 / float4 / int4 / int2 data",
+    r"u?int16$": "int16 / uint16 data",
+    r"float16$": "float16 scales",
+}
+
+
+def conformance_cases():
+    import importlib
+    import re
+    import warnings
+    import onnx.backend.test.case.node as node_cases
+    # Importing a case module runs its exports into node_cases._NodeTestCases (only these ten:
+    # collecting all 1884 cases takes 14 s).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for module in ("rnn", "gru", "lstm", "quantizelinear", "dequantizelinear", "dynamicquantizelinear",
+                       "matmulinteger", "qlinearmatmul", "convinteger", "qlinearconv"):
+            importlib.import_module(f"onnx.backend.test.case.node.{module}")
+    chosen, seen = [], set()
+    for case in node_cases._NodeTestCases:
+        nodes = case.model.graph.node
+        if len(nodes) == 1 and nodes[0].op_type in CONFORMANCE_OPS and case.name not in seen:
+            seen.add(case.name)
+            refusal = next((why for pattern, why in CONFORMANCE_REFUSED.items() if re.search(pattern, case.name)), None)
+            chosen.append(pytest.param(case, refusal, id=case.name))
+    return chosen
+
+
+@pytest.mark.parametrize("case,refusal", conformance_cases())
+def test_onnx_backend_node_case(case, refusal):
+    """onnx's conformance cases for RNN, GRU, LSTM and the quantized operators, expected outputs
+    from onnx's generators; floats within the suite's tolerance, integers exact. Refused cases
+    must be refused as UNSUPPORTED (see CONFORMANCE_REFUSED)."""
+    for inputs, outputs in case.data_sets:
+        names = [i.name for i in case.model.graph.input]
+        feeds = dict(zip(names, inputs))
+        data = case.model.SerializeToString()
+        if refusal:
+            with pytest.raises(deformrt.DeformRTError, match="UNSUPPORTED"):
+                with deformrt.InferenceSession(data) as session:
+                    session.run(None, feeds)
+            continue
+        with deformrt.InferenceSession(data) as session:
+            got = session.run(None, feeds)
+        assert len(got) == len(outputs)
+        for g, w in zip(got, outputs):
+            w = np.asarray(w)
+            assert g.dtype == w.dtype and g.shape == w.shape
+            if g.dtype.kind == "f":
+                np.testing.assert_allclose(g, w, rtol=case.rtol, atol=case.atol)
+            else:
+                np.testing.assert_array_equal(g, w)
