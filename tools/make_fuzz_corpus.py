@@ -242,6 +242,42 @@ def seeds(rng):
         entry = meta.metadata_props.add()
         entry.key, entry.value = key, text
     out["metadata_symbolic_dims"] = meta
+    # Recurrent layers: sequence_lens, states, peepholes, activations with alpha / beta, layout 1.
+    INT32, UINT8, INT8 = TensorProto.INT32, TensorProto.UINT8, TensorProto.INT8
+    out["lstm_bidirectional"] = model(
+        [helper.make_node("LSTM", ["x", "W", "R", "B", "lens", "h0", "c0", "P"], ["y", "yh", "yc"], hidden_size=3,
+                          direction="bidirectional", clip=5.0,
+                          activations=["Sigmoid", "Tanh", "Tanh", "HardSigmoid", "LeakyRelu", "ScaledTanh"],
+                          activation_alpha=[0.2, 0.1, 1.0], activation_beta=[0.5, 1.0])],
+        [value("x", FLOAT, [4, 2, 2]), value("lens", INT32, [2])],
+        [y, value("yh", FLOAT, None), value("yc", FLOAT, None)],
+        [init("W", w(2, 12, 2)), init("R", w(2, 12, 3)), init("B", w(2, 24)), init("h0", w(2, 2, 3)),
+         init("c0", w(2, 2, 3)), init("P", w(2, 9))], opset=14)
+    out["gru_rnn_layout1"] = model(
+        [helper.make_node("GRU", ["x", "Wg", "Rg", "Bg"], ["g", "gh"], hidden_size=3, linear_before_reset=1, layout=1),
+         helper.make_node("RNN", ["x", "Wr", "Rr", "", "", "gh"], ["y"], hidden_size=3, layout=1, activations=["Relu"])],
+        [value("x", FLOAT, [2, 3, 2])], [y, value("g", FLOAT, None)],
+        [init("Wg", w(1, 9, 2)), init("Rg", w(1, 9, 3)), init("Bg", w(1, 18)), init("Wr", w(1, 3, 2)), init("Rr", w(1, 3, 3))],
+        opset=14)
+    # Quantized operators as onnxruntime.quantization writes them.
+    q8 = lambda shape: rng.integers(-128, 128, shape).astype(np.int8)
+    out["quantized_ops"] = model(
+        [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+         helper.make_node("QLinearConv", ["xq", "xs", "xz", "cw", "cws", "cwz", "ys", "yz", "cb"], ["cq"], pads=[1, 1, 1, 1]),
+         helper.make_node("ConvInteger", ["xq", "cw", "xz", "cwz"], ["ci"], strides=[2, 2]),
+         helper.make_node("DequantizeLinear", ["cq", "ys", "yz"], ["cd"]),
+         helper.make_node("DynamicQuantizeLinear", ["cd"], ["dq", "dqs", "dqz"]),
+         helper.make_node("Flatten", ["cq"], ["flat"]),
+         helper.make_node("QLinearMatMul", ["flat", "ys", "yz", "mw", "mws", "mwz", "ys", "yz"], ["mq"]),
+         helper.make_node("MatMulInteger", ["flat", "mw", "yz", "mwz"], ["mi"]),
+         helper.make_node("DequantizeLinear", ["mq", "ys", "yz"], ["y"]),
+         helper.make_node("DequantizeLinear", ["cw", "cws", "cwz"], ["wd"], axis=0)],
+        [value("x", FLOAT, [1, 2, 3, 3])],
+        [y, value("ci", INT32, None), value("dq", UINT8, None), value("mi", INT32, None), value("wd", FLOAT, None)],
+        [init("xs", np.array(0.05, np.float32)), init("xz", np.array(128, np.uint8)), init("cw", q8((2, 2, 3, 3))),
+         init("cws", np.array([0.01, 0.02], np.float32)), init("cwz", np.zeros(2, np.int8)), init("ys", np.array(0.1, np.float32)),
+         init("yz", np.array(120, np.uint8)), init("cb", np.array([100, -100], np.int32)), init("mw", q8((18, 4))),
+         init("mws", np.array(0.02, np.float32)), init("mwz", np.array(0, np.int8))], opset=13)
     return out
 
 

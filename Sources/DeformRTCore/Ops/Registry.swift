@@ -115,6 +115,18 @@ enum OperatorRegistry {
         add("ai.deformrt", "DCNv3") { try DCNv3Operator($0) }
         add("mmdeploy", "MMCVMultiScaleDeformableAttention") { try MultiScaleDeformableAttentionOperator($0) }
         add("ai.deformrt", "MultiScaleDeformableAttention") { try MultiScaleDeformableAttentionOperator($0) }
+        // Recurrent layers (RecurrentOps): RNN, GRU, LSTM from opset 7 (opset 1's output_sequence form is refused).
+        add("", "RNN", since: 7) { try RecurrentOperator($0, kind: .rnn) }
+        add("", "GRU", since: 7) { try RecurrentOperator($0, kind: .gru) }
+        add("", "LSTM", since: 7) { try RecurrentOperator($0, kind: .lstm) }
+        // Quantized operators (QuantizationOps), as onnxruntime.quantization writes them.
+        add("", "QuantizeLinear", since: 10) { try LinearQuantizeOperator($0, dequantize: false) }
+        add("", "DequantizeLinear", since: 10) { try LinearQuantizeOperator($0, dequantize: true) }
+        add("", "DynamicQuantizeLinear", since: 11) { _ in DynamicQuantizeLinearOperator() }
+        add("", "MatMulInteger", since: 10) { _ in QuantizedMatMulOperator(requantize: false) }
+        add("", "QLinearMatMul", since: 10) { _ in QuantizedMatMulOperator(requantize: true) }
+        add("", "ConvInteger", since: 10) { try QuantizedConvOperator($0, requantize: false) }
+        add("", "QLinearConv", since: 10) { try QuantizedConvOperator($0, requantize: true) }
         return table
     }()
 

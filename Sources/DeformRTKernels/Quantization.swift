@@ -1,0 +1,185 @@
+/// Linear (de)quantization and integer GEMM, with onnxruntime's rounding:
+/// - quantize: q = saturate(round_half_to_even(x / scale) + zero_point) (a true division, as MLAS
+///   does, not a multiply by 1 / scale); NaN gives the type's lowest value (MLAS clamps with
+///   max(x, low) first, which takes `low` for NaN);
+/// - dequantize: x = Float(q - zero_point) * scale;
+/// - requantize (QLinearConv / QLinearMatMul): q = saturate(round_half_to_even(Float(acc) * multiplier) + zero_point).
+/// Integer GEMMs accumulate (a - a_zero) * (b - b_zero) in wrapping Int32, which is exact up to
+/// about 33,000 products of 8-bit values, as onnxruntime's VNNI kernels.
+public enum Quantization {
+    typealias V = SIMD16<Float>
+    typealias I = SIMD16<Int32>
+
+    /// The range of a quantized type: int8 [-128, 127], uint8 [0, 255].
+    public static func range(signed: Bool) -> (low: Int32, high: Int32) { signed ? (-128, 127) : (0, 255) }
+
+    /// Rounds lanes already clamped to |v| < 2^22, half to even (the 1.5 * 2^23 trick), to Int32.
+    @inline(__always)
+    static func roundClamped(_ v: V) -> I {
+        let shifted = v + V(repeating: 12_582_912)
+        return unsafeBitCast(shifted, to: I.self) &- I(repeating: 0x4B40_0000)
+    }
+
+    /// Clamps to [low, high] with NaN going to `low`.
+    @inline(__always)
+    static func clampNaNLow(_ v: V, _ low: V, _ high: V) -> V {
+        let raised = VectorMath.select(VectorMath.lanes(v .>= low), v, low)
+        return VectorMath.select(VectorMath.lanes(raised .<= high), raised, high)
+    }
+
+    @inline(__always)
+    static func store(_ q: I, _ y: UnsafeMutablePointer<UInt8>, _ count: Int) {
+        let bytes = SIMD16<UInt8>(truncatingIfNeeded: q)
+        if count == 16 {
+            UnsafeMutableRawPointer(y).storeBytes(of: bytes, as: SIMD16<UInt8>.self)
+        } else {
+            for j in 0..<count { y[j] = bytes[j] }
+        }
+    }
+
+    /// y[i] = saturate(rint(x[i] / scale) + zeroPoint) for `count` elements; int8 and uint8 are both
+    /// written as their byte patterns.
+    public static func quantize(_ x: UnsafePointer<Float>, _ y: UnsafeMutableRawPointer, count: Int,
+                                scale: Float, zeroPoint: Int32, signed: Bool) {
+        let (low, high) = range(signed: signed)
+        let lo = V(repeating: Float(low - zeroPoint)), hi = V(repeating: Float(high - zeroPoint))
+        let s = V(repeating: scale), zp = I(repeating: zeroPoint)
+        let out = y.assumingMemoryBound(to: UInt8.self)
+        var i = 0
+        while i + 16 <= count {
+            let v = ElementwiseKernels.load16(x + i) / s
+            store(roundClamped(clampNaNLow(v, lo, hi)) &+ zp, out + i, 16)
+            i += 16
+        }
+        if i < count {
+            var lane = V(repeating: 0)
+            for j in 0..<(count - i) { lane[j] = x[i + j] }
+            store(roundClamped(clampNaNLow(lane / s, lo, hi)) &+ zp, out + i, count - i)
+        }
+    }
+
+    /// Quantizes [outer, channels, inner] with one scale / zero point per channel (count 1: per tensor).
+    public static func quantize(_ x: UnsafePointer<Float>, _ y: UnsafeMutableRawPointer, outer: Int, channels: Int, inner: Int,
+                                scales: UnsafePointer<Float>, zeroPoints: UnsafePointer<Int32>, signed: Bool, parallel: Parallel) {
+        let rows = outer * channels
+        parallel.forEachRange(rows, totalWork: rows * inner) { _, range in
+            for row in range {
+                let c = row % channels
+                quantize(x + row * inner, y + row * inner, count: inner, scale: scales[c], zeroPoint: zeroPoints[c], signed: signed)
+            }
+        }
+    }
+
+    /// The element type of quantized data.
+    public enum Storage: Sendable { case int8, uint8, int32 }
+
+    /// y = Float(q - zeroPoint) * scale over [outer, channels, inner].
+    public static func dequantize(_ q: UnsafeRawPointer, _ storage: Storage, _ y: UnsafeMutablePointer<Float>, outer: Int,
+                                  channels: Int, inner: Int, scales: UnsafePointer<Float>, zeroPoints: UnsafePointer<Int32>,
+                                  parallel: Parallel) {
+        let rows = outer * channels
+        parallel.forEachRange(rows, totalWork: rows * inner) { _, range in
+            for row in range {
+                let c = row % channels
+                let scale = scales[c], zp = zeroPoints[c]
+                let out = y + row * inner
+                switch storage {
+                case .int8:
+                    let p = q.assumingMemoryBound(to: Int8.self) + row * inner
+                    for j in 0..<inner { out[j] = Float(Int32(p[j]) - zp) * scale }
+                case .uint8:
+                    let p = q.assumingMemoryBound(to: UInt8.self) + row * inner
+                    for j in 0..<inner { out[j] = Float(Int32(p[j]) - zp) * scale }
+                case .int32:
+                    let p = q.assumingMemoryBound(to: Int32.self) + row * inner
+                    for j in 0..<inner { out[j] = Float(p[j] &- zp) * scale }
+                }
+            }
+        }
+    }
+
+    /// Widens `count` 8-bit values minus `zeroPoint` to Int32.
+    @inline(__always)
+    public static func widen(_ q: UnsafeRawPointer, signed: Bool, count: Int, zeroPoint: Int32, into out: UnsafeMutablePointer<Int32>) {
+        if signed {
+            let p = q.assumingMemoryBound(to: Int8.self)
+            for j in 0..<count { out[j] = Int32(p[j]) - zeroPoint }
+        } else {
+            let p = q.assumingMemoryBound(to: UInt8.self)
+            for j in 0..<count { out[j] = Int32(p[j]) - zeroPoint }
+        }
+    }
+
+    /// C[m][n] = sum_k A[m][k] * B[k][n] (C overwritten), wrapping Int32. Rows of C are split over
+    /// threads; each row is accumulated 16 columns at a time.
+    public static func gemm(m: Int, n: Int, k: Int, a: UnsafePointer<Int32>, lda: Int, b: UnsafePointer<Int32>, ldb: Int,
+                            c: UnsafeMutablePointer<Int32>, ldc: Int, parallel: Parallel) {
+        if m == 0 || n == 0 { return }
+        parallel.forEachRange(m, totalWork: m * n * max(k, 1)) { _, rows in
+            for row in rows { gemmRow(n: n, k: k, a: a + row * lda, b: b, ldb: ldb, c: c + row * ldc) }
+        }
+    }
+
+    @inline(__always)
+    static func gemmRow(n: Int, k: Int, a: UnsafePointer<Int32>, b: UnsafePointer<Int32>, ldb: Int, c: UnsafeMutablePointer<Int32>) {
+        var j = 0
+        while j + 64 <= n {
+            var c0 = I(), c1 = I(), c2 = I(), c3 = I()
+            for p in 0..<k {
+                let s = I(repeating: a[p])
+                let row = UnsafeRawPointer(b + p * ldb + j)
+                c0 &+= s &* row.loadUnaligned(as: I.self)
+                c1 &+= s &* row.loadUnaligned(fromByteOffset: 64, as: I.self)
+                c2 &+= s &* row.loadUnaligned(fromByteOffset: 128, as: I.self)
+                c3 &+= s &* row.loadUnaligned(fromByteOffset: 192, as: I.self)
+            }
+            let out = UnsafeMutableRawPointer(c + j)
+            out.storeBytes(of: c0, as: I.self)
+            out.storeBytes(of: c1, toByteOffset: 64, as: I.self)
+            out.storeBytes(of: c2, toByteOffset: 128, as: I.self)
+            out.storeBytes(of: c3, toByteOffset: 192, as: I.self)
+            j += 64
+        }
+        while j + 16 <= n {
+            var acc = I()
+            for p in 0..<k { acc &+= I(repeating: a[p]) &* UnsafeRawPointer(b + p * ldb + j).loadUnaligned(as: I.self) }
+            UnsafeMutableRawPointer(c + j).storeBytes(of: acc, as: I.self)
+            j += 16
+        }
+        while j < n {
+            var acc: Int32 = 0
+            for p in 0..<k { acc &+= a[p] &* b[p * ldb + j] }
+            c[j] = acc
+            j += 1
+        }
+    }
+
+    /// y[i] = saturate(rint(Float(acc[i] + bias) * multiplier) + zeroPoint) for `count` values.
+    public static func requantize(_ acc: UnsafePointer<Int32>, count: Int, bias: Int32, multiplier: Float, zeroPoint: Int32,
+                                  signed: Bool, into y: UnsafeMutablePointer<UInt8>) {
+        let (low, high) = range(signed: signed)
+        let lo = V(repeating: Float(low - zeroPoint)), hi = V(repeating: Float(high - zeroPoint))
+        let m = V(repeating: multiplier), zp = I(repeating: zeroPoint), b = I(repeating: bias)
+        var i = 0
+        while i + 16 <= count {
+            let v = V(UnsafeRawPointer(acc + i).loadUnaligned(as: I.self) &+ b) * m
+            store(roundClamped(clampNaNLow(v, lo, hi)) &+ zp, y + i, 16)
+            i += 16
+        }
+        if i < count {
+            var lane = I()
+            for j in 0..<(count - i) { lane[j] = acc[i + j] }
+            store(roundClamped(clampNaNLow(V(lane &+ b) * m, lo, hi)) &+ zp, y + i, count - i)
+        }
+    }
+
+    /// One value of `requantize`: saturate(rint(Float(acc) * multiplier) + zeroPoint), NaN to `low`.
+    @inline(__always)
+    public static func requantize(_ acc: Int32, multiplier: Float, zeroPoint: Int32, low: Int32, high: Int32) -> Int32 {
+        var v = Float(acc) * multiplier
+        let lo = Float(low - zeroPoint), hi = Float(high - zeroPoint)
+        if !(v >= lo) { v = lo }
+        if !(v <= hi) { v = hi }
+        return Int32(v.rounded(.toNearestOrEven)) + zeroPoint
+    }
+}

@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Small int8 conv nets made the way users make them: a float model built with onnx.helper, then
+`onnxruntime.quantization.quantize_static` with random calibration images, in QDQ format
+(QuantizeLinear / DequantizeLinear around float ops) or QOperator format (QLinearConv,
+QLinearMatMul, ...).
+
+    python3 tools/make_quantized_models.py out_dir/
+
+Tests/python/test_quantization.py imports `float_model` and `quantize` and compares DeformRT with
+onnxruntime running the same quantized model.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+INPUT_SHAPE = (1, 3, 17, 19)   # odd sizes on purpose
+CLASSES = 10
+
+
+def float_model(seed: int = 0, opset: int = 13) -> onnx.ModelProto:
+    """Conv(3->8) Relu, Conv(8->16, stride 2) Relu, depthwise Conv(16, group 16) Relu,
+    Conv(16->12, 1x1), Flatten, MatMul -> 10 logits. Batch is dynamic."""
+    rng = np.random.default_rng(seed)
+    inits, nodes = [], []
+
+    def const(name, array):
+        inits.append(numpy_helper.from_array(np.asarray(array, np.float32), name))
+        return name
+
+    def conv(x, cin, cout, k, idx, relu=True, **attrs):
+        group = attrs.get("group", 1)
+        w = const(f"w{idx}", rng.standard_normal((cout, cin // group, k, k)) * np.sqrt(2.0 / (cin // group * k * k)))
+        b = const(f"b{idx}", 0.1 * rng.standard_normal(cout))
+        nodes.append(helper.make_node("Conv", [x, w, b], [f"conv{idx}"], kernel_shape=[k, k], **attrs))
+        if not relu:
+            return f"conv{idx}"
+        nodes.append(helper.make_node("Relu", [f"conv{idx}"], [f"relu{idx}"]))
+        return f"relu{idx}"
+
+    x = conv("image", 3, 8, 3, 1, pads=[1, 1, 1, 1])
+    x = conv(x, 8, 16, 3, 2, strides=[2, 2], pads=[1, 1, 1, 1])
+    x = conv(x, 16, 16, 3, 3, group=16, pads=[1, 1, 1, 1])
+    x = conv(x, 16, 12, 1, 4, relu=False)
+    nodes.append(helper.make_node("Flatten", [x], ["flat"], axis=1))
+    h, w = (INPUT_SHAPE[2] + 1) // 2, (INPUT_SHAPE[3] + 1) // 2
+    fc = const("fc", rng.standard_normal((12 * h * w, CLASSES)) / np.sqrt(12 * h * w))
+    nodes.append(helper.make_node("MatMul", ["flat", fc], ["logits"]))
+    graph = helper.make_graph(
+        nodes, "small_convnet",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", *INPUT_SHAPE[1:]])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", CLASSES])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def calibration_images(seed: int = 1, count: int = 8):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(INPUT_SHAPE).astype(np.float32) for _ in range(count)]
+
+
+def quantize(model: onnx.ModelProto, quant_format: str, per_channel: bool = False,
+             activation_type: str = "QUInt8", weight_type: str = "QInt8") -> onnx.ModelProto:
+    """quantize_static with MinMax calibration on `calibration_images()`; quant_format 'QDQ' or 'QOperator'."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.images = iter(calibration_images())
+
+        def get_next(self):
+            image = next(self.images, None)
+            return None if image is None else {"image": image}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = os.path.join(tmp, "float.onnx"), os.path.join(tmp, "int8.onnx")
+        onnx.save(model, src)
+        quantize_static(src, dst, Reader(), quant_format=getattr(QuantFormat, quant_format), per_channel=per_channel,
+                        activation_type=getattr(QuantType, activation_type), weight_type=getattr(QuantType, weight_type))
+        return onnx.load(dst)
+
+
+def main() -> None:
+    out = sys.argv[1] if len(sys.argv) > 1 else "."
+    os.makedirs(out, exist_ok=True)
+    model = float_model()
+    onnx.save(model, os.path.join(out, "small_convnet.onnx"))
+    for fmt in ("QDQ", "QOperator"):
+        for per_channel in (False, True):
+            name = f"small_convnet_int8_{fmt.lower()}{'_per_channel' if per_channel else ''}.onnx"
+            onnx.save(quantize(model, fmt, per_channel), os.path.join(out, name))
+            print(name)
+
+
+if __name__ == "__main__":
+    main()
