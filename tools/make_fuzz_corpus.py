@@ -210,6 +210,19 @@ def seeds(rng):
                           output_dim=1, group_size=2, spatial_scale=1.0, pooled_size=2, part_size=2,
                           sample_per_part=2, trans_std=0.1)],
         [feature, value("trans", FLOAT, [2, 2, 2, 2])], [y], [init("rois", rois)], extra_opsets=[("ai.deformrt", 1)])
+    # Issue 9: learned upsampling, pixel rearrangement, normalisation and pooling (drawn last, so
+    # the seeds above keep their bytes).
+    out["conv_transpose_bn_relu"] = model(
+        [helper.make_node("ConvTranspose", ["x", "w", "b"], ["t"], strides=[2, 2], pads=[1, 1, 1, 1],
+                          output_padding=[1, 1], group=2),
+         helper.make_node("BatchNormalization", ["t", "s", "bb", "m", "v"], ["u"]),
+         helper.make_node("Relu", ["u"], ["y"])],
+        [x], [y], [init("w", w(2, 2, 3, 3)), init("b", w(4)), init("s", w(4)), init("bb", w(4)), init("m", w(4)),
+                   init("v", np.abs(w(4)) + 0.5)])
+    out["conv_transpose_1d_output_shape"] = model(
+        [helper.make_node("ConvTranspose", ["x", "w"], ["y"], strides=[3], dilations=[2], output_shape=[14],
+                          auto_pad="SAME_LOWER")],
+        [value("x", FLOAT, ["N", 3, 5])], [y], [init("w", w(3, 2, 2))])
     return out
 
 

@@ -100,6 +100,9 @@ enum OperatorRegistry {
         add(ConvNodeSlots.fusedDomain, ConvNodeSlots.fusedDeformConv) {
             try DeformConvOperator($0, spelling: try DeformConvOperator.spelling(ofFused: $0))
         }
+        // ConvTranspose family (Ops/ConvTransposeOps.swift): plain, and fused by the graph passes.
+        add("", "ConvTranspose") { try ConvTransposeOperator($0) }
+        add(ConvNodeSlots.fusedDomain, ConvNodeSlots.fusedConvTranspose) { try ConvTransposeOperator($0) }
         add("", "RoiAlign", since: 10) { try RoiAlignOperator($0) }
         add("", "MaxRoiPool") { try MaxRoiPoolOperator($0) }
         for domain in ["mmcv", "mmdeploy"] {
