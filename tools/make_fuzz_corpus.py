@@ -223,6 +223,11 @@ def seeds(rng):
         [helper.make_node("ConvTranspose", ["x", "w"], ["y"], strides=[3], dilations=[2], output_shape=[14],
                           auto_pad="SAME_LOWER")],
         [value("x", FLOAT, ["N", 3, 5])], [y], [init("w", w(3, 2, 2))])
+    out["depth_space"] = model(
+        [helper.make_node("DepthToSpace", ["x"], ["d"], blocksize=2, mode="CRD"),
+         helper.make_node("SpaceToDepth", ["d"], ["s"], blocksize=2),
+         helper.make_node("DepthToSpace", ["s"], ["y"], blocksize=2)],
+        [value("x", FLOAT, [1, 4, 3, 3])], [y])
     return out
 
 

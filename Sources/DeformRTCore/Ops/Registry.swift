@@ -103,6 +103,9 @@ enum OperatorRegistry {
         // ConvTranspose family (Ops/ConvTransposeOps.swift): plain, and fused by the graph passes.
         add("", "ConvTranspose") { try ConvTransposeOperator($0) }
         add(ConvNodeSlots.fusedDomain, ConvNodeSlots.fusedConvTranspose) { try ConvTransposeOperator($0) }
+        // Pixel and channel rearrangement (Ops/RearrangeOps.swift).
+        add("", "DepthToSpace") { try SpaceDepthOperator($0, toSpace: true) }
+        add("", "SpaceToDepth") { try SpaceDepthOperator($0, toSpace: false) }
         add("", "RoiAlign", since: 10) { try RoiAlignOperator($0) }
         add("", "MaxRoiPool") { try MaxRoiPoolOperator($0) }
         for domain in ["mmcv", "mmdeploy"] {
