@@ -228,6 +228,14 @@ def seeds(rng):
          helper.make_node("SpaceToDepth", ["d"], ["s"], blocksize=2),
          helper.make_node("DepthToSpace", ["s"], ["y"], blocksize=2)],
         [value("x", FLOAT, [1, 4, 3, 3])], [y])
+    out["norms_and_pools"] = model(
+        [helper.make_node("GroupNormalization", ["x", "gs", "gb"], ["g"], num_groups=2),
+         helper.make_node("LpNormalization", ["g"], ["l"], axis=1, p=1),
+         helper.make_node("LRN", ["l"], ["r"], size=3),
+         helper.make_node("MeanVarianceNormalization", ["r"], ["m"]),
+         helper.make_node("LpPool", ["m"], ["p"], kernel_shape=[2, 2], p=3, pads=[1, 0, 0, 1]),
+         helper.make_node("GlobalMaxPool", ["p"], ["y"])],
+        [value("x", FLOAT, [1, 4, 3, 3])], [y], [init("gs", w(4)), init("gb", w(4))], opset=21)
     return out
 
 
