@@ -278,6 +278,32 @@ def seeds(rng):
          init("cws", np.array([0.01, 0.02], np.float32)), init("cwz", np.zeros(2, np.int8)), init("ys", np.array(0.1, np.float32)),
          init("yz", np.array(120, np.uint8)), init("cb", np.array([100, -100], np.int32)), init("mw", q8((18, 4))),
          init("mws", np.array(0.02, np.float32)), init("mwz", np.array(0, np.int8))], opset=13)
+    # Issue 9: learned upsampling, pixel rearrangement, normalisation and pooling (drawn last, so
+    # the seeds above keep their bytes).
+    out["conv_transpose_bn_relu"] = model(
+        [helper.make_node("ConvTranspose", ["x", "w", "b"], ["t"], strides=[2, 2], pads=[1, 1, 1, 1],
+                          output_padding=[1, 1], group=2),
+         helper.make_node("BatchNormalization", ["t", "s", "bb", "m", "v"], ["u"]),
+         helper.make_node("Relu", ["u"], ["y"])],
+        [x], [y], [init("w", w(2, 2, 3, 3)), init("b", w(4)), init("s", w(4)), init("bb", w(4)), init("m", w(4)),
+                   init("v", np.abs(w(4)) + 0.5)])
+    out["conv_transpose_1d_output_shape"] = model(
+        [helper.make_node("ConvTranspose", ["x", "w"], ["y"], strides=[3], dilations=[2], output_shape=[14],
+                          auto_pad="SAME_LOWER")],
+        [value("x", FLOAT, ["N", 3, 5])], [y], [init("w", w(3, 2, 2))])
+    out["depth_space"] = model(
+        [helper.make_node("DepthToSpace", ["x"], ["d"], blocksize=2, mode="CRD"),
+         helper.make_node("SpaceToDepth", ["d"], ["s"], blocksize=2),
+         helper.make_node("DepthToSpace", ["s"], ["y"], blocksize=2)],
+        [value("x", FLOAT, [1, 4, 3, 3])], [y])
+    out["norms_and_pools"] = model(
+        [helper.make_node("GroupNormalization", ["x", "gs", "gb"], ["g"], num_groups=2),
+         helper.make_node("LpNormalization", ["g"], ["l"], axis=1, p=1),
+         helper.make_node("LRN", ["l"], ["r"], size=3),
+         helper.make_node("MeanVarianceNormalization", ["r"], ["m"]),
+         helper.make_node("LpPool", ["m"], ["p"], kernel_shape=[2, 2], p=3, pads=[1, 0, 0, 1]),
+         helper.make_node("GlobalMaxPool", ["p"], ["y"])],
+        [value("x", FLOAT, [1, 4, 3, 3])], [y], [init("gs", w(4)), init("gb", w(4))], opset=21)
     return out
 
 

@@ -28,6 +28,8 @@ public final class ProfiledNode: @unchecked Sendable {
         guard let output = outputs.first else { return nil }
         let outputElements = Double(output.reduce(1, *))
         if let slots = ConvNodeSlots(node), slots.weight < inputs.count, let weight = inputs[slots.weight], weight.count > 1 {
+            // A transposed convolution: every input element meets weight.shape[1...] taps.
+            if slots.isTransposed, let x = inputs[0] { return 2 * Double(x.reduce(1, *)) * Double(weight.dropFirst().reduce(1, *)) }
             return 2 * outputElements * Double(weight.dropFirst().reduce(1, *))
         }
         guard node.domain.isEmpty, inputs.count >= 2, let a = inputs[0], !a.isEmpty else { return nil }

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 /// 2-D max and average pooling over NCHW planes (planes spread over threads).
 public struct PoolGeometry: Sendable {
     public var planes: Int          // batch * channels
@@ -74,6 +77,66 @@ public enum Pooling {
                     let divisor = countIncludePad ? padded : inside
                     y[oy * g.outWidth + ox] = divisor > 0 ? sum / Float(divisor) : 0
                 }
+            }
+        }
+    }
+
+    /// LpPool: (sum over each window's taps inside the input of |x|^p)^(1/p), the Lp norm of the
+    /// window's values as the spec and onnxruntime define it; pads and a ceil_mode overhang add
+    /// nothing (onnx.reference scales an overhanging window by taps / taps inside, PyTorch's
+    /// avg-pool formulation). p = 1 and 2 take no pow per tap.
+    public static func lp(_ g: PoolGeometry, p: Int, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
+                          parallel: Parallel) {
+        let pf = Float(p)
+        parallel.forEach(g.planes) { plane in
+            let x = input + plane * g.inHeight * g.inWidth
+            let y = output + plane * g.outHeight * g.outWidth
+            for oy in 0..<g.outHeight {
+                for ox in 0..<g.outWidth {
+                    var sum: Float = 0
+                    for ky in 0..<g.kernelHeight {
+                        let iy = oy * g.strideHeight - g.padTop + ky * g.dilationHeight
+                        if iy < 0 || iy >= g.inHeight { continue }
+                        for kx in 0..<g.kernelWidth {
+                            let ix = ox * g.strideWidth - g.padLeft + kx * g.dilationWidth
+                            if ix < 0 || ix >= g.inWidth { continue }
+                            let v = abs(x[iy * g.inWidth + ix])
+                            switch p {
+                            case 1: sum += v
+                            case 2: sum += v * v
+                            default: sum += powf(v, pf)
+                            }
+                        }
+                    }
+                    y[oy * g.outWidth + ox] = p == 1 ? sum : p == 2 ? sum.squareRoot() : powf(sum, 1 / pf)
+                }
+            }
+        }
+    }
+
+    /// Max of each plane of `size` (> 0) elements; NaN anywhere in the plane gives NaN.
+    public static func globalMax(planes: Int, size: Int, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
+                                 parallel: Parallel) {
+        parallel.forEachRange(planes, totalWork: planes * size) { _, range in
+            for plane in range {
+                let x = input + plane * size
+                var best = SIMD16<Float>(repeating: -.infinity)
+                var nan = SIMDMask<SIMD16<Int32>>(repeating: false)
+                var i = 0
+                while i + 16 <= size {
+                    let v = ElementwiseKernels.load16(x + i)
+                    best = pointwiseMax(best, v)
+                    nan .|= v .!= v
+                    i += 16
+                }
+                var result = best.max()
+                var sawNaN = any(nan)
+                while i < size {
+                    if x[i].isNaN { sawNaN = true }
+                    result = Swift.max(result, x[i])
+                    i += 1
+                }
+                output[plane] = sawNaN ? .nan : result
             }
         }
     }

@@ -2,8 +2,10 @@ import DeformRTKernels
 
 /// MaxPool and AveragePool over 2-D maps (1-D runs as 2-D over a height-1 map).
 final class PoolOperator: Operator {
-    enum Kind { case max, average }
+    enum Kind { case max, average, lp }
     let kind: Kind
+    /// LpPool's exponent (1 for the others).
+    let p: Int
     let window: Window2D
     let ceilMode: Bool
     let countIncludePad: Bool
@@ -16,6 +18,8 @@ final class PoolOperator: Operator {
         window = try Window2D(spec, kernelRequired: true, spatialRank: (try spec.attributes.ints("kernel_shape"))?.count ?? 2)
         ceilMode = try spec.attributes.int("ceil_mode", default: 0) != 0
         countIncludePad = try spec.attributes.int("count_include_pad", default: 0) != 0
+        p = kind == .lp ? try spec.attributes.int("p", default: 2) : 1
+        if p < 1 || p > 64 { throw spec.fail("p must be in 1...64, got \(p)") }
         if spec.node.outputs.count > 1 { throw DeformRTError.unsupported("node \(spec.node.label) (MaxPool): the Indices output is not supported") }
         if kind == .max, try spec.attributes.int("storage_order", default: 0) != 0 {
             throw DeformRTError.unsupported("node \(spec.node.label) (MaxPool): storage_order 1 is not supported")
@@ -81,6 +85,7 @@ final class PoolOperator: Operator {
             case .average: ChannelsLastPooling.average(g, channels: channels, countIncludePad: countIncludePad,
                                                        input: inputs[0]!.floats, output: outputs[0].floats,
                                                        parallel: context.parallel)
+            case .lp: throw DeformRTError.unsupported("LpPool has no channels-last form")
             }
             return
         }
@@ -88,6 +93,7 @@ final class PoolOperator: Operator {
         case .max: Pooling.max(g, input: inputs[0]!.floats, output: outputs[0].floats, parallel: context.parallel)
         case .average: Pooling.average(g, countIncludePad: countIncludePad, input: inputs[0]!.floats,
                                        output: outputs[0].floats, parallel: context.parallel)
+        case .lp: Pooling.lp(g, p: p, input: inputs[0]!.floats, output: outputs[0].floats, parallel: context.parallel)
         }
     }
 }

@@ -100,6 +100,19 @@ enum OperatorRegistry {
         add(ConvNodeSlots.fusedDomain, ConvNodeSlots.fusedDeformConv) {
             try DeformConvOperator($0, spelling: try DeformConvOperator.spelling(ofFused: $0))
         }
+        // ConvTranspose family (Ops/ConvTransposeOps.swift): plain, and fused by the graph passes.
+        add("", "ConvTranspose") { try ConvTransposeOperator($0) }
+        add(ConvNodeSlots.fusedDomain, ConvNodeSlots.fusedConvTranspose) { try ConvTransposeOperator($0) }
+        // Pixel and channel rearrangement (Ops/RearrangeOps.swift).
+        add("", "DepthToSpace") { try SpaceDepthOperator($0, toSpace: true) }
+        add("", "SpaceToDepth") { try SpaceDepthOperator($0, toSpace: false) }
+        // Normalisation and pooling (Ops/ChannelNormalizationOps.swift; LpPool in PoolingOps).
+        add("", "GroupNormalization", since: 18) { try GroupNormOperator($0) }
+        add("", "LpNormalization") { try LpNormOperator($0) }
+        add("", "LRN") { try LRNOperator($0) }
+        add("", "MeanVarianceNormalization", since: 9) { try MeanVarianceNormOperator($0) }
+        add("", "GlobalMaxPool") { _ in GlobalMaxPoolOperator() }
+        add("", "LpPool", since: 2) { try PoolOperator($0, kind: .lp) }
         add("", "RoiAlign", since: 10) { try RoiAlignOperator($0) }
         add("", "MaxRoiPool") { try MaxRoiPoolOperator($0) }
         for domain in ["mmcv", "mmdeploy"] {

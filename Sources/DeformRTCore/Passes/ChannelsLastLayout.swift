@@ -175,6 +175,9 @@ struct ChannelsLastLayout: GraphPass {
     private func role(of node: Node, _ graph: Graph) -> Role {
         guard node.outputs.count == 1 else { return .other }
         if let slots = ConvNodeSlots(node) {
+            // ConvTranspose has no channels-last form: an op of role .other, so the values it
+            // reads are NCHW (a Transpose back at the edge, or the producer writes NCHW).
+            if slots.isTransposed { return .other }
             guard slots.weight < node.inputs.count, let weight = graph.floatConstant(node.inputs[slots.weight]),
                   weight.rank == 4 else { return .other }
             let base = ConvNodeSlots.base(node)

@@ -2,6 +2,8 @@
 /// BatchNormalization (inference), and Mul / Add by a constant that is per channel or scalar.
 ///   BN:  y = (conv - mean) * gamma / sqrt(var + eps) + beta  ->  W' = W s, B' = (B - mean) s + beta
 ///   Mul: y = conv * c  ->  W' = W c, B' = B c;   Add: y = conv + c  ->  B' = B + c
+/// ConvTranspose too: its weight is [C, M/group, k...], so output channel g * M/group + j scales
+/// W[c, j] for the input channels c of group g.
 /// Only when the convolution's weight (and bias) are constants and its output has no other reader.
 struct ConvAffineFolding: GraphPass {
     let name = "convolution affine folding"
@@ -24,7 +26,7 @@ struct ConvAffineFolding: GraphPass {
         for (index, node) in graph.nodes.enumerated() {
             guard node.domain != ConvNodeSlots.fusedDomain, let slots = ConvNodeSlots(node), node.outputs.count == 1,
                   slots.weight < node.inputs.count, let weight = graph.floatConstant(node.inputs[slots.weight]), weight.rank >= 3 else { continue }
-            let channels = weight.shape[0]
+            guard let channels = Self.outputChannels(node, slots: slots, weight: weight) else { continue }
             if slots.bias == nil { continue }
             if let biasSlot = slots.bias, biasSlot < node.inputs.count, let bias = node.inputs[biasSlot],
                graph.floatConstant(bias)?.shape != [channels] { continue }
@@ -36,6 +38,16 @@ struct ConvAffineFolding: GraphPass {
             return (index, consumers[output][0], affine.scale, affine.shift)
         }
         return nil
+    }
+
+    /// Output channels of a convolution node with this weight (nil: a group that cannot be right,
+    /// left for planning to report).
+    static func outputChannels(_ node: Node, slots: ConvNodeSlots, weight: Tensor) -> Int? {
+        guard slots.isTransposed else { return weight.shape[0] }
+        let group = (try? Attributes(node).int("group", default: 1)) ?? 0
+        guard group >= 1, weight.shape[0] % group == 0 else { return nil }
+        let (channels, overflow) = weight.shape[1].multipliedReportingOverflow(by: group)
+        return overflow ? nil : channels
     }
 
     private func perChannel(_ node: Node, of value: Int, channels: Int, rank: Int, _ graph: Graph)
@@ -75,10 +87,24 @@ struct ConvAffineFolding: GraphPass {
             let scaled = Tensor(elementType: .float, shape: weight.shape,
                                 storage: TensorStorage(uninitializedByteCount: weight.byteCount))
             let w = weight.floats, out = scaled.floats
-            // Filter by filter: a vectorised inner loop, no division per element.
-            for filter in 0..<filters {
-                let factor = scale[filter], base = filter * perFilter
-                for j in 0..<perFilter { out[base + j] = w[base + j] * factor }
+            if slots.isTransposed {
+                // W[c, j, taps] feeds output channel (c / (C / group)) * M/group + j, where
+                // scale.count = M = M/group * group (findFold checked the group divides C).
+                let perGroup = weight.shape[1], taps = perFilter / max(perGroup, 1)
+                let group = scale.count / max(perGroup, 1), inPerGroup = filters / max(group, 1)
+                for c in 0..<filters {
+                    let first = c / max(inPerGroup, 1) * perGroup
+                    for j in 0..<perGroup {
+                        let factor = scale[first + j], base = (c * perGroup + j) * taps
+                        for t in 0..<taps { out[base + t] = w[base + t] * factor }
+                    }
+                }
+            } else {
+                // Filter by filter: a vectorised inner loop, no division per element.
+                for filter in 0..<filters {
+                    let factor = scale[filter], base = filter * perFilter
+                    for j in 0..<perFilter { out[base + j] = w[base + j] * factor }
+                }
             }
             let id = graph.addInitializer(scaled, named: graph.valueNames[node.inputs[slots.weight]!] + "_folded")
             graph.nodes[conv].inputs[slots.weight] = id

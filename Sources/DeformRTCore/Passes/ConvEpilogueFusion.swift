@@ -69,7 +69,7 @@ struct ConvEpilogueFusion: GraphPass {
             node.attributes["base_domain"] = .string(base.domain)
             node.attributes["base_op"] = .string(base.opType)
             node.domain = ConvNodeSlots.fusedDomain
-            node.opType = base.opType == "Conv" ? ConvNodeSlots.fusedConv : ConvNodeSlots.fusedDeformConv
+            node.opType = ConvNodeSlots.fusedOpType(base: base.opType)
             node.attributes["fused_nodes"] = .strings(names)
             if let activation, let encoded = FusedActivation.encode(activation) {
                 node.attributes["activation"] = .string(encoded.name)

@@ -6,22 +6,35 @@ struct ConvNodeSlots {
     let bias: Int?
     /// The input a fused residual Add appends, after every input of the spelling.
     let residual: Int
+    /// ConvTranspose: weight [C, M/group, k...], so output channels are weight.shape[1] * group.
+    let isTransposed: Bool
 
     static let fusedDomain = "ai.deformrt"
     static let fusedConv = "FusedConv"
     static let fusedDeformConv = "FusedDeformConv"
+    static let fusedConvTranspose = "FusedConvTranspose"
+
+    /// The fused op type for a node whose own op is `baseOp`.
+    static func fusedOpType(base baseOp: String) -> String {
+        switch baseOp {
+        case "Conv": return fusedConv
+        case "ConvTranspose": return fusedConvTranspose
+        default: return fusedDeformConv
+        }
+    }
 
     /// The slots of `node` if it is a convolution (plain, deformable or already fused).
     init?(_ node: Node) {
         var domain = node.domain, opType = node.opType
-        if domain == Self.fusedDomain && (opType == Self.fusedConv || opType == Self.fusedDeformConv) {
+        if domain == Self.fusedDomain && [Self.fusedConv, Self.fusedDeformConv, Self.fusedConvTranspose].contains(opType) {
             guard case .string(let baseDomain)? = node.attributes["base_domain"],
                   case .string(let baseOp)? = node.attributes["base_op"] else { return nil }
             domain = baseDomain
             opType = baseOp
         }
+        isTransposed = domain.isEmpty && opType == "ConvTranspose"
         switch (domain, opType) {
-        case ("", "Conv"): (weight, bias, residual) = (1, 2, 3)
+        case ("", "Conv"), ("", "ConvTranspose"): (weight, bias, residual) = (1, 2, 3)
         case ("", "DeformConv"): (weight, bias, residual) = (1, 3, 5)
         case ("mmcv", "MMCVModulatedDeformConv2d"), ("mmdeploy", "MMCVModulatedDeformConv2d"): (weight, bias, residual) = (3, 4, 5)
         case ("mmcv", "MMCVDeformConv2d"), ("mmdeploy", "MMCVDeformConv2d"): (weight, bias, residual) = (2, 3, 4)

@@ -54,7 +54,7 @@ struct DeformableOffsetFusion: GraphPass {
             }
             // P: made by a convolution with exactly 3K output channels, read by nothing else.
             guard let p = source, !isGraphOutput[p], Set(consumers[p]) == Set(cut), consumers[p].count == cut.count,
-                  let maker = producers[p], let makerSlots = ConvNodeSlots(graph.nodes[maker]),
+                  let maker = producers[p], let makerSlots = ConvNodeSlots(graph.nodes[maker]), !makerSlots.isTransposed,
                   makerSlots.weight < graph.nodes[maker].inputs.count,
                   let makerWeight = graph.floatConstant(graph.nodes[maker].inputs[makerSlots.weight]),
                   makerWeight.shape.first == 3 * k else { continue }

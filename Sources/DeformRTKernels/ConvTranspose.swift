@@ -1,0 +1,251 @@
+/// Geometry of a 2-D transposed convolution (1-D runs as height 1), batch-major NCHW float32.
+///
+///   input  [batch, inChannels, inHeight, inWidth]
+///   weight [inChannels, outChannels / group, kernelHeight, kernelWidth]   (ONNX ConvTranspose)
+///   bias   [outChannels] (optional)
+///   output [batch, outChannels, outHeight, outWidth]
+/// Input pixel (ih, iw) and tap (a, b) add to output pixel
+///   (ih * strideHeight - padTop + a * dilationHeight, iw * strideWidth - padLeft + b * dilationWidth)
+/// when that lies inside the output; the output size is the caller's (pads, output_padding,
+/// output_shape all resolved), so the end padding needs no field.
+public struct ConvTransposeGeometry: Sendable, Equatable {
+    public var batch: Int
+    public var inChannels: Int
+    public var inHeight: Int
+    public var inWidth: Int
+    public var outChannels: Int
+    public var kernelHeight: Int
+    public var kernelWidth: Int
+    public var strideHeight: Int
+    public var strideWidth: Int
+    public var dilationHeight: Int
+    public var dilationWidth: Int
+    public var padTop: Int
+    public var padLeft: Int
+    public var outHeight: Int
+    public var outWidth: Int
+    public var group: Int
+
+    public init(batch: Int, inChannels: Int, inHeight: Int, inWidth: Int, outChannels: Int,
+                kernelHeight: Int, kernelWidth: Int, strideHeight: Int, strideWidth: Int,
+                dilationHeight: Int, dilationWidth: Int, padTop: Int, padLeft: Int,
+                outHeight: Int, outWidth: Int, group: Int) {
+        self.batch = batch
+        self.inChannels = inChannels
+        self.inHeight = inHeight
+        self.inWidth = inWidth
+        self.outChannels = outChannels
+        self.kernelHeight = kernelHeight
+        self.kernelWidth = kernelWidth
+        self.strideHeight = strideHeight
+        self.strideWidth = strideWidth
+        self.dilationHeight = dilationHeight
+        self.dilationWidth = dilationWidth
+        self.padTop = padTop
+        self.padLeft = padLeft
+        self.outHeight = outHeight
+        self.outWidth = outWidth
+        self.group = group
+    }
+
+    var inChannelsPerGroup: Int { inChannels / group }
+    var outChannelsPerGroup: Int { outChannels / group }
+    var taps: Int { kernelHeight * kernelWidth }
+}
+
+/// Transposed convolution as GEMM + col2im, the formulation of Caffe, PyTorch's CPU kernel and
+/// onnxruntime: per image and group, columns[(m, a, b)][pixel] = W_g^T X_g (one row per output
+/// channel and tap, one column per input pixel, K = input channels per group), then each column
+/// row is scatter-added into its output plane at the tap's offset.
+///
+/// Why this and not a direct (gather) loop: the multiply-adds, all but 1/inChannels of the work,
+/// run in OpenBLAS at GEMM speed; the scatter is a strided add per column row. W_g^T is read
+/// straight from the OIHW-like [C, M/g, kH, kW] weight with transposeA: OpenBLAS copies A into
+/// its own panel order on every call whether or not it is transposed, so a transposed copy made
+/// at plan time would save nothing.
+///
+/// Work items are (image, group, block of output channels[, band of output rows]); each owns
+/// its output planes (or rows), writes the bias there, adds its columns and applies the
+/// epilogue while the block is warm, so no two threads write the same element. Output rows are
+/// split into bands only when a kernel's row span is at most the stride (DBNet's kernel 2
+/// stride 2, SAME 1x1): then input rows feed disjoint output rows and a band of input rows
+/// owns exactly the output rows it can reach.
+public enum ConvTranspose {
+    /// Column-buffer size aimed at per worker (floats): a few hundred KB, near the L2.
+    static let columnTarget = 1 << 17
+    /// Most GEMM rows (output channels x taps) one block takes.
+    static let blockRows = 256
+
+    struct Plan {
+        let g: ConvTransposeGeometry
+        let channelBlock: Int        // output channels per item
+        let blocksPerGroup: Int
+        let bands: Int               // items along the output rows (1 when rows overlap)
+        let tilePixels: Int          // input pixels (GEMM columns) per GEMM call
+        let items: Int
+        let workers: Int
+        /// Multiply-adds and adds of the whole call, saturating (only used to size the threading).
+        let work: Int
+        var columnFloats: Int { channelBlock * g.taps * tilePixels }
+
+        init(_ g: ConvTransposeGeometry, threads: Int) {
+            self.g = g
+            let mg = g.outChannelsPerGroup, taps = max(g.taps, 1)
+            let images = g.batch * g.group
+            var block = max(1, min(mg, blockRows / taps))
+            // Enough blocks to keep every thread busy, but not below ~16 GEMM rows per block.
+            let wanted = images == 0 ? 1 : (2 * threads + images - 1) / images
+            if (mg + block - 1) / block < wanted {
+                block = max(min(mg, (16 + taps - 1) / taps), (mg + wanted - 1) / wanted)
+            }
+            channelBlock = max(1, min(block, mg))
+            blocksPerGroup = mg == 0 ? 0 : (mg + channelBlock - 1) / channelBlock
+            let disjointRows = (g.kernelHeight - 1) * g.dilationHeight + 1 <= g.strideHeight
+            let itemsSoFar = images * blocksPerGroup
+            if disjointRows && itemsSoFar > 0 && itemsSoFar < 2 * threads {
+                bands = max(1, min(g.inHeight, (2 * threads + itemsSoFar - 1) / itemsSoFar))
+            } else {
+                bands = 1
+            }
+            tilePixels = max(1, min(g.inHeight * g.inWidth, ConvTranspose.columnTarget / (channelBlock * taps)))
+            items = images * blocksPerGroup * bands
+            work = items == 0 ? 0 : Self.saturating(Self.saturating(g.batch * g.outChannels, g.taps),
+                                                    Self.saturating(g.inHeight * g.inWidth, max(g.inChannelsPerGroup, 1)))
+            // Parallel.workers(for:totalWork:) for a Parallel of `threads` threads.
+            workers = max(1, min(threads, items, max(1, work / Parallel.minimumWorkPerThread)))
+        }
+
+        /// a * b, or Int.max when it overflows (no array, so planning a run allocates nothing).
+        static func saturating(_ a: Int, _ b: Int) -> Int {
+            let (p, overflow) = a.multipliedReportingOverflow(by: b)
+            return overflow ? Int.max : p
+        }
+
+        /// Input rows [r0, r1) of band `band` and the output rows [lo, hi) it owns.
+        func band(_ band: Int) -> (r0: Int, r1: Int, lo: Int, hi: Int) {
+            if bands <= 1 { return (0, g.inHeight, 0, g.outHeight) }
+            let r0 = g.inHeight * band / bands, r1 = g.inHeight * (band + 1) / bands
+            let lo = band == 0 ? 0 : min(g.outHeight, max(0, r0 * g.strideHeight - g.padTop))
+            let hi = band == bands - 1 ? g.outHeight : min(g.outHeight, max(0, r1 * g.strideHeight - g.padTop))
+            return (r0, r1, lo, hi)
+        }
+    }
+
+    /// Scratch bytes `run` needs (one column buffer per worker).
+    public static func workspaceByteCount(_ g: ConvTransposeGeometry, threads: Int) -> Int {
+        let plan = Plan(g, threads: threads)
+        if plan.items == 0 || g.inChannelsPerGroup == 0 { return 0 }
+        return plan.workers * plan.columnFloats * MemoryLayout<Float>.stride
+    }
+
+    /// output = conv_transpose(input, weight) + bias, then `epilogue`. No allocation.
+    public static func run(
+        _ g: ConvTransposeGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+        bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
+        workspace: UnsafeMutableRawPointer, parallel: Parallel, epilogue: ConvEpilogue = .none
+    ) {
+        let plan = Plan(g, threads: parallel.threads)
+        if plan.items == 0 { return }
+        let columns = workspace.bindMemory(to: Float.self, capacity: max(plan.workers * plan.columnFloats, 1))
+        parallel.forEachRange(plan.items, totalWork: plan.work) { worker, range in
+            for item in range {
+                runItem(plan, item, input: input, weight: weight, bias: bias, output: output,
+                        columns: columns + worker * plan.columnFloats, epilogue: epilogue)
+            }
+        }
+    }
+
+    private static func runItem(
+        _ plan: Plan, _ item: Int, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+        bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, columns: UnsafeMutablePointer<Float>,
+        epilogue: ConvEpilogue
+    ) {
+        let g = plan.g
+        let band = item % plan.bands
+        let block = item / plan.bands % plan.blocksPerGroup
+        let image = item / plan.bands / plan.blocksPerGroup
+        let grp = image % g.group, n = image / g.group
+        let cg = g.inChannelsPerGroup, mg = g.outChannelsPerGroup, taps = g.taps
+        let m0 = block * plan.channelBlock, mb = min(plan.channelBlock, mg - m0)
+        let outPlane = g.outHeight * g.outWidth, inPlane = g.inHeight * g.inWidth
+        let planes = output + (n * g.outChannels + grp * mg + m0) * outPlane
+        let (r0, r1, lo, hi) = plan.band(band)
+        // The bias (or zero) on the owned rows of every plane of the block.
+        for j in 0..<mb {
+            let value = bias.map { $0[grp * mg + m0 + j] } ?? 0
+            (planes + j * outPlane + lo * g.outWidth).update(repeating: value, count: (hi - lo) * g.outWidth)
+        }
+        if cg > 0 && hi > lo {
+            let a = weight + grp * cg * mg * taps + m0 * taps
+            let x = input + (n * g.inChannels + grp * cg) * inPlane
+            // Tiles of consecutive input pixels (whole rows or parts of one), one GEMM each.
+            var p0 = r0 * g.inWidth
+            let end = r1 * g.inWidth
+            while p0 < end {
+                let p1 = min(end, p0 + plan.tilePixels)
+                Gemm.sgemm(transposeA: true, m: mb * taps, n: p1 - p0, k: cg, a: a, lda: mg * taps,
+                           b: x + p0, ldb: inPlane, c: columns, ldc: p1 - p0)
+                scatter(g, columns: columns, channels: mb, pixels: p0..<p1, ownedRows: lo..<hi, planes: planes)
+                p0 = p1
+            }
+        }
+        let first = planes + lo * g.outWidth
+        epilogue.shifted(by: first - output).apply(rows: mb, count: (hi - lo) * g.outWidth, stride: outPlane, output: first)
+    }
+
+    /// col2im: adds column row (j, a, b), which holds input pixels `pixels` (row-major in the
+    /// plane), into plane j at tap (a, b)'s offset, only on output rows in `ownedRows`.
+    private static func scatter(
+        _ g: ConvTransposeGeometry, columns: UnsafeMutablePointer<Float>, channels: Int, pixels: Range<Int>,
+        ownedRows: Range<Int>, planes: UnsafeMutablePointer<Float>
+    ) {
+        let count = pixels.count, outPlane = g.outHeight * g.outWidth
+        let sw = g.strideWidth, wo = g.outWidth, wi = g.inWidth
+        let firstRow = pixels.lowerBound / wi, lastRow = (pixels.upperBound - 1) / wi
+        for j in 0..<channels {
+            let plane = planes + j * outPlane
+            for ka in 0..<g.kernelHeight {
+                for kb in 0..<g.kernelWidth {
+                    let row = UnsafePointer(columns + ((j * g.kernelHeight + ka) * g.kernelWidth + kb) * count)
+                    // Output column ow = iw * sw + ow0; the input columns that land inside [0, wo).
+                    let ow0 = kb * g.dilationWidth - g.padLeft
+                    let iwLo = ow0 >= 0 ? 0 : (-ow0 + sw - 1) / sw
+                    let iwHi = ow0 > wo - 1 ? 0 : min(wi, (wo - 1 - ow0) / sw + 1)
+                    if iwHi <= iwLo { continue }
+                    for ih in firstRow...lastRow {
+                        let oh = ih * g.strideHeight - g.padTop + ka * g.dilationHeight
+                        if oh < ownedRows.lowerBound || oh >= ownedRows.upperBound { continue }
+                        // This tile's part of input row ih, within the columns that land inside.
+                        let rowStart = ih * wi
+                        let from = max(iwLo, pixels.lowerBound - rowStart), to = min(iwHi, pixels.upperBound - rowStart)
+                        if to <= from { continue }
+                        let src = row + (rowStart - pixels.lowerBound)
+                        let dst = plane + oh * wo + ow0
+                        if sw == 1 {
+                            add(src + from, into: dst + from, to - from)
+                        } else {
+                            var iw = from
+                            while iw < to {
+                                dst[iw * sw] += src[iw]
+                                iw += 1
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    @inline(__always)
+    private static func add(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, _ count: Int) {
+        var i = 0
+        while i + 16 <= count {
+            ElementwiseKernels.store16(ElementwiseKernels.load16(y + i) + ElementwiseKernels.load16(x + i), y + i)
+            i += 16
+        }
+        while i < count {
+            y[i] += x[i]
+            i += 1
+        }
+    }
+}
