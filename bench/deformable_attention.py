@@ -14,8 +14,10 @@ Cases:
   dcnv3-stage3       stage 3: 14 x 14, 320 channels, 20 groups of 16.
                      Target: the fused op >= 5x onnxruntime running the decomposed export.
   msda-encoder       Deformable DETR encoder: 8 heads x 32, levels 100x134, 50x67, 25x34, 13x17,
-                     4 points, queries = all 17,821 positions.
-  msda-decoder       the same with 300 queries. Target: the fused op >= 5x onnxruntime (decomposed).
+                     4 points, queries = all 17,821 positions, each sampling around its own position
+                     (offsets ~ N(0, 2) pixels per level, as the module's Linear makes them).
+  msda-decoder       the same with 300 queries around uniform reference points.
+                     Target: the fused op >= 5x onnxruntime (decomposed).
 Systems:
   deformrt           the fused op (mmdeploy::TRTDCNv3, mmdeploy::MMCVMultiScaleDeformableAttention),
                      or GridSample for the GridSample cases
@@ -101,6 +103,7 @@ def models(case: Case) -> Tuple[bytes, bytes, Dict[str, np.ndarray]]:
         fused, decomposed, shapes = decompositions.dcnv3_models(1, h, w, group, gc)
     else:
         fused, decomposed, shapes = decompositions.msda_models(1, DETR_LEVELS, 8, 32, case.shape[0], 4)
+        return fused, decomposed, decompositions.random_feeds(shapes, case.seed, levels=DETR_LEVELS)
     return fused, decomposed, decompositions.random_feeds(shapes, case.seed)
 
 

@@ -163,10 +163,14 @@ def msda_models(bs, spatial_shapes: Sequence[Tuple[int, int]], heads, dim, queri
     return fused, decomposed, shapes
 
 
-def random_feeds(shapes: Dict[str, Tuple[int, ...]], seed: int) -> Dict[str, np.ndarray]:
-    """Inputs in the ranges the modules produce: offsets ~ N(0, 2) pixels, masks U(0, 0.25),
-    attention weights softmax-normalised over their levels and points, locations in
-    [-0.05, 1.05], values N(0, 1)."""
+def random_feeds(shapes: Dict[str, Tuple[int, ...]], seed: int,
+                 levels: Sequence[Tuple[int, int]] = ()) -> Dict[str, np.ndarray]:
+    """Inputs in the ranges the modules produce: values N(0, 1); DCNv3 offsets ~ N(0, 2) pixels and
+    masks U(0, 0.25); MSDA attention weights softmax-normalised over their levels and points, and
+    sampling locations as Deformable DETR makes them (`levels` given): a reference point per query
+    plus offsets ~ N(0, 2) pixels of each level. The reference point is the query's own position
+    when there is one query per key (the encoder), uniform otherwise (the decoder). Without
+    `levels`, locations are U(-0.05, 1.05)."""
     rng = np.random.default_rng(seed)
     feeds = {}
     for name, shape in shapes.items():
@@ -175,7 +179,19 @@ def random_feeds(shapes: Dict[str, Tuple[int, ...]], seed: int) -> Dict[str, np.
         elif name == "offset":
             feeds[name] = (rng.standard_normal(shape) * 2).astype(np.float32)
         elif name == "sampling_locations":
-            feeds[name] = rng.uniform(-0.05, 1.05, shape).astype(np.float32)
+            if not levels:
+                feeds[name] = rng.uniform(-0.05, 1.05, shape).astype(np.float32)
+                continue
+            bs, queries, heads, n_levels, points, _ = shape
+            if queries == sum(h * w for h, w in levels):
+                reference = np.concatenate([
+                    np.stack(np.meshgrid((np.arange(w) + 0.5) / w, (np.arange(h) + 0.5) / h), -1).reshape(-1, 2)
+                    for h, w in levels])[None].repeat(bs, 0)
+            else:
+                reference = rng.uniform(0, 1, (bs, queries, 2))
+            size = np.array([[w, h] for h, w in levels], np.float64)  # (x, y) normaliser per level
+            offsets = rng.standard_normal(shape) * 2 / size[None, None, None, :, None, :]
+            feeds[name] = (reference[:, :, None, None, None, :] + offsets).astype(np.float32)
         elif name == "mask":
             # Already-normalised modulation (the module's softmax over the points): ~1 / 9 each.
             feeds[name] = rng.uniform(0, 0.25, shape).astype(np.float32)

@@ -185,11 +185,18 @@ public enum DCNv3 {
                         x: raw.loadUnaligned(as: SIMD16<Float>.self),
                         mask: raw.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self), zeroRow: zeroRow,
                         index: index, weight: weight, stride: 16)
+                    // The group of point j0 + l, stepped rather than divided per point.
+                    var g = j0 / points
+                    var k = j0 - g * points
                     for l in 0..<count {
-                        let g = (j0 + l) / points
                         SampleGather.corners(rows: image + g * gc, rowStride: c, channels: gc, index: index + l,
                                              weight: weight + l, stride: 16, zeroRow: zeroRow, zero: zero,
                                              out: out + g * gc, accumulate: true)
+                        k += 1
+                        if k == points {
+                            k = 0
+                            g += 1
+                        }
                     }
                     j0 += 16
                 }

@@ -962,3 +962,11 @@ def test_msda_hostile_locations_give_defined_results():
     feeds["loc"].reshape(-1)[:6] = [np.nan, np.inf, -np.inf, 3e38, -3e38, 1e-45]
     (y,) = run(msda_model([[4, 5], [1, 5]], [0, 20]), feeds)
     assert y.shape == (1, 4, 6) and np.isfinite(y).all()
+
+
+def test_msda_empty_level_reads_zero():
+    """A level of 0 x 3 positions covers no keys: its points read 0, the others are unaffected."""
+    feeds = msda_feeds(keys=20)
+    (y,) = run(msda_model([[4, 5], [0, 3]], [0, 20], keys=20), feeds)
+    assert y.shape == (1, 4, 6) and np.isfinite(y).all()
+    np.testing.assert_allclose(y, 0.25 * 2, rtol=1e-6)  # two level-0 points of weight 0.25 on ones
