@@ -170,27 +170,46 @@ public enum ConvTranspose {
         let outPlane = g.outHeight * g.outWidth, inPlane = g.inHeight * g.inWidth
         let planes = output + (n * g.outChannels + grp * mg + m0) * outPlane
         let (r0, r1, lo, hi) = plan.band(band)
-        // The bias (or zero) on the owned rows of every plane of the block.
-        for j in 0..<mb {
-            let value = bias.map { $0[grp * mg + m0 + j] } ?? 0
-            (planes + j * outPlane + lo * g.outWidth).update(repeating: value, count: (hi - lo) * g.outWidth)
+        let wo = g.outWidth
+        // Output rows get the bias just before the first tile that can reach them, and the
+        // epilogue as soon as no later tile can: each row is written, added to and finished
+        // while it is in cache, instead of three passes over the block's planes.
+        var filled = lo, finished = lo
+        func fill(to row: Int) {
+            if row <= filled { return }
+            for j in 0..<mb {
+                let value = bias.map { $0[grp * mg + m0 + j] } ?? 0
+                (planes + j * outPlane + filled * wo).update(repeating: value, count: (row - filled) * wo)
+            }
+            filled = row
+        }
+        func finish(to row: Int) {
+            if row <= finished { return }
+            let first = planes + finished * wo
+            epilogue.shifted(by: first - output).apply(rows: mb, count: (row - finished) * wo, stride: outPlane, output: first)
+            finished = row
         }
         if cg > 0 && hi > lo {
             let a = weight + grp * cg * mg * taps + m0 * taps
             let x = input + (n * g.inChannels + grp * cg) * inPlane
+            let span = (g.kernelHeight - 1) * g.dilationHeight + 1
             // Tiles of consecutive input pixels (whole rows or parts of one), one GEMM each.
             var p0 = r0 * g.inWidth
             let end = r1 * g.inWidth
             while p0 < end {
                 let p1 = min(end, p0 + plan.tilePixels)
+                // Rows this tile reaches end before its last input row's reach.
+                fill(to: min(hi, max(lo, (p1 - 1) / g.inWidth * g.strideHeight - g.padTop + span)))
                 Gemm.sgemm(transposeA: true, m: mb * taps, n: p1 - p0, k: cg, a: a, lda: mg * taps,
                            b: x + p0, ldb: inPlane, c: columns, ldc: p1 - p0)
                 scatter(g, columns: columns, channels: mb, pixels: p0..<p1, ownedRows: lo..<hi, planes: planes)
+                // Later tiles start at input row p1 / inWidth: rows above its reach are final.
+                if p1 < end { finish(to: min(filled, max(lo, p1 / g.inWidth * g.strideHeight - g.padTop))) }
                 p0 = p1
             }
         }
-        let first = planes + lo * g.outWidth
-        epilogue.shifted(by: first - output).apply(rows: mb, count: (hi - lo) * g.outWidth, stride: outPlane, output: first)
+        fill(to: hi)
+        finish(to: hi)
     }
 
     /// col2im: adds column row (j, a, b), which holds input pixels `pixels` (row-major in the
@@ -223,16 +242,38 @@ public enum ConvTranspose {
                         let dst = plane + oh * wo + ow0
                         if sw == 1 {
                             add(src + from, into: dst + from, to - from)
+                        } else if sw == 2 {
+                            addEven(src + from, into: dst + 2 * from, to - from)
                         } else {
-                            var iw = from
-                            while iw < to {
-                                dst[iw * sw] += src[iw]
-                                iw += 1
+                            var d = dst + from * sw, s = src + from
+                            for _ in 0..<(to - from) {
+                                d.pointee += s.pointee
+                                d += sw
+                                s += 1
                             }
                         }
                     }
                 }
             }
+        }
+    }
+
+    /// y[2 i] += x[i] for i < count (stride-2 upsampling): 8 inputs into the even lanes of 16
+    /// outputs per step; the odd lanes are stored back unchanged.
+    @inline(__always)
+    private static func addEven(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, _ count: Int) {
+        var i = 0
+        while i + 8 <= count {
+            let source = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
+            let target = UnsafeMutableRawPointer(y + 2 * i)
+            var v = target.loadUnaligned(as: SIMD16<Float>.self)
+            v.evenHalf += source
+            target.storeBytes(of: v, as: SIMD16<Float>.self)
+            i += 8
+        }
+        while i < count {
+            y[2 * i] += x[i]
+            i += 1
         }
     }
 
