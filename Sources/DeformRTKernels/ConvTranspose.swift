@@ -59,10 +59,12 @@ public struct ConvTransposeGeometry: Sendable, Equatable {
 /// row is scatter-added into its output plane at the tap's offset.
 ///
 /// Why this and not a direct (gather) loop: the multiply-adds, all but 1/inChannels of the work,
-/// run in OpenBLAS at GEMM speed; the scatter is a strided add per column row. W_g^T is read
-/// straight from the OIHW-like [C, M/g, kH, kW] weight with transposeA: OpenBLAS copies A into
-/// its own panel order on every call whether or not it is transposed, so a transposed copy made
-/// at plan time would save nothing.
+/// run at GEMM speed; the scatter is a strided add per column row (SIMD for strides 1 and 2).
+/// The GEMM is PackedGemm's 6x64 micro-kernel on W_g^T packed once per plan (`packWeights`,
+/// wide-SIMD builds, constant weights) with the input tile copied into 64-column panels; else
+/// OpenBLAS reads W_g^T straight from the [C, M/g, kH, kW] weight with transposeA (it packs A
+/// itself on every call). Measured (thread CPU time, AVX-512 machine): DBNet's 64->64 k2 s2
+/// layer at 160x160 took 0.58x the time with the packed kernel as with OpenBLAS's Haswell sgemm.
 ///
 /// Work items are (image, group, block of output channels[, band of output rows]); each owns
 /// its output planes (or rows), writes the bias there, adds its columns and applies the
