@@ -194,6 +194,33 @@ def test_exported_layer_shapes(case, channels):
         np.testing.assert_allclose(got, ref, rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.parametrize("kernel,attrs", [
+    (3, dict(strides=[1, 1], pads=[1, 1, 1, 1])),
+    (4, dict(strides=[2, 2], pads=[1, 1, 1, 1])),
+    (2, dict(strides=[2, 2])),
+    (3, dict(strides=[3, 2], dilations=[1, 2], pads=[0, 2, 1, 0], output_padding=[2, 1])),
+])
+def test_planes_larger_than_one_column_tile_with_fused_epilogue(tmp_path, kernel, attrs):
+    """Planes of 1665 input pixels: the kernel's column tiles (~512 KB) end mid-row, output rows
+    get the bias and the fused BN + Relu per tile, and stride-2 rows take the SIMD scatter;
+    at 1-3 threads (row bands for the k2 s2 case)."""
+    rng = np.random.default_rng(kernel)
+    c, m = 32, 40
+    inits = [numpy_helper.from_array((rng.standard_normal((c, m, kernel, kernel)) / 8).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.standard_normal(m).astype(np.float32), "b")] + bn_inits("bn", m, rng)
+    nodes = [helper.make_node("ConvTranspose", ["x", "w", "b"], ["t"], name="up", **attrs), bn_node("bn", "t", "u"),
+             helper.make_node("Relu", ["u"], ["y"], name="relu")]
+    graph = helper.make_graph(nodes, "big", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, 45, 37])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    x = rng.standard_normal((1, c, 45, 37)).astype(np.float32)
+    (want,) = ort_run(model, {"x": x})
+    for threads in (1, 2, 3):
+        (got,), events = profiled(model, {"x": x}, tmp_path, threads=threads)
+        assert [e["name"] for e in events] == ["up"]
+        np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+
+
 def test_dynamic_batch_and_size_replan():
     rng = np.random.default_rng(7)
     w = rng.standard_normal((6, 4, 3, 3)).astype(np.float32)

@@ -51,6 +51,8 @@ REFUSED: dict[str, str] = {
     r"^test_range_float16_": "Range in float16",
     # Attribute values and modes.
     r"^test_(max|average)pool_3d_": "3-D pooling (1-D and 2-D only)",
+    r"^test_convtranspose_3d$": "3-D ConvTranspose (1-D and 2-D only)",
+    r"^test_lppool_3d_": "3-D LpPool (1-D and 2-D only)",
     r"^test_maxpool_with_argmax_": "MaxPool's Indices output",
     r"^test_(batchnorm_.*_training_mode|training_dropout)": "training mode",
     r"^test_wrap_pad$": "Pad mode wrap",

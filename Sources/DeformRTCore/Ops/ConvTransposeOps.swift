@@ -147,18 +147,39 @@ final class ConvTransposeOperator: Operator {
 
     func workspaceByteCount(_ inputs: [ValueType?], _ outputs: [ValueType], threads: Int) -> Int {
         guard let g = try? geometry(inputs[0]!.shape, inputs[1]!.shape) else { return 0 }
-        return ConvTranspose.workspaceByteCount(g, threads: threads)
+        // Sized for the larger of the two paths: the plan's state decides which one runs.
+        return max(ConvTranspose.workspaceByteCount(g, threads: threads),
+                   ConvTranspose.workspaceByteCount(g, threads: threads, packedWeight: ConvTranspose.packsWeights))
+    }
+
+    /// The geometry, and the weight packed for the SIMD GEMM when it is a constant (once per plan).
+    final class RunState {
+        let geometry: ConvTransposeGeometry
+        let packedWeight: TensorStorage?
+        init(geometry: ConvTransposeGeometry, packedWeight: TensorStorage?) {
+            self.geometry = geometry
+            self.packedWeight = packedWeight
+        }
     }
 
     func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject? {
-        Planned(try geometry(inputs[0]!.shape, inputs[1]!.shape))
+        let g = try geometry(inputs[0]!.shape, inputs[1]!.shape)
+        var packed: TensorStorage?
+        if ConvTranspose.packsWeights, g.inChannels > 0, let w = inputs[1]?.constant, w.elementType == .float {
+            let storage = TensorStorage(uninitializedByteCount: ConvTranspose.packedWeightByteCount(g))
+            ConvTranspose.packWeights(g, weight: w.floats, into: storage.bytes)
+            packed = storage
+        }
+        return RunState(geometry: g, packedWeight: packed)
     }
 
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
-        let g = try state(context, inputs, as: Planned<ConvTransposeGeometry>.self)!.value
+        let state = try state(context, inputs, as: RunState.self)!
         let bias = inputs.count > 2 ? inputs[2]?.floats : nil
-        ConvTranspose.run(g, input: inputs[0]!.floats, weight: inputs[1]!.floats, bias: bias, output: outputs[0].floats,
-                          workspace: context.workspace, parallel: context.parallel, epilogue: epilogue.kernelEpilogue(inputs))
+        ConvTranspose.run(state.geometry, input: inputs[0]!.floats, weight: inputs[1]!.floats,
+                          packedWeight: state.packedWeight.map { UnsafeRawPointer($0.bytes) }, bias: bias,
+                          output: outputs[0].floats, workspace: context.workspace, parallel: context.parallel,
+                          epilogue: epilogue.kernelEpilogue(inputs))
         try epilogue.finish(inputs, output: outputs[0], context)
     }
 }
