@@ -4,7 +4,8 @@ import Glibc
 #endif
 
 /// Types and running of UnaryOperator's `.math` functions: float through the SIMD kernels; Neg and
-/// Abs also on double, int32 and int64 (integers wrap: -Int.min is Int.min, as in numpy).
+/// Abs also on double, int32 and int64 (integers wrap: -Int.min is Int.min, as in numpy); Sign on
+/// double and every integer type.
 enum UnaryMath {
     /// The functions registered under their ONNX names with no attributes to read.
     static let withoutAttributes: [(String, UnaryFunction)] = [
@@ -15,6 +16,9 @@ enum UnaryMath {
     static func plan(_ function: UnaryFunction, _ x: PlanValue) throws -> PlanValue {
         switch (function, x.elementType) {
         case (_, .float), (.neg, .double), (.neg, .int32), (.neg, .int64), (.abs, .double), (.abs, .int32), (.abs, .int64):
+            return PlanValue(x.type)
+        case (.sign, .double), (.sign, .int8), (.sign, .int16), (.sign, .int32), (.sign, .int64),
+             (.sign, .uint8), (.sign, .uint16), (.sign, .uint32), (.sign, .uint64):
             return PlanValue(x.type)
         default:
             throw DeformRTError.unsupported("input X is \(x.elementType.onnxName); only float is supported")
@@ -32,9 +36,28 @@ enum UnaryMath {
                 let start = range.lowerBound * block
                 ElementwiseMath.apply(function, px + start, py + start, min(n, range.upperBound * block) - start)
             }
+        case _ where function == .sign: sign(x, y)
         case .double: map(Double.self, x, y, function == .neg ? { -$0 } : { Swift.abs($0) })
         case .int64: map(Int64.self, x, y, function == .neg ? { 0 &- $0 } : { $0 < 0 ? 0 &- $0 : $0 })
         case .int32: map(Int32.self, x, y, function == .neg ? { 0 &- $0 } : { $0 < 0 ? 0 &- $0 : $0 })
+        default: break  // refused by plan
+        }
+    }
+
+    /// Sign of the types other than float (float runs in the SIMD kernel).
+    private static func sign(_ x: Tensor, _ y: Tensor) {
+        func signed<T: SignedInteger & FixedWidthInteger>(_: T.Type) { map(T.self, x, y) { $0 > 0 ? 1 : $0 < 0 ? -1 : 0 } }
+        func unsigned<T: UnsignedInteger & FixedWidthInteger>(_: T.Type) { map(T.self, x, y) { $0 > 0 ? 1 : 0 } }
+        switch x.elementType {
+        case .double: map(Double.self, x, y) { $0 > 0 ? 1 : $0 < 0 ? -1 : $0.isNaN ? $0 : 0 }
+        case .int8: signed(Int8.self)
+        case .int16: signed(Int16.self)
+        case .int32: signed(Int32.self)
+        case .int64: signed(Int64.self)
+        case .uint8: unsigned(UInt8.self)
+        case .uint16: unsigned(UInt16.self)
+        case .uint32: unsigned(UInt32.self)
+        case .uint64: unsigned(UInt64.self)
         default: break  // refused by plan
         }
     }
@@ -185,7 +208,7 @@ final class PowOperator: Operator {
 }
 
 /// Min and Max over any number of inputs with numpy broadcasting; NaN wins (numpy's
-/// minimum/maximum). Float, double, int32 and int64.
+/// minimum/maximum). Float, double, float16 and every integer type.
 final class MinMaxOperator: Operator {
     let isMax: Bool
     init(isMax: Bool) { self.isMax = isMax }
@@ -194,7 +217,7 @@ final class MinMaxOperator: Operator {
         let parts = inputs.compactMap { $0 }
         guard let first = parts.first else { throw DeformRTError.invalidModel("needs at least one input") }
         switch first.elementType {
-        case .float, .double, .int32, .int64: break
+        case .float, .double, .float16, .int8, .int16, .int32, .int64, .uint8, .uint16, .uint32, .uint64: break
         default: throw DeformRTError.unsupported("element type \(first.elementType.onnxName) is not supported")
         }
         var shape = first.shape
@@ -219,11 +242,22 @@ final class MinMaxOperator: Operator {
                     ElementwiseMath.binary(op, po + oo, os, pp + bo, bs, po + oo, n)
                 }
             case .double: combine(Double.self, out, part) { a, b in b.isNaN || (self.isMax ? b > a : b < a) ? b : a }
-            case .int64: combine(Int64.self, out, part) { a, b in self.isMax ? Swift.max(a, b) : Swift.min(a, b) }
-            case .int32: combine(Int32.self, out, part) { a, b in self.isMax ? Swift.max(a, b) : Swift.min(a, b) }
+            case .float16: combine(Float16.self, out, part) { a, b in b.isNaN || (self.isMax ? b > a : b < a) ? b : a }
+            case .int64: integer(Int64.self, out, part)
+            case .int32: integer(Int32.self, out, part)
+            case .int16: integer(Int16.self, out, part)
+            case .int8: integer(Int8.self, out, part)
+            case .uint64: integer(UInt64.self, out, part)
+            case .uint32: integer(UInt32.self, out, part)
+            case .uint16: integer(UInt16.self, out, part)
+            case .uint8: integer(UInt8.self, out, part)
             default: throw DeformRTError.unsupported("element type \(out.elementType.onnxName) is not supported")
             }
         }
+    }
+
+    private func integer<T: FixedWidthInteger>(_: T.Type, _ out: Tensor, _ part: Tensor) {
+        combine(T.self, out, part) { a, b in self.isMax ? Swift.max(a, b) : Swift.min(a, b) }
     }
 
     /// out = f(out, part) in place, part broadcast.
