@@ -473,3 +473,73 @@ def test_einsum_bad_equations(onnx_case, equation, shapes, match):
     model = onnx_case.model([node], [onnx_case.value(k, np.float32, v.shape) for k, v in feeds.items()],
                             [onnx_case.value("y", np.float32, None)], opset=12, check=False)
     refused(onnx_case, model, feeds, match)
+
+
+# ---------------------------------------------------------------------------------------------
+# double and float16 through the unary functions, the reductions and Einsum
+
+UNARY_TYPED = [("Relu", {}, 14), ("Sigmoid", {}, 13), ("Tanh", {}, 13), ("Exp", {}, 13), ("Log", {}, 13),
+               ("Sqrt", {}, 13), ("Erf", {}, 13), ("Floor", {}, 13), ("Ceil", {}, 13), ("Reciprocal", {}, 13),
+               ("Softplus", {}, 1), ("Elu", dict(alpha=0.7), 6), ("Selu", {}, 6), ("HardSigmoid", {}, 6),
+               ("HardSwish", {}, 14), ("Mish", {}, 18), ("Gelu", {}, 20), ("Gelu", dict(approximate="tanh"), 20),
+               ("LeakyRelu", dict(alpha=0.2), 6), ("Round", {}, 11), ("Sign", {}, 13), ("Sin", {}, 7), ("Cos", {}, 7),
+               ("Softsign", {}, 1), ("Celu", dict(alpha=0.6), 12), ("ThresholdedRelu", {}, 10),
+               ("Shrink", dict(lambd=0.7, bias=0.2), 9), ("Neg", {}, 13), ("Abs", {}, 13)]
+
+
+def _double_oracle(op, attrs, x):
+    """Erf, Gelu and HardSwish in double: onnx's reference computes them with float32 precision
+    (its erf, and HardSwish's alpha 1/6 as a float32), so these are math.erf and the formulas in
+    double instead."""
+    import math
+    if op == "Erf":
+        return np.vectorize(math.erf)(x)
+    if op == "HardSwish":
+        return x * np.clip(x / 6 + 0.5, 0, 1)
+    if op == "Gelu" and attrs.get("approximate") == "tanh":
+        return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+    if op == "Gelu":
+        return 0.5 * x * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
+    return None
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float16])
+@pytest.mark.parametrize("op,attrs,opset", UNARY_TYPED, ids=[f"{u[0]}{u[1]}" for u in UNARY_TYPED])
+def test_unary_double_and_float16(onnx_case, op, attrs, opset, dtype):
+    """double: libm's double functions against numpy's (rtol 1e-12, atol 1e-14; see
+    _double_oracle for the three the reference computes in float32). float16: computed in float
+    and rounded once, so the oracle is onnx.reference on the float32 values, rounded to float16
+    (the reference's own float16 path rounds every step, ~0.3 relative off in Gelu's tail);
+    within one float16 ulp (rtol 1e-3, atol 1e-4)."""
+    rng = rng_for("typed", op, attrs, dtype)
+    x = with_specials((rng.standard_normal((3, 5, 7)) * 3).astype(np.float32)).astype(dtype)
+    model = one_node(onnx_case, op, {"x": (dtype, x.shape)}, opset=opset, **attrs)
+    got = onnx_case.run(model, {"x": x})
+    if dtype == np.float64:
+        want = _double_oracle(op, attrs, x)
+        want = onnx_case.reference(model, {"x": x}) if want is None else [want]
+        onnx_case.compare(got, want, rtol=1e-12, atol=1e-14)
+    else:
+        model32 = one_node(onnx_case, op, {"x": (np.float32, x.shape)}, opset=opset, **attrs)
+        want = onnx_case.reference(model32, {"x": x.astype(np.float32)})[0].astype(np.float16)
+        onnx_case.compare(got, [want], rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("op", REDUCTIONS)
+def test_reductions_double(onnx_case, op):
+    """double reductions, accumulated in double (rtol 1e-12)."""
+    rng = rng_for("reduce_double", op)
+    x = np.abs(rng.standard_normal((3, 5, 4, 7))) + 0.2
+    model = one_node(onnx_case, op, {"x": (np.float64, x.shape), "axes": (np.int64, (2,))},
+                     {"axes": np.array([1, 3], np.int64)}, opset=18, keepdims=0)
+    onnx_case.check(model, {"x": x}, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("equation,shapes", [("bij,bjk->bik", [(3, 5, 7), (3, 7, 9)]), ("nchw->nhwc", [(2, 3, 5, 7)]),
+                                             ("ii->i", [(5, 5)]), ("ij->", [(5, 7)])])
+def test_einsum_double(onnx_case, equation, shapes):
+    rng = rng_for("einsum_double", equation)
+    feeds = {f"x{i}": rng.standard_normal(s) for i, s in enumerate(shapes)}
+    model = one_node(onnx_case, "Einsum", {k: (np.float64, v.shape) for k, v in feeds.items()}, opset=12,
+                     equation=equation)
+    onnx_case.check(model, feeds, rtol=1e-12, atol=1e-13)

@@ -1,6 +1,6 @@
 import DeformRTKernels
 
-/// Einsum over float tensors, any valid equation: explicit ("bij,bjk->bik") or implicit output,
+/// Einsum over float and double tensors (double always runs the general loop), any valid equation: explicit ("bij,bjk->bik") or implicit output,
 /// "..." (right-aligned, broadcast where a dim is 1), repeated letters in one operand (diagonals),
 /// letters summed away, any number of operands.
 ///
@@ -179,17 +179,27 @@ final class EinsumOperator: Operator {
     func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
         let operands = inputs.compactMap { $0 }
         if operands.count != inputs.count || operands.isEmpty { throw DeformRTError.invalidModel("every input must be given") }
-        for (i, x) in operands.enumerated() { try PlanCheck.float(x, "Inputs[\(i)]") }
+        let type = operands[0].elementType
+        if type != .float && type != .double {
+            throw DeformRTError.unsupported("input Inputs[0] is \(type.onnxName); float and double are supported")
+        }
+        for (i, x) in operands.enumerated() where x.elementType != type {
+            throw DeformRTError.invalidModel("input Inputs[\(i)] is \(x.elementType.onnxName), Inputs[0] \(type.onnxName)")
+        }
         let bound = try bind(operands.map(\.shape))
-        return [PlanValue(ValueType(.float, bound.outputShape))]
+        if type == .double { bound.gemm = nil }
+        return [PlanValue(ValueType(type, bound.outputShape))]
     }
 
     func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject? {
-        try bind(inputs.map { $0?.shape ?? [] })
+        let bound = try bind(inputs.map { $0?.shape ?? [] })
+        if inputs.first??.elementType != .float { bound.gemm = nil }
+        return bound
     }
 
     func workspaceByteCount(_ inputs: [ValueType?], _ outputs: [ValueType], threads: Int) -> Int {
-        ((try? bind(inputs.map { $0?.shape ?? [] }))?.workspaceFloats ?? 0) * 4
+        if inputs.first??.elementType != .float { return 0 }
+        return ((try? bind(inputs.map { $0?.shape ?? [] }))?.workspaceFloats ?? 0) * 4
     }
 
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
@@ -201,11 +211,16 @@ final class EinsumOperator: Operator {
             return
         }
         if inputs.count == 1 && bound.contracted.isEmpty && Set(bound.operands[0]).count == bound.operands[0].count {
-            StridedCopy.copy(elementSize: 4, shape: bound.outputShape, sourceStrides: bound.output.map { bound.strides[0][$0] },
+            StridedCopy.copy(elementSize: out.elementType.byteSize, shape: bound.outputShape,
+                             sourceStrides: bound.output.map { bound.strides[0][$0] },
                              source: inputs[0]!.rawPointer, destination: out.rawPointer, parallel: context.parallel)
             return
         }
-        runGeneral(bound, inputs.map { $0!.floats }, out.floats, context)
+        if out.elementType == .double {
+            runGeneral(bound, inputs.map { $0!.pointer(Double.self) }, out.pointer(Double.self), context)
+        } else {
+            runGeneral(bound, inputs.map { $0!.floats }, out.floats, context)
+        }
     }
 
     private func runGemm(_ g: Bound.Gemm, _ a: Tensor, _ b: Tensor, _ out: Tensor, _ context: RunContext) {
@@ -232,7 +247,8 @@ final class EinsumOperator: Operator {
     }
 
     /// out[o] = sum over the contracted letters of the product of the operands.
-    private func runGeneral(_ b: Bound, _ operands: [UnsafeMutablePointer<Float>], _ out: UnsafeMutablePointer<Float>, _ context: RunContext) {
+    private func runGeneral<T: BinaryFloatingPoint>(_ b: Bound, _ operands: [UnsafeMutablePointer<T>], _ out: UnsafeMutablePointer<T>,
+                                                    _ context: RunContext) {
         let outputCount = b.outputShape.reduce(1, *)
         if outputCount == 0 { return }
         let contractedSizes = b.contracted.map { b.sizes[$0] }
@@ -253,12 +269,12 @@ final class EinsumOperator: Operator {
                         rest /= outShape[d]
                         for i in 0..<count { base[i] += c * outStrides[i][d] }
                     }
-                    var sum: Float = 0
+                    var sum: T = 0
                     if contractedCount > 0 {
                         for d in 0..<contractedSizes.count { coords[d] = 0 }
                         for i in 0..<count { offsets[i] = base[i] }
                         for _ in 0..<contractedCount {
-                            var product: Float = 1
+                            var product: T = 1
                             for i in 0..<count { product *= operands[i][offsets[i]] }
                             sum += product
                             var d = contractedSizes.count - 1

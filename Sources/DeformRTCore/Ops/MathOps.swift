@@ -3,9 +3,10 @@ import DeformRTKernels
 import Glibc
 #endif
 
-/// Types and running of UnaryOperator's `.math` functions: float through the SIMD kernels; Neg and
-/// Abs also on double, int32 and int64 (integers wrap: -Int.min is Int.min, as in numpy); Sign on
-/// double and every integer type.
+/// Types and running of UnaryOperator's `.math` functions: float through the SIMD kernels, float16
+/// through them too (converted to float in blocks, so each element is rounded once more, as
+/// numpy's float16 math does), double with libm's double functions; Neg and Abs also on int32 and
+/// int64 (integers wrap: -Int.min is Int.min, as in numpy); Sign on every integer type.
 enum UnaryMath {
     /// The functions registered under their ONNX names with no attributes to read.
     static let withoutAttributes: [(String, UnaryFunction)] = [
@@ -15,13 +16,13 @@ enum UnaryMath {
 
     static func plan(_ function: UnaryFunction, _ x: PlanValue) throws -> PlanValue {
         switch (function, x.elementType) {
-        case (_, .float), (.neg, .double), (.neg, .int32), (.neg, .int64), (.abs, .double), (.abs, .int32), (.abs, .int64):
+        case (_, .float), (_, .double), (_, .float16), (.neg, .int32), (.neg, .int64), (.abs, .int32), (.abs, .int64):
             return PlanValue(x.type)
-        case (.sign, .double), (.sign, .int8), (.sign, .int16), (.sign, .int32), (.sign, .int64),
+        case (.sign, .int8), (.sign, .int16), (.sign, .int32), (.sign, .int64),
              (.sign, .uint8), (.sign, .uint16), (.sign, .uint32), (.sign, .uint64):
             return PlanValue(x.type)
         default:
-            throw DeformRTError.unsupported("input X is \(x.elementType.onnxName); only float is supported")
+            throw DeformRTError.unsupported("input X is \(x.elementType.onnxName); float, double and float16 are supported")
         }
     }
 
@@ -36,20 +37,73 @@ enum UnaryMath {
                 let start = range.lowerBound * block
                 ElementwiseMath.apply(function, px + start, py + start, min(n, range.upperBound * block) - start)
             }
+        case .double: map(Double.self, x, y) { UnaryMath.double(function, $0) }
+        case .float16:
+            let px = x.pointer(Float16.self), py = y.pointer(Float16.self)
+            let block = 1024
+            context.parallel.forEachRange((n + block - 1) / block) { _, range in
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: block) { buffer in
+                    let b = buffer.baseAddress!
+                    for index in range {
+                        let start = index * block, count = min(n - start, block)
+                        for i in 0..<count { b[i] = Float(px[start + i]) }
+                        ElementwiseMath.apply(function, b, b, count)
+                        for i in 0..<count { py[start + i] = Float16(b[i]) }
+                    }
+                }
+            }
         case _ where function == .sign: sign(x, y)
-        case .double: map(Double.self, x, y, function == .neg ? { -$0 } : { Swift.abs($0) })
         case .int64: map(Int64.self, x, y, function == .neg ? { 0 &- $0 } : { $0 < 0 ? 0 &- $0 : $0 })
         case .int32: map(Int32.self, x, y, function == .neg ? { 0 &- $0 } : { $0 < 0 ? 0 &- $0 : $0 })
         default: break  // refused by plan
         }
     }
 
-    /// Sign of the types other than float (float runs in the SIMD kernel).
+    /// One element of `function` in double precision (libm), for double tensors.
+    static func double(_ function: UnaryFunction, _ x: Double) -> Double {
+        switch function {
+        case .relu: return x < 0 ? 0 : x
+        case .leakyRelu(let alpha): return x < 0 ? x * Double(alpha) : x
+        case .sigmoid: return 1 / (1 + Glibc.exp(-x))
+        case .silu: return x / (1 + Glibc.exp(-x))
+        case .swish(let alpha): return x / (1 + Glibc.exp(-Double(alpha) * x))
+        case .tanh: return Glibc.tanh(x)
+        case .exp: return Glibc.exp(x)
+        case .log: return Glibc.log(x)
+        case .sqrt: return x.squareRoot()
+        case .neg: return -x
+        case .abs: return Swift.abs(x)
+        case .erf: return Glibc.erf(x)
+        case .floor: return x.rounded(.down)
+        case .ceil: return x.rounded(.up)
+        case .reciprocal: return 1 / x
+        case .hardSigmoid(let alpha, let beta): return Swift.min(Swift.max(Double(alpha) * x + Double(beta), 0), 1)
+        case .hardSwish: return x * Swift.min(Swift.max(x / 6 + 0.5, 0), 1)
+        case .softplus: return (x > 0 ? x : 0) + Glibc.log1p(Glibc.exp(-Swift.abs(x)))
+        case .mish: return x * Glibc.tanh((x > 0 ? x : 0) + Glibc.log1p(Glibc.exp(-Swift.abs(x))))
+        case .elu(let alpha): return x > 0 ? x : Double(alpha) * Glibc.expm1(x)
+        case .selu(let alpha, let gamma): return Double(gamma) * (x > 0 ? x : Double(alpha) * Glibc.expm1(x))
+        case .gelu: return 0.5 * x * (1 + Glibc.erf(x * 0.70710678118654752))
+        case .geluTanh: return 0.5 * x * (1 + Glibc.tanh(0.79788456080286536 * (x + 0.044715 * x * x * x)))
+        case .clip(let low, let high):
+            let raised = x < Double(low) ? Double(low) : x
+            return raised > Double(high) ? Double(high) : raised
+        case .round: return x.rounded(.toNearestOrEven)
+        case .sign: return x > 0 ? 1 : x < 0 ? -1 : x.isNaN ? x : 0
+        case .sin: return Glibc.sin(x)
+        case .cos: return Glibc.cos(x)
+        case .softsign: return x / (1 + Swift.abs(x))
+        case .celu(let alpha): return x > 0 ? x : Double(alpha) * Glibc.expm1(x / Double(alpha))
+        case .thresholdedRelu(let alpha): return x > Double(alpha) ? x : 0
+        case .shrink(let lambd, let bias): return x < -Double(lambd) ? x + Double(bias) : x > Double(lambd) ? x - Double(bias) : 0
+        }
+    }
+
+    /// Sign of the integer types (the float types run with the other functions).
     private static func sign(_ x: Tensor, _ y: Tensor) {
         func signed<T: SignedInteger & FixedWidthInteger>(_: T.Type) { map(T.self, x, y) { $0 > 0 ? 1 : $0 < 0 ? -1 : 0 } }
         func unsigned<T: UnsignedInteger & FixedWidthInteger>(_: T.Type) { map(T.self, x, y) { $0 > 0 ? 1 : 0 } }
         switch x.elementType {
-        case .double: map(Double.self, x, y) { $0 > 0 ? 1 : $0 < 0 ? -1 : $0.isNaN ? $0 : 0 }
         case .int8: signed(Int8.self)
         case .int16: signed(Int16.self)
         case .int32: signed(Int32.self)

@@ -4,9 +4,9 @@ import Glibc
 #endif
 
 /// ReduceMean, ReduceSum, ReduceMax, ReduceMin, ReduceL1, ReduceL2, ReduceLogSum,
-/// ReduceLogSumExp, ReduceProd, ReduceSumSquare over float tensors. Axes come from the attribute
+/// ReduceLogSumExp, ReduceProd, ReduceSumSquare over float and double tensors. Axes come from the attribute
 /// (older opsets) or the second input (ReduceSum >= 13, the others >= 18); values are accumulated
-/// in float, in order.
+/// in the element type, in order.
 final class ReduceOperator: Operator {
     enum Kind { case mean, sum, max, min, l1, l2, logSum, logSumExp, prod, sumSquare }
     let kind: Kind
@@ -33,20 +33,31 @@ final class ReduceOperator: Operator {
 
     func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
         let x = try PlanCheck.input(inputs, 0, "data")
-        try PlanCheck.float(x, "data")
+        if x.elementType != .float && x.elementType != .double {
+            throw DeformRTError.unsupported("input data is \(x.elementType.onnxName); float and double are supported")
+        }
         let reduced = Set(try axes(inputs, rank: x.shape.count))
         var shape: [Int] = []
         for (axis, dim) in x.shape.enumerated() {
             if !reduced.contains(axis) { shape.append(dim) } else if keepDims { shape.append(1) }
         }
-        return [PlanValue(ValueType(.float, shape))]
+        return [PlanValue(ValueType(x.elementType, shape))]
     }
 
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
         let x = inputs[0]!
-        let planInputs = PlanValue.constants(inputs)
-        let reduced = Set(try axes(planInputs, rank: x.rank))
-        let px = x.floats, py = outputs[0].floats
+        let reduced = Set(try axes(PlanValue.constants(inputs), rank: x.rank))
+        if x.elementType == .double {
+            run(Double.self, x, outputs[0], reduced, context, exp: { Glibc.exp($0) }, log: { Glibc.log($0) })
+        } else {
+            run(Float.self, x, outputs[0], reduced, context, exp: { expf($0) }, log: { logf($0) })
+        }
+    }
+
+    @inline(__always)
+    private func run<T: BinaryFloatingPoint>(_: T.Type, _ x: Tensor, _ y: Tensor, _ reduced: Set<Int>, _ context: RunContext,
+                                             exp: @escaping (T) -> T, log: @escaping (T) -> T) {
+        let px = x.pointer(T.self), py = y.pointer(T.self)
         // Move reduced axes last: out[o] reduces the contiguous-in-the-view block of `inner` values.
         let kept = x.shape.indices.filter { !reduced.contains($0) }
         let order = kept + x.shape.indices.filter { reduced.contains($0) }
@@ -69,7 +80,7 @@ final class ReduceOperator: Operator {
                     rest /= shape[axis]
                 }
             }
-            @inline(__always) func value(_ i: Int) -> Float {
+            @inline(__always) func value(_ i: Int) -> T {
                 if trailing { return px[base + i] }
                 var r = i, offset = base
                 for axis in innerAxes.reversed() {
@@ -78,17 +89,18 @@ final class ReduceOperator: Operator {
                 }
                 return px[offset]
             }
-            py[o] = ReduceOperator.reduce(kind, innerCount, value)
+            py[o] = ReduceOperator.reduce(kind, innerCount, value, exp: exp, log: log)
         }
     }
 
     /// One reduction of `count` values. Empty sets give the identity (0 for the sums, 1 for the
     /// product, -Inf for max and the log-sums, +Inf for min) and NaN for the mean.
     @inline(__always)
-    static func reduce(_ kind: Kind, _ count: Int, _ value: (Int) -> Float) -> Float {
+    static func reduce<T: BinaryFloatingPoint>(_ kind: Kind, _ count: Int, _ value: (Int) -> T,
+                                               exp: (T) -> T, log: (T) -> T) -> T {
         switch kind {
         case .max, .min:
-            var accumulator: Float = kind == .max ? -.infinity : .infinity
+            var accumulator: T = kind == .max ? -.infinity : .infinity
             for i in 0..<count {
                 let v = value(i)
                 if v.isNaN || (kind == .max ? v > accumulator : v < accumulator) { accumulator = v }
@@ -97,31 +109,31 @@ final class ReduceOperator: Operator {
             return accumulator
         case .logSumExp:
             // Shifted by the largest finite value (onnx.reference's order); with none, unshifted.
-            var m = -Float.infinity
+            var m = -T.infinity
             for i in 0..<count {
                 let v = value(i)
                 if v.isNaN { return .nan }
                 if v.isFinite && v > m { m = v }
             }
             if m == -.infinity { m = 0 }
-            var sum: Float = 0
-            for i in 0..<count { sum += expf(value(i) - m) }
-            return logf(sum) + m
+            var sum: T = 0
+            for i in 0..<count { sum += exp(value(i) - m) }
+            return log(sum) + m
         case .prod:
-            var accumulator: Float = 1
+            var accumulator: T = 1
             for i in 0..<count { accumulator *= value(i) }
             return accumulator
         case .mean, .sum, .l1, .l2, .logSum, .sumSquare:
-            var accumulator: Float = 0
+            var accumulator: T = 0
             switch kind {
             case .l1: for i in 0..<count { accumulator += abs(value(i)) }
             case .l2, .sumSquare: for i in 0..<count { let v = value(i); accumulator += v * v }
             default: for i in 0..<count { accumulator += value(i) }
             }
             switch kind {
-            case .mean: return count > 0 ? accumulator / Float(count) : .nan
+            case .mean: return count > 0 ? accumulator / T(count) : .nan
             case .l2: return accumulator.squareRoot()
-            case .logSum: return logf(accumulator)
+            case .logSum: return log(accumulator)
             default: return accumulator
             }
         }
