@@ -347,6 +347,12 @@ def seeds(rng):
          init("axis", np.array(2, np.int64)), init("k", np.array(1, np.int64)),
          init("oi", np.array([[0, 5, -1, 2], [1, 1, 9, 0], [3, -4, 2, 2]], np.int64)), init("depth", np.array(4, np.int64)),
          init("ov", np.array([0.0, 1.0], np.float32)), init("ax1", np.array([1], np.int64))], opset=18)
+    out["einsum"] = model(
+        [helper.make_node("Einsum", ["x", "w"], ["a"], equation="bij,jk->bik"),
+         helper.make_node("Einsum", ["a"], ["t"], equation="bik->kbi"),
+         helper.make_node("Einsum", ["t", "t"], ["g"], equation="kbi,kbj->kij"),
+         helper.make_node("Einsum", ["g"], ["y"], equation="...ii->...i")],
+        [value("x", FLOAT, [2, 3, 4])], [y], [init("w", w(4, 5))], opset=12)
     return out
 
 

@@ -1060,3 +1060,16 @@ def test_trilu_huge_k_and_mod_by_zero():
                       [value("y")], opset=13)
     (y,) = run(mod, {"a": np.array([5, INT64_MIN, -7, 3], np.int64), "b": np.array([0, -1, 0, 2], np.int64)})
     np.testing.assert_array_equal(y, [0, 0, 0, 1])  # x mod 0 is 0 (numpy's result), never a trap
+
+
+def test_einsum_general_loop_work_is_capped():
+    """A contraction that is not GEMM-shaped over large dims would loop for hours: refused when
+    the plan is made, naming the equation (the same sizes as a matmul run, through the GEMM)."""
+    huge = model_bytes([helper.make_node("Einsum", ["a", "b"], ["y"], equation="ij,kl->", name="suspect")],
+                       [value("a", FLOAT, [40000, 40000]), value("b", FLOAT, [40000, 40000])], [value("y")], opset=12)
+    refused(huge, None, Status.UNSUPPORTED, match="equation 'ij,kl->'")
+    data = model_bytes([helper.make_node("Einsum", ["a", "b"], ["y"], equation="ij,jk->ik")],
+                       [value("a", FLOAT, [300, 4000]), value("b", FLOAT, [4000, 200])], [value("y")], opset=12)
+    a = np.ones((300, 4000), np.float32)
+    (y,) = run(data, {"a": a, "b": np.full((4000, 200), 0.5, np.float32)})
+    np.testing.assert_array_equal(y, np.full((300, 200), 2000, np.float32))

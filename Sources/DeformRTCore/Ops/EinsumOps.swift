@@ -12,6 +12,8 @@ import DeformRTKernels
 final class EinsumOperator: Operator {
     let equation: String
     let label: String
+    /// Largest number of operand reads the general loop may do in one run (2^34, ~10 s).
+    static let maxGeneralWork = Double(1 << 34)
 
     init(_ spec: OperatorSpec) throws {
         guard let equation = try spec.attributes.string("equation") else { throw spec.fail("missing attribute 'equation'") }
@@ -188,6 +190,15 @@ final class EinsumOperator: Operator {
         }
         let bound = try bind(operands.map(\.shape))
         if type == .double { bound.gemm = nil }
+        if bound.gemm == nil {
+            // The general loop does one multiply per operand per term: a hostile equation over
+            // large dims would run for hours, so its work is capped (a GEMM-shaped one is not).
+            var work = 1.0
+            for id in Set(bound.output + bound.contracted) { work *= Double(bound.sizes[id]) }
+            if work * Double(operands.count) > EinsumOperator.maxGeneralWork {
+                throw DeformRTError.unsupported("equation '\(equation)' on shapes \(operands.map(\.shape)) needs \(work) terms in the general loop (limit \(Int(EinsumOperator.maxGeneralWork)))")
+            }
+        }
         return [PlanValue(ValueType(type, bound.outputShape))]
     }
 
