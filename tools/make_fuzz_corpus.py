@@ -304,6 +304,55 @@ def seeds(rng):
          helper.make_node("LpPool", ["m"], ["p"], kernel_shape=[2, 2], p=3, pads=[1, 0, 0, 1]),
          helper.make_node("GlobalMaxPool", ["p"], ["y"])],
         [value("x", FLOAT, [1, 4, 3, 3])], [y], [init("gs", w(4)), init("gb", w(4))], opset=21)
+    # Issue 9's elementwise, reduction and index operators (gathers and scatters read indices
+    # from the model: the fuzzer's mutations push them out of range).
+    out["math_extra"] = model(
+        [helper.make_node("Round", ["x"], ["r"]), helper.make_node("Sign", ["r"], ["sg"]),
+         helper.make_node("Sin", ["x"], ["sn"]), helper.make_node("Cos", ["sn"], ["cs"]),
+         helper.make_node("Celu", ["cs"], ["ce"], alpha=0.5), helper.make_node("Softsign", ["ce"], ["ss"]),
+         helper.make_node("ThresholdedRelu", ["ss"], ["tr"], alpha=0.1),
+         helper.make_node("Shrink", ["tr"], ["sh"], lambd=0.2, bias=0.1),
+         helper.make_node("Mod", ["x", "three"], ["md"], fmod=1),
+         helper.make_node("IsNaN", ["md"], ["isn"]), helper.make_node("IsInf", ["md"], ["isi"], detect_negative=0),
+         helper.make_node("LogSoftmax", ["sh"], ["ls"], axis=1), helper.make_node("Hardmax", ["ls"], ["hm"], axis=0),
+         helper.make_node("CastLike", ["isn", "x"], ["nf"]),
+         helper.make_node("Sum", ["hm", "nf", "sg"], ["su"]), helper.make_node("Mean", ["su", "md"], ["y"])],
+        [value("x", FLOAT, [2, 3])], [y, value("isi", TensorProto.BOOL, None)],
+        [init("three", np.array(3.0, np.float32))], opset=20)
+    out["reductions_extra"] = model(
+        [helper.make_node("ReduceL1", ["x", "axes"], ["l1"], keepdims=1),
+         helper.make_node("ReduceL2", ["x"], ["l2"], keepdims=0),
+         helper.make_node("ReduceLogSumExp", ["x", "axes"], ["lse"]),
+         helper.make_node("ReduceSumSquare", ["x", "axes"], ["ssq"], noop_with_empty_axes=1),
+         helper.make_node("ReduceProd", ["x", "axes"], ["pr"]),
+         helper.make_node("Add", ["l1", "lse"], ["a"]), helper.make_node("Add", ["a", "pr"], ["b"]),
+         helper.make_node("ReduceLogSum", ["ssq", "axes"], ["ls"]),
+         helper.make_node("Add", ["b", "ls"], ["y"])],
+        [value("x", FLOAT, [2, 3, 4])], [y, value("l2", FLOAT, None)], [init("axes", np.array([1], np.int64))], opset=18)
+    out["gathers_scatters"] = model(
+        [helper.make_node("GatherElements", ["x", "gi"], ["ge"], axis=1),
+         helper.make_node("GatherND", ["x", "ndi"], ["gn"], batch_dims=1),
+         helper.make_node("ScatterElements", ["x", "si", "su"], ["se"], axis=2, reduction="add"),
+         helper.make_node("ScatterND", ["se", "ndi2", "nu"], ["sn"], reduction="max"),
+         helper.make_node("CumSum", ["sn", "axis"], ["cs"], exclusive=1, reverse=1),
+         helper.make_node("Trilu", ["cs", "k"], ["tr"], upper=0),
+         helper.make_node("OneHot", ["oi", "depth", "ov"], ["oh"], axis=-1),
+         helper.make_node("ReduceSum", ["oh", "ax1"], ["ohs"], keepdims=0),
+         helper.make_node("Add", ["tr", "ohs"], ["y"])],
+        [value("x", FLOAT, [2, 3, 4])], [y, value("ge", FLOAT, None), value("gn", FLOAT, None)],
+        [init("gi", np.array([[[0, 2, 1, -1], [1, 0, 2, 2]], [[2, 2, 0, 1], [-3, 1, 1, 0]]], np.int64)),
+         init("ndi", np.array([[[1], [-1]], [[0], [2]]], np.int64)),
+         init("si", np.array([[[0, 3], [1, -1], [2, 2]], [[3, 0], [0, 0], [1, 2]]], np.int64)), init("su", w(2, 3, 2)),
+         init("ndi2", np.array([[0, 1], [1, -1]], np.int64)), init("nu", w(2, 4)),
+         init("axis", np.array(2, np.int64)), init("k", np.array(1, np.int64)),
+         init("oi", np.array([[0, 5, -1, 2], [1, 1, 9, 0], [3, -4, 2, 2]], np.int64)), init("depth", np.array(4, np.int64)),
+         init("ov", np.array([0.0, 1.0], np.float32)), init("ax1", np.array([1], np.int64))], opset=18)
+    out["einsum"] = model(
+        [helper.make_node("Einsum", ["x", "w"], ["a"], equation="bij,jk->bik"),
+         helper.make_node("Einsum", ["a"], ["t"], equation="bik->kbi"),
+         helper.make_node("Einsum", ["t", "t"], ["g"], equation="kbi,kbj->kij"),
+         helper.make_node("Einsum", ["g"], ["y"], equation="...ii->...i")],
+        [value("x", FLOAT, [2, 3, 4])], [y], [init("w", w(4, 5))], opset=12)
     return out
 
 

@@ -18,6 +18,23 @@ public enum UnaryFunction: Sendable, Equatable {
     case geluTanh
     /// min(max(x, low), high), NaN kept (Clip).
     case clip(low: Float, high: Float)
+    /// Round half to even; -0.4 gives -0 (numpy's round).
+    case round
+    /// -1, 0 or 1 (0 for -0, as numpy's sign); NaN stays NaN.
+    case sign
+    /// libm's sinf / cosf, one lane at a time (no vector polynomial: they carry little work in
+    /// the models this runtime is for).
+    case sin, cos
+    /// x / (1 + |x|).
+    case softsign
+    /// max(0, x) + min(0, alpha (e^(x / alpha) - 1)).
+    case celu(alpha: Float)
+    /// x > alpha ? x : 0 (NaN gives 0, as the reference's where).
+    case thresholdedRelu(alpha: Float)
+    /// x < -lambd ? x + bias : x > lambd ? x - bias : 0.
+    case shrink(lambd: Float, bias: Float)
+    /// x * sigmoid(alpha x) (Swish, opset 24; silu is alpha = 1).
+    case swish(alpha: Float)
 }
 
 /// Element-wise float math with SIMD16 bodies. The tail (fewer than 16 elements) runs the same
@@ -83,6 +100,32 @@ public enum ElementwiseMath {
         case .clip(let low, let high):
             let l = M.splat(low), h = M.splat(high)
             map(x, y, count) { M.clamp($0, l, h) }
+        case .round:
+            // From 2^23 on every float is whole (NaN and Inf pass through too).
+            let big = M.splat(8_388_608)
+            map(x, y, count) { v in M.select(M.lanes(M.abs(v) .< big), M.nearestWhole(v), v) }
+        case .sign:
+            let minusOne = M.splat(-1)
+            map(x, y, count) { v in
+                M.select(M.lanes(v .> zero), one, M.select(M.lanes(v .< zero), minusOne, M.select(M.lanes(v .== v), zero, v)))
+            }
+        case .sin: for i in 0..<count { y[i] = sinf(x[i]) }
+        case .cos: for i in 0..<count { y[i] = cosf(x[i]) }
+        case .softsign: map(x, y, count) { v in v / (one + M.abs(v)) }
+        case .celu(let alpha):
+            let a = M.splat(alpha), inverse = M.splat(1 / alpha)
+            map(x, y, count) { v in M.select(M.lanes(v .> zero), v, a * M.expm1(v * inverse)) }
+        case .thresholdedRelu(let alpha):
+            let a = M.splat(alpha)
+            map(x, y, count) { v in M.select(M.lanes(v .> a), v, zero) }
+        case .shrink(let lambd, let bias):
+            let l = M.splat(lambd), b = M.splat(bias)
+            map(x, y, count) { v in
+                M.select(M.lanes(v .< -l), v + b, M.select(M.lanes(v .> l), v - b, zero))
+            }
+        case .swish(let alpha):
+            let a = M.splat(alpha)
+            map(x, y, count) { $0 * (one / (one + M.exp(-(a * $0)))) }
         }
     }
 

@@ -970,3 +970,114 @@ def test_msda_empty_level_reads_zero():
     (y,) = run(msda_model([[4, 5], [0, 3]], [0, 20], keys=20), feeds)
     assert y.shape == (1, 4, 6) and np.isfinite(y).all()
     np.testing.assert_allclose(y, 0.25 * 2, rtol=1e-6)  # two level-0 points of weight 0.25 on ones
+# ---- gathers, scatters and the other index operators (issue 9) ------------------------------
+# Indices come from the model or the feed: out of range is an INVALID_ARGUMENT naming the node,
+# checked before anything is written; nothing is ever read or written out of bounds.
+
+def _index_model(op, data_shape, index_shape, index_elem=INT64, extra=(), **attrs):
+    inputs = [value("data", FLOAT, list(data_shape)), value("indices", index_elem, list(index_shape))]
+    inputs += [value(name, elem, list(shape)) for name, elem, shape in extra]
+    names = ["data", "indices"] + [name for name, _, _ in extra]
+    return model_bytes([helper.make_node(op, names, ["y"], name="suspect", **attrs)], inputs, [value("y")], opset=18)
+
+
+@pytest.mark.parametrize("bad", [3, -4, INT64_MAX, INT64_MIN, 1 << 40])
+def test_gather_elements_index_out_of_range(bad):
+    data = _index_model("GatherElements", (2, 3), (2, 2), axis=1)
+    indices = np.array([[0, 1], [2, bad]], np.int64)
+    refused(data, {"data": np.ones((2, 3), np.float32), "indices": indices}, Status.INVALID_ARGUMENT,
+            match="suspect (GatherElements): index")
+
+
+def test_gather_elements_int32_indices_out_of_range_and_bigger_than_data():
+    data = _index_model("GatherElements", (2, 3), (2, 2), index_elem=TensorProto.INT32, axis=0)
+    refused(data, {"data": np.ones((2, 3), np.float32), "indices": np.array([[0, 1], [2, 0]], np.int32)},
+            Status.INVALID_ARGUMENT, match="index 2 is out of range")
+    refused(_index_model("GatherElements", (2, 3), (2, 4), axis=0), None, Status.INVALID_MODEL, match="exceed")
+    refused(_index_model("GatherElements", (2, 3), (2, 3, 1), axis=0), None, Status.INVALID_MODEL, match="same rank")
+
+
+@pytest.mark.parametrize("bad", [5, -6, INT64_MIN])
+def test_gather_nd_index_out_of_range(bad):
+    data = _index_model("GatherND", (5, 4), (3, 2))
+    indices = np.array([[0, 0], [4, 3], [bad, 0]], np.int64)
+    refused(data, {"data": np.ones((5, 4), np.float32), "indices": indices}, Status.INVALID_ARGUMENT,
+            match="suspect (GatherND): index")
+
+
+def test_gather_nd_bad_tuples_and_batch_dims():
+    refused(_index_model("GatherND", (5, 4), (3, 3)), None, Status.INVALID_MODEL, match="do not fit")
+    refused(_index_model("GatherND", (5, 4), (3, 1), batch_dims=1), None, Status.INVALID_MODEL, match="must be equal")
+    refused(_index_model("GatherND", (5, 4), (5, 1), batch_dims=2), None, Status.INVALID_MODEL, match="batch_dims")
+
+
+@pytest.mark.parametrize("reduction", ["none", "add", "max"])
+@pytest.mark.parametrize("bad", [4, -5, INT64_MAX])
+def test_scatter_elements_index_out_of_range(reduction, bad):
+    data = _index_model("ScatterElements", (4, 3), (2, 3), extra=[("updates", FLOAT, (2, 3))], axis=0,
+                        reduction=reduction)
+    indices = np.array([[0, 1, 2], [3, bad, 0]], np.int64)
+    refused(data, {"data": np.ones((4, 3), np.float32), "indices": indices, "updates": np.ones((2, 3), np.float32)},
+            Status.INVALID_ARGUMENT, match="suspect (ScatterElements): index")
+
+
+def test_scatter_elements_bad_reduction_and_shapes():
+    refused(_index_model("ScatterElements", (4, 3), (2, 3), extra=[("updates", FLOAT, (2, 3))], reduction="xor"),
+            None, Status.UNSUPPORTED, match="reduction 'xor'")
+    refused(_index_model("ScatterElements", (4, 3), (2, 3), extra=[("updates", FLOAT, (3, 2))]),
+            None, Status.INVALID_MODEL, match="same shape")
+
+
+@pytest.mark.parametrize("bad", [7, -8, INT64_MIN])
+def test_scatter_nd_index_out_of_range(bad):
+    data = _index_model("ScatterND", (7, 2), (2, 1), extra=[("updates", FLOAT, (2, 2))], reduction="mul")
+    refused(data, {"data": np.ones((7, 2), np.float32), "indices": np.array([[6], [bad]], np.int64),
+                   "updates": np.ones((2, 2), np.float32)}, Status.INVALID_ARGUMENT, match="suspect (ScatterND): index")
+    refused(_index_model("ScatterND", (7, 2), (2, 1), extra=[("updates", FLOAT, (2, 3))]),
+            None, Status.INVALID_MODEL, match="updates must have shape")
+
+
+def test_cumsum_axis_out_of_range_at_run_time():
+    data = model_bytes([helper.make_node("CumSum", ["x", "axis"], ["y"], name="suspect")],
+                       [value("x", FLOAT, [2, 3]), value("axis", INT64, [])], [value("y")], opset=14)
+    for bad in (2, -3, INT64_MAX, INT64_MIN):
+        refused(data, {"x": np.ones((2, 3), np.float32), "axis": np.array(bad, np.int64)}, Status.INVALID_ARGUMENT,
+                match="suspect (CumSum): axis")
+
+
+def test_one_hot_hostile_depth_and_indices():
+    def one_hot(depth, indices=(2, 3)):
+        return model_bytes([helper.make_node("OneHot", ["i", "depth", "v"], ["y"], name="suspect")],
+                           [value("i", FLOAT, list(indices))], [value("y")],
+                           [init("depth", np.array(depth)), init("v", np.array([0.0, 1.0], np.float32))], opset=11)
+    for depth in (0, -3, np.float32(np.nan), 1 << 50):
+        refused(one_hot(depth), None, Status.INVALID_MODEL, match="depth")
+    # NaN, +-Inf and huge indices give all-off rows (the spec's rule for indices out of range).
+    (y,) = run(one_hot(np.int64(3)), {"i": np.array([[np.nan, np.inf, -np.inf], [1e30, -1.0, 2.0]], np.float32)})
+    np.testing.assert_array_equal(y, [[[0, 0, 0]] * 3, [[0, 0, 0], [0, 0, 1], [0, 0, 1]]])
+
+
+def test_trilu_huge_k_and_mod_by_zero():
+    data = model_bytes([helper.make_node("Trilu", ["x", "k"], ["y"])], [value("x", FLOAT, [2, 3]), value("k", INT64, [])],
+                       [value("y")], opset=14)
+    x = np.arange(6, dtype=np.float32).reshape(2, 3) + 1
+    for k in (INT64_MAX, INT64_MIN):
+        (y,) = run(data, {"x": x, "k": np.array(k, np.int64)})
+        np.testing.assert_array_equal(y, np.triu(x, -3 if k < 0 else 4))
+    mod = model_bytes([helper.make_node("Mod", ["a", "b"], ["y"])], [value("a", INT64, [4]), value("b", INT64, [4])],
+                      [value("y")], opset=13)
+    (y,) = run(mod, {"a": np.array([5, INT64_MIN, -7, 3], np.int64), "b": np.array([0, -1, 0, 2], np.int64)})
+    np.testing.assert_array_equal(y, [0, 0, 0, 1])  # x mod 0 is 0 (numpy's result), never a trap
+
+
+def test_einsum_general_loop_work_is_capped():
+    """A contraction that is not GEMM-shaped over large dims would loop for hours: refused when
+    the plan is made, naming the equation (the same sizes as a matmul run, through the GEMM)."""
+    huge = model_bytes([helper.make_node("Einsum", ["a", "b"], ["y"], equation="ij,kl->", name="suspect")],
+                       [value("a", FLOAT, [40000, 40000]), value("b", FLOAT, [40000, 40000])], [value("y")], opset=12)
+    refused(huge, None, Status.UNSUPPORTED, match="equation 'ij,kl->'")
+    data = model_bytes([helper.make_node("Einsum", ["a", "b"], ["y"], equation="ij,jk->ik")],
+                       [value("a", FLOAT, [300, 4000]), value("b", FLOAT, [4000, 200])], [value("y")], opset=12)
+    a = np.ones((300, 4000), np.float32)
+    (y,) = run(data, {"a": a, "b": np.full((4000, 200), 0.5, np.float32)})
+    np.testing.assert_array_equal(y, np.full((300, 200), 2000, np.float32))

@@ -989,7 +989,6 @@ OFFICIAL_CONSTANT_FROM = {"Pad": 1, "Resize": 1, "Upsample": 1, "ConstantOfShape
                           "Tile": 1, "Dropout": 1}
 # Cases DeformRT refuses on purpose, each with the reason.
 OFFICIAL_REFUSED = {
-    r"^test_(min|max)_(u?int8|u?int16|uint32|uint64|float16)$": "Min/Max types other than float, double, int32, int64",
     r"^test_range_b?float16_": "Range in (b)float16",
     r"^test_equal_string": "strings",
     r"^test_pow_types_int": "integer bases",

@@ -91,7 +91,7 @@ enum Broadcast {
 
 enum BinaryOperation { case add, sub, mul, div }
 
-/// Add, Sub, Mul, Div with numpy broadcasting, for float, double and the integer types.
+/// Add, Sub, Mul, Div with numpy broadcasting, for float, double, float16 and every integer type.
 final class BinaryOperator: Operator {
     let operation: BinaryOperation
     init(_ operation: BinaryOperation) { self.operation = operation }
@@ -103,7 +103,7 @@ final class BinaryOperator: Operator {
             throw DeformRTError.invalidModel("inputs have different element types (\(a.elementType.onnxName) and \(b.elementType.onnxName))")
         }
         switch a.elementType {
-        case .float, .double, .int64, .int32, .float16: break
+        case .float, .double, .float16, .int8, .int16, .int32, .int64, .uint8, .uint16, .uint32, .uint64: break
         default: throw DeformRTError.unsupported("element type \(a.elementType.onnxName) is not supported")
         }
         return [PlanValue(ValueType(a.elementType, try Broadcast.shape(a.shape, b.shape)))]
@@ -116,6 +116,12 @@ final class BinaryOperator: Operator {
         case .double: apply(Double.self, a, b, out, BinaryOperator.real(operation))
         case .int64: apply(Int64.self, a, b, out, BinaryOperator.wrapping(operation))
         case .int32: apply(Int32.self, a, b, out, BinaryOperator.wrapping(operation))
+        case .int16: apply(Int16.self, a, b, out, BinaryOperator.wrapping(operation))
+        case .int8: apply(Int8.self, a, b, out, BinaryOperator.wrapping(operation))
+        case .uint64: apply(UInt64.self, a, b, out, BinaryOperator.wrapping(operation))
+        case .uint32: apply(UInt32.self, a, b, out, BinaryOperator.wrapping(operation))
+        case .uint16: apply(UInt16.self, a, b, out, BinaryOperator.wrapping(operation))
+        case .uint8: apply(UInt8.self, a, b, out, BinaryOperator.wrapping(operation))
         case .float16: apply(Float16.self, a, b, out, BinaryOperator.real(operation))
         default: throw DeformRTError.unsupported("element type \(a.elementType.onnxName) is not supported")
         }

@@ -3,8 +3,10 @@ import DeformRTKernels
 import Glibc
 #endif
 
-/// Types and running of UnaryOperator's `.math` functions: float through the SIMD kernels; Neg and
-/// Abs also on double, int32 and int64 (integers wrap: -Int.min is Int.min, as in numpy).
+/// Types and running of UnaryOperator's `.math` functions: float through the SIMD kernels, float16
+/// through them too (converted to float in blocks, so each element is rounded once more, as
+/// numpy's float16 math does), double with libm's double functions; Neg and Abs also on int32 and
+/// int64 (integers wrap: -Int.min is Int.min, as in numpy); Sign on every integer type.
 enum UnaryMath {
     /// The functions registered under their ONNX names with no attributes to read.
     static let withoutAttributes: [(String, UnaryFunction)] = [
@@ -14,10 +16,13 @@ enum UnaryMath {
 
     static func plan(_ function: UnaryFunction, _ x: PlanValue) throws -> PlanValue {
         switch (function, x.elementType) {
-        case (_, .float), (.neg, .double), (.neg, .int32), (.neg, .int64), (.abs, .double), (.abs, .int32), (.abs, .int64):
+        case (_, .float), (_, .double), (_, .float16), (.neg, .int32), (.neg, .int64), (.abs, .int32), (.abs, .int64):
+            return PlanValue(x.type)
+        case (.sign, .int8), (.sign, .int16), (.sign, .int32), (.sign, .int64),
+             (.sign, .uint8), (.sign, .uint16), (.sign, .uint32), (.sign, .uint64):
             return PlanValue(x.type)
         default:
-            throw DeformRTError.unsupported("input X is \(x.elementType.onnxName); only float is supported")
+            throw DeformRTError.unsupported("input X is \(x.elementType.onnxName); float, double and float16 are supported")
         }
     }
 
@@ -32,9 +37,81 @@ enum UnaryMath {
                 let start = range.lowerBound * block
                 ElementwiseMath.apply(function, px + start, py + start, min(n, range.upperBound * block) - start)
             }
-        case .double: map(Double.self, x, y, function == .neg ? { -$0 } : { Swift.abs($0) })
+        case .double: map(Double.self, x, y) { UnaryMath.double(function, $0) }
+        case .float16:
+            let px = x.pointer(Float16.self), py = y.pointer(Float16.self)
+            let block = 1024
+            context.parallel.forEachRange((n + block - 1) / block) { _, range in
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: block) { buffer in
+                    let b = buffer.baseAddress!
+                    for index in range {
+                        let start = index * block, count = min(n - start, block)
+                        for i in 0..<count { b[i] = Float(px[start + i]) }
+                        ElementwiseMath.apply(function, b, b, count)
+                        for i in 0..<count { py[start + i] = Float16(b[i]) }
+                    }
+                }
+            }
+        case _ where function == .sign: sign(x, y)
         case .int64: map(Int64.self, x, y, function == .neg ? { 0 &- $0 } : { $0 < 0 ? 0 &- $0 : $0 })
         case .int32: map(Int32.self, x, y, function == .neg ? { 0 &- $0 } : { $0 < 0 ? 0 &- $0 : $0 })
+        default: break  // refused by plan
+        }
+    }
+
+    /// One element of `function` in double precision (libm), for double tensors.
+    static func double(_ function: UnaryFunction, _ x: Double) -> Double {
+        switch function {
+        case .relu: return x < 0 ? 0 : x
+        case .leakyRelu(let alpha): return x < 0 ? x * Double(alpha) : x
+        case .sigmoid: return 1 / (1 + Glibc.exp(-x))
+        case .silu: return x / (1 + Glibc.exp(-x))
+        case .swish(let alpha): return x / (1 + Glibc.exp(-Double(alpha) * x))
+        case .tanh: return Glibc.tanh(x)
+        case .exp: return Glibc.exp(x)
+        case .log: return Glibc.log(x)
+        case .sqrt: return x.squareRoot()
+        case .neg: return -x
+        case .abs: return Swift.abs(x)
+        case .erf: return Glibc.erf(x)
+        case .floor: return x.rounded(.down)
+        case .ceil: return x.rounded(.up)
+        case .reciprocal: return 1 / x
+        case .hardSigmoid(let alpha, let beta): return Swift.min(Swift.max(Double(alpha) * x + Double(beta), 0), 1)
+        case .hardSwish: return x * Swift.min(Swift.max(x / 6 + 0.5, 0), 1)
+        case .softplus: return (x > 0 ? x : 0) + Glibc.log1p(Glibc.exp(-Swift.abs(x)))
+        case .mish: return x * Glibc.tanh((x > 0 ? x : 0) + Glibc.log1p(Glibc.exp(-Swift.abs(x))))
+        case .elu(let alpha): return x > 0 ? x : Double(alpha) * Glibc.expm1(x)
+        case .selu(let alpha, let gamma): return Double(gamma) * (x > 0 ? x : Double(alpha) * Glibc.expm1(x))
+        case .gelu: return 0.5 * x * (1 + Glibc.erf(x * 0.70710678118654752))
+        case .geluTanh: return 0.5 * x * (1 + Glibc.tanh(0.79788456080286536 * (x + 0.044715 * x * x * x)))
+        case .clip(let low, let high):
+            let raised = x < Double(low) ? Double(low) : x
+            return raised > Double(high) ? Double(high) : raised
+        case .round: return x.rounded(.toNearestOrEven)
+        case .sign: return x > 0 ? 1 : x < 0 ? -1 : x.isNaN ? x : 0
+        case .sin: return Glibc.sin(x)
+        case .cos: return Glibc.cos(x)
+        case .softsign: return x / (1 + Swift.abs(x))
+        case .celu(let alpha): return x > 0 ? x : Double(alpha) * Glibc.expm1(x / Double(alpha))
+        case .thresholdedRelu(let alpha): return x > Double(alpha) ? x : 0
+        case .shrink(let lambd, let bias): return x < -Double(lambd) ? x + Double(bias) : x > Double(lambd) ? x - Double(bias) : 0
+        }
+    }
+
+    /// Sign of the integer types (the float types run with the other functions).
+    private static func sign(_ x: Tensor, _ y: Tensor) {
+        func signed<T: SignedInteger & FixedWidthInteger>(_: T.Type) { map(T.self, x, y) { $0 > 0 ? 1 : $0 < 0 ? -1 : 0 } }
+        func unsigned<T: UnsignedInteger & FixedWidthInteger>(_: T.Type) { map(T.self, x, y) { $0 > 0 ? 1 : 0 } }
+        switch x.elementType {
+        case .int8: signed(Int8.self)
+        case .int16: signed(Int16.self)
+        case .int32: signed(Int32.self)
+        case .int64: signed(Int64.self)
+        case .uint8: unsigned(UInt8.self)
+        case .uint16: unsigned(UInt16.self)
+        case .uint32: unsigned(UInt32.self)
+        case .uint64: unsigned(UInt64.self)
         default: break  // refused by plan
         }
     }
@@ -185,7 +262,7 @@ final class PowOperator: Operator {
 }
 
 /// Min and Max over any number of inputs with numpy broadcasting; NaN wins (numpy's
-/// minimum/maximum). Float, double, int32 and int64.
+/// minimum/maximum). Float, double, float16 and every integer type.
 final class MinMaxOperator: Operator {
     let isMax: Bool
     init(isMax: Bool) { self.isMax = isMax }
@@ -194,7 +271,7 @@ final class MinMaxOperator: Operator {
         let parts = inputs.compactMap { $0 }
         guard let first = parts.first else { throw DeformRTError.invalidModel("needs at least one input") }
         switch first.elementType {
-        case .float, .double, .int32, .int64: break
+        case .float, .double, .float16, .int8, .int16, .int32, .int64, .uint8, .uint16, .uint32, .uint64: break
         default: throw DeformRTError.unsupported("element type \(first.elementType.onnxName) is not supported")
         }
         var shape = first.shape
@@ -219,11 +296,22 @@ final class MinMaxOperator: Operator {
                     ElementwiseMath.binary(op, po + oo, os, pp + bo, bs, po + oo, n)
                 }
             case .double: combine(Double.self, out, part) { a, b in b.isNaN || (self.isMax ? b > a : b < a) ? b : a }
-            case .int64: combine(Int64.self, out, part) { a, b in self.isMax ? Swift.max(a, b) : Swift.min(a, b) }
-            case .int32: combine(Int32.self, out, part) { a, b in self.isMax ? Swift.max(a, b) : Swift.min(a, b) }
+            case .float16: combine(Float16.self, out, part) { a, b in b.isNaN || (self.isMax ? b > a : b < a) ? b : a }
+            case .int64: integer(Int64.self, out, part)
+            case .int32: integer(Int32.self, out, part)
+            case .int16: integer(Int16.self, out, part)
+            case .int8: integer(Int8.self, out, part)
+            case .uint64: integer(UInt64.self, out, part)
+            case .uint32: integer(UInt32.self, out, part)
+            case .uint16: integer(UInt16.self, out, part)
+            case .uint8: integer(UInt8.self, out, part)
             default: throw DeformRTError.unsupported("element type \(out.elementType.onnxName) is not supported")
             }
         }
+    }
+
+    private func integer<T: FixedWidthInteger>(_: T.Type, _ out: Tensor, _ part: Tensor) {
+        combine(T.self, out, part) { a, b in self.isMax ? Swift.max(a, b) : Swift.min(a, b) }
     }
 
     /// out = f(out, part) in place, part broadcast.

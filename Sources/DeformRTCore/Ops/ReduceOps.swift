@@ -1,9 +1,14 @@
 import DeformRTKernels
+#if canImport(Glibc)
+import Glibc
+#endif
 
-/// ReduceMean, ReduceSum, ReduceMax, ReduceMin over float tensors. Axes come from the attribute
-/// (older opsets) or the second input (ReduceSum >= 13, the others >= 18).
+/// ReduceMean, ReduceSum, ReduceMax, ReduceMin, ReduceL1, ReduceL2, ReduceLogSum,
+/// ReduceLogSumExp, ReduceProd, ReduceSumSquare over float and double tensors. Axes come from the attribute
+/// (older opsets) or the second input (ReduceSum >= 13, the others >= 18); values are accumulated
+/// in the element type, in order.
 final class ReduceOperator: Operator {
-    enum Kind { case mean, sum, max, min }
+    enum Kind { case mean, sum, max, min, l1, l2, logSum, logSumExp, prod, sumSquare }
     let kind: Kind
     let keepDims: Bool
     let noopWithEmptyAxes: Bool
@@ -28,23 +33,31 @@ final class ReduceOperator: Operator {
 
     func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
         let x = try PlanCheck.input(inputs, 0, "data")
-        try PlanCheck.float(x, "data")
-        let reduced = Set(try axes(inputs, rank: x.shape.count))
-        if kind == .max || kind == .min, reduced.contains(where: { x.shape[$0] == 0 }) {
-            throw DeformRTError.invalidModel("cannot take the \(kind) of an empty axis (shape \(x.shape))")
+        if x.elementType != .float && x.elementType != .double {
+            throw DeformRTError.unsupported("input data is \(x.elementType.onnxName); float and double are supported")
         }
+        let reduced = Set(try axes(inputs, rank: x.shape.count))
         var shape: [Int] = []
         for (axis, dim) in x.shape.enumerated() {
             if !reduced.contains(axis) { shape.append(dim) } else if keepDims { shape.append(1) }
         }
-        return [PlanValue(ValueType(.float, shape))]
+        return [PlanValue(ValueType(x.elementType, shape))]
     }
 
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
         let x = inputs[0]!
-        let planInputs = PlanValue.constants(inputs)
-        let reduced = Set(try axes(planInputs, rank: x.rank))
-        let px = x.floats, py = outputs[0].floats
+        let reduced = Set(try axes(PlanValue.constants(inputs), rank: x.rank))
+        if x.elementType == .double {
+            run(Double.self, x, outputs[0], reduced, context, exp: { Glibc.exp($0) }, log: { Glibc.log($0) })
+        } else {
+            run(Float.self, x, outputs[0], reduced, context, exp: { expf($0) }, log: { logf($0) })
+        }
+    }
+
+    @inline(__always)
+    private func run<T: BinaryFloatingPoint>(_: T.Type, _ x: Tensor, _ y: Tensor, _ reduced: Set<Int>, _ context: RunContext,
+                                             exp: @escaping (T) -> T, log: @escaping (T) -> T) {
+        let px = x.pointer(T.self), py = y.pointer(T.self)
         // Move reduced axes last: out[o] reduces the contiguous-in-the-view block of `inner` values.
         let kept = x.shape.indices.filter { !reduced.contains($0) }
         let order = kept + x.shape.indices.filter { reduced.contains($0) }
@@ -56,34 +69,73 @@ final class ReduceOperator: Operator {
         let kind = kind
         // Trailing reduced axes (global pooling written as ReduceMean) are one contiguous block.
         let trailing = reduced == Set((x.rank - reduced.count)..<x.rank)
+        let shape = x.shape
         context.parallel.forEach(outerCount) { o in
-            if trailing && kind != .max && kind != .min {
-                var sum: Float = 0
-                let block = px + o * innerCount
-                for i in 0..<innerCount { sum += block[i] }
-                py[o] = kind == .mean ? (innerCount > 0 ? sum / Float(innerCount) : .nan) : sum
-                return
+            var base = o * innerCount
+            if !trailing {
+                var rest = o
+                base = 0
+                for axis in kept.reversed() {
+                    base += (rest % shape[axis]) * strides[axis]
+                    rest /= shape[axis]
+                }
             }
-            var rest = o, base = 0
-            for axis in kept.reversed() {
-                base += (rest % x.shape[axis]) * strides[axis]
-                rest /= x.shape[axis]
-            }
-            var accumulator: Float = kind == .max ? -.infinity : kind == .min ? .infinity : 0
-            for i in 0..<innerCount {
+            @inline(__always) func value(_ i: Int) -> T {
+                if trailing { return px[base + i] }
                 var r = i, offset = base
                 for axis in innerAxes.reversed() {
-                    offset += (r % x.shape[axis]) * strides[axis]
-                    r /= x.shape[axis]
+                    offset += (r % shape[axis]) * strides[axis]
+                    r /= shape[axis]
                 }
-                let v = px[offset]
-                switch kind {
-                case .mean, .sum: accumulator += v
-                case .max: accumulator = v.isNaN || v > accumulator ? v : accumulator
-                case .min: accumulator = v.isNaN || v < accumulator ? v : accumulator
-                }
+                return px[offset]
             }
-            py[o] = kind == .mean ? (innerCount > 0 ? accumulator / Float(innerCount) : .nan) : accumulator
+            py[o] = ReduceOperator.reduce(kind, innerCount, value, exp: exp, log: log)
+        }
+    }
+
+    /// One reduction of `count` values. Empty sets give the identity (0 for the sums, 1 for the
+    /// product, -Inf for max and the log-sums, +Inf for min) and NaN for the mean.
+    @inline(__always)
+    static func reduce<T: BinaryFloatingPoint>(_ kind: Kind, _ count: Int, _ value: (Int) -> T,
+                                               exp: (T) -> T, log: (T) -> T) -> T {
+        switch kind {
+        case .max, .min:
+            var accumulator: T = kind == .max ? -.infinity : .infinity
+            for i in 0..<count {
+                let v = value(i)
+                if v.isNaN || (kind == .max ? v > accumulator : v < accumulator) { accumulator = v }
+                if accumulator.isNaN { break }
+            }
+            return accumulator
+        case .logSumExp:
+            // Shifted by the largest finite value (onnx.reference's order); with none, unshifted.
+            var m = -T.infinity
+            for i in 0..<count {
+                let v = value(i)
+                if v.isNaN { return .nan }
+                if v.isFinite && v > m { m = v }
+            }
+            if m == -.infinity { m = 0 }
+            var sum: T = 0
+            for i in 0..<count { sum += exp(value(i) - m) }
+            return log(sum) + m
+        case .prod:
+            var accumulator: T = 1
+            for i in 0..<count { accumulator *= value(i) }
+            return accumulator
+        case .mean, .sum, .l1, .l2, .logSum, .sumSquare:
+            var accumulator: T = 0
+            switch kind {
+            case .l1: for i in 0..<count { accumulator += abs(value(i)) }
+            case .l2, .sumSquare: for i in 0..<count { let v = value(i); accumulator += v * v }
+            default: for i in 0..<count { accumulator += value(i) }
+            }
+            switch kind {
+            case .mean: return count > 0 ? accumulator / T(count) : .nan
+            case .l2: return accumulator.squareRoot()
+            case .logSum: return log(accumulator)
+            default: return accumulator
+            }
         }
     }
 }

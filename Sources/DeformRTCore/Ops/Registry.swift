@@ -113,6 +113,42 @@ enum OperatorRegistry {
         add("", "MeanVarianceNormalization", since: 9) { try MeanVarianceNormOperator($0) }
         add("", "GlobalMaxPool") { _ in GlobalMaxPoolOperator() }
         add("", "LpPool", since: 2) { try PoolOperator($0, kind: .lp) }
+        // Conformance family (issue 9): elementwise math, reductions, variadic Sum / Mean, index
+        // gathers and scatters, CumSum, OneHot, Trilu, Einsum (ElementwiseExtraOps, ReduceOps, IndexOps,
+        // EinsumOps).
+        add("", "Round", since: 11) { _ in UnaryOperator(.math(.round)) }
+        add("", "Sign", since: 9) { _ in UnaryOperator(.math(.sign)) }
+        add("", "Sin", since: 7) { _ in UnaryOperator(.math(.sin)) }
+        add("", "Cos", since: 7) { _ in UnaryOperator(.math(.cos)) }
+        add("", "Softsign") { _ in UnaryOperator(.math(.softsign)) }
+        add("", "Celu", since: 12) { UnaryOperator(.math(.celu(alpha: try $0.attributes.float("alpha", default: 1)))) }
+        add("", "ThresholdedRelu", since: 10) { UnaryOperator(.math(.thresholdedRelu(alpha: try $0.attributes.float("alpha", default: 1)))) }
+        add("", "Shrink", since: 9) {
+            UnaryOperator(.math(.shrink(lambd: try $0.attributes.float("lambd", default: 0.5), bias: try $0.attributes.float("bias", default: 0))))
+        }
+        add("", "Swish", since: 24) { UnaryOperator(.math(.swish(alpha: try $0.attributes.float("alpha", default: 1)))) }
+        add("", "IsNaN", since: 9) { _ in FloatClassOperator(.nan) }
+        add("", "IsInf", since: 10) { try FloatClassOperator.isInf($0) }
+        add("", "Mod", since: 10) { try ModOperator($0) }
+        add("", "CastLike", since: 15) { _ in CastLikeOperator() }
+        add("", "LogSoftmax") { try SoftmaxOperator($0, kind: .logSoftmax) }
+        add("", "Hardmax") { try SoftmaxOperator($0, kind: .hardmax) }
+        add("", "ReduceL1") { try ReduceOperator($0, kind: .l1) }
+        add("", "ReduceL2") { try ReduceOperator($0, kind: .l2) }
+        add("", "ReduceLogSum") { try ReduceOperator($0, kind: .logSum) }
+        add("", "ReduceLogSumExp") { try ReduceOperator($0, kind: .logSumExp) }
+        add("", "ReduceProd") { try ReduceOperator($0, kind: .prod) }
+        add("", "ReduceSumSquare") { try ReduceOperator($0, kind: .sumSquare) }
+        add("", "Sum") { _ in SumMeanOperator(isMean: false) }
+        add("", "Mean") { _ in SumMeanOperator(isMean: true) }
+        add("", "GatherElements", since: 11) { try GatherElementsOperator($0) }
+        add("", "GatherND", since: 11) { try GatherNDOperator($0) }
+        add("", "ScatterElements", since: 11) { try ScatterElementsOperator($0) }
+        add("", "ScatterND", since: 11) { try ScatterNDOperator($0) }
+        add("", "CumSum", since: 11) { try CumSumOperator($0) }
+        add("", "OneHot", since: 9) { try OneHotOperator($0) }
+        add("", "Trilu", since: 14) { try TriluOperator($0) }
+        add("", "Einsum", since: 12) { try EinsumOperator($0) }
         add("", "RoiAlign", since: 10) { try RoiAlignOperator($0) }
         add("", "MaxRoiPool") { try MaxRoiPoolOperator($0) }
         for domain in ["mmcv", "mmdeploy"] {

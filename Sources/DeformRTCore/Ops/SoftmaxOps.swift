@@ -1,11 +1,17 @@
 import DeformRTKernels
 
-/// Softmax: opset >= 13 over one axis; earlier opsets over the flattened dims from `axis` on.
+/// Softmax, LogSoftmax and Hardmax: opset >= 13 over one axis; earlier opsets over the flattened
+/// dims from `axis` on. LogSoftmax is x - max - log(sum(e^(x - max))) (as onnxruntime; onnx's
+/// reference takes the log of the softmax, which underflows to -Inf far from the maximum).
+/// Hardmax puts 1 at the first maximum of each row (NaN counts as the maximum, as numpy's argmax).
 final class SoftmaxOperator: Operator {
+    enum Kind { case softmax, logSoftmax, hardmax }
+    let kind: Kind
     let axis: Int
     let legacy: Bool
 
-    init(_ spec: OperatorSpec) throws {
+    init(_ spec: OperatorSpec, kind: Kind = .softmax) throws {
+        self.kind = kind
         legacy = spec.opset < 13
         axis = try spec.attributes.int("axis", default: legacy ? 1 : -1)
     }
@@ -24,9 +30,19 @@ final class SoftmaxOperator: Operator {
         let length = legacy ? x.shape[a...].reduce(1, *) : x.shape[a]
         let inner = legacy ? 1 : x.shape[(a + 1)...].reduce(1, *)
         let px = x.floats, py = outputs[0].floats
+        let kind = kind
         context.parallel.forEach(outer) { o in
             for i in 0..<inner {
                 let base = o * length * inner + i
+                if kind == .hardmax {
+                    var best = 0
+                    for k in 1..<max(length, 1) {
+                        let v = px[base + k * inner], b = px[base + best * inner]
+                        if !b.isNaN && (v.isNaN || v > b) { best = k }
+                    }
+                    for k in 0..<length { py[base + k * inner] = k == best ? 1 : 0 }
+                    continue
+                }
                 var m = -Float.infinity
                 for k in 0..<length { m = Swift.max(m, px[base + k * inner]) }
                 var sum: Float = 0
@@ -34,6 +50,11 @@ final class SoftmaxOperator: Operator {
                     let e = expf(px[base + k * inner] - m)
                     py[base + k * inner] = e
                     sum += e
+                }
+                if kind == .logSoftmax {
+                    let shift = m + logf(sum)
+                    for k in 0..<length { py[base + k * inner] = px[base + k * inner] - shift }
+                    continue
                 }
                 let r = 1 / sum
                 for k in 0..<length { py[base + k * inner] *= r }
