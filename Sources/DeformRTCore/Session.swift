@@ -149,6 +149,9 @@ public final class SessionCore: @unchecked Sendable {
 
     public func unknownOutput(_ name: String) -> DeformRTError {
         let known = graph.outputs.map { "'\($0.name)'" }.joined(separator: ", ")
+        if graph.valueNames.contains(name) {
+            return DeformRTError.invalidArgument("'\(name)' is an intermediate value of the model, not an output of this session (its outputs are \(known)); name it in the session options' extra outputs (drt_session_options_add_output, SessionOptions.extra_outputs) to read it")
+        }
         return DeformRTError.invalidArgument("unknown output name '\(name)' (the model's outputs are \(known))")
     }
 
