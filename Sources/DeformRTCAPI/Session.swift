@@ -171,10 +171,10 @@ private func run(_ session: OpaquePointer?, _ runOptions: OpaquePointer?, _ inpu
                 throw s.core.unknownOutput(String(cString: name))
             }
             return index
-        }, provided: anyCallerTensor ? { i in
+        }, providesOutputs: anyCallerTensor, provided: { i in
             guard out[i] != nil else { return nil }
             return try object(out[i], TensorHandle.self, "outputs[\(i)]", in: function).tensor
-        } : nil, termination: termination, emit: { i, tensor in
+        }, termination: termination, emit: { i, tensor in
             if !anyCallerTensor || out[i] == nil { out[i] = HandleRegistry.register(TensorHandle(tensor)) }
         })
 }

@@ -149,22 +149,27 @@ public final class SessionCore: @unchecked Sendable {
 
     public func unknownOutput(_ name: String) -> DeformRTError {
         let known = graph.outputs.map { "'\($0.name)'" }.joined(separator: ", ")
+        if graph.valueNames.contains(name) {
+            return DeformRTError.invalidArgument("'\(name)' is an intermediate value of the model, not an output of this session (its outputs are \(known)); name it in the session options' extra outputs (drt_session_options_add_output, SessionOptions.extra_outputs) to read it")
+        }
         return DeformRTError.invalidArgument("unknown output name '\(name)' (the model's outputs are \(known))")
     }
 
     // Per-run scratch, reused under the lock so that a steady-state run builds no array.
     private var fedInputs: [Tensor?] = []
     private var wantedOutputs: [Int] = []
+    private var providedOutputs: [Tensor?] = []
 
     /// Runs the graph with feeds and outputs resolved by the caller: `feed(i)` gives the graph
     /// input index and tensor of feed i, `output(i)` the graph output index of wanted output i
     /// (`outputCount` nil: the model's outputs in graph order), and `emit(i, tensor)` receives the
-    /// results in that order. `provided(i)`, when given, is a caller's tensor that wanted output i
-    /// is written into (its type and shape must be the output's; nil: a new tensor), and emit is
-    /// then handed that tensor. The closures run under the session's lock; nothing is allocated in
-    /// steady state but the output tensors.
+    /// results in that order. With `providesOutputs`, `provided(i)` is a caller's tensor that
+    /// wanted output i is written into (its type and shape must be the output's; nil: a new
+    /// tensor), and emit is then handed that tensor. The closures run under the session's lock;
+    /// nothing is allocated in steady state but the output tensors the session makes.
     public func run(feedCount: Int, feed: (Int) throws -> (index: Int, tensor: Tensor), outputCount: Int?,
-                    output: (Int) throws -> Int, provided: ((Int) throws -> Tensor?)? = nil,
+                    output: (Int) throws -> Int, providesOutputs: Bool = false,
+                    provided: (Int) throws -> Tensor? = { _ in nil },
                     termination: RunTermination? = nil, emit: (Int, Tensor) -> Void) throws {
         lock.lock()
         defer { lock.unlock() }
@@ -192,11 +197,11 @@ public final class SessionCore: @unchecked Sendable {
             plan = nil  // free the old arena before making the new one
             plan = try ExecutionPlan(session: self, inputTypes: fedInputs.map { ValueType($0!.elementType, $0!.shape) })
         }
-        var callerOutputs: [Tensor?] = []
-        if let provided {
-            callerOutputs = try wantedOutputs.indices.map { try provided($0) }
+        defer { providedOutputs.removeAll(keepingCapacity: true) }
+        if providesOutputs {
+            for position in wantedOutputs.indices { providedOutputs.append(try provided(position)) }
         }
-        try plan!.execute(inputs: fedInputs, wanted: wantedOutputs, provided: callerOutputs, profiler: profiler,
+        try plan!.execute(inputs: fedInputs, wanted: wantedOutputs, provided: providedOutputs, profiler: profiler,
                           termination: termination, emit: emit)
     }
 

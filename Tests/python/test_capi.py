@@ -57,8 +57,8 @@ def test_c_concurrency_program(c_programs):
     assert "all concurrency checks passed" in _run([c_programs["concurrency"], MODEL]).stdout
 
 
-def _allocations_per_run(program, model, input_name, shape, threads):
-    out = _run([program, model, input_name, shape, str(threads)]).stdout
+def _allocations_per_run(program, model, input_name, shape, threads, *mode):
+    out = _run([program, model, input_name, shape, str(threads), *mode]).stdout
     least, most = map(int, re.search(r"allocations per run: (\d+) (\d+)", out).groups())
     return least, most
 
@@ -78,6 +78,12 @@ def test_steady_state_runs_allocate_only_their_outputs(c_programs, tmp_path):
     spec.loader.exec_module(generator)
     path = generator.write_models(str(tmp_path), ["resnet50_dcnv2"], width_divisor=16, blocks="small")["resnet50_dcnv2"]
     assert _allocations_per_run(c_programs["steady_state"], path, "image", "1x3x40x36", 1) == (1, 1)
+
+
+def test_steady_state_runs_into_caller_tensors_allocate_nothing(c_programs):
+    """drt_session_run_with_options with run options (the cancellation check) and caller tensors
+    for every output: the one allocation per run left is gone."""
+    assert _allocations_per_run(c_programs["steady_state"], MODEL, "image", "1x3x32x32", 1, "caller") == (0, 0)
 
 
 def test_status_string_for_every_code_and_unknown_ones():

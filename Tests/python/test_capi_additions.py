@@ -66,5 +66,5 @@ def test_valgrind_additions_program_leaks_nothing(tmp_path):
     # A shorter chain: valgrind runs it ~50x slower; cancellation is timed against its own full run.
     chain = write_chain_model(str(tmp_path / "chain.onnx"), depth=4)
     program = _compile("capi_additions.c", str(tmp_path / "capi_additions"), os.path.dirname(_DEBUG_LIB))
-    result = _valgrind([program, MODEL, chain], os.path.dirname(_DEBUG_LIB))
+    result = _valgrind([program, MODEL, chain, "8"], os.path.dirname(_DEBUG_LIB))
     assert re.search(r"^\d+ checks, 0 failed$", result.stdout, re.M), result.stdout

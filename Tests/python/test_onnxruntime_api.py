@@ -301,6 +301,15 @@ def test_extra_outputs_match_onnxruntime_at_every_level(level, onnx_case):
     np.testing.assert_array_equal(y, ours[0])
 
 
+def test_asking_for_an_intermediate_value_without_extra_outputs_says_how(chain_model):
+    session = deformrt.InferenceSession(chain_model[0])
+    with pytest.raises(deformrt.DeformRTError, match="extra outputs") as error:
+        session.run(["r3"], {"image": np.load(chain_model[1])})
+    assert "'r3' is an intermediate value" in error.value.message
+    with pytest.raises(deformrt.DeformRTError, match="unknown output name 'nothing'"):
+        session.run(["nothing"], {"image": np.load(chain_model[1])})
+
+
 def test_extra_output_names_are_checked(chain_model):
     for names, message in [(["no_such_value"], "no_such_value"), (["probabilities"], "already an output"),
                            (["c1", "c1"], "added already")]:
