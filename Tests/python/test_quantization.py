@@ -387,6 +387,25 @@ def test_quantize_static_models(quant_format, per_channel):
             assert np.array_equal(got.argmax(1), want.argmax(1))
 
 
+@pytest.mark.parametrize("weight_type", ["QInt8", "QUInt8"])
+def test_quantize_dynamic_model(weight_type):
+    """quantize_dynamic's DynamicQuantizeLinear + MatMulInteger + Cast + Mul graph: identical to
+    onnxruntime running the same nodes (optimisations off); onnxruntime's default level fuses
+    them into com.microsoft MatMulIntegerToFloat, which multiplies the scales in another order:
+    within 1e-5 relative there."""
+    gen = _generator()
+    model = gen.quantize_dynamic(gen.mlp_model(), weight_type).SerializeToString()
+    x = np.random.default_rng(9).standard_normal((5, 33)).astype(np.float32)
+    with deformrt.InferenceSession(model, threads=2) as session:
+        (got,) = session.run(None, {"x": x})
+    for level, rtol in ((ort.GraphOptimizationLevel.ORT_DISABLE_ALL, 0), (ort.GraphOptimizationLevel.ORT_ENABLE_ALL, 1e-5)):
+        options = ort.SessionOptions()
+        options.graph_optimization_level = level
+        (want,) = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+        print(f"quantize_dynamic {weight_type} ort level {int(level)}: max |err| {np.abs(got - want).max():.3g}")
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=1e-6 * np.abs(want).max() if rtol else 0)
+
+
 # ---- hostile quantized nodes ------------------------------------------------------------------
 
 def refused(op, inputs, attrs=None, opset=13, match=None, initializers=()):
