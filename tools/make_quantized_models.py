@@ -87,6 +87,33 @@ def quantize(model: onnx.ModelProto, quant_format: str, per_channel: bool = Fals
         return onnx.load(dst)
 
 
+def mlp_model(seed: int = 2, opset: int = 13) -> onnx.ModelProto:
+    """MatMul(33 -> 65) Relu MatMul(65 -> 10), batch dynamic: what quantize_dynamic rewrites into
+    DynamicQuantizeLinear + MatMulInteger + Cast + Mul."""
+    rng = np.random.default_rng(seed)
+    w1 = numpy_helper.from_array((rng.standard_normal((33, 65)) / 6).astype(np.float32), "w1")
+    w2 = numpy_helper.from_array((rng.standard_normal((65, 10)) / 8).astype(np.float32), "w2")
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("MatMul", ["r", "w2"], ["y"])]
+    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 33])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])], [w1, w2])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return model
+
+
+def quantize_dynamic(model: onnx.ModelProto, weight_type: str = "QInt8") -> onnx.ModelProto:
+    """onnxruntime.quantization.quantize_dynamic (weights quantized once, activations per run)."""
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = os.path.join(tmp, "float.onnx"), os.path.join(tmp, "int8.onnx")
+        onnx.save(model, src)
+        ort_quantize_dynamic(src, dst, weight_type=getattr(QuantType, weight_type))
+        return onnx.load(dst)
+
+
 def main() -> None:
     out = sys.argv[1] if len(sys.argv) > 1 else "."
     os.makedirs(out, exist_ok=True)
@@ -97,6 +124,10 @@ def main() -> None:
             name = f"small_convnet_int8_{fmt.lower()}{'_per_channel' if per_channel else ''}.onnx"
             onnx.save(quantize(model, fmt, per_channel), os.path.join(out, name))
             print(name)
+    for weight_type in ("QInt8", "QUInt8"):
+        name = f"mlp_dynamic_{weight_type.lower()}.onnx"
+        onnx.save(quantize_dynamic(mlp_model(), weight_type), os.path.join(out, name))
+        print(name)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,22 @@ public enum Quantization {
     typealias V = SIMD16<Float>
     typealias I = SIMD16<Int32>
 
-    /// The range of a quantized type: int8 [-128, 127], uint8 [0, 255].
+    /// The element type of quantized data.
+    public enum Storage: Sendable { case int8, uint8, int16, uint16, int32 }
+
+    /// The range of an 8-bit quantized type: int8 [-128, 127], uint8 [0, 255].
     public static func range(signed: Bool) -> (low: Int32, high: Int32) { signed ? (-128, 127) : (0, 255) }
+
+    /// The range of a quantized type (int32 is only ever dequantized).
+    public static func range(_ storage: Storage) -> (low: Int32, high: Int32) {
+        switch storage {
+        case .int8: return (-128, 127)
+        case .uint8: return (0, 255)
+        case .int16: return (-32768, 32767)
+        case .uint16: return (0, 65535)
+        case .int32: return (Int32.min, Int32.max)
+        }
+    }
 
     /// Rounds lanes already clamped to |v| < 2^22, half to even (the 1.5 * 2^23 trick), to Int32.
     @inline(__always)
@@ -28,6 +42,16 @@ public enum Quantization {
     }
 
     @inline(__always)
+    static func store16(_ q: I, _ y: UnsafeMutableRawPointer, _ count: Int) {
+        let halves = SIMD16<UInt16>(truncatingIfNeeded: q)
+        if count == 16 {
+            y.storeBytes(of: halves, as: SIMD16<UInt16>.self)
+        } else {
+            for j in 0..<count { y.storeBytes(of: halves[j], toByteOffset: 2 * j, as: UInt16.self) }
+        }
+    }
+
+    @inline(__always)
     static func store(_ q: I, _ y: UnsafeMutablePointer<UInt8>, _ count: Int) {
         let bytes = SIMD16<UInt8>(truncatingIfNeeded: q)
         if count == 16 {
@@ -37,41 +61,43 @@ public enum Quantization {
         }
     }
 
-    /// y[i] = saturate(rint(x[i] / scale) + zeroPoint) for `count` elements; int8 and uint8 are both
-    /// written as their byte patterns.
+    /// y[i] = saturate(rint(x[i] / scale) + zeroPoint) for `count` elements of `storage`
+    /// (8-bit types written as their byte patterns, 16-bit as their 2-byte patterns).
     public static func quantize(_ x: UnsafePointer<Float>, _ y: UnsafeMutableRawPointer, count: Int,
-                                scale: Float, zeroPoint: Int32, signed: Bool) {
-        let (low, high) = range(signed: signed)
+                                scale: Float, zeroPoint: Int32, storage: Storage) {
+        let (low, high) = range(storage)
         let lo = V(repeating: Float(low - zeroPoint)), hi = V(repeating: Float(high - zeroPoint))
         let s = V(repeating: scale), zp = I(repeating: zeroPoint)
-        let out = y.assumingMemoryBound(to: UInt8.self)
+        let wide = storage == .int16 || storage == .uint16
         var i = 0
-        while i + 16 <= count {
-            let v = ElementwiseKernels.load16(x + i) / s
-            store(roundClamped(clampNaNLow(v, lo, hi)) &+ zp, out + i, 16)
-            i += 16
-        }
-        if i < count {
-            var lane = V(repeating: 0)
-            for j in 0..<(count - i) { lane[j] = x[i + j] }
-            store(roundClamped(clampNaNLow(lane / s, lo, hi)) &+ zp, out + i, count - i)
+        while i < count {
+            let n = min(16, count - i)
+            var v: V
+            if n == 16 {
+                v = ElementwiseKernels.load16(x + i)
+            } else {
+                v = V(repeating: 0)
+                for j in 0..<n { v[j] = x[i + j] }
+            }
+            let q = roundClamped(clampNaNLow(v / s, lo, hi)) &+ zp
+            if wide { store16(q, y + 2 * i, n) } else { store(q, y.assumingMemoryBound(to: UInt8.self) + i, n) }
+            i += n
         }
     }
 
     /// Quantizes [outer, channels, inner] with one scale / zero point per channel (count 1: per tensor).
     public static func quantize(_ x: UnsafePointer<Float>, _ y: UnsafeMutableRawPointer, outer: Int, channels: Int, inner: Int,
-                                scales: UnsafePointer<Float>, zeroPoints: UnsafePointer<Int32>, signed: Bool, parallel: Parallel) {
+                                scales: UnsafePointer<Float>, zeroPoints: UnsafePointer<Int32>, storage: Storage, parallel: Parallel) {
         let rows = outer * channels
+        let size = storage == .int16 || storage == .uint16 ? 2 : 1
         parallel.forEachRange(rows, totalWork: rows * inner) { _, range in
             for row in range {
                 let c = row % channels
-                quantize(x + row * inner, y + row * inner, count: inner, scale: scales[c], zeroPoint: zeroPoints[c], signed: signed)
+                quantize(x + row * inner, y + row * inner * size, count: inner, scale: scales[c], zeroPoint: zeroPoints[c], storage: storage)
             }
         }
     }
 
-    /// The element type of quantized data.
-    public enum Storage: Sendable { case int8, uint8, int32 }
 
     /// y = Float(q - zeroPoint) * scale over [outer, channels, inner].
     public static func dequantize(_ q: UnsafeRawPointer, _ storage: Storage, _ y: UnsafeMutablePointer<Float>, outer: Int,
@@ -89,6 +115,12 @@ public enum Quantization {
                     for j in 0..<inner { out[j] = Float(Int32(p[j]) - zp) * scale }
                 case .uint8:
                     let p = q.assumingMemoryBound(to: UInt8.self) + row * inner
+                    for j in 0..<inner { out[j] = Float(Int32(p[j]) - zp) * scale }
+                case .int16:
+                    let p = q.assumingMemoryBound(to: Int16.self) + row * inner
+                    for j in 0..<inner { out[j] = Float(Int32(p[j]) - zp) * scale }
+                case .uint16:
+                    let p = q.assumingMemoryBound(to: UInt16.self) + row * inner
                     for j in 0..<inner { out[j] = Float(Int32(p[j]) - zp) * scale }
                 case .int32:
                     let p = q.assumingMemoryBound(to: Int32.self) + row * inner

@@ -141,10 +141,12 @@ public enum Recurrent {
     public static func run(_ cell: RecurrentCell, _ geometry: RecurrentGeometry, activations: [[RecurrentActivation]],
                            reverse: [Bool], clip: Float?, _ tensors: RecurrentTensors,
                            workspace: UnsafeMutablePointer<Float>, parallel: Parallel) {
-        // Every GEMM here is one OpenBLAS call on the calling thread (Gemm.sgemm), never two at
-        // once: Debian's serial OpenBLAS is built without USE_LOCKING, so concurrent calls can
-        // share its packing buffers. Running the directions on two threads, or MatrixMultiply's
-        // column split, gave wrong Y in about 1 fresh session in 10 inside a CRNN (2 threads).
+        // Every GEMM here is one OpenBLAS call on the calling thread (Gemm.sgemm), and the
+        // directions run one after the other. Running the two directions on two threads, or
+        // splitting the projection GEMM with MatrixMultiply, gave a wrong Y (a whole direction) in
+        // about 1 fresh 2-thread session in 10 inside a CRNN (conv stack, then this op). The cause
+        // is not established: concurrent sgemm calls in a C program and a Gemm op in the same
+        // place did not fail. With single calls, 0 of 480 such sessions failed.
         let perDirection = geometry.directionFloats(cell)
         for d in 0..<geometry.directions {
             runDirection(d, cell, geometry, activations[d], reverse[d], clip, tensors, workspace + d * perDirection, parallel)

@@ -23,7 +23,8 @@ import deformrt
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 NP = {TensorProto.INT8: np.int8, TensorProto.UINT8: np.uint8, TensorProto.INT32: np.int32, TensorProto.FLOAT: np.float32,
-      TensorProto.FLOAT16: np.float16, TensorProto.INT16: np.int16}
+      TensorProto.FLOAT16: np.float16, TensorProto.INT16: np.int16, TensorProto.UINT16: np.uint16,
+      TensorProto.INT64: np.int64}
 ELEM = {np.dtype(v): k for k, v in NP.items()}
 
 
@@ -97,12 +98,16 @@ def awkward_floats(rng, shape, scale):
 # ---- QuantizeLinear / DequantizeLinear -------------------------------------------------------
 
 @pytest.mark.parametrize("opset", [10, 13, 19, 21])
-@pytest.mark.parametrize("dtype", [np.int8, np.uint8])
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.uint16])
 def test_quantize_per_tensor(opset, dtype):
+    if np.dtype(dtype).itemsize == 2 and opset < 21:
+        pytest.skip("16-bit quantized types arrive in opset 21")
     rng = rng_for("qpt", opset, dtype)
     scale = np.float32(0.037)
     x = awkward_floats(rng, (3, 5, 7, 9), scale)
-    zp = np.array(-3 if dtype == np.int8 else 131, dtype)
+    zp = np.array({np.int8: -3, np.uint8: 131, np.int16: -300, np.uint16: 40000}[dtype], dtype)
+    if np.dtype(dtype).itemsize == 2:
+        x = x * 300   # reach the 16-bit saturation too
     inputs = [("x", x), ("s", scale), ("z", zp)]
     for inits in [(), ("s", "z")]:
         got, want, blob, feeds = run_both("QuantizeLinear", inputs, opset=opset, initializers=inits)
@@ -128,9 +133,11 @@ def test_quantize_degenerate_scale(scale):
 
 
 @pytest.mark.parametrize("axis", [0, 1, 2, -1])
-@pytest.mark.parametrize("dtype", [np.int8, np.uint8])
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.uint16])
 @pytest.mark.parametrize("opset", [13, 21])
 def test_quantize_dequantize_per_axis(axis, dtype, opset):
+    if np.dtype(dtype).itemsize == 2 and opset < 21:
+        pytest.skip("16-bit quantized types arrive in opset 21")
     rng = rng_for("qpa", axis, dtype, opset)
     shape = (3, 5, 7, 4)
     c = shape[axis]
@@ -147,9 +154,11 @@ def test_quantize_dequantize_per_axis(axis, dtype, opset):
     assert_reference(got, blob, feeds)
 
 
-@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int32])
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int32, np.int16, np.uint16])
 @pytest.mark.parametrize("opset", [10, 13, 19, 21])
 def test_dequantize_per_tensor(dtype, opset):
+    if np.dtype(dtype).itemsize == 2 and opset < 21:
+        pytest.skip("16-bit quantized types arrive in opset 21")
     rng = rng_for("dq", dtype, opset)
     info = np.iinfo(dtype)
     low, high = (info.min, info.max) if dtype != np.int32 else (-2**30, 2**30)
@@ -387,6 +396,25 @@ def test_quantize_static_models(quant_format, per_channel):
             assert np.array_equal(got.argmax(1), want.argmax(1))
 
 
+@pytest.mark.parametrize("weight_type", ["QInt8", "QUInt8"])
+def test_quantize_dynamic_model(weight_type):
+    """quantize_dynamic's DynamicQuantizeLinear + MatMulInteger + Cast + Mul graph: identical to
+    onnxruntime running the same nodes (optimisations off); onnxruntime's default level fuses
+    them into com.microsoft MatMulIntegerToFloat, which multiplies the scales in another order:
+    within 1e-5 relative there."""
+    gen = _generator()
+    model = gen.quantize_dynamic(gen.mlp_model(), weight_type).SerializeToString()
+    x = np.random.default_rng(9).standard_normal((5, 33)).astype(np.float32)
+    with deformrt.InferenceSession(model, threads=2) as session:
+        (got,) = session.run(None, {"x": x})
+    for level, rtol in ((ort.GraphOptimizationLevel.ORT_DISABLE_ALL, 0), (ort.GraphOptimizationLevel.ORT_ENABLE_ALL, 1e-5)):
+        options = ort.SessionOptions()
+        options.graph_optimization_level = level
+        (want,) = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+        print(f"quantize_dynamic {weight_type} ort level {int(level)}: max |err| {np.abs(got - want).max():.3g}")
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=1e-6 * np.abs(want).max() if rtol else 0)
+
+
 # ---- hostile quantized nodes ------------------------------------------------------------------
 
 def refused(op, inputs, attrs=None, opset=13, match=None, initializers=()):
@@ -399,7 +427,7 @@ def refused(op, inputs, attrs=None, opset=13, match=None, initializers=()):
 
 def test_zero_point_of_wrong_type():
     x = np.zeros((2, 3), np.float32)
-    refused("QuantizeLinear", [("x", x), ("s", np.float32(1)), ("z", np.array(0, np.int32))], match="only int8 and uint8")
+    refused("QuantizeLinear", [("x", x), ("s", np.float32(1)), ("z", np.array(0, np.int32))], match="int32; only int8, uint8, int16, uint16 are")
     refused("DequantizeLinear", [("x", np.zeros(3, np.int8)), ("s", np.float32(1)), ("z", np.array(0, np.uint8))],
             match="x_zero_point is uint8 but x is int8")
     a = np.zeros((2, 3), np.uint8)
@@ -437,7 +465,12 @@ def test_refused_attributes_and_types():
     refused("QuantizeLinear", [("x", x), ("s", np.float32(1)), ("z", np.array(0, np.int8))], dict(output_dtype=TensorProto.UINT8),
             opset=21, match="output_dtype uint8 disagrees")
     refused("QuantizeLinear", [("x", x), ("s", np.float16(1))], match="only float scales")
-    refused("DequantizeLinear", [("x", np.zeros(3, np.int16)), ("s", np.float32(1))], opset=21, match="int16; only int8 and uint8 and int32")
+    refused("DequantizeLinear", [("x", np.zeros(3, np.int64)), ("s", np.float32(1))], opset=21,
+            match="int64; only int8, uint8, int16, uint16, int32 are supported")
+    refused("QLinearMatMul", [("a", np.zeros((2, 2), np.int16)), ("as", np.float32(1)), ("az", np.array(0, np.int16)),
+                              ("b", np.zeros((2, 2), np.int8)), ("bs", np.float32(1)), ("bz", np.array(0, np.int8)),
+                              ("ys", np.float32(1)), ("yz", np.array(0, np.int8))], opset=21,
+            match="int16; only int8, uint8 are supported")
 
 
 def test_conv_integer_bad_geometry():
@@ -518,7 +551,6 @@ CONFORMANCE_OPS = {"RNN", "GRU", "LSTM", "QuantizeLinear", "DequantizeLinear", "
 CONFORMANCE_REFUSED = {
     r"blocked": "block_size (blocked quantization)",
     r"e4m3fn|e5m2|float4e2m1|u?int4$|u?int2$": "float8 / float4 / int4 / int2 data",
-    r"u?int16$": "int16 / uint16 data",
     r"float16$": "float16 scales",
 }
 

@@ -2,19 +2,23 @@ import DeformRTKernels
 
 /// Quantized operators as onnxruntime.quantization writes them: QuantizeLinear, DequantizeLinear,
 /// DynamicQuantizeLinear, MatMulInteger, QLinearMatMul, ConvInteger, QLinearConv. Quantized data
-/// is int8 or uint8 (DequantizeLinear also reads int32, the type of quantized biases); scales are
-/// float32. Rounding and saturation are onnxruntime's (see Quantization in DeformRTKernels), so
+/// is int8 or uint8 (QuantizeLinear / DequantizeLinear also int16 and uint16, and DequantizeLinear
+/// reads int32, the type of quantized biases); scales are float32. Rounding and saturation are onnxruntime's (see Quantization in DeformRTKernels), so
 /// results are bit-exact with it. Refused with a clear error: blocked quantization (block_size),
-/// float16 / bfloat16 scales, float8 / int4 / int16 data.
+/// float16 / bfloat16 scales, float8 / int4 / int2 data.
 
 /// Checks shared by the quantized operators.
 enum QuantCheck {
-    static func quantized(_ value: PlanValue, _ name: String, allowInt32: Bool = false) throws {
+    /// Quantized data: int8 / uint8, and for QuantizeLinear / DequantizeLinear also int16 / uint16
+    /// (`allow16`) and, for DequantizeLinear's biases, int32.
+    static func quantized(_ value: PlanValue, _ name: String, allowInt32: Bool = false, allow16: Bool = false) throws {
         switch value.elementType {
         case .int8, .uint8: return
+        case .int16 where allow16, .uint16 where allow16: return
         case .int32 where allowInt32: return
         default:
-            throw DeformRTError.unsupported("input \(name) is \(value.elementType.onnxName); only int8 and uint8\(allowInt32 ? " and int32" : "") are supported")
+            let allowed = "int8, uint8" + (allow16 ? ", int16, uint16" : "") + (allowInt32 ? ", int32" : "")
+            throw DeformRTError.unsupported("input \(name) is \(value.elementType.onnxName); only \(allowed) are supported")
         }
     }
 
@@ -56,6 +60,8 @@ enum QuantCheck {
         switch tensor.elementType {
         case .int8: return Int32(tensor.pointer(Int8.self)[index])
         case .uint8: return Int32(tensor.pointer(UInt8.self)[index])
+        case .int16: return Int32(tensor.pointer(Int16.self)[index])
+        case .uint16: return Int32(tensor.pointer(UInt16.self)[index])
         case .int32: return tensor.pointer(Int32.self)[index]
         default: return 0
         }
@@ -83,6 +89,8 @@ enum QuantCheck {
     static func storage(_ type: ElementType) -> Quantization.Storage {
         switch type {
         case .int8: return .int8
+        case .int16: return .int16
+        case .uint16: return .uint16
         case .int32: return .int32
         default: return .uint8
         }
@@ -113,8 +121,10 @@ final class LinearQuantizeOperator: Operator {
             case 0: outputType = nil
             case Int(ElementType.uint8.rawValue): outputType = .uint8
             case Int(ElementType.int8.rawValue): outputType = .int8
+            case Int(ElementType.uint16.rawValue): outputType = .uint16
+            case Int(ElementType.int16.rawValue): outputType = .int16
             default:
-                throw DeformRTError.unsupported("node \(spec.node.label) (QuantizeLinear): output_dtype \(dtype) is not supported (only int8 = 3 and uint8 = 2)")
+                throw DeformRTError.unsupported("node \(spec.node.label) (QuantizeLinear): output_dtype \(dtype) is not supported (only uint8 = 2, int8 = 3, uint16 = 4, int16 = 5)")
             }
         }
         if let precision = try spec.attributes.int("precision"), precision != 0 && precision != Int(ElementType.float.rawValue) {
@@ -132,12 +142,12 @@ final class LinearQuantizeOperator: Operator {
         let zp = PlanCheck.optionalInput(inputs, 2)
         let dataType: ElementType
         if dequantize {
-            try QuantCheck.quantized(x, "x", allowInt32: true)
+            try QuantCheck.quantized(x, "x", allowInt32: true, allow16: true)
             dataType = x.elementType
         } else {
             try PlanCheck.float(x, "x")
             if let zp {
-                try QuantCheck.quantized(zp, "y_zero_point")
+                try QuantCheck.quantized(zp, "y_zero_point", allow16: true)
                 if let outputType, outputType != zp.elementType {
                     throw DeformRTError.invalidModel("output_dtype \(outputType.onnxName) disagrees with y_zero_point's type \(zp.elementType.onnxName)")
                 }
@@ -189,7 +199,7 @@ final class LinearQuantizeOperator: Operator {
                                     parallel: context.parallel)
         } else {
             Quantization.quantize(inputs[0]!.floats, outputs[0].rawPointer, outer: l.outer, channels: l.channels, inner: l.inner,
-                                  scales: scales, zeroPoints: zeroPoints, signed: outputs[0].elementType == .int8,
+                                  scales: scales, zeroPoints: zeroPoints, storage: QuantCheck.storage(outputs[0].elementType),
                                   parallel: context.parallel)
         }
     }
@@ -219,7 +229,7 @@ final class DynamicQuantizeLinearOperator: Operator {
         let zeroPoint = clamped.isNaN ? Int32(0) : Int32(clamped.rounded(.toNearestOrEven))
         var s = scale, z = zeroPoint
         Quantization.quantize(p, outputs[0].rawPointer, outer: 1, channels: 1, inner: n, scales: &s, zeroPoints: &z,
-                              signed: false, parallel: context.parallel)
+                              storage: .uint8, parallel: context.parallel)
         outputs[1].floats[0] = scale
         outputs[2].pointer(UInt8.self)[0] = UInt8(zeroPoint)
     }
