@@ -67,6 +67,9 @@ REFUSED: dict[str, str] = {
     r"^test_(flexattention_(double|fp16)_expanded(_ver26)?|attention_.*(fp16|float16).*_expanded|"
     r"attention_24_qk_matmul_output_mode3_softmax_precision_expanded|attention_local_window_gqa_rank4_mask_expanded)$":
         "MatMul, ReduceMax, Softmax on float16 or double (inside the expanded Attention cases)",
+    # Quantized operators (QuantizationOps).
+    r"^test_(de)?quantizelinear_blocked": "blocked quantization (QuantizeLinear / DequantizeLinear block_size)",
+    r"^test_qlinearmatmul_.*_float16$": "QLinearMatMul with float16 scales",
     r"^test_ai_onnx_ml_label_encoder_tensor_mapping$": "string tensors",
 }
 
