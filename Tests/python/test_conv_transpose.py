@@ -221,6 +221,25 @@ def test_planes_larger_than_one_column_tile_with_fused_epilogue(tmp_path, kernel
         np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.parametrize("cin,cout", [(1, 1), (3, 7), (15, 16), (17, 3), (16, 65), (63, 17), (129, 5)])
+@pytest.mark.parametrize("kernel,stride", [(1, 1), (2, 2), (3, 2), (5, 3)])
+def test_awkward_channel_counts_hit_every_micro_kernel_edge(cin, cout, kernel, stride):
+    """Output-channel x tap rows not a multiple of the micro-kernel's 6, pixel tiles not a
+    multiple of its 64 columns, K from 1 to 129: the packed GEMM's padding and the OpenBLAS
+    path (the weight fed at run time) against the float64 scatter oracle, at 1 and 2 threads."""
+    rng = np.random.default_rng(cin * 100 + cout + kernel)
+    x = rng.standard_normal((2, cin, 11, 13)).astype(np.float32)
+    w = (rng.standard_normal((cin, cout, kernel, kernel)) / np.sqrt(cin)).astype(np.float32)
+    b = rng.standard_normal(cout).astype(np.float32)
+    attrs = dict(strides=[stride, stride], pads=[kernel // 2, 0, 0, kernel // 2])
+    want = scatter_oracle(x, w, b, attrs)
+    for weight_input in (False, True):
+        model = ct_model(x.shape, w, b, attrs, weight_input=weight_input)
+        feeds = {"x": x, "w": w} if weight_input else {"x": x}
+        for threads in (1, 2):
+            np.testing.assert_allclose(drt_run(model, feeds, threads=threads)[0], want, rtol=RTOL, atol=ATOL)
+
+
 def test_dynamic_batch_and_size_replan():
     rng = np.random.default_rng(7)
     w = rng.standard_normal((6, 4, 3, 3)).astype(np.float32)
