@@ -56,7 +56,6 @@ REFUSED: dict[str, str] = {
     r"^test_(batchnorm_.*_training_mode|training_dropout)": "training mode",
     r"^test_wrap_pad$": "Pad mode wrap",
     r"^test_resize_.*cubic": "Resize mode cubic",
-    r"^test_gridsample_volumetric_": "5-D GridSample (4-D only)",
     r"^test_resize_.*antialias": "Resize antialias",
     r"^test_resize_.*not_(larger|smaller)$": "Resize keep_aspect_ratio_policy other than stretch",
     r"^test_resize_tf_crop_and_resize": "Resize coordinate_transformation_mode tf_crop_and_resize",
