@@ -193,3 +193,31 @@ public enum ElementwiseMath {
         }
     }
 }
+
+extension ElementwiseMath {
+    /// What `sum` adds: the values, their magnitudes or their squares.
+    public enum Accumulation: Sendable { case plain, absolute, square }
+
+    /// The sum of `count` contiguous values (or of |x| or x^2) in 16 lanes of partial sums, added
+    /// together at the end (another order than one running sum: the difference is a few ulp of
+    /// the total, and the lanes make long sums more accurate, not less).
+    public static func sum(_ x: UnsafePointer<Float>, _ count: Int, _ mode: Accumulation) -> Float {
+        var lanes = SIMD16<Float>()
+        var i = 0
+        switch mode {
+        case .plain:
+            while i + 16 <= count { lanes += ElementwiseKernels.load16(x + i); i += 16 }
+        case .absolute:
+            while i + 16 <= count { lanes += VectorMath.abs(ElementwiseKernels.load16(x + i)); i += 16 }
+        case .square:
+            while i + 16 <= count { let v = ElementwiseKernels.load16(x + i); lanes += v * v; i += 16 }
+        }
+        var total = lanes.sum()
+        while i < count {
+            let v = x[i]
+            total += mode == .plain ? v : mode == .absolute ? Swift.abs(v) : v * v
+            i += 1
+        }
+        return total
+    }
+}

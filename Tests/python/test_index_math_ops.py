@@ -250,6 +250,22 @@ def test_reductions(onnx_case, op, axes, keepdims, axes_as):
     onnx_case.check(model, {"x": x}, **REDUCE)
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("op", ["ReduceSum", "ReduceMean", "ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSum"])
+def test_reductions_trailing_simd(onnx_case, op, threads):
+    """Trailing axes sum contiguous blocks in SIMD16 lanes, split over threads: long blocks
+    (odd lengths, every tail) against the reference's pairwise numpy sums (REDUCE)."""
+    rng = rng_for("trailing", op, threads)
+    for shape, axes in [((3, 5, 1031), [2]), ((2, 7, 33, 31), [2, 3]), ((4, 17), None), ((2, 3, 15), [-1])]:
+        x = (np.abs(rng.standard_normal(shape)) + 0.1).astype(np.float32)
+        inputs, initializers = {"x": (np.float32, shape)}, {}
+        if axes is not None:
+            inputs["axes"] = (np.int64, (len(axes),))
+            initializers["axes"] = np.array(axes, np.int64)
+        model = one_node(onnx_case, op, inputs, initializers, opset=18, keepdims=0)
+        onnx_case.compare(onnx_case.run(model, {"x": x}, threads=threads), onnx_case.reference(model, {"x": x}), **REDUCE)
+
+
 @pytest.mark.parametrize("op", REDUCTIONS)
 def test_reductions_noop_and_empty(onnx_case, op):
     """noop_with_empty_axes = 1 with no axes: each element alone (the reference's np.sum over
@@ -416,7 +432,9 @@ EINSUM_CASES = [
     ("bij,bjk->bik", [(3, 5, 7), (3, 7, 9)]),            # batched matmul (GEMM)
     ("bhqd,bhkd->bhqk", [(2, 3, 5, 8), (2, 3, 7, 8)]),   # attention scores (GEMM, B permuted)
     ("bhqk,bhkd->bhqd", [(2, 3, 5, 7), (2, 3, 7, 6)]),
-    ("bij,bkj->bik", [(3, 5, 7), (3, 9, 7)]),
+    ("bij,bkj->bik", [(3, 5, 7), (3, 9, 7)]),             # B read transposed by the GEMM
+    ("bki,bkj->bij", [(3, 7, 5), (3, 7, 9)]),             # A read transposed
+    ("ki,jk->ij", [(7, 5), (9, 7)]),                      # both transposed, one batch
     ("abc,cd->abd", [(2, 3, 5), (5, 7)]),
     ("ij,jk", [(5, 3), (3, 7)]),                          # implicit output "ik"
     ("bik,bkj->bji", [(3, 5, 4), (3, 4, 6)]),             # output permuted after the GEMM

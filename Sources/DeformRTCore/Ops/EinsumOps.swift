@@ -37,8 +37,10 @@ final class EinsumOperator: Operator {
         struct Gemm {
             var batch: [Int], m: [Int], n: [Int], k: [Int]
             var batchCount: Int, mCount: Int, nCount: Int, kCount: Int
-            /// Views that permute A, B into [batch, m, k], [batch, k, n] (nil: already so).
+            /// Views that permute A, B into [batch, m, k], [batch, k, n] (nil: already so, or
+            /// stored as [batch, k, m] / [batch, n, k], which the GEMM reads transposed).
             var aView: ([Int], [Int])?, bView: ([Int], [Int])?
+            var transposeA: Bool, transposeB: Bool
             /// The view that permutes C [batch, m, n] into the output (nil: C is the output).
             var cView: ([Int], [Int])?
         }
@@ -173,8 +175,12 @@ final class EinsumOperator: Operator {
         var outStrides = [Int](repeating: 0, count: b.sizes.count)
         var running = 1
         for id in (batch + m + n).reversed() { outStrides[id] = running; running *= b.sizes[id] }
+        let transposeA = a == batch + k + m && a != batch + m + k
+        let transposeB = c == batch + n + k && c != batch + k + n
         return Bound.Gemm(batch: batch, m: m, n: n, k: k, batchCount: count(batch), mCount: count(m), nCount: count(n), kCount: count(k),
-                          aView: view(a, batch + m + k, b.strides[0]), bView: view(c, batch + k + n, b.strides[1]),
+                          aView: transposeA ? nil : view(a, batch + m + k, b.strides[0]),
+                          bView: transposeB ? nil : view(c, batch + k + n, b.strides[1]),
+                          transposeA: transposeA, transposeB: transposeB,
                           cView: view(batch + m + n, out, outStrides))
     }
 
@@ -247,9 +253,21 @@ final class EinsumOperator: Operator {
         let pb = place(g.bView, b, g.batchCount * g.kCount * g.nCount)
         let pc = g.cView == nil ? out.floats : scratch
         let (m, n, k) = (g.mCount, g.nCount, g.kCount)
-        for batch in 0..<g.batchCount {
-            MatrixMultiply.run(m: m, n: n, k: k, a: pa + batch * m * k, lda: max(k, 1), b: pb + batch * k * n, ldb: max(n, 1),
-                               c: pc + batch * m * n, ldc: max(n, 1), parallel: context.parallel)
+        let lda = max(g.transposeA ? m : k, 1), ldb = max(g.transposeB ? k : n, 1)
+        let (transposeA, transposeB) = (g.transposeA, g.transposeB)
+        func multiply(_ batch: Int, _ parallel: Parallel) {
+            MatrixMultiply.run(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
+                               a: pa + batch * m * k, lda: lda, b: pb + batch * k * n, ldb: ldb,
+                               c: pc + batch * m * n, ldc: max(n, 1), parallel: parallel)
+        }
+        // Several batches: one thread per batch (small per-head products gain nothing from
+        // splitting one GEMM); one batch: the GEMM splits itself.
+        if g.batchCount > 1 {
+            context.parallel.forEachRange(g.batchCount, totalWork: g.batchCount * m * n * k) { _, range in
+                for batch in range { multiply(batch, .serial) }
+            }
+        } else {
+            multiply(0, context.parallel)
         }
         if let (shape, strides) = g.cView {
             StridedCopy.copy(elementSize: 4, shape: shape, sourceStrides: strides, source: pc, destination: out.rawPointer,

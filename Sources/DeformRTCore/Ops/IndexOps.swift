@@ -130,27 +130,50 @@ final class GatherElementsOperator: Operator {
             }
         }
         if count == 0 { return }
-        let dataStrides = IndexOps.strides(data.shape)
-        let shape = indices.shape
-        let size = data.elementType.byteSize
-        let src = data.rawPointer, dst = out.rawPointer
-        let rank = shape.count
-        // Odometer over the output (= indices) positions; the data offset follows it.
-        withUnsafeTemporaryAllocation(of: Int.self, capacity: rank) { coords in
-            coords.initialize(repeating: 0)
-            var offset = 0  // data offset of coords with the axis coordinate taken as 0
-            for i in 0..<count {
-                var v = IndexOps.index(indices, i)
-                if v < 0 { v += dim }
-                (dst + i * size).copyMemory(from: src + (offset + v * dataStrides[a]) * size, byteCount: size)
-                var d = rank - 1
-                while d >= 0 {
-                    coords[d] += 1
-                    if d != a { offset += dataStrides[d] }
-                    if coords[d] < shape[d] { break }
-                    if d != a { offset -= coords[d] * dataStrides[d] }
-                    coords[d] = 0
-                    d -= 1
+        func byIndex<T>(_: T.Type) {
+            if indices.elementType == .int64 { gather(T.self, Int64.self, data, indices, out, a, context) }
+            else { gather(T.self, Int32.self, data, indices, out, a, context) }
+        }
+        switch data.elementType.byteSize {
+        case 1: byIndex(UInt8.self)
+        case 2: byIndex(UInt16.self)
+        case 4: byIndex(UInt32.self)
+        default: byIndex(UInt64.self)
+        }
+    }
+
+    /// Rows of the output (one per position before and along the axis) split over the threads;
+    /// indices already checked.
+    private func gather<T, I: FixedWidthInteger>(_: T.Type, _: I.Type, _ data: Tensor, _ indices: Tensor, _ out: Tensor,
+                                                 _ a: Int, _ context: RunContext) {
+        let shape = indices.shape, dataShape = data.shape
+        let dataStrides = IndexOps.strides(dataShape)
+        let length = shape[a], inner = shape[(a + 1)...].reduce(1, *), dim = dataShape[a], axisStride = dataStrides[a]
+        let innerContiguous = shape[(a + 1)...] == dataShape[(a + 1)...]
+        let pd = data.pointer(T.self), po = out.pointer(T.self), pi = indices.pointer(I.self)
+        let rows = shape[...a].reduce(1, *)
+        context.parallel.forEachRange(rows, totalWork: rows * inner * 4) { _, range in
+            for row in range {
+                var rest = row / length, base = 0
+                for d in stride(from: a - 1, through: 0, by: -1) {
+                    base += (rest % shape[d]) * dataStrides[d]
+                    rest /= shape[d]
+                }
+                let first = row * inner
+                for i in 0..<inner {
+                    var v = Int(pi[first + i])
+                    if v < 0 { v += dim }
+                    var offset = base + v * axisStride
+                    if innerContiguous {
+                        offset += i
+                    } else {
+                        var r = i
+                        for d in stride(from: shape.count - 1, to: a, by: -1) {
+                            offset += (r % shape[d]) * dataStrides[d]
+                            r /= shape[d]
+                        }
+                    }
+                    po[first + i] = pd[offset]
                 }
             }
         }

@@ -49,6 +49,22 @@ final class ReduceOperator: Operator {
         let reduced = Set(try axes(PlanValue.constants(inputs), rank: x.rank))
         if x.elementType == .double {
             run(Double.self, x, outputs[0], reduced, context, exp: { Glibc.exp($0) }, log: { Glibc.log($0) })
+        } else if let mode = accumulation, reduced == Set((x.rank - reduced.count)..<x.rank), x.elementCount > 0 {
+            // Trailing reduced axes (global pooling written as ReduceMean, LayerNorm statistics):
+            // each output sums one contiguous block, in SIMD16 lanes.
+            let inner = reduced.reduce(1) { $0 * x.shape[$1] }, outer = x.elementCount / inner
+            let px = x.floats, py = outputs[0].floats, kind = kind
+            context.parallel.forEachRange(outer, totalWork: x.elementCount) { _, range in
+                for o in range {
+                    let s = ElementwiseMath.sum(px + o * inner, inner, mode)
+                    switch kind {
+                    case .mean: py[o] = s / Float(inner)
+                    case .l2: py[o] = s.squareRoot()
+                    case .logSum: py[o] = logf(s)
+                    default: py[o] = s
+                    }
+                }
+            }
         } else {
             run(Float.self, x, outputs[0], reduced, context, exp: { expf($0) }, log: { logf($0) })
         }
@@ -90,6 +106,16 @@ final class ReduceOperator: Operator {
                 return px[offset]
             }
             py[o] = ReduceOperator.reduce(kind, innerCount, value, exp: exp, log: log)
+        }
+    }
+
+    /// The SIMD sum a kind reduces with (nil: max, min, prod, logSumExp).
+    private var accumulation: ElementwiseMath.Accumulation? {
+        switch kind {
+        case .sum, .mean, .logSum: return .plain
+        case .l1: return .absolute
+        case .l2, .sumSquare: return .square
+        case .max, .min, .prod, .logSumExp: return nil
         }
     }
 
