@@ -113,6 +113,15 @@ public final class Model: Sendable {
     public var metadata: ModelMetadata { graph.metadata }
 }
 
+/// A deformable convolution of a model and its sampling geometry (`Model.deformableLayers()`).
+public typealias DeformableLayer = DeformRTCore.DeformableLayer
+
+extension Model {
+    /// The model's deformable convolutions, in graph order, with the names of their input,
+    /// offset and mask values (ask a session for those as `extraOutputs` to read them).
+    public func deformableLayers() throws -> [DeformableLayer] { try graph.deformableLayers() }
+}
+
 /// A model rewritten into standard ONNX: what `Model.standardONNX()` returns.
 public struct StandardONNXModel: Sendable {
     /// The serialized model.

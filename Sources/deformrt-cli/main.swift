@@ -15,7 +15,7 @@ struct DeformRTCommand: ParsableCommand {
         commandName: "deformrt",
         abstract: "Inspect and run ONNX models with deformable convolutions.",
         version: deformRTVersion,
-        subcommands: [Info.self, Run.self, Bench.self, Convert.self])
+        subcommands: [Info.self, Run.self, Bench.self, Convert.self, Analyze.self])
 }
 
 struct Info: ParsableCommand {
@@ -103,6 +103,80 @@ struct Convert: ParsableCommand {
     }
 }
 
+struct Analyze: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Each deformable layer's effective dilation and offset statistics on given inputs.",
+        discussion: """
+            Effective dilation is DCNv1's Table 2 measure: the mean distance, in input-map pixels, \
+            between adjacent sampling locations of the filter (over every output position and offset \
+            group of the first batch item); a plain 3x3 convolution with dilation d gives d.
+            """)
+
+    @Argument(help: "The .onnx model file.")
+    var model: String
+
+    @Option(name: .customLong("input"), help: "An input as name=file.npy (repeat for each input).")
+    var inputs: [String] = []
+
+    @Option(help: "Threads (default: all cores).")
+    var threads: Int?
+
+    func run() throws {
+        let loaded = try cliTry { try Model(path: model) }
+        let layers = try cliTry { try loaded.deformableLayers() }
+        if layers.isEmpty { throw ValidationError("error: the model has no deformable convolution") }
+        let feeds = try readFeeds(inputs)
+        let wanted = Array(Set(layers.flatMap { [$0.input, $0.offset] + ($0.mask.map { [$0] } ?? []) }).subtracting(feeds.keys)).sorted()
+        let session = try cliTry { try Session(model: loaded, threads: threads, extraOutputs: wanted) }
+        var values = try cliTry { try session.run(feeds, outputs: wanted) }
+        values.merge(feeds) { current, _ in current }
+        print(padded("layer", 32) + " kernel  dilation  effective  |offset| mean     max  mask mean")
+        for layer in layers {
+            guard let input = values[layer.input], let offset = values[layer.offset], input.shape.count == 4, offset.shape.count == 4 else {
+                throw ValidationError("error: layer \(layer.name): its input or offsets are not 4-D values this run produced")
+            }
+            let perItem = offset.elementCount / max(offset.shape[0], 1)
+            let scalars = try cliTry { try offset.scalars }
+            let locations = try cliTry {
+                try scalars.withUnsafeBufferPointer {
+                    try layer.samplingLocations(offsets: UnsafeBufferPointer(rebasing: $0[0..<perItem]),
+                                                outputSize: Array(offset.shape[2...]), inputSize: Array(input.shape[2...]))
+                }
+            }
+            let effective = effectiveDilation(locations, kernel: layer.kernel)
+            let magnitudes = scalars[0..<perItem].map { abs($0) }
+            let mean = magnitudes.reduce(0, +) / Float(max(magnitudes.count, 1))
+            var mask = "-"
+            if let name = layer.mask, let m = values[name] {
+                let sum = try cliTry { try m.scalars }.reduce(0, +)
+                mask = fixed(Double(sum) / Double(max(m.elementCount, 1)), 3)
+            }
+            let name = padded(String(layer.name.prefix(32)), 32)
+            print("\(name) \(layer.kernel[0])x\(layer.kernel[1])    \(layer.dilations[0])x\(layer.dilations[1])      \(fixed(effective, 3))      \(fixed(Double(mean), 3))   \(fixed(Double(magnitudes.max() ?? 0), 2))  \(mask)")
+        }
+    }
+
+    /// Mean distance between horizontally and vertically adjacent taps.
+    private func effectiveDilation(_ locations: [[[(y: Float, x: Float)]]], kernel: [Int]) -> Double {
+        var total = 0.0, count = 0
+        for group in locations {
+            for taps in group {
+                for i in 0..<kernel[0] {
+                    for j in 0..<kernel[1] {
+                        let here = taps[i * kernel[1] + j]
+                        for (di, dj) in [(0, 1), (1, 0)] where i + di < kernel[0] && j + dj < kernel[1] {
+                            let there = taps[(i + di) * kernel[1] + j + dj]
+                            total += Double(((there.y - here.y) * (there.y - here.y) + (there.x - here.x) * (there.x - here.x)).squareRoot())
+                            count += 1
+                        }
+                    }
+                }
+            }
+        }
+        return count == 0 ? 0 : total / Double(count)
+    }
+}
+
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run a model on .npy inputs and write each output as OUTPUT_NAME.npy.")
 
@@ -121,15 +195,7 @@ struct Run: ParsableCommand {
     func run() throws {
         let loaded = try cliTry { try Model(path: model) }
         let session = try cliTry { try Session(model: loaded, threads: threads) }
-        var feeds: [String: Tensor] = [:]
-        for spec in inputs {
-            guard let equals = spec.firstIndex(of: "=") else {
-                throw ValidationError("--input must be name=file.npy, got '\(spec)'")
-            }
-            let name = String(spec[..<equals]), path = String(spec[spec.index(after: equals)...])
-            feeds[name] = try cliTry { try NPY.read(path: path) }
-        }
-        let outputs = try cliTry { try session.run(feeds) }
+        let outputs = try cliTry { try session.run(try readFeeds(inputs)) }
         for output in loaded.outputs {
             guard let tensor = outputs[output.name] else { continue }
             let safeName = String(output.name.map { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" || $0 == "." ? $0 : "_" })
@@ -420,6 +486,23 @@ func optimizationLevel(named name: String) throws -> GraphOptimizationLevel {
 }
 
 /// Prints DeformRT errors as one clean line instead of a Swift dump.
+func padded(_ text: String, _ width: Int) -> String {
+    text + String(repeating: " ", count: max(0, width - text.count))
+}
+
+/// `--input name=file.npy` options as feeds.
+func readFeeds(_ specs: [String]) throws -> [String: Tensor] {
+    var feeds: [String: Tensor] = [:]
+    for spec in specs {
+        guard let equals = spec.firstIndex(of: "=") else {
+            throw ValidationError("--input must be name=file.npy, got '\(spec)'")
+        }
+        let name = String(spec[..<equals]), path = String(spec[spec.index(after: equals)...])
+        feeds[name] = try cliTry { try NPY.read(path: path) }
+    }
+    return feeds
+}
+
 func cliTry<T>(_ body: () throws -> T) throws -> T {
     do { return try body() } catch let error as DeformRTError {
         throw ValidationError("error: \(error.message)")

@@ -237,3 +237,36 @@ def test_command_line_errors_are_clear(tmp_path):
     assert result.returncode != 0 and "--point: expected 2 numbers" in result.stderr
     result = _cli("plain.onnx", "--input", "x.npy", "--roi", "1,2,3,4", cwd=tmp_path)
     assert result.returncode != 0 and "no deformable RoI pooling node" in result.stderr
+
+
+CLI = os.path.join(os.path.dirname(__file__), "..", "..", "build", "bin", "deformrt")
+
+
+def test_deformrt_analyze_effective_dilation(tmp_path):
+    """`deformrt analyze` (Swift) against the Python tool and against a known answer: with constant
+    offsets that only shift every tap equally, adjacent taps stay `dilation` apart."""
+    rng = np.random.default_rng(13)
+    shift = np.tile(np.array([0.7, -1.3], np.float32), (9, 1))  # every tap moves by (0.7, -1.3)
+    nodes, inits, out, _ = _deform_block("shifted", "x", 3, 4, 1, 2, 2, shift, False, rng)
+    model = _model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 12, 10])],
+                   [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)], inits)
+    (tmp_path / "m.onnx").write_bytes(model.SerializeToString())
+    np.save(tmp_path / "x.npy", rng.standard_normal((1, 3, 12, 10)).astype(np.float32))
+    result = subprocess.run([CLI, "analyze", str(tmp_path / "m.onnx"), "--input", f"x={tmp_path / 'x.npy'}"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    fields = result.stdout.splitlines()[1].split()
+    assert fields[0] == "shifted" and float(fields[3]) == pytest.approx(2.0, abs=1e-3)
+    assert float(fields[4]) == pytest.approx(1.0, abs=1e-3)  # mean of |0.7| and |-1.3|
+
+    repo = os.path.join(os.path.dirname(__file__), "..", "..")
+    example = os.path.join(repo, "examples", "models", "tiny_dcn.onnx")
+    image = os.path.join(repo, "examples", "models", "tiny_dcn_input.npy")
+    swift = subprocess.run([CLI, "analyze", example, "--input", f"image={image}"], capture_output=True, text=True, timeout=120)
+    python = _cli("analyze", example, "--input", image, cwd=tmp_path)
+    assert swift.returncode == 0 and python.returncode == 0, swift.stderr + python.stderr
+    swift_row, python_row = swift.stdout.splitlines()[1].split(), python.stdout.splitlines()[1].split()
+    assert [float(v) for v in swift_row[3:7]] == pytest.approx([float(v) for v in python_row[3:7]], abs=2e-3)
+
+    missing = subprocess.run([CLI, "analyze", example], capture_output=True, text=True, timeout=120)
+    assert missing.returncode != 0 and "not fed" in missing.stderr

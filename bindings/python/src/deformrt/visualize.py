@@ -436,7 +436,7 @@ def _analyze(argv: Sequence[str]) -> int:
     print(f"{'layer':<32} {'kernel':>6} {'dil':>4} {'eff. dilation':>13} {'|offset| mean':>13} {'max':>8} {'mask mean':>9}")
     for layer in layers:
         offset = tensors[layer.offset][0]
-        dilation = effective_dilation(layer, offset)
+        dilation = float(np.mean([effective_dilation(layer, offset, g) for g in range(layer.offset_groups)]))
         magnitude = np.abs(offset)
         mask = f"{float(tensors[layer.mask].mean()):9.3f}" if layer.mask else f"{'-':>9}"
         print(f"{layer.name[:32]:<32} {layer.kernel[0]}x{layer.kernel[1]:<4} {layer.dilation[0]:>4} {dilation:13.3f} "
