@@ -182,6 +182,9 @@ enum OperatorRegistry {
         add("", "NonZero", since: 9) { _ in NonZeroOperator() }
         add("", "Compress", since: 9) { try CompressOperator($0) }
         add("", "NonMaxSuppression", since: 10) { try NonMaxSuppressionOperator($0) }
+        // Control flow (ControlFlowOps): subgraphs run as sessions of their own.
+        add("", "If") { try IfOperator($0) }
+        add("", "Loop") { try LoopOperator($0) }
         return table
     }()
 
