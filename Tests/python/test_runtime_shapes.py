@@ -238,3 +238,11 @@ def test_many_distinct_shapes_stay_correct(onnx_case):
             got = session.run(None, {"start": np.array(0, np.int64), "limit": np.array(n, np.int64),
                                      "delta": np.array(1, np.int64)})[0]
             np.testing.assert_array_equal(got, np.arange(n, dtype=np.int64))
+
+
+def test_onehot_depth_from_data(onnx_case):
+    node = helper.make_node("OneHot", ["indices", "depth", "values"], ["y"], axis=1)
+    model = model_of(onnx_case, [node], {"indices": (np.int64, [2, 3]), "depth": (np.int64, [])}, ["y"],
+                     {"values": np.array([0.5, 2.0], np.float32)}, opset=11)
+    indices = np.array([[0, 2, -1], [1, 4, 3]], np.int64)
+    run_all(onnx_case, model, [{"indices": indices, "depth": np.array(d, np.int64)} for d in (5, 3, 7, 5)])
