@@ -353,6 +353,47 @@ def seeds(rng):
          helper.make_node("Einsum", ["t", "t"], ["g"], equation="kbi,kbj->kij"),
          helper.make_node("Einsum", ["g"], ["y"], equation="...ii->...i")],
         [value("x", FLOAT, [2, 3, 4])], [y], [init("w", w(4, 5))], opset=12)
+    # Shapes decided at run time, detection post-processing and control flow (barriers and
+    # continuations in ExecutionPlan; SelectionOps; ControlFlowOps).
+    out["runtime_shapes"] = model(
+        [helper.make_node("ReduceMax", ["x"], ["m"], keepdims=0),
+         helper.make_node("Cast", ["m"], ["mi"], to=INT64),
+         helper.make_node("Range", ["zero", "mi", "one"], ["r"]),
+         helper.make_node("Greater", ["x", "half"], ["mask"]),
+         helper.make_node("NonZero", ["mask"], ["nz"]),
+         helper.make_node("Shape", ["nz"], ["nzs"]),
+         helper.make_node("Slice", ["nzs", "one1", "two1"], ["count"]),
+         helper.make_node("Reshape", ["x", "target"], ["flat"]),
+         helper.make_node("TopK", ["flat", "k"], ["v", "i"]),
+         helper.make_node("Concat", ["count", "one1"], ["tile"], axis=0),
+         helper.make_node("Tile", ["v", "tile"], ["y"])],
+        [value("x", FLOAT, [1, 2, 5, 5])], [y, value("r", INT64, None), value("i", INT64, None)],
+        [init("zero", np.array(0, np.int64)), init("one", np.array(1, np.int64)), init("half", np.array(0.5, np.float32)),
+         init("target", np.array([1, -1], np.int64)), init("k", np.array([3], np.int64)),
+         init("one1", np.array([1], np.int64)), init("two1", np.array([2], np.int64))])
+    out["nms_compress"] = model(
+        [helper.make_node("NonMaxSuppression", ["boxes", "scores", "max", "iou", "thr"], ["sel"], center_point_box=1),
+         helper.make_node("Gather", ["sel", "two"], ["box"], axis=1),
+         helper.make_node("Greater", ["box", "zero"], ["keep"]),
+         helper.make_node("Compress", ["box", "keep"], ["y"], axis=0)],
+        [value("boxes", FLOAT, [1, 6, 4]), value("scores", FLOAT, [1, 2, 6])], [value("y", INT64, None)],
+        [init("max", np.array([3], np.int64)), init("iou", np.array([0.5], np.float32)),
+         init("thr", np.array([0.1], np.float32)), init("two", np.array(2, np.int64)), init("zero", np.array(0, np.int64))])
+    then_graph = helper.make_graph([helper.make_node("Add", ["x", "x"], ["t"])], "then", [], [value("t", FLOAT, None)])
+    else_graph = helper.make_graph([helper.make_node("Neg", ["x"], ["e"])], "else", [], [value("e", FLOAT, None)])
+    body = helper.make_graph(
+        [helper.make_node("Add", ["acc_in", "x"], ["acc_out"]), helper.make_node("Identity", ["c"], ["c_out"]),
+         helper.make_node("Cast", ["i"], ["scan"], to=FLOAT)],
+        "body", [value("i", INT64, []), value("c", TensorProto.BOOL, []), value("acc_in", FLOAT, None)],
+        [value("c_out", TensorProto.BOOL, []), value("acc_out", FLOAT, None), value("scan", FLOAT, [])])
+    out["if_loop"] = model(
+        [helper.make_node("ReduceSum", ["x"], ["s"], keepdims=0),
+         helper.make_node("Greater", ["s", "fzero"], ["cond"]),
+         helper.make_node("If", ["cond"], ["b"], then_branch=then_graph, else_branch=else_graph),
+         helper.make_node("Loop", ["trips", "true", "b"], ["y", "scans"], body=body)],
+        [value("x", FLOAT, [1, 2, 3])], [y, value("scans", FLOAT, None)],
+        [init("fzero", np.array(0, np.float32)), init("trips", np.array(3, np.int64)),
+         init("true", np.array(True))])
     return out
 
 

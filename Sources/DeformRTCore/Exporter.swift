@@ -21,6 +21,13 @@ public enum Exporter {
             opset.version = Int64(version)
             return opset
         }
+        model.graph = graphProto(graph, name: "optimized")
+        return try model.serializedBytes()
+    }
+
+    /// A graph as ONNX writes it: a subgraph's outer-scope values (its implicit inputs, and the
+    /// matching inputs of its node) are referred to by name, not listed.
+    private static func graphProto(_ graph: Graph, name graphName: String) -> Onnx_GraphProto {
         var proto = Onnx_GraphProto()
         proto.name = graphName
         let name = { (id: Int) in graph.valueNames[id] }
@@ -29,16 +36,15 @@ public enum Exporter {
             n.name = node.name
             n.opType = node.opType
             n.domain = node.domain
-            n.input = node.inputs.map { $0.map(name) ?? "" }
+            n.input = node.inputs.dropLast(node.implicitInputCount).map { $0.map(name) ?? "" }
             n.output = node.outputs.map(name)
             n.attribute = node.attributes.sorted { $0.key < $1.key }.map { attribute($0.key, $0.value, name: name) }
             return n
         }
         proto.initializer = graph.initializers.sorted { $0.key < $1.key }.map { tensor($0.value, name: name($0.key)) }
-        proto.input = graph.inputs.map(valueInfo)
+        proto.input = graph.inputs.dropLast(graph.implicitInputCount).map(valueInfo)
         proto.output = graph.outputs.map(valueInfo)
-        model.graph = proto
-        return try model.serializedBytes()
+        return proto
     }
 
     private static func tensor(_ tensor: Tensor, name: String) -> Onnx_TensorProto {
@@ -62,6 +68,7 @@ public enum Exporter {
         case .ints(let v): a.type = .ints; a.ints = v.map(Int64.init)
         case .strings(let v): a.type = .strings; a.strings = v.map { Data($0.utf8) }
         case .tensors(let v): a.type = .tensors; a.tensors = v.map { tensor($0, name: "") }
+        case .graph(let g): a.type = .graph; a.g = graphProto(g, name: key)
         }
         return a
     }

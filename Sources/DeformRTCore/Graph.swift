@@ -8,6 +8,8 @@ public enum AttributeValue: Sendable {
     case ints([Int])
     case strings([String])
     case tensors([Tensor])
+    /// A subgraph (If's branches, Loop's body), with its outer-scope values as implicit inputs.
+    indirect case graph(Graph)
 }
 
 /// One operator application. Inputs and outputs are value ids; `nil` is an omitted optional input
@@ -23,6 +25,9 @@ public struct Node: Sendable {
 
     /// "Name" (or "#index op_type" when the node has no name), for error messages.
     public var label: String
+    /// The last this many inputs are outer-scope values its subgraphs read (If, Loop): the
+    /// subgraphs' implicit inputs, in the same order.
+    public var implicitInputCount: Int = 0
 }
 
 extension Node {
@@ -90,6 +95,9 @@ public struct Graph: Sendable {
     public var opsets: [String: Int]
     /// The model's self-description (not used to run it; kept through the passes).
     public var metadata = ModelMetadata()
+    /// For a subgraph: its last this many inputs are outer-scope values it reads (by name in
+    /// ONNX), fed by its node's implicit inputs.
+    public var implicitInputCount: Int = 0
 
     public func opset(for domain: String) -> Int? { opsets[domain] }
 }
@@ -105,6 +113,7 @@ extension AttributeValue {
         case .ints: return "ints"
         case .strings: return "strings"
         case .tensors: return "tensors"
+        case .graph: return "graph"
         }
     }
 }
@@ -165,6 +174,14 @@ public struct Attributes {
         switch value {
         case .string(let v): return v
         default: throw wrongType(name, "a string", value)
+        }
+    }
+
+    func graph(_ name: String) throws -> Graph? {
+        guard let value = node.attributes[name] else { return nil }
+        switch value {
+        case .graph(let v): return v
+        default: throw wrongType(name, "a graph", value)
         }
     }
 

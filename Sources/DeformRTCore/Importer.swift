@@ -81,13 +81,30 @@ private struct GraphBuilder {
     let baseDirectory: String?
     let opsets: [String: Int]
     let localFunctions: Set<String>
+    /// How many subgraphs this graph is nested in (0: the main graph).
+    let depth: Int
     var valueIds: [String: Int] = [:]
     var valueNames: [String] = []
 
-    init(baseDirectory: String?, opsets: [String: Int], localFunctions: Set<String>) {
+    init(baseDirectory: String?, opsets: [String: Int], localFunctions: Set<String>, depth: Int = 0) {
         self.baseDirectory = baseDirectory
         self.opsets = opsets
         self.localFunctions = localFunctions
+        self.depth = depth
+    }
+
+    /// A subgraph and the names it reads from outer scopes (used, but not defined inside), in
+    /// the order of first use.
+    mutating func buildSubgraph(_ proto: inout Onnx_GraphProto) throws -> (Graph, [String]) {
+        let graph = try build(&proto)
+        var defined = Set(graph.inputs.map(\.id))
+        defined.formUnion(graph.initializers.keys)
+        for node in graph.nodes { defined.formUnion(node.outputs) }
+        var free: [String] = []
+        var seen = Set<Int>()
+        let used = graph.nodes.flatMap { $0.inputs.compactMap { $0 } } + graph.outputs.map(\.id)
+        for id in used where !defined.contains(id) && seen.insert(id).inserted { free.append(graph.valueNames[id]) }
+        return (graph, free)
     }
 
     mutating func id(for name: String) -> Int {
@@ -158,14 +175,52 @@ private struct GraphBuilder {
                 }
             }
             var attributes: [String: AttributeValue] = [:]
+            var subgraphs: [(name: String, graph: Graph, outer: [String])] = []
             for attribute in proto.attribute {
-                if attributes[attribute.name] != nil {
+                if attributes[attribute.name] != nil || subgraphs.contains(where: { $0.name == attribute.name }) {
                     throw DeformRTError.invalidModel("node \(label): duplicate attribute '\(attribute.name)'")
+                }
+                if attribute.type == .graph && attribute.refAttrName.isEmpty {
+                    if depth >= Limits.maxSubgraphDepth {
+                        throw DeformRTError.invalidModel("node \(label): subgraphs are nested more than \(Limits.maxSubgraphDepth) levels deep")
+                    }
+                    var builder = GraphBuilder(baseDirectory: baseDirectory, opsets: opsets, localFunctions: localFunctions,
+                                               depth: depth + 1)
+                    var body = attribute.g
+                    do {
+                        let (graph, outer) = try builder.buildSubgraph(&body)
+                        subgraphs.append((attribute.name, graph, outer))
+                    } catch let error as DeformRTError {
+                        throw DeformRTError(error.code, "node \(label): subgraph '\(attribute.name)': \(error.message)")
+                    }
+                    continue
                 }
                 attributes[attribute.name] = try decodeAttribute(attribute, node: label)
             }
+            // Outer-scope values the subgraphs read become the node's last inputs and every
+            // subgraph's last inputs, in one order, so the node's producer order and the liveness
+            // of those values see them.
+            var implicit: [String] = []
+            for subgraph in subgraphs {
+                for name in subgraph.outer where !implicit.contains(name) { implicit.append(name) }
+            }
+            for var subgraph in subgraphs {
+                for name in implicit {
+                    let id: Int
+                    if let known = subgraph.graph.valueNames.firstIndex(of: name) {
+                        id = known
+                    } else {
+                        id = subgraph.graph.valueNames.count
+                        subgraph.graph.valueNames.append(name)
+                    }
+                    subgraph.graph.inputs.append(ValueDeclaration(name: name, id: id, elementType: nil, shape: nil))
+                }
+                subgraph.graph.implicitInputCount = implicit.count
+                attributes[subgraph.name] = .graph(subgraph.graph)
+            }
+            for name in implicit { nodeInputs.append(id(for: name)) }
             nodes.append(Node(name: proto.name, opType: proto.opType, domain: domain, inputs: nodeInputs,
-                              outputs: nodeOutputs, attributes: attributes, label: label))
+                              outputs: nodeOutputs, attributes: attributes, label: label, implicitInputCount: implicit.count))
         }
         return Graph(valueNames: valueNames, nodes: nodes, inputs: inputs, outputs: outputs,
                      initializers: initializers, opsets: opsets)
@@ -225,8 +280,10 @@ private struct GraphBuilder {
         case .tensors:
             try checkCount(attribute.tensors.count)
             return .tensors(try attribute.tensors.map { try TensorDecoder.decode($0, baseDirectory: baseDirectory, what: what) })
-        case .graph, .graphs:
-            throw DeformRTError.unsupported("\(what) is a subgraph (If/Loop/Scan bodies are not supported yet)")
+        case .graph:
+            throw DeformRTError.unsupported("\(what) is a subgraph given by reference, which is not supported")
+        case .graphs:
+            throw DeformRTError.unsupported("\(what) is a list of subgraphs, which is not supported")
         case .sparseTensor, .sparseTensors:
             throw DeformRTError.unsupported("\(what) is a sparse tensor, which is not supported")
         case .typeProto, .typeProtos:

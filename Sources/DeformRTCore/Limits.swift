@@ -3,6 +3,8 @@
 public enum Limits {
     /// Largest rank a tensor may have.
     public static let maxRank = 16
+    /// Deepest nesting of subgraphs (If / Loop bodies) a model may have.
+    public static let maxSubgraphDepth = 16
     /// Largest node count a graph may have.
     public static let maxNodes = 1_000_000
     /// Largest element count of one tensor (2^40), far above any real model and below Int overflow.

@@ -61,6 +61,11 @@ struct MemoryPlan {
                 if firstStep[id] >= 0 { lastStep[id] = stepIndex }
             }
         }
+        // Values the rest of the graph reads after a barrier live to the end of this plan.
+        for id in shapes.barrier?.crossing ?? [] {
+            let owner = aliasOf[id] ?? id
+            if firstStep[owner] >= 0 { lastStep[owner] = runtimeNodes.count - 1 }
+        }
         var blocks: [ArenaBlock] = []
         for id in 0..<valueCount where firstStep[id] >= 0 && !isGraphOutput[id] {
             let type = known[id]!.type
@@ -77,7 +82,8 @@ struct MemoryPlan {
             workspaceBytes = max(workspaceBytes, session.operators[position].workspaceByteCount(inputs, outputs, threads: session.parallel.threads))
         }
         try budget.add(workspaceBytes)
-        for output in graph.outputs {
+        // Graph outputs this plan computes (those past a barrier are the next plan's).
+        for output in graph.outputs where firstStep[output.id] >= 0 {
             let type = known[output.id]!.type
             try budget.add(try Limits.byteCount(type.shape.reduce(1, *), elementSize: type.elementType.byteSize, what: output.name))
         }

@@ -68,6 +68,9 @@ public final class SessionCore: @unchecked Sendable {
     public let options: SessionOptions
     let order: [Int]
     let operators: [Operator]
+    /// Per value id: the position in `order` of the node that produces it (nil: graph inputs,
+    /// initializers).
+    let producerPosition: [Int?]
     /// The session's worker threads, kept across plans.
     let parallel: Parallel
     /// Set when the options ask for profiling; kept after profiling ends (then it records nothing).
@@ -110,6 +113,11 @@ public final class SessionCore: @unchecked Sendable {
         profiler = options.profileFilePrefix.map { Profiler(filePrefix: $0) }
         order = try GraphCheck.topologicalOrder(graph)
         operators = try OperatorRegistry.makeOperators(graph, order: order, custom: options.customOperators)
+        var producerPosition = [Int?](repeating: nil, count: graph.valueNames.count)
+        for (position, index) in order.enumerated() {
+            for id in graph.nodes[index].outputs { producerPosition[id] = position }
+        }
+        self.producerPosition = producerPosition
         // With fully static inputs, plan now so shape errors surface at creation.
         let staticShapes = graph.inputs.compactMap { input -> [Int]? in
             guard let shape = input.shape, !shape.contains(-1), input.elementType != nil else { return nil }

@@ -618,8 +618,12 @@ def test_attribute_of_the_wrong_type():
 
 def test_subgraph_and_sparse_initializers_are_unsupported():
     body = helper.make_graph([], "body", [], [])
+    node = helper.make_node("If", ["c"], ["y"])
+    node.attribute.append(helper.make_attribute("then_branch", [body, body]))  # a list of graphs
+    refused(model_bytes([node], [value("c", TensorProto.BOOL, [])], [value("y")]), status=Status.UNSUPPORTED, match="list of subgraphs")
+    # Branches with no outputs for a node with one: a clear error at session creation.
     node = helper.make_node("If", ["c"], ["y"], then_branch=body, else_branch=body)
-    refused(model_bytes([node], [value("c", TensorProto.BOOL, [])], [value("y")]), status=Status.UNSUPPORTED, match="subgraph")
+    refused(model_bytes([node], [value("c", TensorProto.BOOL, [])], [value("y")]), status=Status.INVALID_MODEL, match="0 outputs")
     m = model_proto([helper.make_node("Relu", ["x"], ["y"])], [value("x", FLOAT, [1])], [value("y")])
     sparse = helper.make_sparse_tensor(helper.make_tensor("v", FLOAT, [1], [1.0]), helper.make_tensor("i", INT64, [1], [0]), [4])
     m.graph.sparse_initializer.append(sparse)

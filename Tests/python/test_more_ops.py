@@ -456,12 +456,10 @@ def test_pad_refusals(onnx_case, name, mode, pads, match):
 
 
 def test_pad_other_refusals(onnx_case):
-    """Mode wrap and pads that depend on run-time data are refused by name."""
+    """Mode wrap is refused by name (pads from run-time data: Tests/python/test_runtime_shapes.py)."""
     model = one_node(onnx_case, "Pad", {"x": (np.float32, (2, 3)), "pads": (np.int64, (4,))},
                      {"pads": np.array([1, 1, 1, 1], np.int64)}, opset=19, mode="wrap", check=False)
     refused(onnx_case, model, {"x": np.zeros((2, 3), np.float32)}, "mode 'wrap'")
-    model = one_node(onnx_case, "Pad", {"x": (np.float32, (2, 3)), "pads": (np.int64, (4,))}, opset=13, check=False)
-    refused(onnx_case, model, {"x": np.zeros((2, 3), np.float32), "pads": np.ones(4, np.int64)}, "run-time data")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -720,13 +718,6 @@ def test_resize_refusals(onnx_case, name, attrs, scales, sizes, match):
     refused(onnx_case, model, {"x": np.zeros(shape, np.float32)}, match)
 
 
-def test_resize_scales_at_run_time_are_refused(onnx_case):
-    """Scales fed as a graph input fix the output shape only at run time: unsupported."""
-    model = one_node(onnx_case, "Resize", {"x": (np.float32, (1, 1, 2, 2)), "": None, "s": (np.float32, (4,))},
-                     opset=13, check=False)
-    refused(onnx_case, model, {"x": np.zeros((1, 1, 2, 2), np.float32), "s": np.ones(4, np.float32)}, "run-time data")
-
-
 def test_upsample_below_one_is_refused(onnx_case):
     model = one_node(onnx_case, "Upsample", {"x": (np.float32, (1, 1, 4, 4))}, opset=7, scales=[1, 1, 0.5, 1.0], check=False)
     refused(onnx_case, model, {"x": np.zeros((1, 1, 4, 4), np.float32)}, ">= 1")
@@ -837,11 +828,6 @@ def test_range_refusals(onnx_case, name, args, match):
         assert onnx_case.run(model, {})[0].shape == (0,)
     else:
         refused(onnx_case, model, {}, match)
-
-
-def test_range_of_run_time_values_is_refused(onnx_case):
-    model = one_node(onnx_case, "Range", {"a": (np.int64, ()), "b": (np.int64, ()), "c": (np.int64, ())}, opset=11)
-    refused(onnx_case, model, {k: np.array(v, np.int64) for k, v in zip("abc", (0, 5, 1))}, "run-time data")
 
 
 TILES = [((2, 3, 5), [1, 2, 3]), ((2, 3, 5), [2, 1, 1]), ((7,), [3]), ((2, 1, 4), [1, 5, 1]), ((2, 3), [0, 2]),

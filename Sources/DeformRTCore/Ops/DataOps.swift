@@ -16,6 +16,8 @@ enum Expand {
 
 /// Expand: the input broadcast with a shape (both ways, as numpy broadcasts two shapes).
 final class ExpandOperator: Operator {
+    var shapeInputs: [Int] { [1] }
+
     func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
         let x = try PlanCheck.input(inputs, 0, "input")
         let shape = try PlanCheck.constantInts(try PlanCheck.input(inputs, 1, "shape"), "shape")
@@ -31,6 +33,8 @@ final class ExpandOperator: Operator {
 
 /// Tile: the input repeated repeats[d] times along each axis.
 final class TileOperator: Operator {
+    var shapeInputs: [Int] { [1] }
+
     func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
         let x = try PlanCheck.input(inputs, 0, "input")
         let repeats = try PlanCheck.constantInts(try PlanCheck.input(inputs, 1, "repeats"), "repeats")
@@ -64,6 +68,7 @@ final class TileOperator: Operator {
 /// (float 0 by default).
 final class ConstantOfShapeOperator: Operator {
     let value: Tensor
+    var shapeInputs: [Int] { [0] }
     init(_ spec: OperatorSpec) throws {
         value = try spec.attributes.tensor("value") ?? Tensor(floats: [0], shape: [1])
         if value.elementCount != 1 { throw spec.fail("value must hold one element, it holds \(value.elementCount)") }
@@ -86,6 +91,8 @@ final class ConstantOfShapeOperator: Operator {
 /// The three scalars must be known when planning (they fix the output's length). Floats are
 /// computed in double and rounded once, as onnx.reference (numpy.arange) does.
 final class RangeOperator: Operator {
+    var shapeInputs: [Int] { [0, 1, 2] }
+
     private static func scalars(_ inputs: [PlanValue?]) throws -> [Tensor] {
         let values = try ["start", "limit", "delta"].enumerated().map { try PlanCheck.input(inputs, $0.offset, $0.element) }
         let type = values[0].elementType

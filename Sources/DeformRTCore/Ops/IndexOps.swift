@@ -382,11 +382,14 @@ final class ScatterNDOperator: Operator {
     }
 }
 
-/// OneHot: depth must be known when the plan is made (it sets the output shape). Indices of any
-/// numeric type (reals truncated); those outside [-depth, depth - 1] give an all-off row.
+/// OneHot: depth sets the output shape (computed at run time, it re-plans what follows: see
+/// ExecutionPlan). Indices of any numeric type (reals truncated); those outside
+/// [-depth, depth - 1] give an all-off row.
 final class OneHotOperator: Operator {
     let axis: Int
     init(_ spec: OperatorSpec) throws { axis = try spec.attributes.int("axis", default: -1) }
+
+    var shapeInputs: [Int] { [1] }
 
     private func depth(_ value: PlanValue) throws -> Int {
         guard let constant = value.constant else {

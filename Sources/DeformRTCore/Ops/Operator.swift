@@ -48,12 +48,47 @@ protocol Operator: AnyObject {
     /// made once when the plan is made and handed to every run in `RunContext.state`, so run
     /// neither recomputes nor allocates it. nil (the default): run works from its tensors.
     func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject?
+
+    /// Inputs whose contents, not only their shapes, decide the output shapes (Reshape's shape,
+    /// Slice's starts, TopK's k). When one of them is computed from run-time data, the planner
+    /// runs the graph up to this node and plans the rest with the contents then known
+    /// (ExecutionPlan, "continuations"). Default: none.
+    var shapeInputs: [Int] { get }
+    /// Whether the output shapes depend on the input data (NonZero, NonMaxSuppression, Compress).
+    /// Such a node runs with `runDynamic`, which makes its outputs, and the rest of the graph is
+    /// planned with their shapes. Its `plan` is only called with constant inputs (folding).
+    var outputShapesDependOnData: Bool { get }
+    /// Computes the outputs of an operator whose output shapes depend on data, into new tensors.
+    func runDynamic(_ inputs: [Tensor?], _ context: RunContext) throws -> [Tensor]
 }
 
 extension Operator {
     func workspaceByteCount(_ inputs: [ValueType?], _ outputs: [ValueType], threads: Int) -> Int { 0 }
 
     func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject? { nil }
+
+    var shapeInputs: [Int] { [] }
+    var outputShapesDependOnData: Bool { false }
+
+    func runDynamic(_ inputs: [Tensor?], _ context: RunContext) throws -> [Tensor] {
+        throw DeformRTError(.internal, "runDynamic called on an operator with planned output shapes")
+    }
+
+    /// `plan` of an operator whose output shapes depend on data: with constant inputs (folding),
+    /// the outputs computed now as constants.
+    func planByRunning(_ inputs: [PlanValue?]) throws -> [PlanValue] {
+        var tensors: [Tensor?] = []
+        for value in inputs {
+            guard let value else { tensors.append(nil); continue }
+            guard let constant = value.constant else {
+                throw DeformRTError(.internal, "the output shapes depend on run-time data and cannot be planned")
+            }
+            tensors.append(constant)
+        }
+        let scratch = TensorStorage(zeroedByteCount: 0)
+        let outputs = try runDynamic(tensors, RunContext(parallel: .serial, workspace: scratch.bytes, workspaceByteCount: 0))
+        return outputs.map { PlanValue(ValueType($0.elementType, $0.shape), constant: $0) }
+    }
 
     /// The state of `run`: the plan's, or (outside a plan) made now from the tensors.
     func state<State: AnyObject>(_ context: RunContext, _ inputs: [Tensor?], as type: State.Type) throws -> State? {

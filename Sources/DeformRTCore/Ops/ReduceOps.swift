@@ -13,6 +13,7 @@ final class ReduceOperator: Operator {
     let keepDims: Bool
     let noopWithEmptyAxes: Bool
     let attributeAxes: [Int]?
+    var shapeInputs: [Int] { [1] }
 
     init(_ spec: OperatorSpec, kind: Kind) throws {
         self.kind = kind

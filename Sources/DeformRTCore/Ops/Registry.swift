@@ -176,6 +176,15 @@ enum OperatorRegistry {
         add("", "QLinearMatMul", since: 10) { _ in QuantizedMatMulOperator(requantize: true) }
         add("", "ConvInteger", since: 10) { try QuantizedConvOperator($0, requantize: false) }
         add("", "QLinearConv", since: 10) { try QuantizedConvOperator($0, requantize: true) }
+        // Detection post-processing and data-dependent shapes (SelectionOps; NonZero, Compress
+        // and NonMaxSuppression run with runDynamic, ExecutionPlan plans what follows them).
+        add("", "TopK") { try TopKOperator($0) }
+        add("", "NonZero", since: 9) { _ in NonZeroOperator() }
+        add("", "Compress", since: 9) { try CompressOperator($0) }
+        add("", "NonMaxSuppression", since: 10) { try NonMaxSuppressionOperator($0) }
+        // Control flow (ControlFlowOps): subgraphs run as sessions of their own.
+        add("", "If") { try IfOperator($0) }
+        add("", "Loop") { try LoopOperator($0) }
         return table
     }()
 

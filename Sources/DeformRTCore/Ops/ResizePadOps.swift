@@ -10,6 +10,7 @@ final class PadOperator: Operator {
     let padsAreInputs: Bool
     let attributePads: [Int]?
     let attributeValue: Float
+    var shapeInputs: [Int] { [1, 3] }
 
     init(_ spec: OperatorSpec) throws {
         let name = try spec.attributes.string("mode") ?? "constant"
@@ -151,6 +152,7 @@ final class ResizeOperator: Operator {
     let isUpsample: Bool
     let attributeScales: [Float]?
     let axes: [Int]?
+    var shapeInputs: [Int] { legacy ? [1] : [2, 3] }
 
     init(_ spec: OperatorSpec, upsample: Bool) throws {
         let a = spec.attributes, op = "node \(spec.node.label) (\(spec.node.opType))"

@@ -8,6 +8,7 @@ private func copyThrough(_ inputs: [Tensor?], _ outputs: [Tensor]) {
 
 final class ReshapeOperator: Operator {
     let allowZero: Bool
+    var shapeInputs: [Int] { [1] }
     init(_ spec: OperatorSpec) throws {
         allowZero = try spec.attributes.int("allowzero", default: 0) != 0
         if spec.opset < 5 { throw DeformRTError.unsupported("node \(spec.node.label): Reshape-\(spec.opset) (shape attribute) is not supported") }
@@ -68,6 +69,7 @@ final class FlattenOperator: Operator {
 final class SqueezeOperator: Operator {
     let unsqueeze: Bool
     let attributeAxes: [Int]?
+    var shapeInputs: [Int] { [1] }
 
     init(_ spec: OperatorSpec, unsqueeze: Bool) throws {
         self.unsqueeze = unsqueeze
@@ -191,6 +193,7 @@ final class SplitOperator: Operator {
     let attributeSplit: [Int]?
     let outputCount: Int
     let numOutputs: Int?
+    var shapeInputs: [Int] { [1] }
 
     init(_ spec: OperatorSpec) throws {
         axis = try spec.attributes.int("axis", default: 0)
@@ -247,6 +250,7 @@ final class SplitOperator: Operator {
 /// Slice (opset >= 10: starts, ends, axes, steps as inputs; opset < 10: attributes).
 final class SliceOperator: Operator {
     let attributeStarts: [Int]?, attributeEnds: [Int]?, attributeAxes: [Int]?
+    var shapeInputs: [Int] { [1, 2, 3, 4] }
     init(_ spec: OperatorSpec) throws {
         attributeStarts = try spec.attributes.ints("starts")
         attributeEnds = try spec.attributes.ints("ends")
