@@ -3,29 +3,39 @@
 
 SHELL := /bin/bash
 PYTHON ?= python3
-# The shipped library uses the host's widest SIMD; SwiftPM dependents build without these flags.
-TARGET_CPU ?= $(shell if grep -qw avx512f /proc/cpuinfo 2>/dev/null; then \
-                   if grep -q AuthenticAMD /proc/cpuinfo; then echo znver4; else echo skylake-avx512; fi; \
-                 elif grep -qw avx2 /proc/cpuinfo 2>/dev/null; then echo haswell; else echo x86-64; fi)
 # Debian's serial OpenBLAS: DeformRT threads its kernels itself and calls sgemm on one thread, so
 # the pthread build's pool would only be idle threads that busy-wait for ~0.1 s after loading,
 # taking a core from the session's own threads (measured: small nets 10x slower on 2 threads
 # right after load). The run path searches its folder before the system's default variant.
 OPENBLAS_SERIAL_DIR := /usr/lib/$(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)/openblas-serial
-RELEASE_FLAGS := -c release -Xswiftc -static-stdlib -Xswiftc -target-cpu -Xswiftc $(TARGET_CPU) \
+SWIFT_RELEASE := -c release -Xswiftc -static-stdlib \
                  -Xlinker -L$(OPENBLAS_SERIAL_DIR) -Xlinker -rpath -Xlinker $(OPENBLAS_SERIAL_DIR) \
-                 $(if $(filter x86-64,$(TARGET_CPU)),,-Xswiftc -DDEFORMRT_WIDE_SIMD) \
                  -Xlinker --version-script=$(CURDIR)/abi/deformrt.map \
                  -Xswiftc -Xclang-linker -Xswiftc -fuse-ld=lld
+# CPU tiers (README, "How the library is built"): the engine is compiled once per tier, each in its
+# own scratch path, and libdeformrt.so holds all three behind a dispatcher that picks one at load.
+# Swift has no per-function target attributes, so the tier is the compiler's -target-cpu:
+# nehalem = x86-64-v2, haswell = x86-64-v3, skylake-avx512 = x86-64-v4 (this Swift's LLVM has
+# no x86-64-vN names). DEFORMRT_WIDE_SIMD selects the SIMD16 micro-kernels, which need FMA.
+# .build is the baseline tier: the CLI, examples and tools built there run on any x86-64-v2 CPU.
+TIERS := baseline avx2 avx512
+TIER_FLAGS_baseline := -Xswiftc -target-cpu -Xswiftc nehalem -Xswiftc -DDEFORMRT_TIER_BASELINE
+TIER_FLAGS_avx2 := -Xswiftc -target-cpu -Xswiftc haswell -Xswiftc -DDEFORMRT_WIDE_SIMD -Xswiftc -DDEFORMRT_TIER_AVX2
+TIER_FLAGS_avx512 := -Xswiftc -target-cpu -Xswiftc skylake-avx512 -Xswiftc -DDEFORMRT_WIDE_SIMD -Xswiftc -DDEFORMRT_TIER_AVX512
+TIER_SCRATCH_baseline := $(CURDIR)/.build
+TIER_SCRATCH_avx2 := $(CURDIR)/.build-avx2
+TIER_SCRATCH_avx512 := $(CURDIR)/.build-avx512
+RELEASE_FLAGS := $(SWIFT_RELEASE) $(TIER_FLAGS_baseline)
+DISPATCH := $(CURDIR)/.build/dispatch
 BIN := $(CURDIR)/.build/release
 LIB := $(BIN)/libdeformrt.so
-DEBIAN_PACKAGES := libopenblas-dev libopenblas-serial-dev libonnx-dev protobuf-compiler valgrind binutils gcc g++ cmake pkg-config
+DEBIAN_PACKAGES := libopenblas-dev libopenblas-serial-dev libonnx-dev protobuf-compiler valgrind binutils gcc g++ cmake pkg-config qemu-user
 PIP_PACKAGES := numpy onnx onnxruntime pytest wheel setuptools pillow
 # Only the tests need these: the Ray example's test runs a local Ray cluster.
 TEST_PIP_PACKAGES := ray[data]
 export DEFORMRT_LIBRARY := $(LIB)
 
-.PHONY: all deps test-deps build lib python examples demo test test-swift test-python test-examples bench clean
+.PHONY: all deps test-deps build dispatch-lib lib python examples demo test test-swift test-python test-examples test-tiers bench clean
 
 all: build
 
@@ -39,7 +49,32 @@ deps:
 
 build: deps
 	swift build $(RELEASE_FLAGS)
-	@mkdir -p build/bin && ln -sf $(BIN)/deformrt-cli build/bin/deformrt
+	$(foreach tier,avx2 avx512,swift build $(SWIFT_RELEASE) $(TIER_FLAGS_$(tier)) --scratch-path $(TIER_SCRATCH_$(tier)) --product deformrt-cli && \
+	  swift build $(SWIFT_RELEASE) $(TIER_FLAGS_$(tier)) --scratch-path $(TIER_SCRATCH_$(tier)) --product deformrt && ) true
+	$(MAKE) --no-print-directory dispatch-lib
+	@mkdir -p build/bin && rm -f build/bin/deformrt  # was a symlink to the CLI: do not write through it
+	$(CC) -std=c99 -O2 -Wall -Wextra -Werror -ISources/CPlatform/include dispatch/launcher.c -o build/bin/deformrt
+	@ln -sf $(TIER_SCRATCH_baseline)/release/deformrt-cli build/bin/deformrt-baseline
+	@ln -sf $(TIER_SCRATCH_avx2)/release/deformrt-cli build/bin/deformrt-avx2
+	@ln -sf $(TIER_SCRATCH_avx512)/release/deformrt-cli build/bin/deformrt-avx512
+
+# libdeformrt.so with all tiers: each tier's engine joined and renamed apart (dispatch/tier-object.sh),
+# the exported drt_* stubs and the dispatcher (dispatch/dispatch.c), linked once with the Swift
+# runtime. It replaces the single-tier library SwiftPM linked in .build/release.
+dispatch-lib:
+	@mkdir -p $(DISPATCH)
+	dispatch/gen-stubs.sh abi/symbols.txt $(DISPATCH)
+	$(CC) -std=c99 -O2 -fPIC -Wall -Wextra -Werror -ISources/CPlatform/include -I$(DISPATCH) -c dispatch/dispatch.c -o $(DISPATCH)/dispatch.o
+	$(CC) -c $(DISPATCH)/dispatch_stubs.S -o $(DISPATCH)/dispatch_stubs.o
+	dispatch/tier-object.sh baseline $(TIER_SCRATCH_baseline) $(DISPATCH)/tier-baseline.o
+	dispatch/tier-object.sh avx2 $(TIER_SCRATCH_avx2) $(DISPATCH)/tier-avx2.o
+	dispatch/tier-object.sh avx512 $(TIER_SCRATCH_avx512) $(DISPATCH)/tier-avx512.o
+	swiftc -emit-library -static-stdlib -module-name deformrt -o $(LIB).tmp \
+	  $(DISPATCH)/dispatch.o $(DISPATCH)/dispatch_stubs.o \
+	  $(DISPATCH)/tier-baseline.o $(DISPATCH)/tier-avx2.o $(DISPATCH)/tier-avx512.o \
+	  -L$(OPENBLAS_SERIAL_DIR) -lopenblas -Xlinker -rpath -Xlinker $(OPENBLAS_SERIAL_DIR) \
+	  -Xlinker --gc-sections -Xlinker --version-script=$(CURDIR)/abi/deformrt.map -Xclang-linker -fuse-ld=lld
+	mv $(LIB).tmp $(LIB)
 
 lib: build
 
@@ -69,19 +104,33 @@ test-deps: deps
 test-python: examples test-deps
 	$(PYTHON) -m pytest -q Tests/python bindings/python/tests
 
-test: build test-swift test-python
+# test-python ran everything on the default tier (the widest this CPU has); this runs the
+# kernel-level op tests, the examples and a conformance subset again on every other tier the CPU
+# supports, forced with DEFORMRT_CPU (on the build machine: baseline and avx2 after avx512).
+TIER_TESTS := Tests/python/test_examples.py Tests/python/test_deform_conv.py Tests/python/test_ops.py \
+              Tests/python/test_roi.py Tests/python/test_hostile.py bindings/python/tests
+test-tiers: examples
+	@default=$$(env -u DEFORMRT_CPU build/bin/deformrt info | sed -n 's/.*cpu tier: \([a-z0-9]*\).*/\1/p'); \
+	for tier in $(TIERS); do \
+	  if [ "$$tier" = "$$default" ]; then echo "== tier $$tier: the default, tested by test-python"; continue; fi; \
+	  if ! DEFORMRT_CPU=$$tier build/bin/deformrt info >/dev/null 2>&1; then echo "== tier $$tier: this CPU lacks it"; continue; fi; \
+	  echo "== tier $$tier (DEFORMRT_CPU=$$tier)"; \
+	  DEFORMRT_CPU=$$tier $(PYTHON) -m pytest -q $(TIER_TESTS) || exit 1; \
+	done
+
+test: build test-swift test-python test-tiers
 
 bench: python
 	$(PYTHON) bench/conv.py
 
 clean:
-	rm -rf .build build bindings/python/src/deformrt/libdeformrt.so
+	rm -rf .build .build-avx2 .build-avx512 build bindings/python/src/deformrt/libdeformrt.so
 
 include fuzz/Makefile.inc
 
 # ---- Install (C and C++ consumers: header, library, pkg-config, CMake package) -----------------
 # `make install PREFIX=/opt/deformrt` (default /usr/local; DESTDIR is honoured for staging) puts
-#   include/deformrt.h, lib/libdeformrt.so, bin/deformrt,
+#   include/deformrt.h, lib/libdeformrt.so, bin/deformrt (the launcher) and bin/deformrt-<tier> (the CLI per CPU tier),
 #   lib/pkgconfig/deformrt.pc (pkg-config --cflags --libs deformrt),
 #   lib/cmake/DeformRT/DeformRTConfig{,Version}.cmake (find_package(DeformRT), DeformRT::deformrt).
 # The .pc and CMake files find the prefix from their own folder, so an installed tree may be moved.
@@ -96,7 +145,8 @@ install: build
 	install -d $(INSTALL_ROOT)/include $(INSTALL_ROOT)/lib/pkgconfig $(INSTALL_ROOT)/lib/cmake/DeformRT $(INSTALL_ROOT)/bin
 	install -m 644 include/deformrt.h $(INSTALL_ROOT)/include/deformrt.h
 	install -m 755 $(LIB) $(INSTALL_ROOT)/lib/libdeformrt.so
-	install -m 755 $(BIN)/deformrt-cli $(INSTALL_ROOT)/bin/deformrt
+	install -m 755 build/bin/deformrt $(INSTALL_ROOT)/bin/deformrt
+	$(foreach tier,$(TIERS),install -m 755 $(TIER_SCRATCH_$(tier))/release/deformrt-cli $(INSTALL_ROOT)/bin/deformrt-$(tier) && ) true
 	sed 's/@VERSION@/$(DRT_VERSION)/' packaging/deformrt.pc.in > $(INSTALL_ROOT)/lib/pkgconfig/deformrt.pc
 	cp packaging/DeformRTConfig.cmake.in $(INSTALL_ROOT)/lib/cmake/DeformRT/DeformRTConfig.cmake
 	sed 's/@VERSION@/$(DRT_VERSION)/; s/@VERSION_MAJOR@/$(DRT_VERSION_MAJOR)/; s/@VERSION_MINOR@/$(DRT_VERSION_MINOR)/' \
@@ -105,6 +155,7 @@ install: build
 
 uninstall:
 	rm -f $(INSTALL_ROOT)/include/deformrt.h $(INSTALL_ROOT)/lib/libdeformrt.so $(INSTALL_ROOT)/bin/deformrt \
+	  $(foreach tier,$(TIERS),$(INSTALL_ROOT)/bin/deformrt-$(tier)) \
 	  $(INSTALL_ROOT)/lib/pkgconfig/deformrt.pc $(INSTALL_ROOT)/lib/cmake/DeformRT/DeformRTConfig.cmake \
 	  $(INSTALL_ROOT)/lib/cmake/DeformRT/DeformRTConfigVersion.cmake
 	-rmdir $(INSTALL_ROOT)/lib/cmake/DeformRT 2>/dev/null

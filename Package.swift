@@ -29,8 +29,8 @@ let package = Package(
             path: "Sources/ONNXProto"),
         .target(name: "DeformRTKernels", dependencies: ["CBLAS", "CPlatform"]),
         .target(name: "DeformRTCore", dependencies: ["ONNXProto", "DeformRTKernels"]),
-        .target(name: "DeformRT", dependencies: ["DeformRTCore"]),
-        .target(name: "DeformRTCAPI", dependencies: ["DeformRTCore", "CDeformRT"]),
+        .target(name: "DeformRT", dependencies: ["DeformRTCore", "DeformRTKernels", "CDeformRT"]),
+        .target(name: "DeformRTCAPI", dependencies: ["DeformRTCore", "DeformRTKernels", "CDeformRT"]),
         .executableTarget(
             name: "deformrt-cli",
             dependencies: ["DeformRT", .product(name: "ArgumentParser", package: "swift-argument-parser")]),

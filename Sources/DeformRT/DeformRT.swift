@@ -3,7 +3,9 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import CDeformRT
 import DeformRTCore
+import DeformRTKernels
 
 /// Every failure: `code` mirrors the C API's drt_status, `message` says what went wrong.
 public typealias DeformRTError = DeformRTCore.DeformRTError
@@ -74,8 +76,13 @@ public struct CustomOperatorOutput {
     }
 }
 
-/// The library version, as the C API's drt_version() reports it.
-public let deformRTVersion = "0.1.0"
+/// The instruction-set tier this code was compiled for and the widest the CPU supports
+/// (README, "How the library is built").
+public typealias CPUTier = DeformRTKernels.CPUTier
+
+/// The library version, as the C API's drt_version() reports it: the header's DRT_VERSION_*
+/// macros, the one place the version is kept (the Python package reads them too).
+public let deformRTVersion = "\(DRT_VERSION_MAJOR).\(DRT_VERSION_MINOR).\(DRT_VERSION_PATCH)"
 
 /// A graph input or output as the model declares it.
 public struct ValueInfo: Sendable, Equatable {

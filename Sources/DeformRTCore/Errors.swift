@@ -1,3 +1,5 @@
+import DeformRTKernels
+
 /// Every failure in DeformRT. The codes mirror `drt_status` in include/deformrt.h one to one.
 public struct DeformRTError: Error, CustomStringConvertible, Sendable, Equatable {
     public enum Code: Int32, Sendable {
@@ -25,4 +27,14 @@ public struct DeformRTError: Error, CustomStringConvertible, Sendable, Equatable
     static func invalidModel(_ message: String) -> DeformRTError { .init(.invalidModel, message) }
     static func invalidArgument(_ message: String) -> DeformRTError { .init(.invalidArgument, message) }
     static func unsupported(_ message: String) -> DeformRTError { .init(.unsupported, message) }
+}
+
+extension CPUDispatch {
+    /// Throws the dispatcher's refusal (README, "How the library is built"): an unusable
+    /// DEFORMRT_CPU value or a CPU below the baseline tier fails model loading and session creation.
+    public static func check() throws {
+        guard let refusal else { return }
+        throw DeformRTError(refusal.status == DeformRTError.Code.invalidArgument.rawValue ? .invalidArgument : .unsupported,
+                            refusal.message)
+    }
 }

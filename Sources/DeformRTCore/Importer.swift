@@ -3,6 +3,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import DeformRTKernels
 import Glibc
 import ONNXProto
 import SwiftProtobuf
@@ -12,14 +13,16 @@ public enum Importer {
     /// Parses `bytes`. `baseDirectory` is the model's folder (external data is read from it and
     /// must stay inside it); nil for models loaded from memory, which may not use external data.
     public static func importModel(bytes: [UInt8], baseDirectory: String?) throws -> Graph {
-        try build(decode(bytes), baseDirectory: baseDirectory)
+        try CPUDispatch.check()
+        return try build(decode(bytes), baseDirectory: baseDirectory)
     }
 
     /// Reads a model file and imports it; external data is resolved next to it. The file's bytes
     /// are freed once decoded, and each initializer's protobuf payload once it is a tensor, so a
     /// load holds about two copies of the weights at its peak, not four.
     public static func importModel(path: String) throws -> Graph {
-        try build(decode(FileAccess.readWholeFile(path)), baseDirectory: FileAccess.directory(of: path))
+        try CPUDispatch.check()
+        return try build(decode(FileAccess.readWholeFile(path)), baseDirectory: FileAccess.directory(of: path))
     }
 
     private static func decode(_ bytes: [UInt8]) throws -> Onnx_ModelProto {

@@ -79,6 +79,7 @@ public final class SessionCore: @unchecked Sendable {
     private let lock = Mutex()
 
     public init(graph imported: Graph, options: SessionOptions) throws {
+        try CPUDispatch.check()
         // Errors name the model's own nodes: checks first, then the passes.
         // Making the operators validates every node's inputs and attributes, so the passes only
         // ever see well-formed nodes.

@@ -19,10 +19,11 @@ struct DeformRTCommand: ParsableCommand {
 }
 
 struct Info: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show a model's inputs, outputs, operators, opsets and parameter count.")
+    static let configuration = CommandConfiguration(
+        abstract: "Show the version and CPU tier, and a model's inputs, outputs, operators, opsets and parameter count.")
 
-    @Argument(help: "The .onnx model file.")
-    var model: String
+    @Argument(help: "The .onnx model file (without it: only the version and CPU tier).")
+    var model: String?
 
     @Flag(help: "List the graph a session runs after the graph passes (fused nodes show what they stand for).")
     var optimized = false
@@ -34,8 +35,10 @@ struct Info: ParsableCommand {
     var save: String?
 
     func run() throws {
+        print("deformrt \(deformRTVersion), cpu tier: \(cpuTierDescription())")
+        guard let model else { return }
         let loaded = try cliTry { try Model(path: model) }
-        if optimized { return try listOptimized(loaded) }
+        if optimized { return try listOptimized(loaded, path: model) }
         let summary = loaded.summary
         print("model: \(model)")
         print("opsets: " + summary.opsets.map { "\($0.domain.isEmpty ? "ai.onnx" : $0.domain) \($0.version)" }.joined(separator: ", "))
@@ -50,7 +53,7 @@ struct Info: ParsableCommand {
         print("parameters: \(summary.parameterCount) (\(summary.initializerCount) initializers)")
     }
 
-    private func listOptimized(_ loaded: Model) throws {
+    private func listOptimized(_ loaded: Model, path model: String) throws {
         let chosen = try optimizationLevel(named: level)
         let session = try cliTry { try Session(model: loaded, threads: 1, graphOptimizationLevel: chosen) }
         let graph = session.optimizedGraph
@@ -68,6 +71,15 @@ struct Info: ParsableCommand {
             if fwrite(bytes, 1, bytes.count, file) != bytes.count { throw ValidationError("error: writing '\(save)' failed") }
             print("saved: \(save)")
         }
+    }
+
+    /// The tier this tool runs (build/bin/deformrt starts the copy for the CPU, as the library's
+    /// dispatcher does), what the CPU supports, and DEFORMRT_CPU if set.
+    private func cpuTierDescription() -> String {
+        let widest = CPUTier.widestSupported?.rawValue ?? "none (below x86-64-v2)"
+        var text = "\(CPUTier.compiled.rawValue) (CPU supports up to \(widest)"
+        if let forced = getenv("DEFORMRT_CPU") { text += "; DEFORMRT_CPU=\(String(cString: forced))" }
+        return text + ")"
     }
 
     private func describe(_ info: ValueInfo) -> String {

@@ -93,6 +93,8 @@ static void null_and_dead_handles(const char *model_path) {
     REFUSED(drt_tensor_rank(NULL, &rank), "drt_tensor_rank");
     REFUSED(drt_tensor_shape(NULL, dims, 8, &rank), "drt_tensor_shape");
     REFUSED(drt_tensor_byte_size(NULL, &count), "drt_tensor_byte_size");
+    REFUSED(drt_cpu_tier(NULL), "drt_cpu_tier");
+    CHECK(drt_cpu_tier(&name) == DRT_OK && name != NULL && name[0] != '\0');
 
     /* Live handles with NULL out-pointers. */
     model = load(model_path);

@@ -54,13 +54,14 @@ def prefix(tmp_path_factory):
 
 
 def test_install_lays_out_the_usual_files(prefix):
-    for path in ["include/deformrt.h", "lib/libdeformrt.so", "bin/deformrt", "lib/pkgconfig/deformrt.pc",
+    for path in ["include/deformrt.h", "lib/libdeformrt.so", "bin/deformrt", "bin/deformrt-baseline",
+                 "bin/deformrt-avx2", "bin/deformrt-avx512", "lib/pkgconfig/deformrt.pc",
                  "lib/cmake/DeformRT/DeformRTConfig.cmake", "lib/cmake/DeformRT/DeformRTConfigVersion.cmake"]:
         assert (prefix / path).is_file(), path
     with open(os.path.join(ROOT, "include", "deformrt.h"), "rb") as a:
         assert (prefix / "include" / "deformrt.h").read_bytes() == a.read()
-    out = _run([str(prefix / "bin" / "deformrt"), "info", MODEL])
-    assert "image" in out
+    out = _run([str(prefix / "bin" / "deformrt"), "info", MODEL])  # the launcher starts bin/deformrt-<tier>
+    assert "image" in out and "cpu tier: " in out
 
 
 def test_pkg_config_builds_and_runs_the_c_example(prefix, tmp_path):

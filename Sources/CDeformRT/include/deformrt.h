@@ -375,6 +375,20 @@ drt_status drt_session_options_add_custom_op(drt_session_options *options, const
  * Borrowed: valid until the tensor is freed (for lent tensors: until the callback returns). */
 drt_status drt_tensor_mutable_data(drt_tensor *tensor, void **out_data);
 
+/* ---- CPU tier ----------------------------------------------------------------------------- */
+
+/* The instruction-set tier the library runs on: "baseline" (x86-64-v2: SSE4.2), "avx2"
+ * (x86-64-v3: AVX2 + FMA) or "avx512" (x86-64-v4: AVX-512 F/CD/BW/DQ/VL). The shipped library holds
+ * the engine once per tier and picks one once, when it is loaded: the widest the CPU supports, or
+ * the one the environment variable DEFORMRT_CPU=baseline|avx2|avx512 names. A library built
+ * without the Makefile (plain `swift build`) has one tier, "generic", and ignores DEFORMRT_CPU.
+ * Static storage: never free *out_name.
+ * Fails with DRT_ERROR_UNSUPPORTED when DEFORMRT_CPU names a tier this CPU lacks or the CPU is below
+ * x86-64-v2, and with DRT_ERROR_INVALID_ARGUMENT when DEFORMRT_CPU names no tier; in both cases
+ * drt_model_load_file, drt_model_load_memory and drt_session_create fail the same way, while the
+ * calls that run no model (version, status text, tensors) keep working on the baseline tier. */
+drt_status drt_cpu_tier(const char **out_name);
+
 #ifdef __cplusplus
 }
 #endif

@@ -30,6 +30,7 @@ __all__ = [
     "get_all_providers",
     "get_available_providers",
     "get_device",
+    "get_cpu_tier",
     "get_version",
     "__version__",
 ]
@@ -38,6 +39,17 @@ __all__ = [
 def get_version() -> str:
     """The loaded library's version, "MAJOR.MINOR.PATCH"."""
     return _capi.drt_version().decode("ascii")
+
+
+def get_cpu_tier() -> str:
+    """The instruction-set tier the library runs on: "baseline", "avx2" or "avx512" (chosen at
+    load from the CPU, or by DEFORMRT_CPU), or "generic" for a library built without the Makefile.
+    Raises DeformRTError when DEFORMRT_CPU names a tier this CPU lacks or no tier at all."""
+    import ctypes
+    from .session import _check
+    name = ctypes.c_char_p()
+    _check(_capi.drt_cpu_tier(ctypes.byref(name)))
+    return name.value.decode("ascii")
 
 
 # The version has one source, the library's drt_version() (DRT_VERSION_* in include/deformrt.h).

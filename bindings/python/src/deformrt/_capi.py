@@ -362,3 +362,8 @@ drt_session_options_add_custom_op = _bind(
 # drt_status drt_tensor_mutable_data(drt_tensor *tensor, void **out_data);
 drt_tensor_mutable_data = _bind(
     "drt_tensor_mutable_data", drt_status, POINTER(drt_tensor), POINTER(c_void_p))
+
+# ---- CPU tier ----
+
+# drt_status drt_cpu_tier(const char **out_name);
+drt_cpu_tier = _bind("drt_cpu_tier", drt_status, POINTER(c_char_p))
