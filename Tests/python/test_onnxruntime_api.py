@@ -256,6 +256,22 @@ def test_one_run_options_serves_several_sessions_and_threads(chain_model):
     assert Status.CANCELLED in outcomes
 
 
+def test_run_options_accepts_onnxruntime_settings(chain_model):
+    options = deformrt.RunOptions()
+    options.log_severity_level = 0
+    options.logid = "request-7"
+    options.run_tag = "tag"
+    options.only_execute_path_to_fetches = True
+    options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+    assert options.get_run_config_entry("memory.enable_memory_arena_shrinkage") == "cpu:0"
+    with pytest.raises(deformrt.DeformRTError):
+        options.get_run_config_entry("no.such.entry")
+    session = deformrt.InferenceSession(chain_model[0])
+    image = np.load(chain_model[1])
+    (probabilities,) = session.run(["probabilities"], {"image": image}, options)
+    np.testing.assert_array_equal(probabilities, session.run(["probabilities"], {"image": image})[0])
+
+
 def test_run_options_type_is_checked(chain_model):
     session = deformrt.InferenceSession(chain_model[0])
     with pytest.raises(TypeError, match="RunOptions"):

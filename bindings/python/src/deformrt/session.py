@@ -202,8 +202,9 @@ class RunOptions:
     terminate: set to True (from any thread) to stop every run using these options; a run checks
         before each node and raises DeformRTError with status CANCELLED. It stays set until set
         back to False, so a run started while it is set stops at once.
-    log_severity_level, log_verbosity_level, run_tag: accepted for compatibility (DeformRT reports
-        through exceptions only).
+    log_severity_level, log_verbosity_level, run_tag, logid, only_execute_path_to_fetches,
+        add_run_config_entry: accepted for compatibility (DeformRT reports through exceptions
+        only, and always runs just the nodes the fetched outputs need).
     """
 
     def __init__(self) -> None:
@@ -215,6 +216,17 @@ class RunOptions:
         self.log_severity_level: int = 2
         self.log_verbosity_level: int = 0
         self.run_tag: str = ""
+        self.logid: str = ""
+        self.only_execute_path_to_fetches: bool = False
+        self._config: Dict[str, str] = {}
+
+    def add_run_config_entry(self, key: str, value: str) -> None:
+        self._config[str(key)] = str(value)
+
+    def get_run_config_entry(self, key: str) -> str:
+        if key not in self._config:
+            raise DeformRTError(Status.INVALID_ARGUMENT, f"RunOptions has no config entry {key!r}")
+        return self._config[key]
 
     @property
     def terminate(self) -> bool:
