@@ -385,12 +385,14 @@ class Collected:
     failures: List[str]
 
 
-def collect(script: Path, systems: Sequence[System], layers: Sequence[Layer], thread_counts: Sequence[int],
-            args: argparse.Namespace, checked_system: Optional[str]) -> Collected:
+def collect(script: Path, systems: Sequence[System], layers: Sequence, thread_counts: Sequence[int],
+            args: argparse.Namespace, checked_system: Optional[str],
+            runs: Callable[[str, object], bool] = lambda system, layer: True) -> Collected:
     """Runs every worker. One process per (system, layer, threads), systems interleaved layer by layer,
     and the whole sweep --rounds times with the runs pooled, so that load from elsewhere on the
     machine hits all systems alike. --quick runs all layers in one process per (system, threads) to
-    save start-up time (torch alone takes seconds to import)."""
+    save start-up time (torch alone takes seconds to import). `runs(system key, layer)` says which
+    systems run a layer (default: all); `layers` are anything with a `name`."""
     times: Dict[tuple, List[float]] = {}
     collected = Collected({}, {}, [])
     groups = [list(layers)] if args.quick else [[layer] for layer in layers]
@@ -400,9 +402,9 @@ def collect(script: Path, systems: Sequence[System], layers: Sequence[Layer], th
         for threads in thread_counts:
             for group in groups:
                 for system in systems:
-                    if system.skipped:
+                    names = ",".join(layer.name for layer in group if runs(system.key, layer))
+                    if system.skipped or not names:
                         continue
-                    names = ",".join(layer.name for layer in group)
                     arguments = ["--worker", system.key, "--layers", names,
                                  "--runs", str(args.runs), "--warmup", str(args.warmup)]
                     if system.key == checked_system:

@@ -143,39 +143,12 @@ def work(args: argparse.Namespace) -> None:
 
 # ----------------------------------------------------------------------------- driver
 
-def collect(systems: Sequence[System], cases: Sequence[Case], thread_counts: Sequence[int],
+def collect(systems: Sequence[System], cases: Sequence, thread_counts: Sequence[int],
             args: argparse.Namespace) -> _common.Collected:
-    times: Dict[tuple, List[float]] = {}
-    collected = _common.Collected({}, {}, [])
-    groups = [list(cases)] if args.quick else [[case] for case in cases]
-    for round_index in range(args.rounds):
-        if args.rounds > 1:
-            _common.progress(f"round {round_index + 1} of {args.rounds}")
-        for threads in thread_counts:
-            for group in groups:
-                for system in systems:
-                    names = ",".join(case.name for case in group if runs_case(system.key, case))
-                    if system.skipped or not names:
-                        continue
-                    arguments = ["--worker", system.key, "--layers", names, "--runs", str(args.runs),
-                                 "--warmup", str(args.warmup)] + (["--check"] if system.key == "deformrt" else [])
-                    try:
-                        result = _common.run_worker(system.python, Path(__file__), arguments, threads,
-                                                    deformrt=system.deformrt)
-                    except _common.WorkerFailed as failure:
-                        collected.failures.append(f"{system.label}, cases {names}, threads {threads}: {failure}")
-                        _common.progress(f"  {system.label:<20} {names} t={threads}: FAILED")
-                        continue
-                    for name, case_times in result["layers"].items():
-                        times.setdefault((system.key, name, threads), []).extend(case_times)
-                        _common.progress(f"  {system.label:<20} {name} t={threads}: "
-                                         f"{float(np.median(case_times)):9.2f} ms median")
-                    for name, difference in result.get("max_abs_diff", {}).items():
-                        previous = collected.differences.get((name, threads), 0.0)
-                        collected.differences[(name, threads)] = max(previous, difference) \
-                            if not np.isnan(difference) else difference
-    collected.timings = {key: _common.summarize(values) for key, values in times.items()}
-    return collected
+    """One process per (system, case, threads), systems interleaved, the whole sweep --rounds times
+    with the runs pooled (`_common.collect`); only the systems that run a case are started for it."""
+    return _common.collect(Path(__file__), systems, cases, thread_counts, args, "deformrt",
+                           runs=runs_case)
 
 
 def report(collected: _common.Collected, systems: Sequence[System], cases: Sequence[Case],

@@ -194,43 +194,12 @@ def work(args: argparse.Namespace) -> None:
 
 # ----------------------------------------------------------------------------- driver
 
-def collect(systems: Sequence[System], heads: Sequence[Head], thread_counts: Sequence[int],
+def collect(systems: Sequence[System], heads: Sequence, thread_counts: Sequence[int],
             args: argparse.Namespace) -> _common.Collected:
-    """One process per (system, head, threads), systems interleaved head by head, the whole sweep
-    --rounds times with the runs pooled; --quick runs all of a system's heads in one process per
-    thread count. Only the systems that run a head are started for it."""
-    times: Dict[tuple, List[float]] = {}
-    collected = _common.Collected({}, {}, [])
-    groups = [list(heads)] if args.quick else [[head] for head in heads]
-    for round_index in range(args.rounds):
-        if args.rounds > 1:
-            _common.progress(f"round {round_index + 1} of {args.rounds}")
-        for threads in thread_counts:
-            for group in groups:
-                for system in systems:
-                    names = ",".join(head.name for head in group
-                                     if system.key == "deformrt" or system.key in head.peers)
-                    if system.skipped or not names:
-                        continue
-                    arguments = ["--worker", system.key, "--layers", names, "--runs", str(args.runs),
-                                 "--warmup", str(args.warmup)] + (["--check"] if system.key == "deformrt" else [])
-                    try:
-                        result = _common.run_worker(system.python, Path(__file__), arguments, threads,
-                                                    deformrt=system.deformrt)
-                    except _common.WorkerFailed as failure:
-                        collected.failures.append(f"{system.label}, heads {names}, threads {threads}: {failure}")
-                        _common.progress(f"  {system.label:<12} {names} t={threads}: FAILED")
-                        continue
-                    for name, head_times in result["layers"].items():
-                        times.setdefault((system.key, name, threads), []).extend(head_times)
-                        _common.progress(f"  {system.label:<12} {name} t={threads}: "
-                                         f"{float(np.median(head_times)):8.2f} ms median")
-                    for name, difference in result.get("max_abs_diff", {}).items():
-                        previous = collected.differences.get((name, threads), 0.0)
-                        collected.differences[(name, threads)] = max(previous, difference) \
-                            if not np.isnan(difference) else difference
-    collected.timings = {key: _common.summarize(values) for key, values in times.items()}
-    return collected
+    """One process per (system, head, threads), systems interleaved, the whole sweep --rounds times
+    with the runs pooled (`_common.collect`); only the systems that run a head are started for it."""
+    return _common.collect(Path(__file__), systems, heads, thread_counts, args, "deformrt",
+                           runs=lambda key, head: key == "deformrt" or key in head.peers)
 
 
 def report(collected: _common.Collected, systems: Sequence[System], heads: Sequence[Head],
