@@ -132,7 +132,9 @@ test-python: examples test-deps wheel
 # kernel-level op tests, the examples and a conformance subset again on every other tier the CPU
 # supports, forced with DEFORMRT_CPU (on the build machine: baseline and avx2 after avx512).
 TIER_TESTS := Tests/python/test_examples.py Tests/python/test_deform_conv.py Tests/python/test_ops.py \
-              Tests/python/test_roi.py Tests/python/test_hostile.py bindings/python/tests
+              Tests/python/test_roi.py Tests/python/test_hostile.py Tests/python/test_onnx_conformance.py \
+              Tests/python/test_grid_sample.py Tests/python/test_deformable_attention.py \
+              Tests/python/test_conv_transpose.py Tests/python/test_blas_concurrency.py bindings/python/tests
 test-tiers: examples
 	@default=$$(env -u DEFORMRT_CPU build/bin/deformrt info | sed -n 's/.*cpu tier: \([a-z0-9]*\).*/\1/p'); \
 	for tier in $(TIERS); do \
