@@ -21,6 +21,8 @@ public enum RoILimits {
     public static let adaptiveGrid = 1 << 22
     /// Largest sampling_ratio / sample_per_part accepted (the work per bin is its square).
     public static let samplingRatio = 1024
+    /// Largest number of bilinear samples one deformable PSROI pooling run may read.
+    public static let psroiSamples = 1 << 27
     /// MaxRoiPool: rounded, scaled corners must lie within +-2^30 (the reference uses 32-bit ints).
     public static let roundedCorner: Float = 1_073_741_824
 }

@@ -1085,3 +1085,14 @@ def test_einsum_general_loop_work_is_capped():
     a = np.ones((300, 4000), np.float32)
     (y,) = run(data, {"a": a, "b": np.full((4000, 200), 0.5, np.float32)})
     np.testing.assert_array_equal(y, np.full((300, 200), 2000, np.float32))
+
+
+def test_psroi_pooling_refuses_a_sample_count_that_would_run_for_minutes():
+    """sample_per_part near its limit over many RoIs: the plan refuses it by name (the fuzz smoke
+    found such a model running for minutes; fuzz/regressions/psroi_pool_sample_count_runs_for_minutes)."""
+    nodes = [helper.make_node("DeformablePSROIPooling", ["data", "rois"], ["y"], name="suspect", domain="ai.deformrt",
+                              output_dim=2, group_size=2, spatial_scale=1.0, pooled_size=7, sample_per_part=1024)]
+    model = model_bytes(nodes, [value("data", FLOAT, [1, 8, 16, 16]), value("rois", FLOAT, [64, 5])], [value("y")], opset=17)
+    with pytest.raises(deformrt.DeformRTError, match=r"suspect.*samples per run exceeds the limit"):
+        deformrt.InferenceSession(model).run(None, {"data": np.zeros((1, 8, 16, 16), np.float32),
+                                                    "rois": np.zeros((64, 5), np.float32)})

@@ -398,6 +398,16 @@ final class DeformablePSROIPoolOperator: Operator {
         if let reason = params(x, roiCount: roiCount, transClasses: classes).invalidReason {
             throw DeformRTError.invalidModel(reason)
         }
+        // Bilinear samples one run reads: a hostile model (many RoIs, sample_per_part near its
+        // limit) would otherwise run for minutes. R-FCN's heads need ~2^24 (300 RoIs, 81 x 7 x 7
+        // bins, 4 x 4 samples); the cap leaves 8x room.
+        let samples = try Limits.product(Limits.product(Limits.product(roiCount, outputDim, what: "samples"),
+                                                        pooledSize * pooledSize, what: "samples"),
+                                         samplePerPart * samplePerPart, what: "samples")
+        if samples > RoILimits.psroiSamples {
+            throw DeformRTError.unsupported("\(roiCount) RoIs x output_dim \(outputDim) x \(pooledSize)^2 bins x sample_per_part "
+                                            + "\(samplePerPart)^2 = \(samples) samples per run exceeds the limit of \(RoILimits.psroiSamples)")
+        }
         return [PlanValue(ValueType(.float, [roiCount, outputDim, pooledSize, pooledSize]))]
     }
 
