@@ -165,6 +165,45 @@ final class ConvLayoutTests: XCTestCase {
                                kernelWidth: 1, strideHeight: 2, strideWidth: 2))
     }
 
+    /// Plain convolutions with a multiple of 64 output channels per group read the input rows
+    /// through a table of row pointers (ChannelsLastConvPlan.readsRowsIndirectly): k blocks of
+    /// several taps (130 channels: 3 blocks of 3 taps), taps split in two parts (650 channels),
+    /// strides with asymmetric padding, dilation, groups, a strided 1x1, partial row groups and
+    /// several tiles, with the bias + residual + Relu that the micro-kernels apply as they store.
+    func testIndirectRows() {
+        let cases = [
+            ConvGeometry(batch: 2, inChannels: 17, inHeight: 7, inWidth: 5, outChannels: 64, kernelHeight: 3,
+                         kernelWidth: 3, padTop: 1, padLeft: 1),
+            ConvGeometry(batch: 1, inChannels: 130, inHeight: 9, inWidth: 8, outChannels: 128, kernelHeight: 3,
+                         kernelWidth: 3, strideHeight: 2, strideWidth: 2, padTop: 1, padLeft: 0, padBottom: 0, padRight: 1),
+            ConvGeometry(batch: 1, inChannels: 650, inHeight: 3, inWidth: 3, outChannels: 64, kernelHeight: 3,
+                         kernelWidth: 3, padTop: 2, padLeft: 2, dilationHeight: 2, dilationWidth: 2),
+            ConvGeometry(batch: 1, inChannels: 32, inHeight: 6, inWidth: 7, outChannels: 128, kernelHeight: 3,
+                         kernelWidth: 3, padTop: 1, padLeft: 1, group: 2),
+            ConvGeometry(batch: 1, inChannels: 24, inHeight: 13, inWidth: 17, outChannels: 64, kernelHeight: 3,
+                         kernelWidth: 3, padTop: 1, padLeft: 1),
+            ConvGeometry(batch: 1, inChannels: 48, inHeight: 11, inWidth: 9, outChannels: 192, kernelHeight: 1,
+                         kernelWidth: 1, strideHeight: 2, strideWidth: 2),
+            // 49 pixels: 8 groups and a single row (2 threads: split over output channels).
+            ConvGeometry(batch: 2, inChannels: 20, inHeight: 7, inWidth: 7, outChannels: 128, kernelHeight: 3,
+                         kernelWidth: 3, padTop: 1, padLeft: 1),
+        ]
+        let blocks = ChannelsLastConvPlan(cases[1], engine: .packedSIMD, threads: 1)
+        XCTAssertEqual(blocks.segmentsPerBlock, 3)
+        XCTAssertEqual(ChannelsLastConvPlan(cases[2], engine: .packedSIMD, threads: 1).segmentParts, 2)
+        XCTAssertGreaterThan(cases[4].outHeight * cases[4].outWidth,
+                             ChannelsLastConvPlan(cases[4], engine: .packedSIMD, threads: 1).tileRows)
+        for g in cases {
+            XCTAssertTrue(ChannelsLastConvPlan(g, engine: .packedSIMD, threads: 1).readsRowsIndirectly, "\(g)")
+            checkConv(g)
+        }
+        // The single-row tail on panel rows: pointwise 7x7 and 8x1 (two rows), one and two k blocks.
+        checkConv(ConvGeometry(batch: 1, inChannels: 32, inHeight: 7, inWidth: 7, outChannels: 64, kernelHeight: 1,
+                               kernelWidth: 1))
+        checkConv(ConvGeometry(batch: 1, inChannels: 650, inHeight: 8, inWidth: 1, outChannels: 128, kernelHeight: 1,
+                               kernelWidth: 1))
+    }
+
     func testDepthwiseStaysNCHW() {
         let g = ConvGeometry(batch: 1, inChannels: 16, inHeight: 6, inWidth: 6, outChannels: 16, kernelHeight: 3,
                              kernelWidth: 3, padTop: 1, padLeft: 1, group: 16)

@@ -43,6 +43,21 @@ enum PanelSource {
     case deformable(DeformableOptions, offset: UnsafePointer<Float>, mask: UnsafePointer<Float>?)
 }
 
+/// Where the micro-kernels read the A rows of a k block: a panel (or the input), rows `lda` apart,
+/// or a table of row pointers per tap (ChannelsLastConvPlan.readsRowsIndirectly).
+enum PanelRows {
+    case strided(UnsafePointer<Float>, lda: Int)
+    case table(UnsafePointer<UnsafePointer<Float>>)
+
+    /// The rows from row `rows` on.
+    func advanced(by rows: Int) -> PanelRows {
+        switch self {
+        case let .strided(a, lda): return .strided(a + rows * lda, lda: lda)
+        case let .table(table): return .table(table + rows)
+        }
+    }
+}
+
 /// The shared path of Conv2D (packed engine) and DeformConv (both engines): input transposed to
 /// channels-last rows once per batch item, then per tile of output pixels and per k block a
 /// pixel-major panel (im2col or deformable samples), multiplied into the tile's outputs.
@@ -93,6 +108,12 @@ struct ChannelsLastConvPlan {
     /// (PackedGemm.kernel6x64(interleaving:)), into a panel of two 6-row groups used in turn.
     /// Otherwise one plan at a time, gathered per k block into a panel of the whole tile.
     let interleavesSampling: Bool
+    /// Plain convolution, neither pointwise nor on narrow rows (packed engine): the micro-kernels read the channels-last rows through a table of row pointers (one
+    /// per tap and output pixel of the tile) instead of an im2col panel, so nothing is copied.
+    let readsRowsIndirectly: Bool
+    let segmentParts: Int       // equal parts a tap's channels are read in (more than 640 channels)
+    let segmentLength: Int      // cin / segmentParts
+    let segmentsPerBlock: Int   // segments per k block of the indirect path
     let offsetGroupSpan: Int    // offset groups a conv group's channels touch (deformable)
     let planSlots: Int          // sampling plans held at once
 
@@ -108,6 +129,7 @@ struct ChannelsLastConvPlan {
     let originYAt: Int
     let originXAt: Int
     let planTailAt: Int   // 48 floats: the last partial vector of offsets and mask
+    let rowTableAt: Int   // tileRows x taps row pointers (readsRowsIndirectly)
     let planStride: Int
     let totalFloats: Int
 
@@ -154,6 +176,13 @@ struct ChannelsLastConvPlan {
         // Deformable sampling addresses the zero row by index, right after the image's rows.
         readsInputInPlace = layout.inputChannelsLast && rowStride == g.inChannels && offsetGroup == nil && !narrowRows
         rowGroups = (outPixels + 5) / 6
+        segmentParts = max(1, (cin + 639) / 640)
+        segmentLength = cin / segmentParts
+        readsRowsIndirectly = offsetGroup == nil && !pointwise && !narrowRows && engine == .packedSIMD && cin > 0
+            && cin % segmentParts == 0
+        let segments = taps * segmentParts
+        let segmentBlocks = (segments + max(1, 640 / max(segmentLength, 1)) - 1) / max(1, 640 / max(segmentLength, 1))
+        segmentsPerBlock = max(1, (segments + segmentBlocks - 1) / max(segmentBlocks, 1))
         writesOutputDirectly = engine == .packedSIMD && layout.outputChannelsLast && cout == coutPadded
             && !interleavesSampling
         columnBlocks = (coutPadded + 63) / 64
@@ -178,7 +207,9 @@ struct ChannelsLastConvPlan {
         originYAt = planWeightAt + 4 * planStride * planSlots
         originXAt = originYAt + planStride
         planTailAt = originXAt + planStride
-        workerFloats = aligned(planTailAt + 48)
+        rowTableAt = aligned(planTailAt + 48)
+        let pointerFloats = MemoryLayout<UnsafePointer<Float>>.stride / MemoryLayout<Float>.stride
+        workerFloats = aligned(rowTableAt + (readsRowsIndirectly ? pointerFloats * tileRows * taps : 0))
         totalFloats = workerAt + workers * workerFloats
     }
 
@@ -342,11 +373,26 @@ struct ChannelsLastConvPlan {
         // The tile's first output and how its (channel, pixel) elements lie.
         let tileStart = layout.outputChannelsLast ? p0 * g.outChannels + grp * cout : grp * cout * outPixels + p0
         let out = output + tileStart
+        // Direct path: the micro-kernels add the bias and the residual and apply Relu to the full
+        // 6-row groups as they store their last k block (the tile's last partial group still
+        // takes the passes below).
+        let finishesInKernel = writesOutputDirectly && (epilogue.activation == nil || epilogue.activation == .relu)
+        // A last partial group of one or two rows: computed row by row straight into the output.
+        let singleRowTail = writesOutputDirectly && coutPadded % 64 == 0 && count % 6 != 0 && count % 6 <= 2
+        let directRows = singleRowTail ? count : count / 6 * 6
+        let finishedRows = finishesInKernel ? directRows : 0
+        let finish = finishesInKernel
+            ? TileFinish(bias: channelBias, residual: epilogue.shifted(by: tileStart).residual,
+                         residualStride: g.outChannels, relu: epilogue.activation == .relu)
+            : TileFinish.none
         // Runs when the tile's outputs are written, while they are in cache.
         defer {
             let e = epilogue.shifted(by: tileStart)
-            if layout.outputChannelsLast { e.shifted(by: c0).apply(rows: count, count: c1 - c0, stride: g.outChannels, output: out + c0) }
-            else { e.apply(rows: cout, count: count, stride: outPixels, output: out) }
+            if layout.outputChannelsLast {
+                let skipped = finishedRows * g.outChannels + c0
+                e.shifted(by: skipped).apply(rows: count - finishedRows, count: c1 - c0, stride: g.outChannels,
+                                             output: out + skipped)
+            } else { e.apply(rows: cout, count: count, stride: outPixels, output: out) }
         }
         if case .deformable = source {
             DeformableSampling.fillOrigins(g, p0: p0, count: count, baseY: scratch + originYAt,
@@ -360,13 +406,20 @@ struct ChannelsLastConvPlan {
             writeResult(result, count: count, bias: channelBias, out: out)
             return
         }
+        var rowTable: UnsafePointer<UnsafePointer<Float>>?
+        if readsRowsIndirectly, case .im2col = source {
+            rowTable = fillRowTable(p0: p0, count: count, paddedRows: paddedRows, rows: rows, zeroRows: zeroRows,
+                                    channelBase: channelBase, scratch: scratch)
+        }
         var planKey = -1
         var kb = 0
         while kb < k {
-            let kcCur = min(kc, k - kb)
+            let kcCur = min(rowTable == nil ? kc : segmentsPerBlock * segmentLength, k - kb)
             var a = UnsafePointer(panel)
             var lda = kc
             switch source {
+            case .im2col where rowTable != nil:
+                break
             case .pointwise where readsInputInPlace && paddedRows > count:
                 // The group's padding rows would read past the image (and, for the last one, the
                 // tensor): copy the tile's rows instead.
@@ -383,20 +436,28 @@ struct ChannelsLastConvPlan {
                 fillDeformable(d, offset: offset, mask: mask, kb: kb, kcCur: kcCur, count: count, p0: p0, rows: rows,
                                channelBase: channelBase, panel: panel, scratch: scratch, planKey: &planKey)
             }
-            if a == UnsafePointer(panel) && paddedRows > count {
+            let panelRows = rowTable.map { PanelRows.table($0) } ?? .strided(a, lda: lda)
+            if rowTable == nil && a == UnsafePointer(panel) && paddedRows > count {
                 (panel + count * kc).update(repeating: 0, count: (paddedRows - count) * kc)
             }
             switch engine {
             case .packedSIMD where writesOutputDirectly:
                 let fullRows = count / 6 * 6
-                multiplyPacked(a: a, lda: lda, kb: kb, kcCur: kcCur, rows: fullRows,
-                               weights: weights + grp * k * coutPadded, result: out, ldc: g.outChannels, blocks: blocks)
-                if fullRows < count {
-                    multiplyPacked(a: a + fullRows * lda, lda: lda, kb: kb, kcCur: kcCur, rows: 6,
+                multiplyPacked(panelRows, kb: kb, kcCur: kcCur, rows: fullRows,
+                               weights: weights + grp * k * coutPadded, result: out, ldc: g.outChannels, blocks: blocks,
+                               finish: kb + kcCur == k ? finish : .none)
+                if singleRowTail {
+                    for r in fullRows..<count {
+                        multiplySingleRow(panelRows.advanced(by: r), kb: kb, kcCur: kcCur,
+                                          weights: weights + grp * k * coutPadded, result: out + r * g.outChannels,
+                                          blocks: blocks, finish: kb + kcCur == k ? finish.shifted(rows: r, columns: 0) : .none)
+                    }
+                } else if fullRows < count {
+                    multiplyPacked(panelRows.advanced(by: fullRows), kb: kb, kcCur: kcCur, rows: 6,
                                    weights: weights + grp * k * coutPadded, result: result, ldc: coutPadded, blocks: blocks)
                 }
             case .packedSIMD:
-                multiplyPacked(a: a, lda: lda, kb: kb, kcCur: kcCur, rows: paddedRows,
+                multiplyPacked(panelRows, kb: kb, kcCur: kcCur, rows: paddedRows,
                                weights: weights + grp * k * coutPadded, result: result, ldc: coutPadded)
             case .blas where layout.outputChannelsLast:
                 Gemm.sgemm(transposeB: true, m: count, n: cout, k: kcCur, a: a, lda: lda,
@@ -410,11 +471,12 @@ struct ChannelsLastConvPlan {
         switch engine {
         case .packedSIMD where writesOutputDirectly:
             let fullRows = count / 6 * 6
-            for r in fullRows..<count {
+            for r in directRows..<count {
                 (out + r * g.outChannels + c0).update(from: result + (r - fullRows) * coutPadded + c0, count: c1 - c0)
             }
-            if let channelBias {
-                ConvBias.addToRows(channelBias + c0, columns: c1 - c0, to: out + c0, ld: g.outChannels, rows: count)
+            if let channelBias, finishedRows < count {
+                ConvBias.addToRows(channelBias + c0, columns: c1 - c0, to: out + finishedRows * g.outChannels + c0,
+                                   ld: g.outChannels, rows: count - finishedRows)
             }
         case .packedSIMD:
             writeResult(result, count: count, bias: channelBias, out: out)
@@ -446,39 +508,82 @@ struct ChannelsLastConvPlan {
     /// result[r][m] (+)= sum over k in kb ..< kb + kcCur of a[r][k - kb] * packed[k][m], 64 columns at a time
     /// (each column block over all rows, so that its weights stay in cache).
     private func multiplyPacked(
-        a: UnsafePointer<Float>, lda: Int, kb: Int, kcCur: Int, rows: Int, weights: UnsafePointer<Float>,
-        result: UnsafeMutablePointer<Float>, ldc: Int, blocks: Range<Int>? = nil
+        _ a: PanelRows, kb: Int, kcCur: Int, rows: Int, weights: UnsafePointer<Float>,
+        result: UnsafeMutablePointer<Float>, ldc: Int, blocks: Range<Int>? = nil, finish: TileFinish = .none
     ) {
         var col = (blocks?.lowerBound ?? 0) * 64
         let end = min(coutPadded, (blocks?.upperBound ?? columnBlocks) * 64)
         while col < end {
             var r = 0
             while r < rows {
-                multiplyGroup(a: a + r * lda, lda: lda, kb: kb, kcCur: kcCur, col: col, weights: weights,
-                              result: result + r * ldc, ldc: ldc)
+                multiplyGroup(a.advanced(by: r), kb: kb, kcCur: kcCur, col: col, weights: weights,
+                              result: result + r * ldc, ldc: ldc, finish: finish.shifted(rows: r, columns: col))
                 r += 6
             }
             col += 64
         }
     }
 
+    /// One row times the 64-column blocks `blocks` (singleRowTail: every block is 64 wide).
+    private func multiplySingleRow(
+        _ rows: PanelRows, kb: Int, kcCur: Int, weights: UnsafePointer<Float>, result: UnsafeMutablePointer<Float>,
+        blocks: Range<Int>, finish: TileFinish
+    ) {
+        for block in blocks {
+            let col = block * 64
+            let b = weights + col * k + kb * 64
+            let blockFinish = finish.shifted(rows: 0, columns: col)
+            switch rows {
+            case let .strided(a, _):
+                withUnsafePointer(to: a) {
+                    PackedGemm.kernel1x64(segments: 0..<1, parts: 1, length: kcCur, rows: $0, tableStride: 0, b: b,
+                                          c: result + col, accumulate: kb > 0, finish: blockFinish)
+                }
+            case let .table(table):
+                PackedGemm.kernel1x64(segments: kb / segmentLength ..< (kb + kcCur) / segmentLength,
+                                      parts: segmentParts, length: segmentLength, rows: table, tableStride: tileRows,
+                                      b: b, c: result + col, accumulate: kb > 0, finish: blockFinish)
+            }
+        }
+    }
+
     /// One 6-row group times the 64-column block at `col` (or the last, narrower one).
     @inline(__always)
     private func multiplyGroup(
-        a: UnsafePointer<Float>, lda: Int, kb: Int, kcCur: Int, col: Int, weights: UnsafePointer<Float>,
-        result: UnsafeMutablePointer<Float>, ldc: Int
+        _ rows: PanelRows, kb: Int, kcCur: Int, col: Int, weights: UnsafePointer<Float>,
+        result: UnsafeMutablePointer<Float>, ldc: Int, finish: TileFinish = .none
     ) {
         let width = min(64, coutPadded - col)
         let block = weights + col * k + kb * width
+        let a: UnsafePointer<Float>, lda: Int
+        switch rows {
+        case let .strided(pointer, stride):
+            (a, lda) = (pointer, stride)
+        case let .table(table):
+            // k blocks of the indirect path start and end on segments.
+            let segments = kb / segmentLength ..< (kb + kcCur) / segmentLength
+            if width == 64 {
+                PackedGemm.kernel6x64(segments: segments, parts: segmentParts, length: segmentLength, rows: table,
+                                      tableStride: tileRows, b: block, c: result + col, ldc: ldc, accumulate: kb > 0,
+                                      finish: finish)
+            } else {
+                PackedGemm.kernel6xNarrow(vectors: width / 16, segments: segments, parts: segmentParts,
+                                          length: segmentLength, rows: table, tableStride: tileRows, b: block, ldb: width,
+                                          c: result + col, ldc: ldc, accumulate: kb > 0, finish: finish)
+            }
+            return
+        }
         if width == 64 {
             PackedGemm.kernel6x64(kc: kcCur, a: a, lda: lda, b: block, c: result + col, ldc: ldc,
-                                  accumulate: kb > 0)
+                                  accumulate: kb > 0, finish: finish)
         } else {
-            var s = 0
-            while s < width {
-                PackedGemm.kernel6x16(kc: kcCur, a: a, lda: lda, b: block + s, ldb: width, c: result + col + s,
-                                      ldc: ldc, accumulate: kb > 0)
-                s += 16
+            // The narrow kernel on a table of the group's six rows: one segment of kcCur floats.
+            let table = (a, a + lda, a + 2 * lda, a + 3 * lda, a + 4 * lda, a + 5 * lda)
+            withUnsafeBytes(of: table) { bytes in
+                PackedGemm.kernel6xNarrow(vectors: width / 16, segments: 0..<1, parts: 1, length: kcCur,
+                                          rows: bytes.baseAddress!.assumingMemoryBound(to: UnsafePointer<Float>.self),
+                                          tableStride: 0, b: block, ldb: width, c: result + col, ldc: ldc,
+                                          accumulate: kb > 0, finish: finish)
             }
         }
     }
@@ -504,16 +609,48 @@ struct ChannelsLastConvPlan {
                                       interleaving: sampling.group(at: r + 6, count: min(6, count - r - 6),
                                                                    into: half(group + 1)))
             } else {
-                multiplyGroup(a: a, lda: kc, kb: 0, kcCur: k, col: 0, weights: weights, result: c, ldc: coutPadded)
+                multiplyGroup(.strided(a, lda: kc), kb: 0, kcCur: k, col: 0, weights: weights, result: c, ldc: coutPadded)
             }
             var col = 64
             while col < coutPadded {
-                multiplyGroup(a: a, lda: kc, kb: 0, kcCur: k, col: col, weights: weights, result: c, ldc: coutPadded)
+                multiplyGroup(.strided(a, lda: kc), kb: 0, kcCur: k, col: col, weights: weights, result: c,
+                              ldc: coutPadded)
                 col += 64
             }
             r += 6
             group += 1
         }
+    }
+
+    /// The tile's row pointers (`readsRowsIndirectly`): table[tap * tileRows + r] is where output
+    /// pixel p0 + r reads the channels of conv group `channelBase / cin` for `tap`; the zero row
+    /// outside the image and for the padding rows from `count` to `paddedRows`.
+    private func fillRowTable(
+        p0: Int, count: Int, paddedRows: Int, rows: UnsafeMutablePointer<Float>, zeroRows: UnsafeMutablePointer<Float>,
+        channelBase: Int, scratch: UnsafeMutablePointer<Float>
+    ) -> UnsafePointer<UnsafePointer<Float>> {
+        let table = UnsafeMutableRawPointer(scratch + rowTableAt)
+            .bindMemory(to: UnsafePointer<Float>.self, capacity: taps * tileRows)
+        let zero = UnsafePointer(zeroRows + channelBase)
+        let image = UnsafePointer(rows + channelBase)
+        for tap in 0..<taps {
+            let i = tap / g.kernelWidth, j = tap - i * g.kernelWidth
+            let dyTap = i * g.dilationHeight - g.padTop
+            let dxTap = j * g.dilationWidth - g.padLeft
+            let column = table + tap * tileRows
+            var oy = p0 / g.outWidth
+            var ox = p0 - oy * g.outWidth
+            for r in 0..<count {
+                let y = oy * g.strideHeight + dyTap
+                let x = ox * g.strideWidth + dxTap
+                column[r] = y >= 0 && y < g.inHeight && x >= 0 && x < g.inWidth
+                    ? image + (y * g.inWidth + x) * rowStride : zero
+                ox += 1
+                if ox == g.outWidth { ox = 0; oy += 1 }
+            }
+            for r in count..<paddedRows { column[r] = zero }
+        }
+        return UnsafePointer(table)
     }
 
     /// Panel columns kb ..< kb + kcCur (k = tap * cin + c) of plain convolution.

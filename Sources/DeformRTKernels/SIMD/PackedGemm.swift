@@ -11,9 +11,58 @@ protocol InterleavedWork {
     func run(_ item: Int)
 }
 
+/// A compile-time count of SIMD16 columns (the narrow kernels' width).
+protocol VectorCount { static var count: Int { get } }
+enum OneVector: VectorCount { static var count: Int { 1 } }
+enum TwoVectors: VectorCount { static var count: Int { 2 } }
+enum ThreeVectors: VectorCount { static var count: Int { 3 } }
+
 struct NoWork: InterleavedWork {
     var count: Int { 0 }
     func run(_ item: Int) {}
+}
+
+/// What the store of a tile's last k block adds to it, in the order the separate passes over the
+/// output used to (so the results are bit-identical): c = (c + previous) + bias[column]
+/// + residual[row][column], then max(c, 0) (NaN kept) when `relu`. Done in registers, it saves a
+/// pass over the tile for the bias and one for the residual Add and Relu.
+struct TileFinish {
+    /// At the tile's first column.
+    var bias: UnsafePointer<Float>?
+    /// At the tile's first element, rows `residualStride` floats apart.
+    var residual: UnsafePointer<Float>?
+    var residualStride: Int
+    var relu: Bool
+
+    static var none: TileFinish { TileFinish(bias: nil, residual: nil, residualStride: 0, relu: false) }
+
+    var isEmpty: Bool { bias == nil && residual == nil && !relu }
+
+    /// The finish of the sub-tile that starts `rows` rows and `columns` columns further on.
+    func shifted(rows: Int, columns: Int) -> TileFinish {
+        TileFinish(bias: bias.map { $0 + columns }, residual: residual.map { $0 + rows * residualStride + columns },
+                   residualStride: residualStride, relu: relu)
+    }
+
+    /// Finishes the sums a micro-kernel has just stored (still in L1): `rows` rows of `vectors`
+    /// SIMD16 columns at `c`, `ldc` floats apart. A pass of its own rather than part of the
+    /// kernels' stores: inlined there, it was not (the compiler outlined it, and the 24
+    /// accumulators then went through memory).
+    @inline(never)
+    func finish(_ c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, vectors: Int) {
+        for row in 0..<rows {
+            let y = UnsafeMutableRawPointer(c + row * ldc)
+            for j in 0..<vectors {
+                var x = y.loadUnaligned(fromByteOffset: 64 * j, as: SIMD16<Float>.self)
+                if let bias { x += UnsafeRawPointer(bias + 16 * j).loadUnaligned(as: SIMD16<Float>.self) }
+                if let residual {
+                    x += UnsafeRawPointer(residual + row * residualStride + 16 * j).loadUnaligned(as: SIMD16<Float>.self)
+                }
+                if relu { x.replace(with: 0, where: x .< 0) }
+                y.storeBytes(of: x, toByteOffset: 64 * j, as: SIMD16<Float>.self)
+            }
+        }
+    }
 }
 
 enum PackedGemm {
@@ -27,7 +76,18 @@ enum PackedGemm {
         kc: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>,
         c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
     ) {
-        multiply6x64(kc: kc, a: a, lda: lda, b: b, c: c, ldc: ldc, accumulate: accumulate, interleaving: NoWork())
+        multiply6x64(kc: kc, a: a, lda: lda, b: b, c: c, ldc: ldc, accumulate: accumulate, interleaving: NoWork(),
+                     finish: .none)
+    }
+
+    /// kernel6x64 whose store also applies `finish` (a convolution tile's last k block).
+    @inline(never)
+    static func kernel6x64(
+        kc: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>,
+        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, finish: TileFinish
+    ) {
+        multiply6x64(kc: kc, a: a, lda: lda, b: b, c: c, ldc: ldc, accumulate: accumulate, interleaving: NoWork(),
+                     finish: finish)
     }
 
     /// kernel6x64 that also runs `work`'s items, spread evenly over its k loop. The FMAs keep
@@ -38,13 +98,128 @@ enum PackedGemm {
         kc: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>,
         c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, interleaving work: PanelRowSampling
     ) {
-        multiply6x64(kc: kc, a: a, lda: lda, b: b, c: c, ldc: ldc, accumulate: accumulate, interleaving: work)
+        multiply6x64(kc: kc, a: a, lda: lda, b: b, c: c, ldc: ldc, accumulate: accumulate, interleaving: work,
+                     finish: .none)
+    }
+
+    /// kernel6x64 on rows read through pointers (indirect convolution: no im2col panel). The k
+    /// loop runs over `segments`, each `length` floats of every row: segment s is part
+    /// s % parts of tap s / parts, and row r reads it from rows[tap * tableStride + r] + part * length.
+    /// B rows follow one another over all segments, as in kernel6x64.
+    @inline(never)
+    static func kernel6x64(
+        segments: Range<Int>, parts: Int, length: Int, rows: UnsafePointer<UnsafePointer<Float>>, tableStride: Int,
+        b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, finish: TileFinish
+    ) {
+        var c00 = SIMD16<Float>(), c01 = SIMD16<Float>(), c02 = SIMD16<Float>(), c03 = SIMD16<Float>()
+        var c10 = SIMD16<Float>(), c11 = SIMD16<Float>(), c12 = SIMD16<Float>(), c13 = SIMD16<Float>()
+        var c20 = SIMD16<Float>(), c21 = SIMD16<Float>(), c22 = SIMD16<Float>(), c23 = SIMD16<Float>()
+        var c30 = SIMD16<Float>(), c31 = SIMD16<Float>(), c32 = SIMD16<Float>(), c33 = SIMD16<Float>()
+        var c40 = SIMD16<Float>(), c41 = SIMD16<Float>(), c42 = SIMD16<Float>(), c43 = SIMD16<Float>()
+        var c50 = SIMD16<Float>(), c51 = SIMD16<Float>(), c52 = SIMD16<Float>(), c53 = SIMD16<Float>()
+        var bp = UnsafeRawPointer(b)
+        for segment in segments {
+            let tap = segment / parts
+            let offset = (segment - tap * parts) * length
+            let p = rows + tap * tableStride
+            let a0 = p[0] + offset, a1 = p[1] + offset, a2 = p[2] + offset
+            let a3 = p[3] + offset, a4 = p[4] + offset, a5 = p[5] + offset
+            for k in 0..<length {
+                let b0 = bp.loadUnaligned(as: SIMD16<Float>.self)
+                let b1 = bp.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
+                let b2 = bp.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self)
+                let b3 = bp.loadUnaligned(fromByteOffset: 192, as: SIMD16<Float>.self)
+                bp += 256
+                var s = SIMD16<Float>(repeating: a0[k])
+                c00 = c00.addingProduct(s, b0); c01 = c01.addingProduct(s, b1)
+                c02 = c02.addingProduct(s, b2); c03 = c03.addingProduct(s, b3)
+                s = SIMD16<Float>(repeating: a1[k])
+                c10 = c10.addingProduct(s, b0); c11 = c11.addingProduct(s, b1)
+                c12 = c12.addingProduct(s, b2); c13 = c13.addingProduct(s, b3)
+                s = SIMD16<Float>(repeating: a2[k])
+                c20 = c20.addingProduct(s, b0); c21 = c21.addingProduct(s, b1)
+                c22 = c22.addingProduct(s, b2); c23 = c23.addingProduct(s, b3)
+                s = SIMD16<Float>(repeating: a3[k])
+                c30 = c30.addingProduct(s, b0); c31 = c31.addingProduct(s, b1)
+                c32 = c32.addingProduct(s, b2); c33 = c33.addingProduct(s, b3)
+                s = SIMD16<Float>(repeating: a4[k])
+                c40 = c40.addingProduct(s, b0); c41 = c41.addingProduct(s, b1)
+                c42 = c42.addingProduct(s, b2); c43 = c43.addingProduct(s, b3)
+                s = SIMD16<Float>(repeating: a5[k])
+                c50 = c50.addingProduct(s, b0); c51 = c51.addingProduct(s, b1)
+                c52 = c52.addingProduct(s, b2); c53 = c53.addingProduct(s, b3)
+            }
+        }
+        let out = UnsafeMutableRawPointer(c)
+        let rowBytes = ldc * MemoryLayout<Float>.stride
+        @inline(__always)
+        func store(_ row: Int, _ v0: SIMD16<Float>, _ v1: SIMD16<Float>, _ v2: SIMD16<Float>, _ v3: SIMD16<Float>) {
+            let p = out + row * rowBytes
+            if accumulate {
+                p.storeBytes(of: v0 + p.loadUnaligned(as: SIMD16<Float>.self), as: SIMD16<Float>.self)
+                p.storeBytes(of: v1 + p.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self),
+                             toByteOffset: 64, as: SIMD16<Float>.self)
+                p.storeBytes(of: v2 + p.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self),
+                             toByteOffset: 128, as: SIMD16<Float>.self)
+                p.storeBytes(of: v3 + p.loadUnaligned(fromByteOffset: 192, as: SIMD16<Float>.self),
+                             toByteOffset: 192, as: SIMD16<Float>.self)
+            } else {
+                p.storeBytes(of: v0, as: SIMD16<Float>.self)
+                p.storeBytes(of: v1, toByteOffset: 64, as: SIMD16<Float>.self)
+                p.storeBytes(of: v2, toByteOffset: 128, as: SIMD16<Float>.self)
+                p.storeBytes(of: v3, toByteOffset: 192, as: SIMD16<Float>.self)
+            }
+        }
+        store(0, c00, c01, c02, c03)
+        store(1, c10, c11, c12, c13)
+        store(2, c20, c21, c22, c23)
+        store(3, c30, c31, c32, c33)
+        store(4, c40, c41, c42, c43)
+        store(5, c50, c51, c52, c53)
+        if !finish.isEmpty { finish.finish(c, ldc: ldc, rows: 6, vectors: 4) }
+    }
+
+    /// One row of the indirect kernel6x64 (same arguments; only rows[tap * tableStride] is read),
+    /// for a tile's last one or two rows: a padded 6-row group would compute five or four rows of
+    /// zeros (a 7x7 map has 49 pixels, 8 groups and one row). With one row per B load it runs at
+    /// about a third of the FMA rate, still faster than the padded group for those rows.
+    @inline(never)
+    static func kernel1x64(
+        segments: Range<Int>, parts: Int, length: Int, rows: UnsafePointer<UnsafePointer<Float>>, tableStride: Int,
+        b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, accumulate: Bool, finish: TileFinish
+    ) {
+        var c0 = SIMD16<Float>(), c1 = SIMD16<Float>(), c2 = SIMD16<Float>(), c3 = SIMD16<Float>()
+        var bp = UnsafeRawPointer(b)
+        for segment in segments {
+            let tap = segment / parts
+            let a = rows[tap * tableStride] + (segment - tap * parts) * length
+            for k in 0..<length {
+                let s = SIMD16<Float>(repeating: a[k])
+                c0 = c0.addingProduct(s, bp.loadUnaligned(as: SIMD16<Float>.self))
+                c1 = c1.addingProduct(s, bp.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self))
+                c2 = c2.addingProduct(s, bp.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self))
+                c3 = c3.addingProduct(s, bp.loadUnaligned(fromByteOffset: 192, as: SIMD16<Float>.self))
+                bp += 256
+            }
+        }
+        let p = UnsafeMutableRawPointer(c)
+        if accumulate {
+            c0 += p.loadUnaligned(as: SIMD16<Float>.self)
+            c1 += p.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
+            c2 += p.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self)
+            c3 += p.loadUnaligned(fromByteOffset: 192, as: SIMD16<Float>.self)
+        }
+        p.storeBytes(of: c0, as: SIMD16<Float>.self)
+        p.storeBytes(of: c1, toByteOffset: 64, as: SIMD16<Float>.self)
+        p.storeBytes(of: c2, toByteOffset: 128, as: SIMD16<Float>.self)
+        p.storeBytes(of: c3, toByteOffset: 192, as: SIMD16<Float>.self)
+        if !finish.isEmpty { finish.finish(c, ldc: 0, rows: 1, vectors: 4) }
     }
 
     @inline(__always)
     private static func multiply6x64<Work: InterleavedWork>(
         kc: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>,
-        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, interleaving work: Work
+        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, interleaving work: Work, finish: TileFinish
     ) {
         var c00 = SIMD16<Float>(), c01 = SIMD16<Float>(), c02 = SIMD16<Float>(), c03 = SIMD16<Float>()
         var c10 = SIMD16<Float>(), c11 = SIMD16<Float>(), c12 = SIMD16<Float>(), c13 = SIMD16<Float>()
@@ -116,6 +291,115 @@ enum PackedGemm {
         store(3, c30, c31, c32, c33)
         store(4, c40, c41, c42, c43)
         store(5, c50, c51, c52, c53)
+        if !finish.isEmpty { finish.finish(c, ldc: ldc, rows: 6, vectors: 4) }
+    }
+
+    /// The indirect kernel6x64 (same segments) for a last column block narrower than 64: `vectors`
+    /// (1, 2 or 3) SIMD16 columns, B rows `ldb` floats apart. One pass over the A rows for the
+    /// whole block: per k, `vectors` B loads and 6 broadcasts feed 6 x `vectors` FMAs (16 columns
+    /// at a time, as kernel6x16 does, took 7 loads per 6 FMAs).
+    @inline(never)
+    static func kernel6xNarrow(
+        vectors: Int, segments: Range<Int>, parts: Int, length: Int, rows: UnsafePointer<UnsafePointer<Float>>,
+        tableStride: Int, b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
+        accumulate: Bool, finish: TileFinish
+    ) {
+        switch vectors {
+        case 1:
+            multiply6xNarrow(OneVector.self, segments: segments, parts: parts, length: length, rows: rows,
+                             tableStride: tableStride, b: b, ldb: ldb, c: c, ldc: ldc, accumulate: accumulate,
+                             finish: finish)
+        case 2:
+            multiply6xNarrow(TwoVectors.self, segments: segments, parts: parts, length: length, rows: rows,
+                             tableStride: tableStride, b: b, ldb: ldb, c: c, ldc: ldc, accumulate: accumulate,
+                             finish: finish)
+        default:
+            multiply6xNarrow(ThreeVectors.self, segments: segments, parts: parts, length: length, rows: rows,
+                             tableStride: tableStride, b: b, ldb: ldb, c: c, ldc: ldc, accumulate: accumulate,
+                             finish: finish)
+        }
+    }
+
+    @inline(__always)
+    private static func multiply6xNarrow<Width: VectorCount>(
+        _: Width.Type, segments: Range<Int>, parts: Int, length: Int, rows: UnsafePointer<UnsafePointer<Float>>,
+        tableStride: Int, b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
+        accumulate: Bool, finish: TileFinish
+    ) {
+        let n = Width.count
+        var c00 = SIMD16<Float>(), c01 = SIMD16<Float>(), c02 = SIMD16<Float>()
+        var c10 = SIMD16<Float>(), c11 = SIMD16<Float>(), c12 = SIMD16<Float>()
+        var c20 = SIMD16<Float>(), c21 = SIMD16<Float>(), c22 = SIMD16<Float>()
+        var c30 = SIMD16<Float>(), c31 = SIMD16<Float>(), c32 = SIMD16<Float>()
+        var c40 = SIMD16<Float>(), c41 = SIMD16<Float>(), c42 = SIMD16<Float>()
+        var c50 = SIMD16<Float>(), c51 = SIMD16<Float>(), c52 = SIMD16<Float>()
+        var bp = UnsafeRawPointer(b)
+        let bStep = ldb * MemoryLayout<Float>.stride
+        for segment in segments {
+            let tap = segment / parts
+            let offset = (segment - tap * parts) * length
+            let p = rows + tap * tableStride
+            let a0 = p[0] + offset, a1 = p[1] + offset, a2 = p[2] + offset
+            let a3 = p[3] + offset, a4 = p[4] + offset, a5 = p[5] + offset
+            for k in 0..<length {
+                let b0 = bp.loadUnaligned(as: SIMD16<Float>.self)
+                let b1 = n > 1 ? bp.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self) : b0
+                let b2 = n > 2 ? bp.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self) : b0
+                bp += bStep
+                var s = SIMD16<Float>(repeating: a0[k])
+                c00 = c00.addingProduct(s, b0)
+                if n > 1 { c01 = c01.addingProduct(s, b1) }
+                if n > 2 { c02 = c02.addingProduct(s, b2) }
+                s = SIMD16<Float>(repeating: a1[k])
+                c10 = c10.addingProduct(s, b0)
+                if n > 1 { c11 = c11.addingProduct(s, b1) }
+                if n > 2 { c12 = c12.addingProduct(s, b2) }
+                s = SIMD16<Float>(repeating: a2[k])
+                c20 = c20.addingProduct(s, b0)
+                if n > 1 { c21 = c21.addingProduct(s, b1) }
+                if n > 2 { c22 = c22.addingProduct(s, b2) }
+                s = SIMD16<Float>(repeating: a3[k])
+                c30 = c30.addingProduct(s, b0)
+                if n > 1 { c31 = c31.addingProduct(s, b1) }
+                if n > 2 { c32 = c32.addingProduct(s, b2) }
+                s = SIMD16<Float>(repeating: a4[k])
+                c40 = c40.addingProduct(s, b0)
+                if n > 1 { c41 = c41.addingProduct(s, b1) }
+                if n > 2 { c42 = c42.addingProduct(s, b2) }
+                s = SIMD16<Float>(repeating: a5[k])
+                c50 = c50.addingProduct(s, b0)
+                if n > 1 { c51 = c51.addingProduct(s, b1) }
+                if n > 2 { c52 = c52.addingProduct(s, b2) }
+            }
+        }
+        let out = UnsafeMutableRawPointer(c)
+        let rowBytes = ldc * MemoryLayout<Float>.stride
+        @inline(__always)
+        func store(_ row: Int, _ v0: SIMD16<Float>, _ v1: SIMD16<Float>, _ v2: SIMD16<Float>) {
+            let p = out + row * rowBytes
+            if accumulate {
+                p.storeBytes(of: v0 + p.loadUnaligned(as: SIMD16<Float>.self), as: SIMD16<Float>.self)
+                if n > 1 {
+                    p.storeBytes(of: v1 + p.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self),
+                                 toByteOffset: 64, as: SIMD16<Float>.self)
+                }
+                if n > 2 {
+                    p.storeBytes(of: v2 + p.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self),
+                                 toByteOffset: 128, as: SIMD16<Float>.self)
+                }
+            } else {
+                p.storeBytes(of: v0, as: SIMD16<Float>.self)
+                if n > 1 { p.storeBytes(of: v1, toByteOffset: 64, as: SIMD16<Float>.self) }
+                if n > 2 { p.storeBytes(of: v2, toByteOffset: 128, as: SIMD16<Float>.self) }
+            }
+        }
+        store(0, c00, c01, c02)
+        store(1, c10, c11, c12)
+        store(2, c20, c21, c22)
+        store(3, c30, c31, c32)
+        store(4, c40, c41, c42)
+        store(5, c50, c51, c52)
+        if !finish.isEmpty { finish.finish(c, ldc: ldc, rows: 6, vectors: n) }
     }
 
     /// C[0..<6][0..<16] (+)= A[0..<6][0..<kc] * B[0..<kc][0..<16] for the last < 64 output channels;
@@ -124,6 +408,15 @@ enum PackedGemm {
     static func kernel6x16(
         kc: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
         c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
+    ) {
+        kernel6x16(kc: kc, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, accumulate: accumulate, finish: .none)
+    }
+
+    /// kernel6x16 whose store also applies `finish` (a convolution tile's last k block).
+    @inline(never)
+    static func kernel6x16(
+        kc: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, finish: TileFinish
     ) {
         var c0 = SIMD16<Float>(), c1 = SIMD16<Float>(), c2 = SIMD16<Float>()
         var c3 = SIMD16<Float>(), c4 = SIMD16<Float>(), c5 = SIMD16<Float>()
@@ -157,5 +450,6 @@ enum PackedGemm {
         store(3, c3)
         store(4, c4)
         store(5, c5)
+        if !finish.isEmpty { finish.finish(c, ldc: ldc, rows: 6, vectors: 1) }
     }
 }
