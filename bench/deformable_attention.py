@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -194,14 +193,7 @@ def report(collected: _common.Collected, systems: Sequence[System], cases: Seque
             status = 1
     status |= _common.print_skips_and_failures(collected, systems)
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "runs": args.runs, "warmup": args.warmup, "rounds": args.rounds,
-            "cases": {case.name: dataclasses.asdict(case) for case in cases},
-            "timings": [{"system": system, "case": case, "threads": threads, **timing}
-                        for (system, case, threads), timing in collected.timings.items()],
-            "max_abs_diff": [{"case": case, "threads": threads, "value": value}
-                             for (case, threads), value in collected.differences.items()],
-            "failures": collected.failures}, indent=1))
+        _common.write_json(args.json, collected, args, "case", {case.name: dataclasses.asdict(case) for case in cases})
     if status:
         _common.progress("FAILED: a worker failed or DeformRT's output differs from onnxruntime (see above)")
     return status
