@@ -219,6 +219,12 @@ def seeds(rng):
                           align_corners=1),
          helper.make_node("GridSample", ["x", "grid"], ["y"], mode="cubic", padding_mode="border")],
         [feature, grid], [y, value("g1", FLOAT, None), value("g2", FLOAT, None)], opset=20)
+    out["grid_sample_5d"] = model(
+        [helper.make_node("GridSample", ["v", "grid3"], ["g1"], mode="linear", padding_mode="zeros"),
+         helper.make_node("GridSample", ["v", "grid3"], ["y"], mode="nearest", padding_mode="reflection",
+                          align_corners=1)],
+        [value("v", FLOAT, [1, 2, 3, 4, 5]), value("grid3", FLOAT, [1, 2, 3, 4, 3])],
+        [y, value("g1", FLOAT, None)], opset=20)
     out["dcnv3"] = model(
         [helper.make_node("TRTDCNv3", ["x", "offset", "mask"], ["y"], domain="mmdeploy", kernel_h=3, kernel_w=3,
                           stride_h=1, stride_w=1, pad_h=1, pad_w=1, dilation_h=1, dilation_w=1, group=2,

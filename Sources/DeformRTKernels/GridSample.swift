@@ -1,5 +1,7 @@
-/// ONNX GridSample (opsets 16, 20, 22) on 4-D float32 input: X [N, C, H, W], grid [N, Ho, Wo, 2]
-/// holding (x, y) in [-1, 1], Y [N, C, Ho, Wo].
+/// ONNX GridSample (opsets 16, 20, 22) on float32 input, 4-D: X [N, C, H, W], grid [N, Ho, Wo, 2]
+/// holding (x, y) in [-1, 1], Y [N, C, Ho, Wo]; or 5-D (opsets 20, 22; "volumetric"): X [N, C, D, H, W],
+/// grid [N, Do, Ho, Wo, 3] holding (x, y, z), Y [N, C, Do, Ho, Wo], modes linear (trilinear: 8 taps)
+/// and nearest (cubic is 4-D only in the spec and in onnxruntime; `invalidReason` refuses it).
 ///
 /// Semantics are onnx.reference's (`onnx/reference/ops/op_grid_sample.py`), which onnxruntime
 /// matches, with one exception where DeformRT follows onnxruntime and PyTorch: bicubic with
@@ -15,6 +17,9 @@
 /// time by the deformable kernels' `DeformableSampling.planVector`. The plan is shared by every
 /// channel: each pixel's channels are gathered 16 at a time into a pixel-major tile, which is
 /// transposed into the NCHW output. Tiles are spread over threads; nothing is allocated.
+/// 5-D runs the same way on D*H*W "pixels" (a volume's rows are its voxels, z-major): its plan is
+/// made voxel by voxel from the per-axis rules (`linearAxis`, `nearestAxis`), each axis padded as
+/// the 4-D path pads x and y, so the two agree on every axis they share.
 public enum GridSampleMode: Sendable { case linear, nearest, cubic }
 public enum GridSamplePadding: Sendable { case zeros, border, reflection }
 
@@ -28,6 +33,10 @@ public struct GridSampleParams: Sendable, Equatable {
     public var mode: GridSampleMode
     public var padding: GridSamplePadding
     public var alignCorners: Bool
+    /// 5-D: X [N, C, inDepth, H, W], grid [N, outDepth, Ho, Wo, 3]. (4-D: both depths are 1.)
+    public var volumetric: Bool
+    public var inDepth: Int
+    public var outDepth: Int
 
     public init(batch: Int, channels: Int, inHeight: Int, inWidth: Int, outHeight: Int, outWidth: Int,
                 mode: GridSampleMode, padding: GridSamplePadding, alignCorners: Bool) {
@@ -40,14 +49,29 @@ public struct GridSampleParams: Sendable, Equatable {
         self.mode = mode
         self.padding = padding
         self.alignCorners = alignCorners
+        volumetric = false
+        inDepth = 1
+        outDepth = 1
     }
 
-    var inPixels: Int { inHeight * inWidth }
-    var outPixels: Int { outHeight * outWidth }
+    /// 5-D GridSample: X [batch, channels, inDepth, inHeight, inWidth], grid [batch, outDepth, outHeight, outWidth, 3].
+    public init(batch: Int, channels: Int, inDepth: Int, inHeight: Int, inWidth: Int, outDepth: Int, outHeight: Int,
+                outWidth: Int, mode: GridSampleMode, padding: GridSamplePadding, alignCorners: Bool) {
+        self.init(batch: batch, channels: channels, inHeight: inHeight, inWidth: inWidth, outHeight: outHeight,
+                  outWidth: outWidth, mode: mode, padding: padding, alignCorners: alignCorners)
+        volumetric = true
+        self.inDepth = inDepth
+        self.outDepth = outDepth
+    }
+
+    public var inPixels: Int { inDepth * inHeight * inWidth }
+    var outPixels: Int { outDepth * outHeight * outWidth }
+    /// Floats per output pixel in the grid: (x, y) or (x, y, z).
+    var gridStride: Int { volumetric ? 3 : 2 }
     var taps: Int {
         switch mode {
         case .nearest: return 1
-        case .linear: return 4
+        case .linear: return volumetric ? 8 : 4
         case .cubic: return 16
         }
     }
@@ -64,14 +88,20 @@ public struct GridSampleParams: Sendable, Equatable {
     /// Why the kernel cannot run these sizes (nil: it can). Row indices are Int32 and positions
     /// are converted to integers below 2^22 (DeformableSampling), as in the deformable kernels.
     public var invalidReason: String? {
-        if [batch, channels, inHeight, inWidth, outHeight, outWidth].contains(where: { $0 < 0 }) {
+        if [batch, channels, inDepth, inHeight, inWidth, outDepth, outHeight, outWidth].contains(where: { $0 < 0 }) {
             return "negative size"
         }
-        if batch * channels * outPixels > 0 && (inHeight == 0 || inWidth == 0) {
-            return "input spatial size \(inHeight) x \(inWidth) is empty; there is nothing to sample"
+        if volumetric && mode == .cubic {
+            return "mode cubic is defined for 4-D X only (the ONNX specification; onnxruntime refuses it too); 5-D takes linear or nearest"
         }
-        if inHeight >= 1 << 22 || inWidth >= 1 << 22 || inHeight * inWidth >= 1 << 30 {
-            return "input plane \(inHeight) x \(inWidth) is too large for the sampler (at most 2^22 rows or columns and 2^30 pixels)"
+        let size = volumetric ? "\(inDepth) x \(inHeight) x \(inWidth)" : "\(inHeight) x \(inWidth)"
+        if batch * channels * outPixels > 0 && (inDepth == 0 || inHeight == 0 || inWidth == 0) {
+            return "input spatial size \(size) is empty; there is nothing to sample"
+        }
+        // Each factor below 2^22 first, so that the products cannot overflow.
+        if inDepth >= 1 << 22 || inHeight >= 1 << 22 || inWidth >= 1 << 22 || inDepth * inHeight >= 1 << 30
+            || inDepth * inHeight * inWidth >= 1 << 30 {
+            return "input \(size) is too large for the sampler (at most 2^22 along an axis and 2^30 pixels)"
         }
         return nil
     }
@@ -133,7 +163,7 @@ public enum GridSample {
                 let p0 = (t - n * tilesPerImage) * tile
                 let count = min(tile, outPixels - p0)
                 let image = UnsafePointer(rows + n * imageFloats)
-                plan(p, grid: grid + (n * outPixels + p0) * 2, count: count, index: index, weight: weight,
+                plan(p, grid: grid + (n * outPixels + p0) * p.gridStride, count: count, index: index, weight: weight,
                      stride: tile, tail: tail)
                 gather(p, rows: image, count: count, index: index, weight: weight, stride: tile, tile: gathered)
                 ConvLayout.transpose(gathered, srcStride: c, output + n * c * outPixels + p0, dstStride: outPixels,
@@ -161,7 +191,7 @@ public enum GridSample {
             if start < end {
                 // Plans never cross an image: the grid is contiguous over (n, pixel), and a pixel's
                 // plan only depends on its own grid pair.
-                plan(p, grid: grid + start * 2, count: end - start, index: index + start, weight: weight + start,
+                plan(p, grid: grid + start * p.gridStride, count: end - start, index: index + start, weight: weight + start,
                      stride: total, tail: tails + worker * 48)
             }
         }
@@ -221,6 +251,13 @@ public enum GridSample {
         weight: UnsafeMutablePointer<Float>, stride: Int, tail: UnsafeMutablePointer<Float>
     ) {
         let zeroRow = Int32(p.inPixels)
+        if p.volumetric {
+            for r in 0..<count {
+                planVoxel(p, gx: grid[r * 3], gy: grid[r * 3 + 1], gz: grid[r * 3 + 2], zeroRow: zeroRow,
+                          index: index + r, weight: weight + r, stride: stride)
+            }
+            return
+        }
         if p.mode == .linear && p.padding == .zeros {
             // Positions 16 at a time, then the deformable kernels' bilinear plan (its border rule
             // is GridSample's zeros padding: each corner outside reads 0).
@@ -422,6 +459,72 @@ public enum GridSample {
         }
     }
 
+    /// One voxel's plan (5-D, linear or nearest): the tap q = 4 * a + 2 * b + c of corner
+    /// (z + a, y + b, x + c), each axis padded by `linearAxis` / `nearestAxis`.
+    static func planVoxel(
+        _ p: GridSampleParams, gx: Float, gy: Float, gz: Float, zeroRow: Int32, index: UnsafeMutablePointer<Int32>,
+        weight: UnsafeMutablePointer<Float>, stride: Int
+    ) {
+        for q in 0..<p.taps {
+            index[q * stride] = zeroRow
+            weight[q * stride] = 0
+        }
+        let d = p.inDepth, h = p.inHeight, w = p.inWidth
+        let x = denormalize(gx, Float(w), p.alignCorners)
+        let y = denormalize(gy, Float(h), p.alignCorners)
+        let z = denormalize(gz, Float(d), p.alignCorners)
+        guard x.isFinite && y.isFinite && z.isFinite else { return }
+        switch p.mode {
+        case .nearest:
+            guard let ix = nearestAxis(x, length: w, p), let iy = nearestAxis(y, length: h, p),
+                  let iz = nearestAxis(z, length: d, p) else { return }
+            index[0] = Int32((iz * h + iy) * w + ix)
+            weight[0] = 1
+        case .linear:
+            guard let (xs, wx) = linearAxis(x, length: w, p), let (ys, wy) = linearAxis(y, length: h, p),
+                  let (zs, wz) = linearAxis(z, length: d, p) else { return }
+            for a in 0..<2 {
+                let iz = a == 0 ? zs.0 : zs.1
+                guard iz >= 0 else { continue }
+                for b in 0..<2 {
+                    let iy = b == 0 ? ys.0 : ys.1
+                    guard iy >= 0 else { continue }
+                    let wzy = (a == 0 ? wz.0 : wz.1) * (b == 0 ? wy.0 : wy.1)
+                    for c in 0..<2 {
+                        let ix = c == 0 ? xs.0 : xs.1
+                        guard ix >= 0 else { continue }
+                        let q = 4 * a + 2 * b + c
+                        index[q * stride] = Int32((iz * h + iy) * w + ix)
+                        weight[q * stride] = wzy * (c == 0 ? wx.0 : wx.1)
+                    }
+                }
+            }
+        case .cubic:
+            return  // refused by invalidReason: cubic is 4-D only
+        }
+    }
+
+    /// The voxel index along one axis for nearest (round half to even, then the padding rule, as
+    /// the 4-D path); nil reads 0.
+    @inline(__always)
+    static func nearestAxis(_ v: Float, length: Int, _ p: GridSampleParams) -> Int? {
+        let x = padded(v.rounded(.toNearestOrEven), length: length, p)
+        guard x >= 0 && x < Float(length) else { return nil }
+        return Int(x)
+    }
+
+    /// The two linear taps along one axis (-1: reads 0) and their weights; nil when both read 0
+    /// (zeros padding, position at or beyond one pixel outside). Border and reflection positions
+    /// lie in [-0.5, length - 0.5] after `padded`, so the conversions below see small numbers.
+    @inline(__always)
+    static func linearAxis(_ v: Float, length: Int, _ p: GridSampleParams) -> ((Int, Int), (Float, Float))? {
+        let x = padded(v, length: length, p)
+        if p.padding == .zeros && !(x > -1 && x < Float(length)) { return nil }
+        let x0 = x.rounded(.down)
+        let i = Int(x0), fraction = x - x0
+        return ((tapIndex(i, length: length, p), tapIndex(i + 1, length: length, p)), (1 - fraction, fraction))
+    }
+
     /// The four tap indices (-1: reads 0) and coefficients of a bicubic axis; nil when every tap
     /// reads 0. Zeros: taps outside read 0. Border: taps clamped into the image, the position
     /// left alone (onnxruntime, PyTorch). Reflection: the position reflected into range, then
@@ -456,6 +559,15 @@ public enum GridSample {
         case .nearest:
             for r in 0..<count {
                 DeformableSampling.copy(rows + Int(index[r]) * c, to: tile + r * c, count: c)
+            }
+        case .linear where p.volumetric:
+            // The z0 plane's four corners, then the z1 plane's added.
+            for r in 0..<count {
+                SampleGather.corners(rows: rows, rowStride: c, channels: c, index: index + r, weight: weight + r,
+                                     stride: stride, out: tile + r * c, accumulate: false)
+                SampleGather.corners(rows: rows, rowStride: c, channels: c, index: index + 4 * stride + r,
+                                     weight: weight + 4 * stride + r, stride: stride, out: tile + r * c,
+                                     accumulate: true)
             }
         case .linear:
             DeformableSampling.gather(rows: rows, rowStride: c, channels: c, count: count, index: index,

@@ -866,9 +866,13 @@ def msda_feeds(keys=25, loc_shape=(1, 4, 2, 2, 2, 2), loc_value=0.5):
 @pytest.mark.parametrize("x_shape,grid_shape,match", [
     ((1, 2, 3, 4), (2, 2, 2, 2), "grid shape"),
     ((1, 2, 3, 4), (1, 2, 2, 3), "grid shape"),
-    ((1, 2, 3, 4, 5), (1, 2, 2, 2, 3), "not supported"),
+    ((1, 2, 3, 4, 5, 6), (1, 2, 2, 2, 2, 4), "not supported"),
     ((1, 2, 0, 4), (1, 2, 2, 2), "empty"),
     ((1, 1, 1 << 23, 2), (1, 1, 1, 2), "too large"),
+    ((1, 2, 3, 4, 5), (1, 2, 2, 2, 2), "grid shape"),
+    ((1, 2, 0, 4, 5), (1, 2, 2, 2, 3), "empty"),
+    ((1, 1, 1 << 12, 1 << 12, 1 << 7), (1, 1, 1, 1, 3), "too large"),
+    ((1, 1, 1 << 23, 1, 1), (1, 1, 1, 1, 3), "too large"),
 ])
 def test_grid_sample_bad_shapes_name_the_node(x_shape, grid_shape, match):
     error = refused(grid_sample_model(x_shape, grid_shape), match=match)
@@ -877,6 +881,24 @@ def test_grid_sample_bad_shapes_name_the_node(x_shape, grid_shape, match):
 
 def test_grid_sample_huge_grid_is_refused_by_the_memory_limit():
     refused(grid_sample_model((1, 256, 4, 4), (1, 1 << 16, 1 << 16, 2)), memory_limit=1 << 30)
+
+
+def test_grid_sample_5d_cubic_is_refused_by_name():
+    error = refused(grid_sample_model((1, 2, 3, 4, 5), (1, 2, 2, 2, 3), mode="cubic"), match="cubic")
+    assert "gs" in error.message and "4-D" in error.message
+
+
+def test_grid_sample_5d_huge_grid_is_refused_by_the_memory_limit():
+    refused(grid_sample_model((1, 64, 2, 4, 4), (1, 1 << 12, 1 << 12, 1 << 8, 3)), memory_limit=1 << 30)
+
+
+def test_grid_sample_5d_hostile_grid_values_give_defined_results():
+    grid = np.array([np.nan, np.inf, -np.inf, 3e38, -3e38, 1e-45, 0, 1, -1] * 4, np.float32).reshape(1, 2, 2, 3, 3)
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(1, 2, 3, 4, 5)
+    for mode in ("linear", "nearest"):
+        for padding in ("zeros", "border", "reflection"):
+            (y,) = run(grid_sample_model(x.shape, grid.shape, mode=mode, padding_mode=padding), {"x": x, "grid": grid})
+            assert np.isfinite(y).all() and y.shape == (1, 2, 2, 2, 3)
 
 
 def test_grid_sample_hostile_grid_values_give_defined_results():

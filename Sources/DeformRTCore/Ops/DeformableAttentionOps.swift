@@ -6,6 +6,7 @@ import DeformRTKernels
 /// MultiScaleDeformableAttention.swift), where the reference each kernel matches is written.
 ///
 ///   ai.onnx GridSample-16/20/22                   X [N, C, H, W], grid [N, Ho, Wo, 2]
+///                                                 or X [N, C, D, H, W], grid [N, Do, Ho, Wo, 3]
 ///   mmdeploy TRTDCNv3, ai.deformrt DCNv3          input [N, H, W, G*Gc], offset [N, Ho, Wo, G*P*2],
 ///                                                 mask [N, Ho, Wo, G*P]
 ///   mmdeploy MMCVMultiScaleDeformableAttention,   value [bs, keys, heads, dim], spatial_shapes [L, 2],
@@ -17,6 +18,8 @@ import DeformRTKernels
 /// ONNX GridSample on 4-D inputs. mode: bilinear / linear, nearest, bicubic / cubic (both
 /// spellings in every opset; the default is bilinear before opset 20 and linear from 20, the
 /// same interpolation); padding_mode zeros, border, reflection; align_corners 0 or 1.
+/// 5-D inputs (X [N, C, D, H, W], grid [N, Do, Ho, Wo, 3]; opset 20 made GridSample N-D) take
+/// linear (trilinear) and nearest; cubic is 4-D only in the specification and is refused.
 final class GridSampleOperator: Operator {
     let mode: GridSampleMode
     let padding: GridSamplePadding
@@ -48,8 +51,13 @@ final class GridSampleOperator: Operator {
     }
 
     private func params(_ x: [Int], _ grid: [Int]) -> GridSampleParams {
-        GridSampleParams(batch: x[0], channels: x[1], inHeight: x[2], inWidth: x[3], outHeight: grid[1],
-                         outWidth: grid[2], mode: mode, padding: padding, alignCorners: alignCorners)
+        if x.count == 5 {
+            return GridSampleParams(batch: x[0], channels: x[1], inDepth: x[2], inHeight: x[3], inWidth: x[4],
+                                    outDepth: grid[1], outHeight: grid[2], outWidth: grid[3], mode: mode,
+                                    padding: padding, alignCorners: alignCorners)
+        }
+        return GridSampleParams(batch: x[0], channels: x[1], inHeight: x[2], inWidth: x[3], outHeight: grid[1],
+                                outWidth: grid[2], mode: mode, padding: padding, alignCorners: alignCorners)
     }
 
     func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
@@ -57,19 +65,24 @@ final class GridSampleOperator: Operator {
         let grid = try PlanCheck.input(inputs, 1, "grid")
         try PlanCheck.float(x, "X")
         try PlanCheck.float(grid, "grid")
-        if x.shape.count != 4 {
-            if x.shape.count >= 3 && grid.shape.count == x.shape.count {
-                throw DeformRTError.unsupported("\(x.shape.count - 2)-D GridSample (X shape \(x.shape)) is not supported; only 4-D X [N, C, H, W]")
+        let rank = x.shape.count
+        if rank != 4 && rank != 5 {
+            if rank >= 3 && grid.shape.count == rank {
+                throw DeformRTError.unsupported("\(rank - 2)-D GridSample (X shape \(x.shape)) is not supported; only 4-D X [N, C, H, W] and 5-D X [N, C, D, H, W]")
             }
-            throw DeformRTError.invalidModel("X must have rank 4 [N, C, H, W], got shape \(x.shape)")
+            throw DeformRTError.invalidModel("X must have rank 4 [N, C, H, W] or 5 [N, C, D, H, W], got shape \(x.shape)")
         }
-        if grid.shape.count != 4 || grid.shape[3] != 2 || grid.shape[0] != x.shape[0] {
-            throw DeformRTError.invalidModel("grid shape \(grid.shape) must be [\(x.shape[0]), H_out, W_out, 2] for X shape \(x.shape)")
+        if grid.shape.count != rank || grid.shape[rank - 1] != rank - 2 || grid.shape[0] != x.shape[0] {
+            let expected = rank == 4 ? "H_out, W_out, 2" : "D_out, H_out, W_out, 3"
+            throw DeformRTError.invalidModel("grid shape \(grid.shape) must be [\(x.shape[0]), \(expected)] for X shape \(x.shape)")
+        }
+        if rank == 5 && mode == .cubic {
+            throw DeformRTError.unsupported("mode cubic on 5-D X \(x.shape) is not supported: the ONNX specification defines cubic for 4-D X only (5-D takes linear or nearest)")
         }
         let p = params(x.shape, grid.shape)
         if let reason = p.invalidReason { throw DeformRTError.invalidModel(reason) }
-        _ = try Limits.elementCount([x.shape[0], x.shape[2] * x.shape[3] + 1, x.shape[1]], what: "GridSample channels-last copy of X")
-        return [PlanValue(ValueType(.float, [x.shape[0], x.shape[1], grid.shape[1], grid.shape[2]]))]
+        _ = try Limits.elementCount([x.shape[0], p.inPixels + 1, x.shape[1]], what: "GridSample channels-last copy of X")
+        return [PlanValue(ValueType(.float, [x.shape[0], x.shape[1]] + grid.shape[1..<(rank - 1)]))]
     }
 
     func workspaceByteCount(_ inputs: [ValueType?], _ outputs: [ValueType], threads: Int) -> Int {
