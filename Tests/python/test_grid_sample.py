@@ -374,3 +374,15 @@ def test_sparse_grid_channel_blocks_against_onnxruntime(channels, mode):
         model = grid_model(mode, "reflection", 1, 20, x5.shape, grid5.shape)
         np.testing.assert_allclose(deformrt_run(model, x5, grid5), onnxruntime_run(model, x5, grid5),
                                    rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["linear", "nearest", "cubic"])
+def test_large_planes_against_onnxruntime(mode):
+    """Planes of 32K pixels or more are not interleaved into channel blocks: a sparse grid reads
+    the NCHW planes one at a time, a dense one the channels-last copy (17 channels: a 16-wide
+    gather and a tail)."""
+    rng = np.random.default_rng(31)
+    for grid_size in ((35, 70), (130, 260)):
+        x, grid = random_case(rng, 2, 17, 128, 260, *grid_size, spread=1.1)
+        model = grid_model(mode, "zeros", 0, 20, x.shape, grid.shape)
+        np.testing.assert_allclose(deformrt_run(model, x, grid), onnxruntime_run(model, x, grid), **tolerance(mode))
