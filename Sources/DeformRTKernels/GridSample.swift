@@ -209,15 +209,8 @@ public enum GridSample {
         let weight = (scratch + taps * total * 4).bindMemory(to: Float.self, capacity: taps * total)
         let perThread = blockBytes(p)
         let threadScratch = scratch + planBytes(p)
-        parallel.forEachRange((total + 15) / 16, totalWork: total * taps * 16) { worker, range in
-            let start = range.lowerBound * 16, end = min(total, range.upperBound * 16)
-            if start < end {
-                // Plans never cross an image: the grid is contiguous over (n, pixel), and a pixel's
-                // plan only depends on its own grid values.
-                let tail = (threadScratch + worker * perThread).bindMemory(to: Float.self, capacity: 48)
-                plan(p, grid: grid + start * p.gridStride, count: end - start, index: index + start,
-                     weight: weight + start, stride: total, tail: tail)
-            }
+        planAll(p, grid: grid, index: index, weight: weight, parallel: parallel) { worker in
+            (threadScratch + worker * perThread).bindMemory(to: Float.self, capacity: 48)
         }
         let blocksPerImage = (c + 7) / 8, blocks = p.batch * blocksPerImage
         let tiles = (outPixels + blockTile - 1) / blockTile
@@ -250,8 +243,8 @@ public enum GridSample {
         }
     }
 
-    /// `run` on the NCHW planes, one at a time: the plans of every output pixel first (threads over pixels), then
-    /// each (image, channel) plane sampled at all of its image's pixels (threads over planes), so
+    /// `run` on the NCHW planes, one at a time: the plans of every output pixel first, then each
+    /// (image, channel) plane sampled at all of its image's pixels (threads over planes), so
     /// that a plane stays in cache while it is read (tiles of pixels over all channels would cycle
     /// through every plane per tile: 10x slower on a 256 x 100 x 134 input).
     static func runOnPlanes(
@@ -262,17 +255,9 @@ public enum GridSample {
         let taps = p.taps, total = p.batch * outPixels
         let index = scratch.bindMemory(to: Int32.self, capacity: taps * total)
         let weight = (scratch + taps * total * 4).bindMemory(to: Float.self, capacity: taps * total)
-        let tails = (scratch + ((taps * total * 8 + 63) & ~63)).bindMemory(to: Float.self, capacity: 48 * parallel.threads)
+        let tails = (scratch + planBytes(p)).bindMemory(to: Float.self, capacity: 48 * parallel.threads)
         let zeroRow = Int32(hw)
-        parallel.forEachRange((total + 15) / 16, totalWork: total * taps * 16) { worker, range in
-            let start = range.lowerBound * 16, end = min(total, range.upperBound * 16)
-            if start < end {
-                // Plans never cross an image: the grid is contiguous over (n, pixel), and a pixel's
-                // plan only depends on its own grid pair.
-                plan(p, grid: grid + start * p.gridStride, count: end - start, index: index + start, weight: weight + start,
-                     stride: total, tail: tails + worker * 48)
-            }
-        }
+        planAll(p, grid: grid, index: index, weight: weight, parallel: parallel) { tails + $0 * 48 }
         let sink = tails.withMemoryRebound(to: SIMD16<Float>.self, capacity: 3 * parallel.threads) { $0 }
         parallel.forEachRange(p.batch * c, totalWork: total * c * taps) { worker, range in
             for plane in range {
@@ -318,6 +303,24 @@ public enum GridSample {
                         out[r] = sum
                     }
                 }
+            }
+        }
+    }
+
+    /// The plans of all batch * outPixels output pixels (tap q of pixel i at index[q * total + i],
+    /// weight likewise), threads over runs of 16 pixels; `tail(worker)` is that thread's 48 floats.
+    /// A run may cross images: the grid is contiguous over (n, pixel), and a pixel's plan only
+    /// depends on its own grid values.
+    static func planAll(
+        _ p: GridSampleParams, grid: UnsafePointer<Float>, index: UnsafeMutablePointer<Int32>,
+        weight: UnsafeMutablePointer<Float>, parallel: Parallel, tail: (Int) -> UnsafeMutablePointer<Float>
+    ) {
+        let total = p.batch * p.outPixels
+        parallel.forEachRange((total + 15) / 16, totalWork: total * p.taps * 16) { worker, range in
+            let start = range.lowerBound * 16, end = min(total, range.upperBound * 16)
+            if start < end {
+                plan(p, grid: grid + start * p.gridStride, count: end - start, index: index + start,
+                     weight: weight + start, stride: total, tail: tail(worker))
             }
         }
     }
