@@ -8,9 +8,10 @@ and its tests (Tests/python/test_dcnv3_decomposition.py):
                                              DCNv3 attributes ("attributes", as a dict)
 
 core_*    `dcnv3_core_pytorch` alone, the decomposition users export instead of the custom op.
-stage_*   a small InternImage-style stage (stem, one DCNv3 block, GELU MLP), with the core as the
-          custom op `mmdeploy::TRTDCNv3` (InternImage's DCNv3Function.symbolic) or as the
-          decomposition.
+stage_*   a small InternImage-style stage (stem, one DCNv3 block, GELU MLP; image [2, 3, 24, 32],
+          16 channels in 2 groups on a 12 x 16 map), with the core as the custom op
+          `mmdeploy::TRTDCNv3` (dynamo: a torch.library op translated by onnxscript; TorchScript:
+          InternImage's DCNv3Function.symbolic, `*_legacy`) or as the decomposition.
 
 `dcnv3_core_torch` transcribes InternImage's `dcnv3_core_pytorch` and its helpers
 `_get_reference_points` and `_generate_dilation_grids` (OpenGVLab/InternImage,
@@ -23,7 +24,8 @@ Exporters: torch.onnx.export(dynamo=True), this torch's default, writes the cons
 grid as one initializer and every reshape with constant sizes (the pass recognises that form).
 The TorchScript exporter (dynamo=False), which InternImage's own export scripts and mmdeploy use
 and so most existing user exports come from, computes the grid at run time from Shape nodes of
-the padded input; one such export is kept (`*_legacy`) to show it runs correctly, unfused.
+the padded input; one such export of the core is kept (`core_*_legacy`) to show it runs
+correctly, unfused.
 
 Run with /work/venv-torch/bin/python (torch + onnxscript). The tests only read the committed files.
 """
@@ -135,14 +137,16 @@ def trt_dcnv3_translation(input, offset, mask, kernel_h: int, kernel_w: int, str
                              offset_scale=float(offset_scale), im2col_step=im2col_step, remove_center=remove_center)
 
 
-# The TorchScript exporter cannot export this in torch 2.13 (its peephole pass fails with
-# "Argument passed to at() was not in the map"), so no *_legacy stage is written; kept for older
-# torch, where it is how InternImage's exports were made.
 class DCNv3Function(torch.autograd.Function):
     """The custom op for the TorchScript exporter, with InternImage's symbolic."""
 
     @staticmethod
     def forward(ctx, input, offset, mask, *attributes):
+        if torch.jit.is_tracing():
+            # While exporting, only the output's shape matters (the symbolic replaces the body);
+            # tracing the function's body here trips the exporter's peephole pass in torch 2.13
+            # ("Argument passed to at() was not in the map").
+            return input.new_zeros(offset.shape[:3] + (input.shape[3],))
         return dcnv3_core_torch(input, offset, mask, *attributes[:11], attributes[12])
 
     @staticmethod
@@ -299,12 +303,19 @@ def main():
     decomposed = Stage(how="decomposed").eval()
     custom = Stage(how="custom_op").eval()
     custom.load_state_dict(decomposed.state_dict())
+    legacy_custom = Stage(how="autograd_function").eval()
+    legacy_custom.load_state_dict(decomposed.state_dict())
     _, expected = export(decomposed, image, ["image"], "stage_decomposed", dynamo=True)
     save("stage_decomposed", ["image"], image, expected)
     _, expected_custom = export(custom, image, ["image"], "stage_custom_op", dynamo=True,
                                 custom_translation_table={torch.ops.deformrt_tools.dcnv3.default: trt_dcnv3_translation})
     assert torch.equal(expected, expected_custom)
     save("stage_custom_op", ["image"], image, expected)
+    # The TorchScript exporter with InternImage's symbolic: how mmdeploy and InternImage's
+    # scripts write mmdeploy::TRTDCNv3.
+    _, expected_legacy = export(legacy_custom, image, ["image"], "stage_custom_op_legacy", dynamo=False)
+    assert torch.equal(expected, expected_legacy)
+    save("stage_custom_op_legacy", ["image"], image, expected)
     for file in sorted(os.listdir(OUT)):
         print(f"{os.path.getsize(os.path.join(OUT, file)):8d}  {file}")
 
