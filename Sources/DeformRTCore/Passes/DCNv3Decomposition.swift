@@ -166,9 +166,8 @@ struct DCNv3Decomposition: GraphPass {
         (match.group, match.groupChannels, match.points, match.padHeight, match.padWidth) = (g, gc, p, pads.height, pads.width)
         for length in stride(from: chain.count, through: 1, by: -1) {
             let steps = Array(chain.prefix(length))
-            let (constant, coefficient) = evaluate(steps)
-            guard inferWindow(&match, constant: constant, coefficient: coefficient, paddedHeight: hp, paddedWidth: wp)
-            else { continue }
+            guard let map = AffineMap(steps, shape: [n, ho, wo, g * p * 2]),
+                  inferWindow(&match, map, paddedHeight: hp, paddedWidth: wp) else { continue }
             match.offset = steps.last!.source
             match.matchedNodes = padNodes + imageChain.nodes + steps.map(\.node) + gridChain.nodes + maskChain.nodes + [sampler]
             return match
@@ -180,21 +179,21 @@ struct DCNv3Decomposition: GraphPass {
 
     /// Finds kernel, stride, dilation and offset_scale for which the fused kernel samples exactly
     /// where `constant + coefficient * offset` (grid_sample coordinates) points, or returns false.
-    private func inferWindow(_ match: inout Match, constant: [Double], coefficient: [Double], paddedHeight hp: Int,
-                             paddedWidth wp: Int) -> Bool {
+    private func inferWindow(_ match: inout Match, _ map: AffineMap, paddedHeight hp: Int, paddedWidth wp: Int) -> Bool {
         let (ho, wo, g, p) = (match.outHeight, match.outWidth, match.group, match.points)
         let (fhp, fwp) = (Double(hp), Double(wp))
         // offset_scale from the coefficient, then the coefficient checked everywhere.
-        let scale = coefficient[0] * fwp / 2
+        let scale = map.terms(at: 0).coefficient * fwp / 2
         guard scale.isFinite, scale != 0, abs(scale) < 1e6, Float(scale).isFinite else { return false }
-        for (index, value) in coefficient.enumerated() {
-            let expected = 2 * scale / (index % 2 == 0 ? fwp : fhp)
-            if !(abs(value - expected) <= 1e-5 * abs(expected)) { return false }
-        }
+        let (xCoefficient, yCoefficient) = (2 * scale / fwp, 2 * scale / fhp)
+        guard map.allSatisfy({ index, _, coefficient in
+            let expected = index % 2 == 0 ? xCoefficient : yCoefficient
+            return abs(coefficient - expected) <= 1e-5 * abs(expected)
+        }) else { return false }
         // Pixel position in the padded image of the constant term (grid_sample, align_corners 0).
         func pixel(_ oy: Int, _ ox: Int, _ group: Int, _ point: Int, _ axis: Int) -> Double {
             let index = ((oy * wo) + ox) * g * p * 2 + (group * p + point) * 2 + axis
-            return ((constant[index] + 1) * (axis == 0 ? fwp : fhp) - 1) / 2
+            return ((map.terms(at: index).constant + 1) * (axis == 0 ? fwp : fhp) - 1) / 2
         }
         let tolerance = 1e-4 + 1e-6 * Double(max(hp, wp))
         var candidates: [(kh: Int, kw: Int, removeCenter: Bool)] = []
@@ -226,8 +225,7 @@ struct DCNv3Decomposition: GraphPass {
                   sw <= Limits.maxWindowValue, sh <= Limits.maxWindowValue,
                   (hp - extentH) / sh + 1 == ho, (wp - extentW) / sw + 1 == wo else { continue }
             // Every position, every batch entry: half + o * stride + (tap * dilation - half) * scale.
-            var agrees = true
-            check: for index in 0..<constant.count {
+            let agrees = map.allSatisfy { index, constant, _ in
                 let axis = index % 2
                 let point = (index / 2) % p
                 let pixelIndex = index / (g * p * 2)
@@ -236,8 +234,8 @@ struct DCNv3Decomposition: GraphPass {
                 let expected = axis == 0
                     ? Double(halfW + ox * sw) + Double(i * dw - halfW) * scale
                     : Double(halfH + oy * sh) + Double(j * dh - halfH) * scale
-                let actual = ((constant[index] + 1) * (axis == 0 ? fwp : fhp) - 1) / 2
-                if !(abs(actual - expected) <= tolerance) { agrees = false; break check }
+                let actual = ((constant + 1) * (axis == 0 ? fwp : fhp) - 1) / 2
+                return abs(actual - expected) <= tolerance
             }
             guard agrees else { continue }
             (match.kernelHeight, match.kernelWidth, match.removeCenter) = (kh, kw, removeCenter)
@@ -251,8 +249,10 @@ struct DCNv3Decomposition: GraphPass {
     private struct AffineStep {
         var node: Int
         var op: String
-        /// The constant operand, broadcast to the chain's shape.
-        var constant: [Double]
+        /// The constant operand (an initializer, alive as long as the graph) and its strides
+        /// over the chain's shape (0 along broadcast axes).
+        var constant: Tensor
+        var strides: [Int]
         var constantFirst: Bool
         /// The other operand.
         var source: Int
@@ -261,11 +261,6 @@ struct DCNv3Decomposition: GraphPass {
     /// The Add, Sub, Mul and Div nodes ending at `value`, nearest first, each with one float
     /// constant operand that broadcasts to `shape` (c / x is not affine in x: the walk stops there).
     private func affineSteps(ending value: Int, shape: [Int], _ graph: Graph, _ producers: [Int?]) -> [AffineStep] {
-        let (count, overflow) = shape.reduce((1, false)) { partial, dim in
-            let (product, o) = partial.0.multipliedReportingOverflow(by: dim)
-            return (product, partial.1 || o)
-        }
-        guard !overflow, count > 0, count <= 1 << 24 else { return [] }
         var steps: [AffineStep] = []
         var current = value
         while let producer = producers[current], steps.count < 16 {
@@ -275,63 +270,94 @@ struct DCNv3Decomposition: GraphPass {
             let leftConstant = graph.floatConstant(left), rightConstant = graph.floatConstant(right)
             guard (leftConstant == nil) != (rightConstant == nil), let tensor = leftConstant ?? rightConstant,
                   !(node.opType == "Div" && leftConstant != nil),
-                  let expanded = broadcast(tensor, to: shape, count: count) else { break }
+                  let strides = broadcastStrides(tensor.shape, to: shape) else { break }
             current = leftConstant == nil ? left : right
-            steps.append(AffineStep(node: producer, op: node.opType, constant: expanded, constantFirst: leftConstant != nil,
-                                    source: current))
+            steps.append(AffineStep(node: producer, op: node.opType, constant: tensor, strides: strides,
+                                    constantFirst: leftConstant != nil, source: current))
         }
         return steps
     }
 
-    /// (constant, coefficient) with chain output = constant + coefficient * (last step's source).
-    private func evaluate(_ steps: [AffineStep]) -> (constant: [Double], coefficient: [Double]) {
-        let count = steps[0].constant.count
-        var constant = [Double](repeating: 0, count: count), coefficient = [Double](repeating: 1, count: count)
-        for step in steps.reversed() {
-            for k in 0..<count {
-                let v = step.constant[k]
-                switch step.op {
-                case "Add": constant[k] += v
-                case "Sub":
-                    if step.constantFirst { constant[k] = v - constant[k]; coefficient[k] = -coefficient[k] } else { constant[k] -= v }
-                case "Mul": constant[k] *= v; coefficient[k] *= v
-                default: constant[k] /= v; coefficient[k] /= v
-                }
-            }
-        }
-        return (constant, coefficient)
-    }
-
-    /// A float tensor's values repeated to `shape` by ONNX broadcasting (to exactly that shape).
-    private func broadcast(_ tensor: Tensor, to shape: [Int], count: Int) -> [Double]? {
+    /// Strides reading a tensor of shape `own` at each index of `shape` by ONNX broadcasting
+    /// (exactly to `shape`), or nil.
+    private func broadcastStrides(_ own: [Int], to shape: [Int]) -> [Int]? {
         let rank = shape.count
-        guard tensor.shape.count <= rank else { return nil }
-        let own = [Int](repeating: 1, count: rank - tensor.shape.count) + tensor.shape
+        guard own.count <= rank else { return nil }
+        let padded = [Int](repeating: 1, count: rank - own.count) + own
         var strides = [Int](repeating: 0, count: rank)
         var step = 1
         for axis in (0..<rank).reversed() {
-            guard own[axis] == shape[axis] || own[axis] == 1 else { return nil }
-            strides[axis] = own[axis] == 1 ? 0 : step
-            step *= own[axis]
+            guard padded[axis] == shape[axis] || padded[axis] == 1 else { return nil }
+            strides[axis] = padded[axis] == 1 ? 0 : step
+            step *= padded[axis]
         }
-        let values = tensor.floats
-        var result = [Double](repeating: 0, count: count)
-        var index = [Int](repeating: 0, count: rank)
-        var offset = 0
-        for k in 0..<count {
-            result[k] = Double(values[offset])
-            // Next multi-index, last axis fastest.
-            var axis = rank - 1
-            while axis >= 0 {
-                index[axis] += 1
-                offset += strides[axis]
-                if index[axis] < shape[axis] { break }
-                offset -= strides[axis] * index[axis]
-                index[axis] = 0
-                axis -= 1
+        return strides
+    }
+
+    /// chain output = constant + coefficient * source, per element of `shape`, computed from the
+    /// steps' constants when asked (nothing of the output's size is stored).
+    private struct AffineMap {
+        let steps: [AffineStep]  // nearest to the output first
+        let shape: [Int]
+        let count: Int
+        private let values: [UnsafeMutablePointer<Float>]
+
+        init?(_ steps: [AffineStep], shape: [Int]) {
+            let (count, overflow) = shape.reduce((1, false)) { partial, dim in
+                let (product, o) = partial.0.multipliedReportingOverflow(by: dim)
+                return (product, partial.1 || o)
             }
+            guard !steps.isEmpty, !overflow, count > 0, count <= 1 << 26 else { return nil }
+            (self.steps, self.shape, self.count) = (steps, shape, count)
+            values = steps.map(\.constant.floats)
         }
-        return result
+
+        /// The terms at offsets `offsets[s]` into each step's constant, applied from the source out.
+        private func terms(_ offsets: [Int]) -> (constant: Double, coefficient: Double) {
+            var constant = 0.0, coefficient = 1.0
+            for s in steps.indices.reversed() {
+                let v = Double(values[s][offsets[s]])
+                switch steps[s].op {
+                case "Add": constant += v
+                case "Sub":
+                    if steps[s].constantFirst { constant = v - constant; coefficient = -coefficient } else { constant -= v }
+                case "Mul": constant *= v; coefficient *= v
+                default: constant /= v; coefficient /= v
+                }
+            }
+            return (constant, coefficient)
+        }
+
+        func terms(at index: Int) -> (constant: Double, coefficient: Double) {
+            var offsets = [Int](repeating: 0, count: steps.count)
+            var rest = index
+            for axis in shape.indices.reversed() {
+                let position = rest % shape[axis]
+                rest /= shape[axis]
+                for s in steps.indices { offsets[s] += position * steps[s].strides[axis] }
+            }
+            return terms(offsets)
+        }
+
+        /// Whether `body(index, constant, coefficient)` holds for every element, in order.
+        func allSatisfy(_ body: (Int, Double, Double) -> Bool) -> Bool {
+            var index = [Int](repeating: 0, count: shape.count)
+            var offsets = [Int](repeating: 0, count: steps.count)
+            for k in 0..<count {
+                let (constant, coefficient) = terms(offsets)
+                if !body(k, constant, coefficient) { return false }
+                var axis = shape.count - 1  // next index, last axis fastest
+                while axis >= 0 {
+                    index[axis] += 1
+                    for s in steps.indices { offsets[s] += steps[s].strides[axis] }
+                    if index[axis] < shape[axis] { break }
+                    for s in steps.indices { offsets[s] -= steps[s].strides[axis] * index[axis] }
+                    index[axis] = 0
+                    axis -= 1
+                }
+            }
+            return true
+        }
     }
 
     // MARK: - Node checks
