@@ -154,7 +154,10 @@ struct DCNv3Decomposition: GraphPass {
             padNodes = [pad]
         }
         let (h, w) = (hp - 2 * pads.height, wp - 2 * pads.width)
-        guard h >= 1, w >= 1 else { return nil }
+        // Sizes the fused op accepts (DCNv3Operator, DCNv3Params.invalidReason); the graph may run
+        // others through GridSample.
+        let limit = Limits.maxWindowValue
+        guard h >= 1, w >= 1, h < 1 << 22, w < 1 << 22, h * w < 1 << 30, g <= limit, gc <= limit else { return nil }
         if let declared = graph.inputs.first(where: { $0.id == input }), let shape = declared.shape,
            !shape.contains(-1), shape != [n, h, w, c] { return nil }
         // The sampling positions: loc = a + b * offset, elementwise over [N, Ho, Wo, G*P*2]. Where the
@@ -199,7 +202,7 @@ struct DCNv3Decomposition: GraphPass {
         var candidates: [(kh: Int, kw: Int, removeCenter: Bool)] = []
         for kh in 1...p where p % kh == 0 { candidates.append((kh, p / kh, false)) }
         for k in stride(from: 3, through: p + 1, by: 2) where k * k == p + 1 { candidates.append((k, k, true)) }
-        for (kh, kw, removeCenter) in candidates {
+        for (kh, kw, removeCenter) in candidates where kh <= Limits.maxWindowValue && kw <= Limits.maxWindowValue {
             // Point k = (i, j), i along x: `for i < kw: for j < kh`, minus the centre.
             var taps = (0..<kw).flatMap { i in (0..<kh).map { j in (i, j) } }
             if removeCenter { taps.removeAll { $0 == (kw / 2, kh / 2) } }
