@@ -277,3 +277,37 @@ def test_wrong_shapes_are_errors_with_and_without_the_pass(name, shape):
     for level in (GraphOptimizationLevel.ORT_ENABLE_ALL, GraphOptimizationLevel.ORT_DISABLE_ALL):
         with pytest.raises(deformrt.DeformRTError, match="node"):
             run(changed, feeds, level)
+
+
+@pytest.mark.parametrize("fill", [np.nan, np.inf, 0.0, -1.0, 1e30])
+def test_hostile_constants_never_crash(fill):
+    """Every initializer of the export in turn with one element set to NaN, Inf, 0, -1 or 1e30
+    (grid, normaliser, pads, reshape sizes, axes): DeformRT raises DeformRTError or gives what
+    the graph computes (onnxruntime's result where onnxruntime runs it, finite values compared)."""
+    ort = pytest.importorskip("onnxruntime")
+    model_bytes, feeds, _, _ = load("core_g2_k3")
+    base = onnx.load_from_string(model_bytes)
+    del base.graph.value_info[:]
+    for index in range(len(base.graph.initializer)):
+        model = onnx.ModelProto()
+        model.CopyFrom(base)
+        tensor = model.graph.initializer[index]
+        values = numpy_helper.to_array(tensor).copy()
+        if values.dtype.kind == "f":
+            values.reshape(-1)[values.size // 3] = fill
+        elif np.isfinite(fill):
+            values.reshape(-1)[values.size // 3] = int(min(fill, 2 ** 40))
+        else:
+            continue
+        tensor.CopyFrom(numpy_helper.from_array(values, tensor.name))
+        changed = model.SerializeToString()
+        try:
+            got, _ = run(changed, feeds)
+        except deformrt.DeformRTError:
+            continue
+        try:
+            (want,) = ort.InferenceSession(changed, providers=["CPUExecutionProvider"]).run(None, feeds)
+        except Exception:
+            continue  # DeformRT runs what onnxruntime refuses (e.g. Pad's negative amounts); no crash is the test
+        finite = np.isfinite(want)
+        np.testing.assert_allclose(got[finite], want[finite], rtol=RTOL, atol=ATOL, err_msg=tensor.name)
