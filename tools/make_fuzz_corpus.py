@@ -400,6 +400,12 @@ def seeds(rng):
         [value("x", FLOAT, [1, 2, 3])], [y, value("scans", FLOAT, None)],
         [init("fzero", np.array(0, np.float32)), init("trips", np.array(3, np.int64)),
          init("true", np.array(True))])
+    # DCNv3 as torch.onnx.export writes dcnv3_core_pytorch: the DCNv3Decomposition pass's pattern
+    # (mutated constants, sizes and attributes reach its checks).
+    import sys
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import deformable_decompositions
+    out["dcnv3_decomposition"] = onnx.load_from_string(deformable_decompositions.dcnv3_models(1, 4, 5, 2, 2)[1])
     return out
 
 
