@@ -31,6 +31,7 @@ public enum GraphOptimizer {
         GemmAffineFolding(),
         ConvEpilogueFusion(),
         DeformableOffsetFusion(),
+        MultiScaleDeformableAttentionDecomposition(),
         ChannelsLastLayout(),
         DeadCodeElimination(),
     ]
