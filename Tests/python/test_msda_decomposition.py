@@ -391,3 +391,22 @@ def test_other_factorisation_of_locations_is_refused_by_name():
     assert "sampling_locations shape" in message and "graph optimisation level basic" in message
     (plain,), _ = run(m, odd, GraphOptimizationLevel.ORT_ENABLE_BASIC)
     np.testing.assert_allclose(plain, ort_outputs(m, odd)[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("reshape_index,shape", [
+    (1, [1 << 40, 4, 5, 7]),          # level 0's image: heads x dim x H x W overflows
+    (1, [4, 4, 1 << 31, 1 << 31]),    # H x W beyond any key count
+    (-1, [1 << 62, 1 << 62, 6]),      # the output reshape
+    (-3, [1 << 62, 1, 6, 6]),         # the weights reshape
+    (-3, [4, 1, 6, 0]),               # zero points
+])
+def test_hostile_reshape_constants_are_refused_without_a_crash(reshape_index, shape):
+    """Huge or zero sizes in the decomposition's reshapes: the pass must neither trap on overflow
+    nor fuse; the graph is refused as it would be unoptimised."""
+    model, feeds, _ = load("mmcv_dynamo_a")
+    m = copy.deepcopy(model)
+    reshape = [n for n in m.graph.node if n.op_type == "Reshape"][reshape_index]
+    set_constant(lambda _: reshape, np.array(shape, np.int64))(m)
+    for level in (GraphOptimizationLevel.ORT_DISABLE_ALL, GraphOptimizationLevel.ORT_ENABLE_ALL):
+        with pytest.raises(DeformRTError):
+            run(m, feeds, level)
