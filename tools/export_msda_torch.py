@@ -16,11 +16,12 @@ Models:
           before that the function `multi_scale_deformable_attention` in the same file), which
           takes the level sizes as a Python list (`value_spatial_shapes_list`) and splits value
           by it; transcribed below. The two compute the same thing with the same torch calls.
-      exporter dynamo: torch.onnx.export(..., dynamo=True), the default of torch >= 2.9 (opset 20
-          here: GridSample mode "linear", every reshape shape a constant);
-      exporter legacy: torch.onnx.export(..., dynamo=False), the TorchScript exporter most published
-          Deformable DETR / mmdeploy exports were made with (opset 17: flatten() becomes a Reshape
-          whose shape is computed from Shape -> Slice -> Concat, the rest constants).
+      exporter dynamo: torch.onnx.export(..., dynamo=True), the default exporter of the torch used
+          here (2.13; opset 20: GridSample mode "linear", every reshape shape a constant);
+      exporter legacy: torch.onnx.export(..., dynamo=False), the TorchScript exporter, still in
+          torch 2.13, which the Deformable DETR / mmdeploy exports users publish were made with
+          (mmdeploy's tool drives it; opset 17 here: flatten() becomes a Reshape whose shape is
+          computed by Shape -> Slice -> Concat, the other reshapes are constants).
   encoder_<way>                     a Deformable-DETR-style encoder layer (d_model 32, 4 heads, 3
       levels 7x9, 4x5, 2x3, 3 points, batch 2): value projection, sampling-offset and
       attention-weight Linear + Softmax over levels * points, reference points, the attention,
