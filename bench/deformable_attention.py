@@ -22,10 +22,12 @@ Systems:
   deformrt           the fused op (mmdeploy::TRTDCNv3, mmdeploy::MMCVMultiScaleDeformableAttention),
                      or GridSample for the GridSample cases
   deformrt-decomposed  DeformRT running the grid_sample decomposition (target: within 1.2x of the
-                     fused op; no graph pass rewrites it yet, so it runs GridSample node by node)
-                     DCNv3: the graph torch.onnx.export(dynamo=True) writes (checked node by node
-                     in Tests/python/test_dcnv3_decomposition.py), which the DCNv3Decomposition
-                     pass runs on the fused kernel.
+                     fused op). DCNv3: the graph torch.onnx.export(dynamo=True) writes (checked
+                     node by node in Tests/python/test_dcnv3_decomposition.py), which the
+                     DCNv3Decomposition pass runs on the fused kernel. MSDA: the graph pass
+                     MultiScaleDeformableAttentionDecomposition rewrites it to the fused op (the
+                     graph is node for node torch's dynamo export, tested in
+                     Tests/python/test_msda_decomposition.py).
   onnxruntime        the decomposition (onnxruntime has neither op), or GridSample
 torch's dcnv3_core_pytorch is not run: torch is not installed in this environment (the column is
 left out; see the issue's note on tools' environment).

@@ -10,8 +10,10 @@ dcnv3_models: InternImage's dcnv3_core_pytorch (classification/ops_dcnv3/functio
     kernel's); the constant sampling base (reference points plus the dilation grid times
     offset_scale, normalised by the padded size) is an initializer, as the exporter folds it.
     DeformRT's DCNv3Decomposition pass runs it on the fused kernel.
-msda_models: mmcv's multi_scale_deformable_attn_pytorch (mmcv/ops/multi_scale_deform_attn.py), one
-    Slice of value per level at level_start_index, one GridSample per level, stacked and weighted.
+msda_models: mmcv's multi_scale_deformable_attn_pytorch (mmcv/ops/multi_scale_deform_attn.py), value
+    split into the levels, one GridSample per level, stacked and weighted, node for node as
+    torch.onnx.export(dynamo=True) writes it (tools/export_msda_torch.py), so DeformRT's
+    decomposition pass runs it on the fused kernel.
 numpy + onnx only.
 """
 from __future__ import annotations
@@ -138,25 +140,29 @@ def msda_models(bs, spatial_shapes: Sequence[Tuple[int, int]], heads, dim, queri
                    {"spatial_shapes": np.array(spatial_shapes, np.int64), "level_start_index": starts},
                    "msda", domains=[domain])
 
+    # Node for node what torch.onnx.export(dynamo=True) writes for mmcv's function (Split, per
+    # level Reshape / Transpose / Reshape and Gather / Transpose / Reshape, GridSample, Unsqueeze
+    # + Concat for torch.stack, Mul, ReduceSum, Reshape, Transpose), so DeformRT's decomposition
+    # pass sees the same graph as in an export (test_msda_decomposition.py compares the two).
     inits: Dict[str, np.ndarray] = {
-        "two": np.array(2, np.float32), "one": np.array(1, np.float32), "axis1": _ints([1]),
-        "value_flat": _ints([bs, -1, heads * dim]), "grid_shape": _ints([bs * heads, queries, points, 2]),
+        "two": np.array(2, np.float32), "one": np.array(1, np.float32), "split_sizes": _ints(areas),
+        "grid_shape": _ints([bs * heads, queries, points, 2]),
         "stack_shape": _ints([bs * heads, dim, queries, levels * points]),
         "weight_shape": _ints([bs * heads, 1, queries, levels * points]), "last": _ints([-1]),
-        "out_flat": _ints([bs, heads * dim, queries]), "unsqueeze_axis": _ints([3]),
+        "out_flat": _ints([bs, heads * dim, queries]), "stack_axis": _ints([-2]),
     }
-    nodes = [helper.make_node("Mul", ["sampling_locations", "two"], ["twice"]),
+    parts = [f"l{level}_v" for level in range(levels)]
+    nodes = [helper.make_node("Split", ["value", "split_sizes"], parts, axis=1),
+             helper.make_node("Mul", ["sampling_locations", "two"], ["twice"]),
              helper.make_node("Sub", ["twice", "one"], ["grids"])]
     stacked: List[str] = []
     for level, (h, w) in enumerate(spatial_shapes):
         s = f"l{level}_"
-        inits[s + "start"] = _ints([starts[level]])
-        inits[s + "end"] = _ints([starts[level] + h * w])
+        inits[s + "flat_shape"] = _ints([bs, h * w, heads * dim])
         inits[s + "image_shape"] = _ints([bs * heads, dim, h, w])
         inits[s + "index"] = np.array(level, np.int64)
         nodes += [
-            helper.make_node("Slice", ["value", s + "start", s + "end", "axis1"], [s + "v"]),
-            helper.make_node("Reshape", [s + "v", "value_flat"], [s + "v1"]),
+            helper.make_node("Reshape", [s + "v", s + "flat_shape"], [s + "v1"]),
             helper.make_node("Transpose", [s + "v1"], [s + "v2"], perm=[0, 2, 1]),
             helper.make_node("Reshape", [s + "v2", s + "image_shape"], [s + "image"]),
             helper.make_node("Gather", ["grids", s + "index"], [s + "g"], axis=3),
@@ -164,14 +170,17 @@ def msda_models(bs, spatial_shapes: Sequence[Tuple[int, int]], heads, dim, queri
             helper.make_node("Reshape", [s + "g1", "grid_shape"], [s + "grid"]),
             helper.make_node("GridSample", [s + "image", s + "grid"], [s + "sampled"], mode="bilinear",
                              padding_mode="zeros", align_corners=0),
-            helper.make_node("Unsqueeze", [s + "sampled", "unsqueeze_axis"], [s + "stacked"]),
         ]
-        stacked.append(s + "stacked")
     nodes += [
-        helper.make_node("Concat", stacked, ["all"], axis=3),
-        helper.make_node("Reshape", ["all", "stack_shape"], ["samples"]),
         helper.make_node("Transpose", ["attention_weights"], ["w1"], perm=[0, 2, 1, 3, 4]),
         helper.make_node("Reshape", ["w1", "weight_shape"], ["weights"]),
+    ]
+    for level in range(levels):
+        nodes.append(helper.make_node("Unsqueeze", [f"l{level}_sampled", "stack_axis"], [f"l{level}_stacked"]))
+        stacked.append(f"l{level}_stacked")
+    nodes += [
+        helper.make_node("Concat", stacked, ["all"], axis=-2),
+        helper.make_node("Reshape", ["all", "stack_shape"], ["samples"]),
         helper.make_node("Mul", ["samples", "weights"], ["weighted"]),
         helper.make_node("ReduceSum", ["weighted", "last"], ["summed"], keepdims=0),
         helper.make_node("Reshape", ["summed", "out_flat"], ["o1"]),

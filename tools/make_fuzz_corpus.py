@@ -239,6 +239,14 @@ def seeds(rng):
          value("weights", FLOAT, [1, 4, 2, 2, 2])], [y],
         [init("shapes", np.array([[4, 5], [1, 5]], np.int64)), init("starts", np.array([0, 20], np.int64))],
         extra_opsets=[("mmdeploy", 1)])
+    # The grid_sample decomposition of multi-scale deformable attention, as torch.onnx.export
+    # writes it: mutations reach the decomposition pass's checks (near misses must stay unfused).
+    import sys
+    sys.path.insert(0, os.path.join(REPO, "tools"))
+    import deformable_decompositions
+    decomposed = onnx.load_from_string(deformable_decompositions.msda_models(1, [(3, 3), (1, 2)], 2, 2, 3, 2)[1])
+    decomposed.producer_name = "deformrt-fuzz-seed"
+    out["msda_decomposition"] = decomposed
     # Metadata and symbolic dims (the metadata accessors, a repeated key, empty and long values).
     meta = model([helper.make_node("Relu", ["x"], ["y"])], [value("x", FLOAT, ["batch", 3, None])],
                  [value("y", FLOAT, ["batch", 3, None])])

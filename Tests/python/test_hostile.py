@@ -990,6 +990,23 @@ def test_msda_hostile_locations_give_defined_results():
     assert y.shape == (1, 4, 6) and np.isfinite(y).all()
 
 
+@pytest.mark.parametrize("expected,match", [
+    ([1, 25, 1 << 62, 1 << 62], "value shape"),   # heads x dim overflows: refused, no trap
+    ([1, 25, -2, -3], "expected_value_shape"),
+    ([1, 25, 2], "expected_value_shape"),
+    ([1, 24, 2, 3], "value shape"),
+])
+def test_msda_hostile_expected_shapes_are_named(expected, match):
+    """expected_value_shape, which the decomposition pass writes, set by hand to nonsense."""
+    node = helper.make_node("MultiScaleDeformableAttention", ["value", "shapes", "starts", "loc", "w"], ["y"],
+                            name="msda", domain="ai.deformrt", expected_value_shape=expected)
+    data = model_bytes([node], [value("value", FLOAT, [1, 25, 2, 3]), value("loc", FLOAT, [1, 4, 2, 2, 2, 2]),
+                                value("w", FLOAT, [1, 4, 2, 2, 2])], [value("y")],
+                       [init("shapes", np.array([[4, 5], [1, 5]], np.int64)), init("starts", np.array([0, 20], np.int64))],
+                       domains=["ai.deformrt"])
+    assert "msda" in refused(data, match=match).message
+
+
 def test_msda_empty_level_reads_zero():
     """A level of 0 x 3 positions covers no keys: its points read 0, the others are unaffected."""
     feeds = msda_feeds(keys=20)

@@ -32,6 +32,7 @@ public enum GraphOptimizer {
         ConvEpilogueFusion(),
         DeformableOffsetFusion(),
         DCNv3Decomposition(),
+        MultiScaleDeformableAttentionDecomposition(),
         ChannelsLastLayout(),
         DeadCodeElimination(),
     ]
