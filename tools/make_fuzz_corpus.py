@@ -394,6 +394,14 @@ def seeds(rng):
         [value("x", FLOAT, [1, 2, 3])], [y, value("scans", FLOAT, None)],
         [init("fzero", np.array(0, np.float32)), init("trips", np.array(3, np.int64)),
          init("true", np.array(True))])
+    # A Linear layer on a rank-3 input (MatMul + bias Add: fused into FusedMatMul) and a product of
+    # two run-time operands (B packed per run).
+    out["linear_bias_runtime_product"] = model(
+        [helper.make_node("MatMul", ["x", "lw"], ["mm"]),
+         helper.make_node("Add", ["mm", "lb"], ["lin"]),
+         helper.make_node("Transpose", ["lin"], ["lt"], perm=[0, 2, 1]),
+         helper.make_node("MatMul", ["lin", "lt"], ["y"])],
+        [value("x", FLOAT, ["batch", 7, 3])], [y], [init("lw", w(3, 17)), init("lb", w(17))])
     return out
 
 

@@ -100,7 +100,7 @@ public struct LinearEpilogue {
 
     /// C[r][c] for rows `rows`, columns col ..< col + count: the alpha and addend part.
     @inline(__always)
-    func apply(_ c: UnsafeMutablePointer<Float>, ldc: Int, rows: Range<Int>, col: Int, count: Int) {
+    public func apply(_ c: UnsafeMutablePointer<Float>, ldc: Int, rows: Range<Int>, col: Int, count: Int) {
         if isIdentity { return }
         let a = SIMD16<Float>(repeating: alpha), b = SIMD16<Float>(repeating: beta)
         for r in rows {
@@ -155,7 +155,9 @@ public struct PackedLinearPlan: Sendable, Equatable {
         // k blocks of at most 640, as the convolutions use them (ChannelsLastConvPlan).
         let kBlocks = max(1, (k + 639) / 640)
         kc = max(1, (k + kBlocks - 1) / kBlocks)
-        var rows = min(max(49_152 / kc, 24), 192) / 6 * 6
+        // A tile of up to ~384 KB next to the B block in L2: a Linear layer of ~100 rows (RoI
+        // heads) is one tile, so B streams from memory once.
+        var rows = min(max(98_304 / kc, 24), 192) / 6 * 6
         // Enough items for a few threads when there are few column blocks (a CRNN's projection).
         while rows > 6 && ((m + rows - 1) / rows) * blocks < 8 { rows = max(6, rows / 2 / 6 * 6) }
         tileRows = rows

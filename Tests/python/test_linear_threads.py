@@ -205,3 +205,61 @@ def test_lstm_fused_gates_and_general_path_agree_with_onnxruntime():
         want = ort.InferenceSession(blob, providers=["CPUExecutionProvider"]).run(None, feeds)
         for g, w in zip(got, want):
             np.testing.assert_allclose(g, w, rtol=1e-4, atol=3e-5)
+
+
+# ---- MatMulBiasFusion: MatMul + Add(bias [N]) as one FusedMatMul ----------------------------------
+
+def linear_model(k, n, bias_shape, extra_reader=False, seed=0):
+    rng = np.random.default_rng(seed)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["mm"], name="linear"),
+             helper.make_node("Add", ["mm", "b"], ["y"], name="bias")]
+    outputs = ["y"]
+    if extra_reader:
+        nodes.append(helper.make_node("Relu", ["mm"], ["r"], name="reads_mm"))
+        outputs.append("r")
+    inits = [("w", (rng.standard_normal((k, n)) / np.sqrt(k)).astype(np.float32)),
+             ("b", rng.standard_normal(bias_shape).astype(np.float32))]
+    return model(nodes, [("x", ["N", "T", k])], outputs, inits).SerializeToString()
+
+
+def run_profiled(blob, feeds, level, prefix, threads=2):
+    import json
+    options = deformrt.SessionOptions()
+    options.graph_optimization_level = level
+    options.intra_op_num_threads = threads
+    options.enable_profiling = True
+    options.profile_file_prefix = str(prefix)
+    with deformrt.InferenceSession(blob, options) as session:
+        outputs = session.run(None, feeds)
+        with open(session.end_profiling()) as file:
+            events = [e for e in json.load(file) if e["cat"] == "Node"]
+    return outputs, events
+
+
+@pytest.mark.parametrize("k,n", [(19, 33), (19, 5), (64, 128)])
+def test_matmul_bias_add_fused(tmp_path, k, n):
+    """The Add is taken into the product's epilogue (N = 5: the OpenBLAS path adds it after);
+    against onnxruntime and the unoptimised graph (rtol 1e-5, atol 1e-5)."""
+    blob = linear_model(k, n, (n,))
+    x = np.random.default_rng(3).standard_normal((2, 7, k)).astype(np.float32)
+    (want,) = ort.InferenceSession(blob, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    Level = deformrt.GraphOptimizationLevel
+    (got,), events = run_profiled(blob, {"x": x}, Level.ORT_ENABLE_ALL, tmp_path / "fused")
+    (plain,), plain_events = run_profiled(blob, {"x": x}, Level.ORT_DISABLE_ALL, tmp_path / "plain")
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got, plain, rtol=1e-5, atol=1e-5)
+    assert [e["name"] for e in events] == ["linear"]
+    assert events[0]["args"]["fused_nodes"] == ["linear", "bias"]
+    assert [e["name"] for e in plain_events] == ["linear", "bias"]
+
+
+@pytest.mark.parametrize("bias_shape,extra_reader", [((1, 33), False), ((33,), True), ((7, 33), False)])
+def test_matmul_bias_add_not_fused(tmp_path, bias_shape, extra_reader):
+    """A bias that is not [N], or a MatMul output with another reader, keeps its Add."""
+    blob = linear_model(19, 33, bias_shape, extra_reader=extra_reader)
+    x = np.random.default_rng(4).standard_normal((2, 7, 19)).astype(np.float32)
+    want = ort.InferenceSession(blob, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    got, events = run_profiled(blob, {"x": x}, deformrt.GraphOptimizationLevel.ORT_ENABLE_ALL, tmp_path / "kept")
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+    assert "bias" in {e["name"] for e in events}

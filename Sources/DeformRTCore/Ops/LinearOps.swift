@@ -107,7 +107,15 @@ final class GemmOperator: Operator {
 }
 
 /// MatMul with numpy semantics: batch dims broadcast, 1-D operands promoted and squeezed.
+/// FusedMatMul (MatMulBiasFusion) also adds a bias [N] to every row.
 final class MatMulOperator: Operator {
+    /// Whether input 2 is a bias [N] (FusedMatMul).
+    let addsBias: Bool
+
+    init(addsBias: Bool = false) {
+        self.addsBias = addsBias
+    }
+
     private struct Layout {
         var m: Int, n: Int, k: Int
         var batchShape: [Int]
@@ -167,6 +175,11 @@ final class MatMulOperator: Operator {
         try PlanCheck.float(a, "A")
         try PlanCheck.float(b, "B")
         let l = try layout(a.shape, b.shape)
+        if addsBias {
+            let bias = try PlanCheck.input(inputs, 2, "bias")
+            try PlanCheck.float(bias, "bias")
+            if bias.shape != [l.n] { throw DeformRTError.invalidModel("bias shape \(bias.shape) must be [\(l.n)]") }
+        }
         let m = batching(l, aRank: a.shape.count).m
         let packs = LinearProductChoice.usesPackedKernels(m: m, n: l.n, k: l.k, constantB: b.constant != nil)
         packedB.prepare(packs ? b.constant : nil, batches: l.bBatch.reduce(1, *), k: l.k, n: l.n, transposed: false)
@@ -214,6 +227,7 @@ final class MatMulOperator: Operator {
         let l = state.layout, batching = state.batching
         let pa = a.floats, pb = b.floats, py = outputs[0].floats
         let m = batching.m, (n, k) = (l.n, l.k)
+        let bias = addsBias ? UnsafePointer(inputs[2]!.floats) : nil
         if let product = state.product {
             if context.workspaceByteCount < product.workspaceBytes(threads: context.parallel.threads) {
                 throw DeformRTError(.internal, "MatMul: workspace too small")
@@ -222,13 +236,20 @@ final class MatMulOperator: Operator {
             product.run(batches: batching.batches, a: { UnsafePointer(pa + batching.aOffsets[$0] * m * k) },
                         b: { UnsafePointer(pb + batching.bOffsets[$0] * k * n) },
                         prepacked: { UnsafePointer(packed![batching.bOffsets[$0]].floats) },
-                        c: { py + $0 * m * n }, workspace: context.workspace, parallel: context.parallel)
+                        c: { py + $0 * m * n }, epilogue: LinearEpilogue(addend: bias, addendRowStride: 0),
+                        workspace: context.workspace, parallel: context.parallel)
             return
         }
         for batch in 0..<batching.batches {
             MatrixMultiply.run(m: m, n: n, k: k, a: pa + batching.aOffsets[batch] * m * k, lda: k,
                                b: pb + batching.bOffsets[batch] * k * n, ldb: n, c: py + batch * m * n, ldc: n,
                                parallel: context.parallel)
+        }
+        if let bias {
+            let rows = batching.batches * m
+            context.parallel.forEachRange(rows, totalWork: rows * n) { _, range in
+                LinearEpilogue(addend: bias, addendRowStride: 0).apply(py, ldc: n, rows: range, col: 0, count: n)
+            }
         }
     }
 }
