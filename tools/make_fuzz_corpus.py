@@ -414,6 +414,14 @@ def seeds(rng):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import deformable_decompositions
     out["dcnv3_decomposition"] = onnx.load_from_string(deformable_decompositions.dcnv3_models(1, 4, 5, 2, 2)[1])
+    # A Linear layer on a rank-3 input (MatMul + bias Add: fused into FusedMatMul) and a product of
+    # two run-time operands (B packed per run).
+    out["linear_bias_runtime_product"] = model(
+        [helper.make_node("MatMul", ["x", "lw"], ["mm"]),
+         helper.make_node("Add", ["mm", "lb"], ["lin"]),
+         helper.make_node("Transpose", ["lin"], ["lt"], perm=[0, 2, 1]),
+         helper.make_node("MatMul", ["lin", "lt"], ["y"])],
+        [value("x", FLOAT, ["batch", 7, 3])], [y], [init("lw", w(3, 17)), init("lb", w(17))])
     return out
 
 

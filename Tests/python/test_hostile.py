@@ -1135,3 +1135,18 @@ def test_psroi_pooling_refuses_a_sample_count_that_would_run_for_minutes():
     with pytest.raises(deformrt.DeformRTError, match=r"suspect.*samples per run exceeds the limit"):
         deformrt.InferenceSession(model).run(None, {"data": np.zeros((1, 8, 16, 16), np.float32),
                                                     "rois": np.zeros((64, 5), np.float32)})
+
+
+def test_fused_matmul_written_by_hand_with_a_bad_bias():
+    """ai.deformrt FusedMatMul (MatMulBiasFusion's node) in a user's model: a bias that is not
+    [N], or none, is refused when the plan is made, naming the node."""
+    for bias_shape in ([4], [1, 5]):
+        nodes = [helper.make_node("FusedMatMul", ["a", "w", "b"], ["y"], name="suspect", domain="ai.deformrt")]
+        bad = model_bytes(nodes, [value("a", FLOAT, [3, 7])], [value("y")],
+                          [init("w", np.ones((7, 5), np.float32)), init("b", np.ones(bias_shape, np.float32))], opset=17)
+        error = refused(bad, {"a": np.ones((3, 7), np.float32)}, match="bias shape")
+        assert "suspect" in error.message, error
+    nodes = [helper.make_node("FusedMatMul", ["a", "w"], ["y"], name="suspect", domain="ai.deformrt")]
+    missing = model_bytes(nodes, [value("a", FLOAT, [3, 7])], [value("y")], [init("w", np.ones((7, 5), np.float32))], opset=17)
+    error = refused(missing, {"a": np.ones((3, 7), np.float32)}, match="(bias)")
+    assert "suspect" in error.message, error

@@ -29,6 +29,7 @@ public enum GraphOptimizer {
         DeadCodeElimination(),
         ConvAffineFolding(),
         GemmAffineFolding(),
+        MatMulBiasFusion(),
         ConvEpilogueFusion(),
         DeformableOffsetFusion(),
         DCNv3Decomposition(),
