@@ -493,8 +493,8 @@ final class QuantizedConvOperator: Operator {
     }
 
     /// Byte offsets in the workspace: the weights packed per group (when not made at plan time) and
-    /// their row sums, w's zero points, the multipliers, the image packed as unsigned pairs
-    /// [pairs(K)][P], two byte rows per worker (im2col) and the per-worker blocks of sums.
+    /// their row sums, w's zero points, the multipliers, per worker a block of the image packed as
+    /// unsigned pairs (QuantizedGemm's packBlock), two byte rows of it, and a block of sums.
     private struct Workspace {
         var packedWeights = 0, rowSums = 0, zeroPoints = 0, multipliers = 0, columns = 0, byteRows = 0, scratch = 0, total = 0
         init(_ g: ConvGeometry, threads: Int) {
@@ -505,8 +505,8 @@ final class QuantizedConvOperator: Operator {
             rowSums = take(4 * g.outChannels)
             zeroPoints = take(4 * g.outChannels)
             multipliers = take(4 * g.outChannels)
-            columns = take(4 * QuantizedGemm.packedColumnsCount(k: k, n: p))
-            byteRows = take(2 * p * max(1, threads))
+            columns = take(4 * QuantizedGemm.blockBufferCount(k: k) * max(1, threads))
+            byteRows = take(2 * QuantizedGemm.blockColumns * max(1, threads))
             scratch = take(4 * QuantizedGemm.scratchCount(threads: threads))
             total = offset
         }
@@ -598,13 +598,23 @@ final class QuantizedConvOperator: Operator {
         let requantize = requantize
         for n in 0..<g.batch {
             for gi in 0..<g.group {
-                let image = x.rawPointer + (n * g.inChannels + gi * Cg) * g.inHeight * g.inWidth
-                Self.packImage(g, image, channels: Cg, signed: xSigned, zeroByte: UInt8(truncatingIfNeeded: xZero), into: columns,
-                               byteRows: byteRows, parallel: context.parallel)
+                let image = UnsafeRawPointer(x.rawPointer + (n * g.inChannels + gi * Cg) * g.inHeight * g.inWidth)
+                let zeroByte = UInt8(truncatingIfNeeded: xZero), kPairs = QuantizedGemm.pairs(K), blockColumns = QuantizedGemm.blockColumns
                 let outBase = (n * M + gi * Mg) * P
                 let y8 = outputs[0].rawPointer.assumingMemoryBound(to: UInt8.self) + outBase
                 let y32 = outputs[0].rawPointer.assumingMemoryBound(to: Int32.self) + outBase
-                QuantizedGemm.gemm(rows: Mg, columns: P, k: K, packedRows: packedWeights + gi * groupSize, packedColumns: columns,
+                // The im2col of 256 pixels, rows 2q and 2q + 1 paired, made by the worker that multiplies it.
+                let packBlock = { (worker: Int, column: Int, width: Int, into: UnsafeMutablePointer<UInt32>) in
+                    let lo = byteRows + worker * 2 * blockColumns, hi = lo + blockColumns
+                    for q in 0..<kPairs {
+                        Self.imageSegment(g, image, row: 2 * q, start: column, count: width, zeroByte: zeroByte, into: lo)
+                        let hasHigh = 2 * q + 1 < K
+                        if hasHigh { Self.imageSegment(g, image, row: 2 * q + 1, start: column, count: width, zeroByte: zeroByte, into: hi) }
+                        QuantizedGemm.pairRows(lo, hasHigh ? UnsafePointer(hi) : nil, count: width, signed: xSigned, pair: q, kPairs: kPairs, into: into)
+                    }
+                }
+                QuantizedGemm.gemm(rows: Mg, columns: P, k: K, packedRows: packedWeights + gi * groupSize, packedColumns: nil,
+                                   packBlock: packBlock, blockBuffers: columns,
                                    scratch: scratch, parallel: context.parallel) { row, rowCount, column, width, sums, sumsStride in
                     for r in 0..<rowCount {
                         let channel = gi * Mg + row + r
@@ -622,49 +632,40 @@ final class QuantizedConvOperator: Operator {
         }
     }
 
-    /// Packed columns (QuantizedGemm.pairRows) of the im2col matrix: pair q of pixel oy * oW + ox holds rows 2q and 2q + 1, row
-    /// (c * kH + i) * kW + j holding x[c][iy][ix] (the zero point's byte outside the image).
-    private static func packImage(_ g: ConvGeometry, _ image: UnsafeRawPointer, channels: Int, signed: Bool, zeroByte: UInt8,
-                                  into columns: UnsafeMutablePointer<UInt32>, byteRows: UnsafeMutablePointer<UInt8>, parallel: Parallel) {
-        let K = channels * g.kernelHeight * g.kernelWidth, P = g.outHeight * g.outWidth
-        let kPairs = QuantizedGemm.pairs(K)
-        parallel.forEachRange(kPairs, totalWork: K * P) { worker, pairs in
-            let lo = byteRows + worker * 2 * P, hi = lo + P
-            for q in pairs {
-                imageRow(g, image, row: 2 * q, zeroByte: zeroByte, into: lo)
-                let hasHigh = 2 * q + 1 < K
-                if hasHigh { imageRow(g, image, row: 2 * q + 1, zeroByte: zeroByte, into: hi) }
-                QuantizedGemm.pairRows(lo, hasHigh ? UnsafePointer(hi) : nil, count: P, signed: signed, pair: q, kPairs: kPairs, into: columns)
-            }
-        }
-    }
-
-    /// Row (c * kH + i) * kW + j of the im2col matrix as raw bytes.
-    private static func imageRow(_ g: ConvGeometry, _ image: UnsafeRawPointer, row: Int, zeroByte: UInt8, into out: UnsafeMutablePointer<UInt8>) {
+    /// Pixels start ..< start + count (oy * oW + ox) of row (c * kH + i) * kW + j of the im2col
+    /// matrix as raw bytes: x[c][iy][ix], the zero point's byte outside the image.
+    private static func imageSegment(_ g: ConvGeometry, _ image: UnsafeRawPointer, row: Int, start: Int, count: Int, zeroByte: UInt8,
+                                     into out: UnsafeMutablePointer<UInt8>) {
         let kk = g.kernelHeight * g.kernelWidth
         let c = row / kk, i = (row % kk) / g.kernelWidth, j = row % g.kernelWidth
         let plane = (image + c * g.inHeight * g.inWidth).assumingMemoryBound(to: UInt8.self)
         let shift = j * g.dilationWidth - g.padLeft
         // Output columns whose input column is inside the image, for stride 1.
         let first = min(g.outWidth, max(0, -shift)), last = max(first, min(g.outWidth, g.inWidth - shift))
-        for oy in 0..<g.outHeight {
+        var oy = start / g.outWidth, ox = start % g.outWidth, done = 0
+        while done < count {
+            let n = min(g.outWidth - ox, count - done)
+            let line = out + done
             let iy = oy * g.strideHeight - g.padTop + i * g.dilationHeight
-            let line = out + oy * g.outWidth
             if iy < 0 || iy >= g.inHeight {
-                line.update(repeating: zeroByte, count: g.outWidth)
-                continue
-            }
-            let source = plane + iy * g.inWidth
-            if g.strideWidth == 1 {
-                line.update(repeating: zeroByte, count: first)
-                (line + first).update(from: source + (first + shift), count: last - first)
-                (line + last).update(repeating: zeroByte, count: g.outWidth - last)
+                line.update(repeating: zeroByte, count: n)
+            } else if g.strideWidth == 1 {
+                let source = plane + iy * g.inWidth
+                let end = ox + n
+                let a = min(max(first, ox), end), b = max(a, min(last, end))
+                line.update(repeating: zeroByte, count: a - ox)
+                (line + (a - ox)).update(from: source + (a + shift), count: b - a)
+                (line + (b - ox)).update(repeating: zeroByte, count: end - b)
             } else {
-                for ox in 0..<g.outWidth {
-                    let ix = ox * g.strideWidth + shift
-                    line[ox] = ix >= 0 && ix < g.inWidth ? source[ix] : zeroByte
+                let source = plane + iy * g.inWidth
+                for t in 0..<n {
+                    let ix = (ox + t) * g.strideWidth + shift
+                    line[t] = ix >= 0 && ix < g.inWidth ? source[ix] : zeroByte
                 }
             }
+            done += n
+            oy += 1
+            ox = 0
         }
     }
 }

@@ -63,7 +63,7 @@ public enum QuantizedGemm {
     }
 
     /// Columns of one panel of packed columns: the microkernel's width, two vectors.
-    public static var columnPanel: Int { 2 * Lane.scalarCount }
+    @inline(__always) public static var columnPanel: Int { 2 * Lane.scalarCount }
 
     /// UInt32 elements of packed columns for k x n: panels of `columnPanel` columns (the last one
     /// padded), each [pairs(k)][columnPanel], so the microkernel reads them in order.
@@ -91,7 +91,12 @@ public enum QuantizedGemm {
             let n = min(width, count - start)
             let out = columns + (start / width * kPairs + pair) * width
             let l = lo + start
-            if let hi {
+            if n == width, let hi {
+                // A constant trip count: LLVM vectorises it whole (a variable one of at most 32 fell
+                // to its scalar remainder loop).
+                let h = hi + start
+                for j in 0..<columnPanel { out[j] = UInt32(l[j] ^ flip) | UInt32(h[j] ^ flip) << 16 }
+            } else if let hi {
                 let h = hi + start
                 for j in 0..<n { out[j] = UInt32(l[j] ^ flip) | UInt32(h[j] ^ flip) << 16 }
             } else {
@@ -104,26 +109,51 @@ public enum QuantizedGemm {
 
     /// sums[r][c] = sum_k A[row + r][k] * B[k][column + c] for every 4-row panel and 256-column block,
     /// then finish(row, rowCount, column, columnCount, sums, sumsStride) on the worker that made them.
+    /// B is either packed whole (`packedColumns`), or packed block by block by `packBlock(worker,
+    /// column, width, into)` into the worker's buffer of `blockBufferCount(k:)` (convolutions: the im2col
+    /// of 256 pixels is made where it is used, in cache, instead of a whole image's worth in memory).
     public static func gemm(rows: Int, columns: Int, k: Int, packedRows: UnsafePointer<Int16>,
-                            packedColumns: UnsafePointer<UInt32>, scratch: UnsafeMutablePointer<Int32>, parallel: Parallel,
+                            packedColumns: UnsafePointer<UInt32>?,
+                            packBlock: ((_ worker: Int, _ column: Int, _ width: Int, _ into: UnsafeMutablePointer<UInt32>) -> Void)? = nil,
+                            blockBuffers: UnsafeMutablePointer<UInt32>? = nil,
+                            scratch: UnsafeMutablePointer<Int32>, parallel: Parallel,
                             finish: (_ row: Int, _ rowCount: Int, _ column: Int, _ columnCount: Int,
                                      _ sums: UnsafeMutablePointer<Int32>, _ sumsStride: Int) -> Void) {
         if rows == 0 || columns == 0 { return }
         let kPairs = pairs(k)
         let panels = (rows + panelRows - 1) / panelRows, blocks = (columns + blockColumns - 1) / blockColumns
         let panelSize = kPairs * 2 * panelRows
-        parallel.forEachRange(panels * blocks, totalWork: rows * columns * max(k, 1)) { worker, items in
-            let sums = scratch + worker * panelRows * blockColumns
-            for item in items {
-                let block = item / panels, panel = item % panels
-                let column = block * blockColumns, width = min(blockColumns, columns - column)
-                let row = panel * panelRows
-                let source = UnsafeRawPointer(packedColumns + column * kPairs).assumingMemoryBound(to: Int32.self)
-                computeBlock(packedRows + panel * panelSize, source, kPairs: kPairs, width: width, into: sums)
-                finish(row, min(panelRows, rows - row), column, width, sums, blockColumns)
+        let work = rows * columns * max(k, 1)
+        if let packedColumns {
+            parallel.forEachRange(panels * blocks, totalWork: work) { worker, items in
+                let sums = scratch + worker * panelRows * blockColumns
+                for item in items {
+                    let block = item / panels, panel = item % panels
+                    let column = block * blockColumns, width = min(blockColumns, columns - column)
+                    let source = UnsafeRawPointer(packedColumns + column * kPairs).assumingMemoryBound(to: Int32.self)
+                    computeBlock(packedRows + panel * panelSize, source, kPairs: kPairs, width: width, into: sums)
+                    finish(panel * panelRows, min(panelRows, rows - panel * panelRows), column, width, sums, blockColumns)
+                }
+            }
+        } else if let packBlock, let blockBuffers {
+            parallel.forEachRange(blocks, totalWork: work) { worker, items in
+                let sums = scratch + worker * panelRows * blockColumns
+                let buffer = blockBuffers + worker * blockBufferCount(k: k)
+                for block in items {
+                    let column = block * blockColumns, width = min(blockColumns, columns - column)
+                    packBlock(worker, column, width, buffer)
+                    let source = UnsafeRawPointer(buffer).assumingMemoryBound(to: Int32.self)
+                    for panel in 0..<panels {
+                        computeBlock(packedRows + panel * panelSize, source, kPairs: kPairs, width: width, into: sums)
+                        finish(panel * panelRows, min(panelRows, rows - panel * panelRows), column, width, sums, blockColumns)
+                    }
+                }
             }
         }
     }
+
+    /// UInt32 elements of one worker's block buffer for `gemm`'s packBlock.
+    public static func blockBufferCount(k: Int) -> Int { packedColumnsCount(k: k, n: blockColumns) }
 
     /// Lanes of 2 * 8-bit values times the Int16 pair at `a`: lo * a[0] + hi * a[1] (two pmaddwd).
     @inline(__always)
