@@ -437,14 +437,17 @@ def print_skips_and_failures(collected: Collected, systems: Sequence[System]) ->
     return 1 if collected.failures else 0
 
 
-def write_json(path: str, collected: Collected, layers: Sequence[Layer], args: argparse.Namespace) -> None:
+def write_json(path: str, collected: Collected, args: argparse.Namespace, kind: str,
+               described: Mapping[str, Mapping[str, object]]) -> None:
+    """Every measurement of a sweep: `kind` names what was measured ("layer", "case", ...) and
+    `described` maps each of their names to its fields (written under `kind` + "s")."""
     document = {
         "runs": args.runs, "warmup": args.warmup, "rounds": args.rounds,
-        "layers": {layer.name: dataclasses.asdict(layer) | {"flop": layer.flop} for layer in layers},
-        "timings": [{"system": system, "layer": layer, "threads": threads, **timing}
-                    for (system, layer, threads), timing in collected.timings.items()],
-        "max_abs_diff": [{"layer": layer, "threads": threads, "value": value}
-                         for (layer, threads), value in collected.differences.items()],
+        f"{kind}s": described,
+        "timings": [{"system": system, kind: item, "threads": threads, **timing}
+                    for (system, item, threads), timing in collected.timings.items()],
+        "max_abs_diff": [{kind: item, "threads": threads, "value": value}
+                         for (item, threads), value in collected.differences.items()],
         "failures": collected.failures,
     }
     Path(path).write_text(json.dumps(document, indent=1))
@@ -527,7 +530,8 @@ def report(collected: Collected, systems: Sequence[System], layers: Sequence[Lay
             status = 1
     status |= print_skips_and_failures(collected, systems)
     if args.json:
-        write_json(args.json, collected, layers, args)
+        write_json(args.json, collected, args, "layer",
+                   {layer.name: dataclasses.asdict(layer) | {"flop": layer.flop} for layer in layers})
     if status:
         progress("FAILED: a worker failed or DeformRT's output differs from onnxruntime's (see above)")
     return status

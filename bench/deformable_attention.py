@@ -22,7 +22,12 @@ Systems:
   deformrt           the fused op (mmdeploy::TRTDCNv3, mmdeploy::MMCVMultiScaleDeformableAttention),
                      or GridSample for the GridSample cases
   deformrt-decomposed  DeformRT running the grid_sample decomposition (target: within 1.2x of the
-                     fused op; no graph pass rewrites it yet, so it runs GridSample node by node)
+                     fused op). DCNv3: the graph torch.onnx.export(dynamo=True) writes (checked
+                     node by node in Tests/python/test_dcnv3_decomposition.py), which the
+                     DCNv3Decomposition pass runs on the fused kernel. MSDA: the graph pass
+                     MultiScaleDeformableAttentionDecomposition rewrites it to the fused op (the
+                     graph is node for node torch's dynamo export, tested in
+                     Tests/python/test_msda_decomposition.py).
   onnxruntime        the decomposition (onnxruntime has neither op), or GridSample
 torch's dcnv3_core_pytorch is not run: torch is not installed in this environment (the column is
 left out; see the issue's note on tools' environment).
@@ -37,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -194,14 +198,7 @@ def report(collected: _common.Collected, systems: Sequence[System], cases: Seque
             status = 1
     status |= _common.print_skips_and_failures(collected, systems)
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "runs": args.runs, "warmup": args.warmup, "rounds": args.rounds,
-            "cases": {case.name: dataclasses.asdict(case) for case in cases},
-            "timings": [{"system": system, "case": case, "threads": threads, **timing}
-                        for (system, case, threads), timing in collected.timings.items()],
-            "max_abs_diff": [{"case": case, "threads": threads, "value": value}
-                             for (case, threads), value in collected.differences.items()],
-            "failures": collected.failures}, indent=1))
+        _common.write_json(args.json, collected, args, "case", {case.name: dataclasses.asdict(case) for case in cases})
     if status:
         _common.progress("FAILED: a worker failed or DeformRT's output differs from onnxruntime (see above)")
     return status

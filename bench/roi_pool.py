@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
@@ -254,14 +253,7 @@ def report(collected: _common.Collected, systems: Sequence[System], heads: Seque
             status = 1
     status |= _common.print_skips_and_failures(collected, systems)
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "runs": args.runs, "warmup": args.warmup, "rounds": args.rounds,
-            "heads": {head.name: dataclasses.asdict(head) for head in heads},
-            "timings": [{"system": system, "head": head, "threads": threads, **timing}
-                        for (system, head, threads), timing in collected.timings.items()],
-            "max_abs_diff": [{"head": head, "threads": threads, "value": value}
-                             for (head, threads), value in collected.differences.items()],
-            "failures": collected.failures}, indent=1))
+        _common.write_json(args.json, collected, args, "head", {head.name: dataclasses.asdict(head) for head in heads})
     if status:
         _common.progress("FAILED: a worker failed or DeformRT's output differs from the reference (see above)")
     return status

@@ -6,11 +6,14 @@ has no DCNv3 or MSDA operator) and by Tests/python/test_deformable_attention.py 
 op against onnxruntime running the decomposition).
 
 dcnv3_models: InternImage's dcnv3_core_pytorch (classification/ops_dcnv3/functions/dcnv3_func.py)
-    with the CUDA kernel's padding (H by pad_h); the constant sampling base (reference points plus
-    the dilation grid times offset_scale, normalised by the padded size) is an initializer, as
-    constant folding leaves it in an export.
-msda_models: mmcv's multi_scale_deformable_attn_pytorch (mmcv/ops/multi_scale_deform_attn.py), one
-    Slice of value per level at level_start_index, one GridSample per level, stacked and weighted.
+    node for node as torch.onnx.export(dynamo=True) writes it (equal pads, so its padding is the
+    kernel's); the constant sampling base (reference points plus the dilation grid times
+    offset_scale, normalised by the padded size) is an initializer, as the exporter folds it.
+    DeformRT's DCNv3Decomposition pass runs it on the fused kernel.
+msda_models: mmcv's multi_scale_deformable_attn_pytorch (mmcv/ops/multi_scale_deform_attn.py), value
+    split into the levels, one GridSample per level, stacked and weighted, node for node as
+    torch.onnx.export(dynamo=True) writes it (tools/export_msda_torch.py), so DeformRT's
+    decomposition pass runs it on the fused kernel.
 numpy + onnx only.
 """
 from __future__ import annotations
@@ -23,14 +26,14 @@ from onnx import TensorProto, helper, numpy_helper
 OPSET = 17
 
 
-def _model(nodes, inputs: Dict[str, np.ndarray], output_shape, initializers, name, domains=()) -> bytes:
+def _model(nodes, inputs: Dict[str, np.ndarray], output_shape, initializers, name, domains=(), opset=OPSET) -> bytes:
     graph = helper.make_graph(
         nodes, name,
         [helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), list(v.shape))
          for k, v in inputs.items()],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(output_shape))],
         [numpy_helper.from_array(np.asarray(v), k) for k, v in initializers.items()])
-    opsets = [helper.make_opsetid("", OPSET)] + [helper.make_opsetid(d, 1) for d in domains]
+    opsets = [helper.make_opsetid("", opset)] + [helper.make_opsetid(d, 1) for d in domains]
     return helper.make_model(graph, opset_imports=opsets, ir_version=9).SerializeToString()
 
 
@@ -55,50 +58,67 @@ def dcnv3_models(n, h, w, group, group_channels, kernel=3, stride=1, pad=1, dila
     fused = _model([helper.make_node(op, ["input", "offset", "mask"], ["y"], domain=domain, **attrs)], feeds,
                    (n, ho, wo, c), {}, "dcnv3", domains=[domain])
 
-    # Sampling base [1, Ho, Wo, G*P*2] (x, y interleaved; point k = i * kernel + j, i along x).
+    # The graph torch.onnx.export(dynamo=True) writes for dcnv3_core_pytorch (opset 20; compared
+    # node by node with the committed exports in Tests/python/test_dcnv3_decomposition.py): the
+    # sampling base [N, Ho, Wo, G*P*2] (x, y interleaved; point k = i * kernel + j, i along x)
+    # folded to one initializer, offset * offset_scale / norm, * 2 - 1, and Reshapes to the
+    # shape their input has already dropped (G = 1; offset_scale 1 drops the Mul).
     ref_x = (half + 0.5 + np.arange(wo) * stride) / wp
     ref_y = (half + 0.5 + np.arange(ho) * stride) / hp
     taps = [(i, j) for i in range(kernel) for j in range(kernel)]
     grid_x = np.array([(-half + i * dilation) / wp for i, _ in taps])
     grid_y = np.array([(-half + j * dilation) / hp for _, j in taps])
-    base = np.zeros((1, ho, wo, group, p, 2))
+    base = np.zeros((n, ho, wo, group, p, 2))
     base[..., 0] = ref_x[None, None, :, None, None] + grid_x * offset_scale
     base[..., 1] = ref_y[None, :, None, None, None] + grid_y * offset_scale
-    norm = np.tile(np.array([wp, hp], np.float64), group * p)
     inits = {
         "pads": _ints([0, pad, pad, 0, 0, pad, pad, 0]),
-        "base": base.reshape(1, ho, wo, group * p * 2).astype(np.float32),
-        "scale_over_norm": (offset_scale / norm).astype(np.float32),
+        "base": base.reshape(n, ho, wo, group * p * 2).astype(np.float32),
+        "offset_scale": np.array(offset_scale, np.float32),
+        "norm": np.tile(np.array([wp, hp], np.float32), group * p).reshape(1, 1, 1, -1),
         "two": np.array(2, np.float32), "one": np.array(1, np.float32),
         "image_flat": _ints([n, hp * wp, c]), "image_shape": _ints([n * group, group_channels, hp, wp]),
         "grid_split": _ints([n, ho * wo, group, p, 2]), "grid_shape": _ints([n * group, ho * wo, p, 2]),
         "mask_split": _ints([n, ho * wo, group, p]), "mask_shape": _ints([n * group, 1, ho * wo, p]),
         "last": _ints([-1]), "out_flat": _ints([n, c, ho * wo]), "out_shape": _ints([n, ho, wo, c]),
     }
-    nodes = [
-        helper.make_node("Pad", ["input", "pads"], ["padded"]),
-        helper.make_node("Mul", ["offset", "scale_over_norm"], ["moved"]),
+    reshape = dict(allowzero=1)
+    scaled = "offset"
+    nodes = [helper.make_node("Pad", ["input", "pads"], ["padded"], mode="constant")]
+    if offset_scale != 1:
+        nodes.append(helper.make_node("Mul", ["offset", "offset_scale"], ["scaled"]))
+        scaled = "scaled"
+    nodes += [
+        helper.make_node("Div", [scaled, "norm"], ["moved"]),
         helper.make_node("Add", ["base", "moved"], ["locations"]),
         helper.make_node("Mul", ["locations", "two"], ["twice"]),
         helper.make_node("Sub", ["twice", "one"], ["grids"]),
-        helper.make_node("Reshape", ["grids", "grid_split"], ["g1"]),
-        helper.make_node("Transpose", ["g1"], ["g2"], perm=[0, 2, 1, 3, 4]),
-        helper.make_node("Reshape", ["g2", "grid_shape"], ["grid"]),
-        helper.make_node("Reshape", ["padded", "image_flat"], ["i1"]),
+        helper.make_node("Reshape", ["padded", "image_flat"], ["i1"], **reshape),
         helper.make_node("Transpose", ["i1"], ["i2"], perm=[0, 2, 1]),
-        helper.make_node("Reshape", ["i2", "image_shape"], ["image"]),
-        helper.make_node("GridSample", ["image", "grid"], ["sampled"], mode="bilinear", padding_mode="zeros",
+        helper.make_node("Reshape", ["i2", "image_shape"], ["image"], **reshape),
+        helper.make_node("Reshape", ["grids", "grid_split"], ["g1"], **reshape),
+        helper.make_node("Transpose", ["g1"], ["g2"], perm=[0, 2, 1, 3, 4]),
+        helper.make_node("Reshape", ["g2", "grid_shape"], ["grid"], **reshape),
+        helper.make_node("GridSample", ["image", "grid"], ["sampled"], mode="linear", padding_mode="zeros",
                          align_corners=0),
-        helper.make_node("Reshape", ["mask", "mask_split"], ["m1"]),
-        helper.make_node("Transpose", ["m1"], ["m2"], perm=[0, 2, 1, 3]),
-        helper.make_node("Reshape", ["m2", "mask_shape"], ["m"]),
-        helper.make_node("Mul", ["sampled", "m"], ["weighted"]),
-        helper.make_node("ReduceSum", ["weighted", "last"], ["summed"], keepdims=0),
-        helper.make_node("Reshape", ["summed", "out_flat"], ["o1"]),
-        helper.make_node("Transpose", ["o1"], ["o2"], perm=[0, 2, 1]),
-        helper.make_node("Reshape", ["o2", "out_shape"], ["y"]),
+        helper.make_node("Reshape", ["mask", "mask_split"], ["m1"], **reshape),
+        helper.make_node("Transpose", ["m1"], ["m2" if group > 1 else "m"], perm=[0, 2, 1, 3]),
     ]
-    decomposed = _model(nodes, feeds, (n, ho, wo, c), inits, "dcnv3_decomposed")
+    if group > 1:
+        nodes.append(helper.make_node("Reshape", ["m2", "mask_shape"], ["m"], **reshape))
+    nodes += [
+        helper.make_node("Mul", ["sampled", "m"], ["weighted"]),
+        helper.make_node("ReduceSum", ["weighted", "last"], ["summed"], keepdims=0, noop_with_empty_axes=0),
+    ]
+    if group > 1:
+        nodes.append(helper.make_node("Reshape", ["summed", "out_flat"], ["o1"], **reshape))
+    nodes += [
+        helper.make_node("Transpose", ["o1" if group > 1 else "summed"], ["o2"], perm=[0, 2, 1]),
+        helper.make_node("Reshape", ["o2", "out_shape"], ["y"], **reshape),
+    ]
+    used = {name for node in nodes for name in node.input}
+    inits = {k: v for k, v in inits.items() if k in used}
+    decomposed = _model(nodes, feeds, (n, ho, wo, c), inits, "dcnv3_decomposed", opset=20)
     return fused, decomposed, shapes
 
 
@@ -120,25 +140,29 @@ def msda_models(bs, spatial_shapes: Sequence[Tuple[int, int]], heads, dim, queri
                    {"spatial_shapes": np.array(spatial_shapes, np.int64), "level_start_index": starts},
                    "msda", domains=[domain])
 
+    # Node for node what torch.onnx.export(dynamo=True) writes for mmcv's function (Split, per
+    # level Reshape / Transpose / Reshape and Gather / Transpose / Reshape, GridSample, Unsqueeze
+    # + Concat for torch.stack, Mul, ReduceSum, Reshape, Transpose), so DeformRT's decomposition
+    # pass sees the same graph as in an export (test_msda_decomposition.py compares the two).
     inits: Dict[str, np.ndarray] = {
-        "two": np.array(2, np.float32), "one": np.array(1, np.float32), "axis1": _ints([1]),
-        "value_flat": _ints([bs, -1, heads * dim]), "grid_shape": _ints([bs * heads, queries, points, 2]),
+        "two": np.array(2, np.float32), "one": np.array(1, np.float32), "split_sizes": _ints(areas),
+        "grid_shape": _ints([bs * heads, queries, points, 2]),
         "stack_shape": _ints([bs * heads, dim, queries, levels * points]),
         "weight_shape": _ints([bs * heads, 1, queries, levels * points]), "last": _ints([-1]),
-        "out_flat": _ints([bs, heads * dim, queries]), "unsqueeze_axis": _ints([3]),
+        "out_flat": _ints([bs, heads * dim, queries]), "stack_axis": _ints([-2]),
     }
-    nodes = [helper.make_node("Mul", ["sampling_locations", "two"], ["twice"]),
+    parts = [f"l{level}_v" for level in range(levels)]
+    nodes = [helper.make_node("Split", ["value", "split_sizes"], parts, axis=1),
+             helper.make_node("Mul", ["sampling_locations", "two"], ["twice"]),
              helper.make_node("Sub", ["twice", "one"], ["grids"])]
     stacked: List[str] = []
     for level, (h, w) in enumerate(spatial_shapes):
         s = f"l{level}_"
-        inits[s + "start"] = _ints([starts[level]])
-        inits[s + "end"] = _ints([starts[level] + h * w])
+        inits[s + "flat_shape"] = _ints([bs, h * w, heads * dim])
         inits[s + "image_shape"] = _ints([bs * heads, dim, h, w])
         inits[s + "index"] = np.array(level, np.int64)
         nodes += [
-            helper.make_node("Slice", ["value", s + "start", s + "end", "axis1"], [s + "v"]),
-            helper.make_node("Reshape", [s + "v", "value_flat"], [s + "v1"]),
+            helper.make_node("Reshape", [s + "v", s + "flat_shape"], [s + "v1"]),
             helper.make_node("Transpose", [s + "v1"], [s + "v2"], perm=[0, 2, 1]),
             helper.make_node("Reshape", [s + "v2", s + "image_shape"], [s + "image"]),
             helper.make_node("Gather", ["grids", s + "index"], [s + "g"], axis=3),
@@ -146,14 +170,17 @@ def msda_models(bs, spatial_shapes: Sequence[Tuple[int, int]], heads, dim, queri
             helper.make_node("Reshape", [s + "g1", "grid_shape"], [s + "grid"]),
             helper.make_node("GridSample", [s + "image", s + "grid"], [s + "sampled"], mode="bilinear",
                              padding_mode="zeros", align_corners=0),
-            helper.make_node("Unsqueeze", [s + "sampled", "unsqueeze_axis"], [s + "stacked"]),
         ]
-        stacked.append(s + "stacked")
     nodes += [
-        helper.make_node("Concat", stacked, ["all"], axis=3),
-        helper.make_node("Reshape", ["all", "stack_shape"], ["samples"]),
         helper.make_node("Transpose", ["attention_weights"], ["w1"], perm=[0, 2, 1, 3, 4]),
         helper.make_node("Reshape", ["w1", "weight_shape"], ["weights"]),
+    ]
+    for level in range(levels):
+        nodes.append(helper.make_node("Unsqueeze", [f"l{level}_sampled", "stack_axis"], [f"l{level}_stacked"]))
+        stacked.append(f"l{level}_stacked")
+    nodes += [
+        helper.make_node("Concat", stacked, ["all"], axis=-2),
+        helper.make_node("Reshape", ["all", "stack_shape"], ["samples"]),
         helper.make_node("Mul", ["samples", "weights"], ["weighted"]),
         helper.make_node("ReduceSum", ["weighted", "last"], ["summed"], keepdims=0),
         helper.make_node("Reshape", ["summed", "out_flat"], ["o1"]),

@@ -219,6 +219,12 @@ def seeds(rng):
                           align_corners=1),
          helper.make_node("GridSample", ["x", "grid"], ["y"], mode="cubic", padding_mode="border")],
         [feature, grid], [y, value("g1", FLOAT, None), value("g2", FLOAT, None)], opset=20)
+    out["grid_sample_5d"] = model(
+        [helper.make_node("GridSample", ["v", "grid3"], ["g1"], mode="linear", padding_mode="zeros"),
+         helper.make_node("GridSample", ["v", "grid3"], ["y"], mode="nearest", padding_mode="reflection",
+                          align_corners=1)],
+        [value("v", FLOAT, [1, 2, 3, 4, 5]), value("grid3", FLOAT, [1, 2, 3, 4, 3])],
+        [y, value("g1", FLOAT, None)], opset=20)
     out["dcnv3"] = model(
         [helper.make_node("TRTDCNv3", ["x", "offset", "mask"], ["y"], domain="mmdeploy", kernel_h=3, kernel_w=3,
                           stride_h=1, stride_w=1, pad_h=1, pad_w=1, dilation_h=1, dilation_w=1, group=2,
@@ -233,6 +239,14 @@ def seeds(rng):
          value("weights", FLOAT, [1, 4, 2, 2, 2])], [y],
         [init("shapes", np.array([[4, 5], [1, 5]], np.int64)), init("starts", np.array([0, 20], np.int64))],
         extra_opsets=[("mmdeploy", 1)])
+    # The grid_sample decomposition of multi-scale deformable attention, as torch.onnx.export
+    # writes it: mutations reach the decomposition pass's checks (near misses must stay unfused).
+    import sys
+    sys.path.insert(0, os.path.join(REPO, "tools"))
+    import deformable_decompositions
+    decomposed = onnx.load_from_string(deformable_decompositions.msda_models(1, [(3, 3), (1, 2)], 2, 2, 3, 2)[1])
+    decomposed.producer_name = "deformrt-fuzz-seed"
+    out["msda_decomposition"] = decomposed
     # Metadata and symbolic dims (the metadata accessors, a repeated key, empty and long values).
     meta = model([helper.make_node("Relu", ["x"], ["y"])], [value("x", FLOAT, ["batch", 3, None])],
                  [value("y", FLOAT, ["batch", 3, None])])
@@ -394,6 +408,20 @@ def seeds(rng):
         [value("x", FLOAT, [1, 2, 3])], [y, value("scans", FLOAT, None)],
         [init("fzero", np.array(0, np.float32)), init("trips", np.array(3, np.int64)),
          init("true", np.array(True))])
+    # DCNv3 as torch.onnx.export writes dcnv3_core_pytorch: the DCNv3Decomposition pass's pattern
+    # (mutated constants, sizes and attributes reach its checks).
+    import sys
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import deformable_decompositions
+    out["dcnv3_decomposition"] = onnx.load_from_string(deformable_decompositions.dcnv3_models(1, 4, 5, 2, 2)[1])
+    # A Linear layer on a rank-3 input (MatMul + bias Add: fused into FusedMatMul) and a product of
+    # two run-time operands (B packed per run).
+    out["linear_bias_runtime_product"] = model(
+        [helper.make_node("MatMul", ["x", "lw"], ["mm"]),
+         helper.make_node("Add", ["mm", "lb"], ["lin"]),
+         helper.make_node("Transpose", ["lin"], ["lt"], perm=[0, 2, 1]),
+         helper.make_node("MatMul", ["lin", "lt"], ["y"])],
+        [value("x", FLOAT, ["batch", 7, 3])], [y], [init("lw", w(3, 17)), init("lb", w(17))])
     return out
 
 

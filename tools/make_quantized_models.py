@@ -61,19 +61,21 @@ def float_model(seed: int = 0, opset: int = 13) -> onnx.ModelProto:
     return model
 
 
-def calibration_images(seed: int = 1, count: int = 8):
+def calibration_images(seed: int = 1, count: int = 8, shape=INPUT_SHAPE):
     rng = np.random.default_rng(seed)
-    return [rng.standard_normal(INPUT_SHAPE).astype(np.float32) for _ in range(count)]
+    return [rng.standard_normal(shape).astype(np.float32) for _ in range(count)]
 
 
 def quantize(model: onnx.ModelProto, quant_format: str, per_channel: bool = False,
-             activation_type: str = "QUInt8", weight_type: str = "QInt8") -> onnx.ModelProto:
-    """quantize_static with MinMax calibration on `calibration_images()`; quant_format 'QDQ' or 'QOperator'."""
+             activation_type: str = "QUInt8", weight_type: str = "QInt8", input_shape=INPUT_SHAPE,
+             calibration_count: int = 8, op_types=None) -> onnx.ModelProto:
+    """quantize_static with MinMax calibration on `calibration_images()` of `input_shape`; quant_format
+    'QDQ' or 'QOperator'; op_types: the operator types to quantize (None: all the quantizer knows)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.images = iter(calibration_images())
+            self.images = iter(calibration_images(count=calibration_count, shape=input_shape))
 
         def get_next(self):
             image = next(self.images, None)
@@ -83,8 +85,31 @@ def quantize(model: onnx.ModelProto, quant_format: str, per_channel: bool = Fals
         src, dst = os.path.join(tmp, "float.onnx"), os.path.join(tmp, "int8.onnx")
         onnx.save(model, src)
         quantize_static(src, dst, Reader(), quant_format=getattr(QuantFormat, quant_format), per_channel=per_channel,
-                        activation_type=getattr(QuantType, activation_type), weight_type=getattr(QuantType, weight_type))
+                        activation_type=getattr(QuantType, activation_type), weight_type=getattr(QuantType, weight_type),
+                        op_types_to_quantize=op_types)
         return onnx.load(dst)
+
+
+def quantized_dbnet(side: int = 640, width: int = 32, inner: int = 64) -> onnx.ModelProto:
+    """tools/make_dbnet_model.py's detector as a user deploys it in int8: onnxruntime's
+    quant_pre_process (BatchNormalization folded into the convolutions), then quantize_static in
+    QOperator format, per channel, convolutions and their Relus only (QLinearConv between QuantizeLinear /
+    DequantizeLinear; ConvTranspose, Resize and the additions stay float), calibrated on two
+    N(0, 1) images of side x side. bench/models.py runs it as `dbnet_int8`."""
+    import importlib.util
+
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    spec = importlib.util.spec_from_file_location("make_dbnet_model", os.path.join(os.path.dirname(__file__), "make_dbnet_model.py"))
+    dbnet = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dbnet)
+    with tempfile.TemporaryDirectory() as tmp:
+        src, folded = os.path.join(tmp, "float.onnx"), os.path.join(tmp, "folded.onnx")
+        onnx.save(dbnet.build(0, width, inner), src)
+        quant_pre_process(src, folded, skip_symbolic_shape=True)
+        model = onnx.load(folded)
+    return quantize(model, "QOperator", per_channel=True, input_shape=(1, 3, side, side), calibration_count=2,
+                    op_types=["Conv", "Relu"])
 
 
 def mlp_model(seed: int = 2, opset: int = 13) -> onnx.ModelProto:

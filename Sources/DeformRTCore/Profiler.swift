@@ -32,6 +32,10 @@ public final class ProfiledNode: @unchecked Sendable {
             if slots.isTransposed, let x = inputs[0] { return 2 * Double(x.reduce(1, *)) * Double(weight.dropFirst().reduce(1, *)) }
             return 2 * outputElements * Double(weight.dropFirst().reduce(1, *))
         }
+        if node.domain == ConvNodeSlots.fusedDomain && node.opType == MatMulBiasFusion.fusedMatMul,
+           let a = inputs.first ?? nil, let k = a.last {
+            return 2 * outputElements * Double(k)
+        }
         guard node.domain.isEmpty, inputs.count >= 2, let a = inputs[0], !a.isEmpty else { return nil }
         switch node.opType {
         case "MatMul":

@@ -12,7 +12,7 @@ public enum Gemm {
     /// a Gemm split over a session's two workers gave wrong results in about 1 of 1,500 runs,
     /// and none with the threaded build or with the calls serialised
     /// (Tests/python/test_blas_concurrency.py). Threaded builds lock internally.
-    private static let serialiseCalls: Bool = {
+    static let serialiseCalls: Bool = {
         openblas_set_num_threads(1)
         return openblas_get_parallel() == 0
     }()

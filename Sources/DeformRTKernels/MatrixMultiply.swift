@@ -1,4 +1,6 @@
-/// Multi-threaded sgemm: splits the columns of C over threads, each calling single-threaded sgemm.
+/// sgemm on a session's threads: splits the columns of C over threads, each calling single-threaded
+/// sgemm, when OpenBLAS allows concurrent calls. The products with a constant or large B take
+/// PackedLinearPlan instead (LinearOps, EinsumOps, Recurrent), which threads on any build.
 public enum MatrixMultiply {
     public static func run(transposeA: Bool = false, transposeB: Bool = false, m: Int, n: Int, k: Int, alpha: Float = 1,
                            a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int, beta: Float = 0,
@@ -9,9 +11,10 @@ public enum MatrixMultiply {
             for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }
             return
         }
-        // Threads only pay off on enough work; split N in multiples of 16 columns.
+        // Threads only pay off on enough work; split N in multiples of 16 columns. Serialised
+        // OpenBLAS calls (Gemm.serialiseCalls) gain nothing from a split: one call on this thread.
         let work = m * n * k
-        let chunks = work < 1 << 18 ? 1 : min(parallel.threads, max(1, n / 16))
+        let chunks = work < 1 << 18 || Gemm.serialiseCalls ? 1 : min(parallel.threads, max(1, n / 16))
         parallel.forEachRange(chunks) { _, range in
             for chunk in range {
                 let start = n * chunk / chunks / 16 * 16

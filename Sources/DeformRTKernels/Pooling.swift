@@ -28,11 +28,36 @@ public enum Pooling {
     /// Max over each window's taps inside the input; NaN propagates. A window with no tap inside
     /// the input (only possible when pads exceed the kernel) gives the lowest finite float.
     public static func max(_ g: PoolGeometry, input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, parallel: Parallel) {
+        // Output columns whose whole window lies inside the input's columns: no column checks there.
+        let reach = (g.kernelWidth - 1) * g.dilationWidth
+        let interiorStart = Swift.min(g.outWidth, (g.padLeft + g.strideWidth - 1) / g.strideWidth)
+        let lastInside = g.inWidth - 1 - reach + g.padLeft
+        let interiorEnd = lastInside < 0 ? interiorStart : Swift.max(interiorStart, Swift.min(g.outWidth, lastInside / g.strideWidth + 1))
         parallel.forEach(g.planes) { plane in
             let x = input + plane * g.inHeight * g.inWidth
             let y = output + plane * g.outHeight * g.outWidth
             for oy in 0..<g.outHeight {
-                for ox in 0..<g.outWidth {
+                var kyStart = 0, kyEnd = g.kernelHeight
+                while kyStart < kyEnd && oy * g.strideHeight - g.padTop + kyStart * g.dilationHeight < 0 { kyStart += 1 }
+                while kyEnd > kyStart && oy * g.strideHeight - g.padTop + (kyEnd - 1) * g.dilationHeight >= g.inHeight { kyEnd -= 1 }
+                if kyStart < kyEnd {
+                    // Branch-free taps (maxss and a NaN flag: random data mispredicts a compare-and-branch).
+                    for ox in interiorStart..<interiorEnd {
+                        var best = -Float.greatestFiniteMagnitude
+                        var sawNaN: UInt8 = 0
+                        for ky in kyStart..<kyEnd {
+                            let row = x + ((oy &* g.strideHeight &- g.padTop &+ ky &* g.dilationHeight) &* g.inWidth
+                                           &+ ox &* g.strideWidth &- g.padLeft)
+                            for kx in 0..<g.kernelWidth {
+                                let v = row[kx &* g.dilationWidth]
+                                best = v > best ? v : best
+                                sawNaN |= v.isNaN ? 1 : 0
+                            }
+                        }
+                        y[oy * g.outWidth + ox] = sawNaN != 0 ? .nan : best
+                    }
+                }
+                for ox in 0..<g.outWidth where kyStart >= kyEnd || ox < interiorStart || ox >= interiorEnd {
                     var best = -Float.greatestFiniteMagnitude
                     var sawNaN = false
                     for ky in 0..<g.kernelHeight {

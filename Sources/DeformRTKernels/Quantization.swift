@@ -4,8 +4,8 @@
 ///   max(x, low) first, which takes `low` for NaN);
 /// - dequantize: x = Float(q - zero_point) * scale;
 /// - requantize (QLinearConv / QLinearMatMul): q = saturate(round_half_to_even(Float(acc) * multiplier) + zero_point).
-/// Integer GEMMs accumulate (a - a_zero) * (b - b_zero) in wrapping Int32, which is exact up to
-/// about 33,000 products of 8-bit values, as onnxruntime's VNNI kernels.
+/// Integer GEMMs (QuantizedGemm) accumulate (a - a_zero) * (b - b_zero) in wrapping Int32, which is
+/// exact up to about 33,000 products of 8-bit values, as onnxruntime's VNNI kernels.
 public enum Quantization {
     typealias V = SIMD16<Float>
     typealias I = SIMD16<Int32>
@@ -130,88 +130,30 @@ public enum Quantization {
         }
     }
 
-    /// Widens `count` 8-bit values minus `zeroPoint` to Int32.
-    @inline(__always)
-    public static func widen(_ q: UnsafeRawPointer, signed: Bool, count: Int, zeroPoint: Int32, into out: UnsafeMutablePointer<Int32>) {
-        if signed {
-            let p = q.assumingMemoryBound(to: Int8.self)
-            for j in 0..<count { out[j] = Int32(p[j]) - zeroPoint }
-        } else {
-            let p = q.assumingMemoryBound(to: UInt8.self)
-            for j in 0..<count { out[j] = Int32(p[j]) - zeroPoint }
-        }
-    }
-
-    /// C[m][n] = sum_k A[m][k] * B[k][n] (C overwritten), wrapping Int32. Rows of C are split over
-    /// threads; each row is accumulated 16 columns at a time.
-    public static func gemm(m: Int, n: Int, k: Int, a: UnsafePointer<Int32>, lda: Int, b: UnsafePointer<Int32>, ldb: Int,
-                            c: UnsafeMutablePointer<Int32>, ldc: Int, parallel: Parallel) {
-        if m == 0 || n == 0 { return }
-        parallel.forEachRange(m, totalWork: m * n * max(k, 1)) { _, rows in
-            for row in rows { gemmRow(n: n, k: k, a: a + row * lda, b: b, ldb: ldb, c: c + row * ldc) }
-        }
-    }
-
-    @inline(__always)
-    static func gemmRow(n: Int, k: Int, a: UnsafePointer<Int32>, b: UnsafePointer<Int32>, ldb: Int, c: UnsafeMutablePointer<Int32>) {
-        var j = 0
-        while j + 64 <= n {
-            var c0 = I(), c1 = I(), c2 = I(), c3 = I()
-            for p in 0..<k {
-                let s = I(repeating: a[p])
-                let row = UnsafeRawPointer(b + p * ldb + j)
-                c0 &+= s &* row.loadUnaligned(as: I.self)
-                c1 &+= s &* row.loadUnaligned(fromByteOffset: 64, as: I.self)
-                c2 &+= s &* row.loadUnaligned(fromByteOffset: 128, as: I.self)
-                c3 &+= s &* row.loadUnaligned(fromByteOffset: 192, as: I.self)
-            }
-            let out = UnsafeMutableRawPointer(c + j)
-            out.storeBytes(of: c0, as: I.self)
-            out.storeBytes(of: c1, toByteOffset: 64, as: I.self)
-            out.storeBytes(of: c2, toByteOffset: 128, as: I.self)
-            out.storeBytes(of: c3, toByteOffset: 192, as: I.self)
-            j += 64
-        }
-        while j + 16 <= n {
-            var acc = I()
-            for p in 0..<k { acc &+= I(repeating: a[p]) &* UnsafeRawPointer(b + p * ldb + j).loadUnaligned(as: I.self) }
-            UnsafeMutableRawPointer(c + j).storeBytes(of: acc, as: I.self)
-            j += 16
-        }
-        while j < n {
-            var acc: Int32 = 0
-            for p in 0..<k { acc &+= a[p] &* b[p * ldb + j] }
-            c[j] = acc
-            j += 1
-        }
-    }
-
-    /// y[i] = saturate(rint(Float(acc[i] + bias) * multiplier) + zeroPoint) for `count` values.
-    public static func requantize(_ acc: UnsafePointer<Int32>, count: Int, bias: Int32, multiplier: Float, zeroPoint: Int32,
-                                  signed: Bool, into y: UnsafeMutablePointer<UInt8>) {
+    /// y[i] = saturate(rint(Float(acc[i]) * multipliers[i * multiplierStride]) + zeroPoint) for
+    /// `count` values (8-bit results as their byte patterns); NaN (a NaN or infinite multiplier)
+    /// gives the type's lowest value. The one requantization of QLinearConv and QLinearMatMul: a
+    /// multiplier per output channel (stride 0, called per row) or per column (stride 1). Plain
+    /// loops without branches, which LLVM vectorises at the tier's width (cvtdq2ps, mulps, blends).
+    public static func requantize(_ acc: UnsafePointer<Int32>, count: Int, multipliers: UnsafePointer<Float>,
+                                  multiplierStride: Int, zeroPoint: Int32, signed: Bool, into y: UnsafeMutablePointer<UInt8>) {
         let (low, high) = range(signed: signed)
-        let lo = V(repeating: Float(low - zeroPoint)), hi = V(repeating: Float(high - zeroPoint))
-        let m = V(repeating: multiplier), zp = I(repeating: zeroPoint), b = I(repeating: bias)
-        var i = 0
-        while i + 16 <= count {
-            let v = V(UnsafeRawPointer(acc + i).loadUnaligned(as: I.self) &+ b) * m
-            store(roundClamped(clampNaNLow(v, lo, hi)) &+ zp, y + i, 16)
-            i += 16
-        }
-        if i < count {
-            var lane = I()
-            for j in 0..<(count - i) { lane[j] = acc[i + j] }
-            store(roundClamped(clampNaNLow(V(lane &+ b) * m, lo, hi)) &+ zp, y + i, count - i)
+        let lo = Float(low - zeroPoint), hi = Float(high - zeroPoint)
+        if multiplierStride == 0 {
+            let multiplier = multipliers[0]
+            for i in 0..<count { y[i] = requantized(Float(acc[i]) * multiplier, lo, hi, zeroPoint) }
+        } else {
+            for i in 0..<count { y[i] = requantized(Float(acc[i]) * multipliers[i], lo, hi, zeroPoint) }
         }
     }
 
-    /// One value of `requantize`: saturate(rint(Float(acc) * multiplier) + zeroPoint), NaN to `low`.
+    /// Clamps to [lo, hi] (NaN to lo), rounds half to even by the 1.5 * 2^23 trick (|v| < 2^22 after
+    /// the clamp) and adds the zero point.
     @inline(__always)
-    public static func requantize(_ acc: Int32, multiplier: Float, zeroPoint: Int32, low: Int32, high: Int32) -> Int32 {
-        var v = Float(acc) * multiplier
-        let lo = Float(low - zeroPoint), hi = Float(high - zeroPoint)
-        if !(v >= lo) { v = lo }
-        if !(v <= hi) { v = hi }
-        return Int32(v.rounded(.toNearestOrEven)) + zeroPoint
+    static func requantized(_ value: Float, _ lo: Float, _ hi: Float, _ zeroPoint: Int32) -> UInt8 {
+        let raised = value >= lo ? value : lo
+        let clamped = raised <= hi ? raised : hi
+        let rounded = Int32(bitPattern: (clamped + 12_582_912).bitPattern) &- 0x4B40_0000
+        return UInt8(truncatingIfNeeded: rounded &+ zeroPoint)
     }
 }

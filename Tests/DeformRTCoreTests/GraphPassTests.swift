@@ -259,4 +259,33 @@ final class GraphPassTests: XCTestCase {
         }
         XCTAssertEqual(counts, [4, 3, 1, 1])
     }
+
+    func testMatMulBiasAddFusesIntoFusedMatMul() throws {
+        var b = Builder()
+        let x = b.input("x", [2, 7, 19])
+        let y = b.node("MatMul", [x, b.constant("w", [19, 33])])
+        b.output(b.node("Add", [b.constant("bias", [33]), y]))
+        var graph = b.graph
+        XCTAssertTrue(try MatMulBiasFusion().apply(to: &graph))
+        XCTAssertEqual(opTypes(graph), [MatMulBiasFusion.fusedMatMul])
+        XCTAssertEqual(graph.nodes[0].outputs, b.graph.outputs.map(\.id))
+        try assertSameOutputs(b.graph, [b.feed(x)], threads: 1)
+        try assertSameOutputs(b.graph, [b.feed(x)], threads: 2)
+    }
+
+    func testMatMulBiasNotFusedForOtherReadersOrBiasShapes() throws {
+        var b = Builder()
+        let x = b.input("x", [7, 19])
+        let y = b.node("MatMul", [x, b.constant("w", [19, 33])])
+        b.output(b.node("Add", [y, b.constant("bias", [33])]))
+        b.output(b.node("Relu", [y]))
+        var c = Builder()
+        let x2 = c.input("x", [7, 19])
+        c.output(c.node("Add", [c.node("MatMul", [x2, c.constant("w", [19, 33])]), c.constant("bias", [1, 33])]))
+        for var graph in [b.graph, c.graph] {
+            XCTAssertFalse(try MatMulBiasFusion().apply(to: &graph))
+        }
+        try assertSameOutputs(b.graph, [b.feed(x)])
+        try assertSameOutputs(c.graph, [c.feed(x2)])
+    }
 }

@@ -13,8 +13,6 @@
  * Run by Tests/python/test_capi_additions.py, also under valgrind. Prints one line per failed check
  * and exits 1 if any failed.
  */
-#include <deformrt.h>
-
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -22,35 +20,7 @@
 #include <string.h>
 #include <time.h>
 
-static int failures = 0;
-static int checks = 0;
-
-#define CHECK(condition)                                                                      \
-    do {                                                                                      \
-        checks++;                                                                             \
-        if (!(condition)) {                                                                   \
-            failures++;                                                                       \
-            printf("FAIL %s:%d: %s (last error: %s)\n", __FILE__, __LINE__, #condition,       \
-                   drt_last_error_message());                                                 \
-        }                                                                                     \
-    } while (0)
-
-/* A call that must be refused as an invalid argument, with a message naming `text`. */
-#define REFUSED(call, text)                                                                   \
-    do {                                                                                      \
-        drt_status status_ = (call);                                                          \
-        CHECK(status_ == DRT_ERROR_INVALID_ARGUMENT);                                         \
-        CHECK(strstr(drt_last_error_message(), text) != NULL);                                \
-    } while (0)
-
-static drt_model *load(const char *path) {
-    drt_model *model = NULL;
-    if (drt_model_load_file(path, &model) != DRT_OK) {
-        printf("FAIL cannot load %s: %s\n", path, drt_last_error_message());
-        exit(1);
-    }
-    return model;
-}
+#include "checks.h"
 
 static drt_tensor *image(int64_t batch, float value) {
     int64_t shape[4] = {batch, 3, 32, 32};
@@ -353,6 +323,5 @@ int main(int argc, char **argv) {
     extra_outputs(argv[1]);
     run_options(argv[2], batch);
     caller_buffers(argv[2]);
-    printf("%d checks, %d failed\n", checks, failures);
-    return failures == 0 ? 0 : 1;
+    return report();
 }

@@ -6,43 +6,12 @@
  *   usage: capi_contract MODEL.onnx     (run by Tests/python/test_capi.py, also under valgrind)
  * Prints one line per failed check and exits 1 if any failed.
  */
-#include <deformrt.h>
-
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int failures = 0;
-static int checks = 0;
-
-#define CHECK(condition)                                                                      \
-    do {                                                                                      \
-        checks++;                                                                             \
-        if (!(condition)) {                                                                   \
-            failures++;                                                                       \
-            printf("FAIL %s:%d: %s (last error: %s)\n", __FILE__, __LINE__, #condition,       \
-                   drt_last_error_message());                                                 \
-        }                                                                                     \
-    } while (0)
-
-/* A call that must be refused as an invalid argument, with a message naming the function. */
-#define REFUSED(call, function)                                                               \
-    do {                                                                                      \
-        drt_status status_ = (call);                                                          \
-        CHECK(status_ == DRT_ERROR_INVALID_ARGUMENT);                                         \
-        CHECK(strstr(drt_last_error_message(), function) != NULL);                            \
-    } while (0)
-
-static drt_model *load(const char *path) {
-    drt_model *model = NULL;
-    drt_status status = drt_model_load_file(path, &model);
-    if (status != DRT_OK) {
-        printf("FAIL cannot load %s: %s\n", path, drt_last_error_message());
-        exit(1);
-    }
-    return model;
-}
+#include "checks.h"
 
 static drt_tensor *zeros(const int64_t *shape, size_t rank) {
     size_t count = 1;
@@ -253,6 +222,5 @@ int main(int argc, char **argv) {
     status_strings();
     buffers_and_options(argv[1]);
     io_errors();
-    printf("%d checks, %d failed\n", checks, failures);
-    return failures == 0 ? 0 : 1;
+    return report();
 }

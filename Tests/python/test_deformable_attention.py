@@ -275,7 +275,8 @@ def ort_run(model, feeds):
 ])
 def test_dcnv3_against_onnxruntime_decomposition(n, h, w, group, gc, kernel, stride, pad, dilation, scale):
     """An independent reference: onnxruntime's GridSample in dcnv3_core_pytorch's graph. DeformRT
-    runs the same decomposed graph through its own GridSample too."""
+    runs the same decomposed graph too (on the fused kernel: the DCNv3Decomposition pass; node by
+    node in test_dcnv3_decomposition.py)."""
     fused, decomposed, shapes = decompositions.dcnv3_models(n, h, w, group, gc, kernel, stride, pad, dilation, scale)
     feeds = decompositions.random_feeds(shapes, seed=h * w)
     want = ort_run(decomposed, feeds)

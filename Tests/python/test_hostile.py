@@ -866,9 +866,13 @@ def msda_feeds(keys=25, loc_shape=(1, 4, 2, 2, 2, 2), loc_value=0.5):
 @pytest.mark.parametrize("x_shape,grid_shape,match", [
     ((1, 2, 3, 4), (2, 2, 2, 2), "grid shape"),
     ((1, 2, 3, 4), (1, 2, 2, 3), "grid shape"),
-    ((1, 2, 3, 4, 5), (1, 2, 2, 2, 3), "not supported"),
+    ((1, 2, 3, 4, 5, 6), (1, 2, 2, 2, 2, 4), "not supported"),
     ((1, 2, 0, 4), (1, 2, 2, 2), "empty"),
     ((1, 1, 1 << 23, 2), (1, 1, 1, 2), "too large"),
+    ((1, 2, 3, 4, 5), (1, 2, 2, 2, 2), "grid shape"),
+    ((1, 2, 0, 4, 5), (1, 2, 2, 2, 3), "empty"),
+    ((1, 1, 1 << 12, 1 << 12, 1 << 7), (1, 1, 1, 1, 3), "too large"),
+    ((1, 1, 1 << 23, 1, 1), (1, 1, 1, 1, 3), "too large"),
 ])
 def test_grid_sample_bad_shapes_name_the_node(x_shape, grid_shape, match):
     error = refused(grid_sample_model(x_shape, grid_shape), match=match)
@@ -877,6 +881,24 @@ def test_grid_sample_bad_shapes_name_the_node(x_shape, grid_shape, match):
 
 def test_grid_sample_huge_grid_is_refused_by_the_memory_limit():
     refused(grid_sample_model((1, 256, 4, 4), (1, 1 << 16, 1 << 16, 2)), memory_limit=1 << 30)
+
+
+def test_grid_sample_5d_cubic_is_refused_by_name():
+    error = refused(grid_sample_model((1, 2, 3, 4, 5), (1, 2, 2, 2, 3), mode="cubic"), match="cubic")
+    assert "gs" in error.message and "4-D" in error.message
+
+
+def test_grid_sample_5d_huge_grid_is_refused_by_the_memory_limit():
+    refused(grid_sample_model((1, 64, 2, 4, 4), (1, 1 << 12, 1 << 12, 1 << 8, 3)), memory_limit=1 << 30)
+
+
+def test_grid_sample_5d_hostile_grid_values_give_defined_results():
+    grid = np.array([np.nan, np.inf, -np.inf, 3e38, -3e38, 1e-45, 0, 1, -1] * 4, np.float32).reshape(1, 2, 2, 3, 3)
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(1, 2, 3, 4, 5)
+    for mode in ("linear", "nearest"):
+        for padding in ("zeros", "border", "reflection"):
+            (y,) = run(grid_sample_model(x.shape, grid.shape, mode=mode, padding_mode=padding), {"x": x, "grid": grid})
+            assert np.isfinite(y).all() and y.shape == (1, 2, 2, 2, 3)
 
 
 def test_grid_sample_hostile_grid_values_give_defined_results():
@@ -966,6 +988,23 @@ def test_msda_hostile_locations_give_defined_results():
     feeds["loc"].reshape(-1)[:6] = [np.nan, np.inf, -np.inf, 3e38, -3e38, 1e-45]
     (y,) = run(msda_model([[4, 5], [1, 5]], [0, 20]), feeds)
     assert y.shape == (1, 4, 6) and np.isfinite(y).all()
+
+
+@pytest.mark.parametrize("expected,match", [
+    ([1, 25, 1 << 62, 1 << 62], "value shape"),   # heads x dim overflows: refused, no trap
+    ([1, 25, -2, -3], "expected_value_shape"),
+    ([1, 25, 2], "expected_value_shape"),
+    ([1, 24, 2, 3], "value shape"),
+])
+def test_msda_hostile_expected_shapes_are_named(expected, match):
+    """expected_value_shape, which the decomposition pass writes, set by hand to nonsense."""
+    node = helper.make_node("MultiScaleDeformableAttention", ["value", "shapes", "starts", "loc", "w"], ["y"],
+                            name="msda", domain="ai.deformrt", expected_value_shape=expected)
+    data = model_bytes([node], [value("value", FLOAT, [1, 25, 2, 3]), value("loc", FLOAT, [1, 4, 2, 2, 2, 2]),
+                                value("w", FLOAT, [1, 4, 2, 2, 2])], [value("y")],
+                       [init("shapes", np.array([[4, 5], [1, 5]], np.int64)), init("starts", np.array([0, 20], np.int64))],
+                       domains=["ai.deformrt"])
+    assert "msda" in refused(data, match=match).message
 
 
 def test_msda_empty_level_reads_zero():
@@ -1096,3 +1135,18 @@ def test_psroi_pooling_refuses_a_sample_count_that_would_run_for_minutes():
     with pytest.raises(deformrt.DeformRTError, match=r"suspect.*samples per run exceeds the limit"):
         deformrt.InferenceSession(model).run(None, {"data": np.zeros((1, 8, 16, 16), np.float32),
                                                     "rois": np.zeros((64, 5), np.float32)})
+
+
+def test_fused_matmul_written_by_hand_with_a_bad_bias():
+    """ai.deformrt FusedMatMul (MatMulBiasFusion's node) in a user's model: a bias that is not
+    [N], or none, is refused when the plan is made, naming the node."""
+    for bias_shape in ([4], [1, 5]):
+        nodes = [helper.make_node("FusedMatMul", ["a", "w", "b"], ["y"], name="suspect", domain="ai.deformrt")]
+        bad = model_bytes(nodes, [value("a", FLOAT, [3, 7])], [value("y")],
+                          [init("w", np.ones((7, 5), np.float32)), init("b", np.ones(bias_shape, np.float32))], opset=17)
+        error = refused(bad, {"a": np.ones((3, 7), np.float32)}, match="bias shape")
+        assert "suspect" in error.message, error
+    nodes = [helper.make_node("FusedMatMul", ["a", "w"], ["y"], name="suspect", domain="ai.deformrt")]
+    missing = model_bytes(nodes, [value("a", FLOAT, [3, 7])], [value("y")], [init("w", np.ones((7, 5), np.float32))], opset=17)
+    error = refused(missing, {"a": np.ones((3, 7), np.float32)}, match="(bias)")
+    assert "suspect" in error.message, error

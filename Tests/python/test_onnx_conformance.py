@@ -52,7 +52,6 @@ REFUSED: dict[str, str] = {
     r"^test_convtranspose_3d$": "3-D ConvTranspose (1-D and 2-D only)",
     r"^test_lppool_3d_": "3-D LpPool (1-D and 2-D only)",
     r"^test_maxpool_with_argmax_": "MaxPool's Indices output",
-    r"^test_gridsample_volumetric_": "5-D GridSample (4-D X only)",
     r"^test_(batchnorm_.*_training_mode|training_dropout)": "training mode",
     r"^test_wrap_pad$": "Pad mode wrap",
     r"^test_resize_.*cubic": "Resize mode cubic",

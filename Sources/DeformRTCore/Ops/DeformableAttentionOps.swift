@@ -6,6 +6,7 @@ import DeformRTKernels
 /// MultiScaleDeformableAttention.swift), where the reference each kernel matches is written.
 ///
 ///   ai.onnx GridSample-16/20/22                   X [N, C, H, W], grid [N, Ho, Wo, 2]
+///                                                 or X [N, C, D, H, W], grid [N, Do, Ho, Wo, 3]
 ///   mmdeploy TRTDCNv3, ai.deformrt DCNv3          input [N, H, W, G*Gc], offset [N, Ho, Wo, G*P*2],
 ///                                                 mask [N, Ho, Wo, G*P]
 ///   mmdeploy MMCVMultiScaleDeformableAttention,   value [bs, keys, heads, dim], spatial_shapes [L, 2],
@@ -17,6 +18,8 @@ import DeformRTKernels
 /// ONNX GridSample on 4-D inputs. mode: bilinear / linear, nearest, bicubic / cubic (both
 /// spellings in every opset; the default is bilinear before opset 20 and linear from 20, the
 /// same interpolation); padding_mode zeros, border, reflection; align_corners 0 or 1.
+/// 5-D inputs (X [N, C, D, H, W], grid [N, Do, Ho, Wo, 3]; opset 20 made GridSample N-D) take
+/// linear (trilinear) and nearest; cubic is 4-D only in the specification and is refused.
 final class GridSampleOperator: Operator {
     let mode: GridSampleMode
     let padding: GridSamplePadding
@@ -48,8 +51,13 @@ final class GridSampleOperator: Operator {
     }
 
     private func params(_ x: [Int], _ grid: [Int]) -> GridSampleParams {
-        GridSampleParams(batch: x[0], channels: x[1], inHeight: x[2], inWidth: x[3], outHeight: grid[1],
-                         outWidth: grid[2], mode: mode, padding: padding, alignCorners: alignCorners)
+        if x.count == 5 {
+            return GridSampleParams(batch: x[0], channels: x[1], inDepth: x[2], inHeight: x[3], inWidth: x[4],
+                                    outDepth: grid[1], outHeight: grid[2], outWidth: grid[3], mode: mode,
+                                    padding: padding, alignCorners: alignCorners)
+        }
+        return GridSampleParams(batch: x[0], channels: x[1], inHeight: x[2], inWidth: x[3], outHeight: grid[1],
+                                outWidth: grid[2], mode: mode, padding: padding, alignCorners: alignCorners)
     }
 
     func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
@@ -57,19 +65,24 @@ final class GridSampleOperator: Operator {
         let grid = try PlanCheck.input(inputs, 1, "grid")
         try PlanCheck.float(x, "X")
         try PlanCheck.float(grid, "grid")
-        if x.shape.count != 4 {
-            if x.shape.count >= 3 && grid.shape.count == x.shape.count {
-                throw DeformRTError.unsupported("\(x.shape.count - 2)-D GridSample (X shape \(x.shape)) is not supported; only 4-D X [N, C, H, W]")
+        let rank = x.shape.count
+        if rank != 4 && rank != 5 {
+            if rank >= 3 && grid.shape.count == rank {
+                throw DeformRTError.unsupported("\(rank - 2)-D GridSample (X shape \(x.shape)) is not supported; only 4-D X [N, C, H, W] and 5-D X [N, C, D, H, W]")
             }
-            throw DeformRTError.invalidModel("X must have rank 4 [N, C, H, W], got shape \(x.shape)")
+            throw DeformRTError.invalidModel("X must have rank 4 [N, C, H, W] or 5 [N, C, D, H, W], got shape \(x.shape)")
         }
-        if grid.shape.count != 4 || grid.shape[3] != 2 || grid.shape[0] != x.shape[0] {
-            throw DeformRTError.invalidModel("grid shape \(grid.shape) must be [\(x.shape[0]), H_out, W_out, 2] for X shape \(x.shape)")
+        if grid.shape.count != rank || grid.shape[rank - 1] != rank - 2 || grid.shape[0] != x.shape[0] {
+            let expected = rank == 4 ? "H_out, W_out, 2" : "D_out, H_out, W_out, 3"
+            throw DeformRTError.invalidModel("grid shape \(grid.shape) must be [\(x.shape[0]), \(expected)] for X shape \(x.shape)")
+        }
+        if rank == 5 && mode == .cubic {
+            throw DeformRTError.unsupported("mode cubic on 5-D X \(x.shape) is not supported: the ONNX specification defines cubic for 4-D X only (5-D takes linear or nearest)")
         }
         let p = params(x.shape, grid.shape)
         if let reason = p.invalidReason { throw DeformRTError.invalidModel(reason) }
-        _ = try Limits.elementCount([x.shape[0], x.shape[2] * x.shape[3] + 1, x.shape[1]], what: "GridSample channels-last copy of X")
-        return [PlanValue(ValueType(.float, [x.shape[0], x.shape[1], grid.shape[1], grid.shape[2]]))]
+        _ = try Limits.elementCount([x.shape[0], p.inPixels + 1, x.shape[1]], what: "GridSample channels-last copy of X")
+        return [PlanValue(ValueType(.float, [x.shape[0], x.shape[1]] + grid.shape[1..<(rank - 1)]))]
     }
 
     func workspaceByteCount(_ inputs: [ValueType?], _ outputs: [ValueType], threads: Int) -> Int {
@@ -183,11 +196,24 @@ final class DCNv3Operator: Operator {
 /// level_start_index[l], as mmcv's CUDA kernel does; the levels must tile value's keys in order
 /// (level_start_index[l] = sum of H * W before l, and the sum of all H * W = keys), checked when
 /// the plan is made if the two inputs are constants and on every run otherwise.
+///
+/// Written by the decomposition pass (Passes/MultiScaleDeformableAttentionDecomposition.swift),
+/// the node also carries `expected_value_shape` [bs, keys, heads, dim] and
+/// `expected_sampling_locations_shape`: the shapes the replaced decomposition's reshapes were
+/// checked for. sampling_locations must have exactly that shape; value may have any trailing dims
+/// holding heads * dim (the decomposition flattens them and splits heads by its reshape), read as
+/// [bs, keys, heads, dim]. Other shapes are refused by name.
 final class MultiScaleDeformableAttentionOperator: Operator {
     let label: String
+    let expectedValueShape: [Int]?
+    let expectedLocationsShape: [Int]?
+    let fusedNodes: Int
 
     init(_ spec: OperatorSpec) throws {
         label = "node \(spec.node.label) (\(spec.node.opType))"
+        expectedValueShape = try spec.attributes.ints("expected_value_shape")
+        expectedLocationsShape = try spec.attributes.ints("expected_sampling_locations_shape")
+        if case .strings(let names)? = spec.node.attributes["fused_nodes"] { fusedNodes = names.count } else { fusedNodes = 0 }
     }
 
     private static func integers(_ value: PlanValue, _ name: String) throws {
@@ -228,6 +254,27 @@ final class MultiScaleDeformableAttentionOperator: Operator {
         return { Int64(p[$0]) }
     }
 
+    /// value's shape as the kernel reads it: [bs, keys, heads, dim] from the decomposition's
+    /// reshapes when the pass wrote this node (checked by checkExpectedShapes), else its own.
+    private func valueShape(_ shape: [Int]) -> [Int] { expectedValueShape ?? shape }
+
+    private func checkExpectedShapes(_ value: [Int], _ locations: [Int]) throws {
+        let replaced = "the grid_sample decomposition this node replaces (\(fusedNodes) nodes) was checked for; run the model with graph optimisation level basic to run the decomposition as written"
+        if let expected = expectedValueShape {
+            guard expected.count == 4, expected.allSatisfy({ $0 >= 0 }) else {
+                throw DeformRTError.invalidModel("expected_value_shape \(expected) must be 4 dims >= 0 (bs, keys, heads, dim)")
+            }
+            let (headsDim, overflow) = expected[2].multipliedReportingOverflow(by: expected[3])
+            guard !overflow, value.count >= 2, Array(value.prefix(2)) == Array(expected.prefix(2)),
+                  let trailing = try? Limits.elementCount(Array(value.dropFirst(2)), what: "value"), trailing == headsDim else {
+                throw DeformRTError.invalidModel("value shape \(value) is not \(Array(expected.prefix(2))) followed by dims holding \(expected[2]) x \(expected[3]) (heads x dim) as \(replaced)")
+            }
+        }
+        if let expected = expectedLocationsShape, locations != expected {
+            throw DeformRTError.invalidModel("sampling_locations shape \(locations) is not the \(expected) (bs, queries, heads, levels, points, 2) \(replaced)")
+        }
+    }
+
     private func params(_ value: [Int], _ locations: [Int]) -> MultiScaleDeformableAttentionParams {
         MultiScaleDeformableAttentionParams(batch: value[0], keys: value[1], heads: value[2], dim: value[3],
                                             queries: locations[1], levels: locations[3], points: locations[4])
@@ -240,12 +287,13 @@ final class MultiScaleDeformableAttentionOperator: Operator {
         let locations = try PlanCheck.input(inputs, 3, "sampling_locations")
         let weights = try PlanCheck.input(inputs, 4, "attention_weights")
         try PlanCheck.float(value, "value")
-        try PlanCheck.rank(value, 4, "value")
+        try checkExpectedShapes(value.shape, locations.shape)
+        let v = valueShape(value.shape)
+        if v.count != 4 { throw DeformRTError.invalidModel("value must have rank 4, got shape \(value.shape)") }
         try PlanCheck.float(locations, "sampling_locations")
         try PlanCheck.float(weights, "attention_weights")
         try Self.integers(shapes, "spatial_shapes")
         try Self.integers(starts, "level_start_index")
-        let v = value.shape
         if locations.shape.count != 6 || locations.shape[0] != v[0] || locations.shape[2] != v[2] || locations.shape[5] != 2 {
             throw DeformRTError.invalidModel("sampling_locations shape \(locations.shape) must be [\(v[0]), queries, \(v[2]), levels, points, 2] for value shape \(v) (bs, keys, heads, dim)")
         }
@@ -271,12 +319,12 @@ final class MultiScaleDeformableAttentionOperator: Operator {
     }
 
     func workspaceByteCount(_ inputs: [ValueType?], _ outputs: [ValueType], threads: Int) -> Int {
-        MultiScaleDeformableAttention.workspaceByteCount(params(inputs[0]!.shape, inputs[3]!.shape), threads: threads)
+        MultiScaleDeformableAttention.workspaceByteCount(params(valueShape(inputs[0]!.shape), inputs[3]!.shape), threads: threads)
     }
 
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
         let value = inputs[0]!, locations = inputs[3]!
-        let p = params(value.shape, locations.shape)
+        let p = params(valueShape(value.shape), locations.shape)
         let sr = Self.reader(inputs[1]!), ir = Self.reader(inputs[2]!)
         if let reason = Self.levelError(keys: p.keys, levels: p.levels, shape: { (sr(2 * $0), sr(2 * $0 + 1)) }, start: ir) {
             throw DeformRTError.invalidArgument("\(label): \(reason)")

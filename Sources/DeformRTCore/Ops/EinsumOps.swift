@@ -33,6 +33,8 @@ final class EinsumOperator: Operator {
         /// Contracted letter ids (in no output), in a fixed order.
         var contracted: [Int] = []
         var gemm: Gemm?
+        /// `product`, made once by runState.
+        var packedProduct: BatchedLinearProduct?
 
         struct Gemm {
             var batch: [Int], m: [Int], n: [Int], k: [Int]
@@ -50,6 +52,17 @@ final class EinsumOperator: Operator {
             return (g.aView != nil ? g.batchCount * g.mCount * g.kCount : 0) + (g.bView != nil ? g.batchCount * g.kCount * g.nCount : 0)
                 + (g.cView != nil ? g.batchCount * g.mCount * g.nCount : 0)
         }
+
+        /// The products on the packed kernels (B packed per run), or nil for OpenBLAS.
+        var product: BatchedLinearProduct? {
+            guard let g = gemm, LinearProductChoice.usesPackedKernels(m: g.mCount, n: g.nCount, k: g.kCount, constantB: false)
+            else { return nil }
+            return BatchedLinearProduct(m: g.mCount, n: g.nCount, k: g.kCount, transposeA: g.transposeA,
+                                        transposeB: g.transposeB, packsB: true)
+        }
+
+        /// Where the packed products' workspace starts, in bytes (after the views, 64-byte aligned).
+        var productWorkspaceAt: Int { (workspaceFloats + 15) / 16 * 64 }
     }
 
     private static func letterID(_ c: Character) -> Int? {
@@ -211,20 +224,25 @@ final class EinsumOperator: Operator {
     func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject? {
         let bound = try bind(inputs.map { $0?.shape ?? [] })
         if inputs.first??.elementType != .float { bound.gemm = nil }
+        bound.packedProduct = bound.product
         return bound
     }
 
     func workspaceByteCount(_ inputs: [ValueType?], _ outputs: [ValueType], threads: Int) -> Int {
         if inputs.first??.elementType != .float { return 0 }
-        return ((try? bind(inputs.map { $0?.shape ?? [] }))?.workspaceFloats ?? 0) * 4
+        guard let bound = try? bind(inputs.map { $0?.shape ?? [] }) else { return 0 }
+        guard let product = bound.product else { return bound.workspaceFloats * 4 }
+        return bound.productWorkspaceAt + product.workspaceBytes(threads: threads)
     }
 
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
         let bound = try state(context, inputs, as: Bound.self)!
         let out = outputs[0]
         if let g = bound.gemm {
-            if context.workspaceByteCount < bound.workspaceFloats * 4 { throw DeformRTError(.internal, "\(label): workspace too small") }
-            runGemm(g, inputs[0]!, inputs[1]!, out, context)
+            let needed = bound.packedProduct.map { bound.productWorkspaceAt + $0.workspaceBytes(threads: context.parallel.threads) }
+                ?? bound.workspaceFloats * 4
+            if context.workspaceByteCount < needed { throw DeformRTError(.internal, "\(label): workspace too small") }
+            runGemm(bound, g, inputs[0]!, inputs[1]!, out, context)
             return
         }
         if inputs.count == 1 && bound.contracted.isEmpty && Set(bound.operands[0]).count == bound.operands[0].count {
@@ -240,7 +258,7 @@ final class EinsumOperator: Operator {
         }
     }
 
-    private func runGemm(_ g: Bound.Gemm, _ a: Tensor, _ b: Tensor, _ out: Tensor, _ context: RunContext) {
+    private func runGemm(_ bound: Bound, _ g: Bound.Gemm, _ a: Tensor, _ b: Tensor, _ out: Tensor, _ context: RunContext) {
         var scratch = context.workspace.assumingMemoryBound(to: Float.self)
         func place(_ view: ([Int], [Int])?, _ source: Tensor, _ count: Int) -> UnsafeMutablePointer<Float> {
             guard let (shape, strides) = view else { return source.floats }
@@ -253,6 +271,22 @@ final class EinsumOperator: Operator {
         let pb = place(g.bView, b, g.batchCount * g.kCount * g.nCount)
         let pc = g.cView == nil ? out.floats : scratch
         let (m, n, k) = (g.mCount, g.nCount, g.kCount)
+        if let product = bound.packedProduct {
+            product.run(batches: g.batchCount, a: { UnsafePointer(pa + $0 * m * k) }, b: { UnsafePointer(pb + $0 * k * n) },
+                        prepacked: { _ in UnsafePointer(pb) }, c: { pc + $0 * m * n },
+                        workspace: context.workspace + bound.productWorkspaceAt, parallel: context.parallel)
+        } else {
+            multiplyOnBLAS(g, a: pa, b: pb, c: pc, context.parallel)
+        }
+        if let (shape, strides) = g.cView {
+            StridedCopy.copy(elementSize: 4, shape: shape, sourceStrides: strides, source: pc, destination: out.rawPointer,
+                             parallel: context.parallel)
+        }
+    }
+
+    private func multiplyOnBLAS(_ g: Bound.Gemm, a pa: UnsafeMutablePointer<Float>, b pb: UnsafeMutablePointer<Float>,
+                                c pc: UnsafeMutablePointer<Float>, _ parallel: Parallel) {
+        let (m, n, k) = (g.mCount, g.nCount, g.kCount)
         let lda = max(g.transposeA ? m : k, 1), ldb = max(g.transposeB ? k : n, 1)
         let (transposeA, transposeB) = (g.transposeA, g.transposeB)
         func multiply(_ batch: Int, _ parallel: Parallel) {
@@ -263,15 +297,11 @@ final class EinsumOperator: Operator {
         // Several batches: one thread per batch (small per-head products gain nothing from
         // splitting one GEMM); one batch: the GEMM splits itself.
         if g.batchCount > 1 {
-            context.parallel.forEachRange(g.batchCount, totalWork: g.batchCount * m * n * k) { _, range in
+            parallel.forEachRange(g.batchCount, totalWork: g.batchCount * m * n * k) { _, range in
                 for batch in range { multiply(batch, .serial) }
             }
         } else {
-            multiply(0, context.parallel)
-        }
-        if let (shape, strides) = g.cView {
-            StridedCopy.copy(elementSize: 4, shape: shape, sourceStrides: strides, source: pc, destination: out.rawPointer,
-                             parallel: context.parallel)
+            multiply(0, parallel)
         }
     }
 

@@ -64,6 +64,25 @@ enum Broadcast {
         }
     }
 
+    /// The output of a variadic elementwise operator (Sum, Mean, Min, Max): the present inputs,
+    /// all of one element type among `types` (else "not supported" and `supported`, when given),
+    /// broadcast together.
+    static func variadic(_ inputs: [PlanValue?], types: Set<ElementType>, supported: String? = nil) throws -> PlanValue {
+        let parts = inputs.compactMap { $0 }
+        guard let first = parts.first else { throw DeformRTError.invalidModel("needs at least one input") }
+        if !types.contains(first.elementType) {
+            throw DeformRTError.unsupported("element type \(first.elementType.onnxName) is not supported" + (supported.map { " (\($0))" } ?? ""))
+        }
+        var shape = first.shape
+        for part in parts.dropFirst() {
+            if part.elementType != first.elementType {
+                throw DeformRTError.invalidModel("inputs have different element types (\(first.elementType.onnxName) and \(part.elementType.onnxName))")
+            }
+            shape = try Broadcast.shape(shape, part.shape)
+        }
+        return PlanValue(ValueType(first.elementType, shape))
+    }
+
     /// Walks the output of a two-operand broadcast as rows: calls body(aOffset, aStride, bOffset,
     /// bStride, outOffset, length) for each run of the innermost dim.
     @inline(__always)

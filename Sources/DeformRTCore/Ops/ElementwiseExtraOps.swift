@@ -147,20 +147,7 @@ final class SumMeanOperator: Operator {
     init(isMean: Bool) { self.isMean = isMean }
 
     func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
-        let parts = inputs.compactMap { $0 }
-        guard let first = parts.first else { throw DeformRTError.invalidModel("needs at least one input") }
-        switch first.elementType {
-        case .float, .double: break
-        default: throw DeformRTError.unsupported("element type \(first.elementType.onnxName) is not supported (float, double)")
-        }
-        var shape = first.shape
-        for part in parts.dropFirst() {
-            if part.elementType != first.elementType {
-                throw DeformRTError.invalidModel("inputs have different element types (\(first.elementType.onnxName) and \(part.elementType.onnxName))")
-            }
-            shape = try Broadcast.shape(shape, part.shape)
-        }
-        return [PlanValue(ValueType(first.elementType, shape))]
+        [try Broadcast.variadic(inputs, types: [.float, .double], supported: "float, double")]
     }
 
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {

@@ -7,6 +7,36 @@ import DeformRTKernels
 enum IndexOps {
     static func isIndexType(_ type: ElementType) -> Bool { type == .int64 || type == .int32 }
 
+    static func checkIndexType(_ indices: PlanValue) throws {
+        if !isIndexType(indices.elementType) {
+            throw DeformRTError.invalidModel("indices must be int32 or int64, got \(indices.elementType.onnxName)")
+        }
+    }
+
+    /// GatherElements' and ScatterElements' shapes: indices of data's rank (at least 1), no larger
+    /// than data off the axis. Returns the axis, made non-negative.
+    static func elementsAxis(_ axis: Int, data: PlanValue, indices: PlanValue) throws -> Int {
+        if data.shape.count != indices.shape.count || data.shape.isEmpty {
+            throw DeformRTError.invalidModel("data \(data.shape) and indices \(indices.shape) must have the same rank (at least 1)")
+        }
+        let a = try PlanCheck.axis(axis, rank: data.shape.count)
+        for d in data.shape.indices where d != a && indices.shape[d] > data.shape[d] {
+            throw DeformRTError.invalidModel("indices \(indices.shape) exceed data \(data.shape) along axis \(d)")
+        }
+        return a
+    }
+
+    /// Throws, naming `label`, unless every index lies in [-dim, dim) (checked before anything is
+    /// read or written).
+    static func checkRange(_ indices: Tensor, dim: Int, axis: Int, label: String) throws {
+        for i in 0..<indices.elementCount {
+            let v = index(indices, i)
+            if v < -dim || v >= dim {
+                throw DeformRTError.invalidArgument("\(label): index \(v) is out of range for axis \(axis) of size \(dim)")
+            }
+        }
+    }
+
     @inline(__always)
     static func index(_ t: Tensor, _ i: Int) -> Int {
         t.elementType == .int64 ? Int(t.pointer(Int64.self)[i]) : Int(t.pointer(Int32.self)[i])
@@ -106,30 +136,16 @@ final class GatherElementsOperator: Operator {
 
     func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
         let data = try PlanCheck.input(inputs, 0, "data"), indices = try PlanCheck.input(inputs, 1, "indices")
-        if !IndexOps.isIndexType(indices.elementType) {
-            throw DeformRTError.invalidModel("indices must be int32 or int64, got \(indices.elementType.onnxName)")
-        }
-        if data.shape.count != indices.shape.count || data.shape.isEmpty {
-            throw DeformRTError.invalidModel("data \(data.shape) and indices \(indices.shape) must have the same rank (at least 1)")
-        }
-        let a = try PlanCheck.axis(axis, rank: data.shape.count)
-        for d in data.shape.indices where d != a && indices.shape[d] > data.shape[d] {
-            throw DeformRTError.invalidModel("indices \(indices.shape) exceed data \(data.shape) along axis \(d)")
-        }
+        try IndexOps.checkIndexType(indices)
+        _ = try IndexOps.elementsAxis(axis, data: data, indices: indices)
         return [PlanValue(ValueType(data.elementType, indices.shape))]
     }
 
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
         let data = inputs[0]!, indices = inputs[1]!, out = outputs[0]
         let a = try PlanCheck.axis(axis, rank: data.rank)
-        let dim = data.shape[a], count = indices.elementCount
-        for i in 0..<count {
-            let v = IndexOps.index(indices, i)
-            if v < -dim || v >= dim {
-                throw DeformRTError.invalidArgument("\(label): index \(v) is out of range for axis \(a) of size \(dim)")
-            }
-        }
-        if count == 0 { return }
+        try IndexOps.checkRange(indices, dim: data.shape[a], axis: a, label: label)
+        if indices.elementCount == 0 { return }
         func byIndex<T>(_: T.Type) {
             if indices.elementType == .int64 { gather(T.self, Int64.self, data, indices, out, a, context) }
             else { gather(T.self, Int32.self, data, indices, out, a, context) }
@@ -195,22 +211,14 @@ final class ScatterElementsOperator: Operator {
     func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
         let data = try PlanCheck.input(inputs, 0, "data"), indices = try PlanCheck.input(inputs, 1, "indices")
         let updates = try PlanCheck.input(inputs, 2, "updates")
-        if !IndexOps.isIndexType(indices.elementType) {
-            throw DeformRTError.invalidModel("indices must be int32 or int64, got \(indices.elementType.onnxName)")
-        }
+        try IndexOps.checkIndexType(indices)
         if updates.elementType != data.elementType {
             throw DeformRTError.invalidModel("updates are \(updates.elementType.onnxName), data \(data.elementType.onnxName)")
         }
         if indices.shape != updates.shape {
             throw DeformRTError.invalidModel("indices \(indices.shape) and updates \(updates.shape) must have the same shape")
         }
-        if data.shape.count != indices.shape.count || data.shape.isEmpty {
-            throw DeformRTError.invalidModel("data \(data.shape) and indices \(indices.shape) must have the same rank (at least 1)")
-        }
-        let a = try PlanCheck.axis(axis, rank: data.shape.count)
-        for d in data.shape.indices where d != a && indices.shape[d] > data.shape[d] {
-            throw DeformRTError.invalidModel("indices \(indices.shape) exceed data \(data.shape) along axis \(d)")
-        }
+        _ = try IndexOps.elementsAxis(axis, data: data, indices: indices)
         try reduction.dispatch(data.elementType, label: label) { _ in }
         return [PlanValue(data.type)]
     }
@@ -219,12 +227,7 @@ final class ScatterElementsOperator: Operator {
         let data = inputs[0]!, indices = inputs[1]!, updates = inputs[2]!, out = outputs[0]
         let a = try PlanCheck.axis(axis, rank: data.rank)
         let dim = data.shape[a], count = indices.elementCount
-        for i in 0..<count {
-            let v = IndexOps.index(indices, i)
-            if v < -dim || v >= dim {
-                throw DeformRTError.invalidArgument("\(label): index \(v) is out of range for axis \(a) of size \(dim)")
-            }
-        }
+        try IndexOps.checkRange(indices, dim: dim, axis: a, label: label)
         out.rawPointer.copyMemory(from: data.rawPointer, byteCount: data.byteCount)
         if count == 0 { return }
         let dataStrides = IndexOps.strides(data.shape)

@@ -268,20 +268,8 @@ final class MinMaxOperator: Operator {
     init(isMax: Bool) { self.isMax = isMax }
 
     func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
-        let parts = inputs.compactMap { $0 }
-        guard let first = parts.first else { throw DeformRTError.invalidModel("needs at least one input") }
-        switch first.elementType {
-        case .float, .double, .float16, .int8, .int16, .int32, .int64, .uint8, .uint16, .uint32, .uint64: break
-        default: throw DeformRTError.unsupported("element type \(first.elementType.onnxName) is not supported")
-        }
-        var shape = first.shape
-        for part in parts.dropFirst() {
-            if part.elementType != first.elementType {
-                throw DeformRTError.invalidModel("inputs have different element types (\(first.elementType.onnxName) and \(part.elementType.onnxName))")
-            }
-            shape = try Broadcast.shape(shape, part.shape)
-        }
-        return [PlanValue(ValueType(first.elementType, shape))]
+        [try Broadcast.variadic(inputs, types: [.float, .double, .float16, .int8, .int16, .int32, .int64,
+                                                .uint8, .uint16, .uint32, .uint64])]
     }
 
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {

@@ -97,6 +97,17 @@ enum QuantCheck {
     }
 }
 
+/// Weights packed once when the plan is made, owned by the operator's run state.
+final class PackedBuffer<Element> {
+    let pointer: UnsafeMutablePointer<Element>
+    let count: Int
+    init(count: Int) {
+        self.count = count
+        pointer = UnsafeMutablePointer<Element>.allocate(capacity: max(1, count))
+    }
+    deinit { pointer.deallocate() }
+}
+
 /// QuantizeLinear (10, 13, 19, 21, 23) and DequantizeLinear: per tensor or per axis.
 final class LinearQuantizeOperator: Operator {
     let dequantize: Bool
@@ -299,37 +310,72 @@ final class QuantizedMatMulOperator: Operator {
         return [PlanValue(ValueType(type, l.outShape))]
     }
 
-    /// Widened A [m, k] and B [k, n], int32 sums [m, n] (QLinearMatMul), per-column zero points and multipliers.
-    private func workspaceInts(_ l: Layout) -> Int { l.m * l.k + l.k * l.n + (requantize ? l.m * l.n : 0) + 2 * l.n + 16 }
+    /// Byte offsets in the workspace: A packed (Int16), A's row sums, B packed (when not made at
+    /// plan time), B's unsigned zero points and the multipliers per column, the per-worker blocks.
+    private struct Workspace {
+        var packedA = 0, rowSums = 0, packedB = 0, columnZeros = 0, multipliers = 0, scratch = 0, total = 0
+        init(_ l: Layout, threads: Int) {
+            var offset = 0
+            func take(_ bytes: Int) -> Int { defer { offset += (bytes + 63) / 64 * 64 }; return offset }
+            packedA = take(2 * QuantizedGemm.packedRowsCount(rows: l.m, k: l.k))
+            rowSums = take(4 * l.m)
+            packedB = take(4 * QuantizedGemm.packedColumnsCount(k: l.k, n: l.n))
+            columnZeros = take(4 * l.n)
+            multipliers = take(4 * l.n)
+            scratch = take(4 * QuantizedGemm.scratchCount(threads: threads))
+            total = offset
+        }
+    }
 
     func workspaceByteCount(_ inputs: [ValueType?], _ outputs: [ValueType], threads: Int) -> Int {
         guard let planned = try? layout(inputs.map { $0.map { PlanValue($0) } }) else { return 0 }
-        return workspaceInts(planned.0) * 4
+        return Workspace(planned.0, threads: threads).total
+    }
+
+    /// The layout and, when B is one constant matrix, B packed once for QuantizedGemm.
+    private final class State {
+        let layout: Layout
+        let packedB: PackedBuffer<UInt32>?
+        init(layout: Layout, packedB: PackedBuffer<UInt32>?) { self.layout = layout; self.packedB = packedB }
     }
 
     func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject? {
-        Planned(try layout(inputs).0)
+        let l = try layout(inputs).0
+        var packed: PackedBuffer<UInt32>? = nil
+        if let b = inputs[slots.b]?.constant, b.elementCount == l.k * l.n {
+            let buffer = PackedBuffer<UInt32>(count: QuantizedGemm.packedColumnsCount(k: l.k, n: l.n))
+            QuantizedGemm.packColumns(b.rawPointer, signed: b.elementType == .int8, k: l.k, n: l.n, rowStride: l.n, into: buffer.pointer)
+            packed = buffer
+        }
+        return State(layout: l, packedB: packed)
     }
 
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
-        let l = try state(context, inputs, as: Planned<Layout>.self)!.value
+        let state = try state(context, inputs, as: State.self)!
+        let l = state.layout
+        if l.m == 0 || l.n == 0 || l.batches == 0 { return }
         let s = slots
         let a = inputs[s.a]!, b = inputs[s.b]!
         let aZeroTensor = s.aZero < inputs.count ? inputs[s.aZero] : nil
         let bZeroTensor = s.bZero < inputs.count ? inputs[s.bZero] : nil
-        let ws = context.workspace.assumingMemoryBound(to: Int32.self)
-        let wa = ws, wb = wa + l.m * l.k, acc = wb + l.k * l.n, bZeros = acc + (requantize ? l.m * l.n : 0)
-        let multipliers = UnsafeMutableRawPointer(bZeros + l.n).assumingMemoryBound(to: Float.self)
-        QuantCheck.zeroPoints(bZeroTensor, count: l.n, into: bZeros)
-        let aZero = QuantCheck.zeroPoint(aZeroTensor, 0)
+        let ws = Workspace(l, threads: context.parallel.threads), base = context.workspace
+        let packedA = (base + ws.packedA).assumingMemoryBound(to: Int16.self)
+        let rowSums = (base + ws.rowSums).assumingMemoryBound(to: Int32.self)
+        let columnZeros = (base + ws.columnZeros).assumingMemoryBound(to: Int32.self)
+        let multipliers = (base + ws.multipliers).assumingMemoryBound(to: Float.self)
+        let scratch = (base + ws.scratch).assumingMemoryBound(to: Int32.self)
+        let aSigned = a.elementType == .int8, bSigned = b.elementType == .int8
+        QuantCheck.zeroPoints(bZeroTensor, count: l.n, into: columnZeros)
+        for j in 0..<l.n { columnZeros[j] = QuantizedGemm.unsignedValue(columnZeros[j], signed: bSigned) }
+        var aZero = QuantCheck.zeroPoint(aZeroTensor, 0)
         var yZero: Int32 = 0
+        var multiplierStride = 0
         if requantize {
             let aScale = inputs[1]!.floats[0], yScale = inputs[6]!.floats[0], bScales = inputs[4]!
-            let perColumn = bScales.elementCount != 1
-            for j in 0..<l.n { multipliers[j] = aScale * bScales.floats[perColumn ? j : 0] / yScale }
+            multiplierStride = bScales.elementCount != 1 ? 1 : 0
+            for j in 0..<(multiplierStride == 1 ? l.n : 1) { multipliers[j] = aScale * bScales.floats[j] / yScale }
             yZero = QuantCheck.zeroPoint(inputs[7]!, 0)
         }
-        let aSigned = a.elementType == .int8, bSigned = b.elementType == .int8
         let outSigned = outputs[0].elementType == .int8
         for batch in 0..<l.batches {
             var rest = batch, aIndex = 0, bIndex = 0
@@ -339,28 +385,31 @@ final class QuantizedMatMulOperator: Operator {
                 aIndex += i * l.aStrides[d]
                 bIndex += i * l.bStrides[d]
             }
-            Quantization.widen(a.rawPointer + aIndex * l.m * l.k, signed: aSigned, count: l.m * l.k, zeroPoint: aZero, into: wa)
-            let bBase = b.rawPointer + bIndex * l.k * l.n
-            for p in 0..<l.k {
-                Quantization.widen(bBase + p * l.n, signed: bSigned, count: l.n, zeroPoint: 0, into: wb + p * l.n)
-                for j in 0..<l.n { wb[p * l.n + j] -= bZeros[j] }
+            QuantizedGemm.packRows(a.rawPointer + aIndex * l.m * l.k, signed: aSigned, rows: l.m, k: l.k, rowStride: l.k,
+                                   zeroPoints: &aZero, zeroPointStride: 0, into: packedA, rowSums: rowSums)
+            let packedB: UnsafePointer<UInt32>
+            if let planned = state.packedB {
+                packedB = UnsafePointer(planned.pointer)
+            } else {
+                let target = (base + ws.packedB).assumingMemoryBound(to: UInt32.self)
+                QuantizedGemm.packColumns(b.rawPointer + bIndex * l.k * l.n, signed: bSigned, k: l.k, n: l.n, rowStride: l.n, into: target)
+                packedB = UnsafePointer(target)
             }
-            if requantize {
-                Quantization.gemm(m: l.m, n: l.n, k: l.k, a: wa, lda: l.k, b: wb, ldb: l.n, c: acc, ldc: l.n, parallel: context.parallel)
-                let y = outputs[0].pointer(UInt8.self) + batch * l.m * l.n
-                if inputs[4]!.elementCount == 1 {
-                    Quantization.requantize(acc, count: l.m * l.n, bias: 0, multiplier: multipliers[0], zeroPoint: yZero,
-                                            signed: outSigned, into: y)
-                } else {
-                    let (low, high) = Quantization.range(signed: outSigned)
-                    for i in 0..<(l.m * l.n) {
-                        let q = Quantization.requantize(acc[i], multiplier: multipliers[i % l.n], zeroPoint: yZero, low: low, high: high)
-                        y[i] = UInt8(truncatingIfNeeded: q)
+            let outOffset = batch * l.m * l.n
+            let y8 = outputs[0].rawPointer.assumingMemoryBound(to: UInt8.self) + outOffset
+            let y32 = outputs[0].rawPointer.assumingMemoryBound(to: Int32.self) + outOffset
+            let requantize = requantize, n = l.n
+            QuantizedGemm.gemm(rows: l.m, columns: l.n, k: l.k, packedRows: packedA, packedColumns: packedB, scratch: scratch, parallel: context.parallel) { row, rowCount, column, width, sums, sumsStride in
+                for r in 0..<rowCount {
+                    let line = sums + r * sumsStride, at = (row + r) * n + column
+                    QuantizedGemm.correct(line, count: width, rowSum: rowSums[row + r], columnZeros: columnZeros + column)
+                    if requantize {
+                        Quantization.requantize(line, count: width, multipliers: multipliers + column * multiplierStride,
+                                                multiplierStride: multiplierStride, zeroPoint: yZero, signed: outSigned, into: y8 + at)
+                    } else {
+                        (y32 + at).update(from: line, count: width)
                     }
                 }
-            } else {
-                Quantization.gemm(m: l.m, n: l.n, k: l.k, a: wa, lda: l.k, b: wb, ldb: l.n,
-                                  c: outputs[0].pointer(Int32.self) + batch * l.m * l.n, ldc: l.n, parallel: context.parallel)
             }
         }
     }
@@ -443,37 +492,96 @@ final class QuantizedConvOperator: Operator {
         return [PlanValue(ValueType(type, shape))]
     }
 
-    /// Widened weights [M, K], im2col [K, P], sums [M / group, P] (QLinearConv), per-channel zero points and multipliers.
-    private func workspaceInts(_ g: ConvGeometry) -> Int {
-        let k = g.inChannels / g.group * g.kernelHeight * g.kernelWidth, p = g.outHeight * g.outWidth
-        return g.outChannels * k + k * p + (requantize ? g.outChannels / g.group * p : 0) + 2 * g.outChannels + 16
+    /// Byte offsets in the workspace: the weights packed per group (when not made at plan time) and
+    /// their row sums, w's zero points, the multipliers, per worker a block of the image packed as
+    /// unsigned pairs (QuantizedGemm's packBlock), two byte rows of it, and a block of sums.
+    private struct Workspace {
+        var packedWeights = 0, rowSums = 0, zeroPoints = 0, multipliers = 0, columns = 0, byteRows = 0, scratch = 0, total = 0
+        init(_ g: ConvGeometry, threads: Int) {
+            let k = g.inChannels / g.group * g.kernelHeight * g.kernelWidth, p = g.outHeight * g.outWidth
+            var offset = 0
+            func take(_ bytes: Int) -> Int { defer { offset += (bytes + 63) / 64 * 64 }; return offset }
+            packedWeights = take(2 * g.group * QuantizedGemm.packedRowsCount(rows: g.outChannels / g.group, k: k))
+            rowSums = take(4 * g.outChannels)
+            zeroPoints = take(4 * g.outChannels)
+            multipliers = take(4 * g.outChannels)
+            columns = take(4 * QuantizedGemm.blockBufferCount(k: k) * max(1, threads))
+            byteRows = take(2 * QuantizedGemm.blockColumns * max(1, threads))
+            scratch = take(4 * QuantizedGemm.scratchCount(threads: threads))
+            total = offset
+        }
     }
 
     func workspaceByteCount(_ inputs: [ValueType?], _ outputs: [ValueType], threads: Int) -> Int {
         guard let planned = try? check(inputs.map { $0.map { PlanValue($0) } }) else { return 0 }
-        return workspaceInts(planned.0) * 4
+        return Workspace(planned.0, threads: threads).total
+    }
+
+    /// The geometry and, when w and its zero point are constants, the weights packed once per group
+    /// (QuantizedGemm.packRows) with their row sums.
+    private final class State {
+        let geometry: ConvGeometry
+        let packedWeights: PackedBuffer<Int16>?
+        let rowSums: PackedBuffer<Int32>?
+        init(geometry: ConvGeometry, packedWeights: PackedBuffer<Int16>?, rowSums: PackedBuffer<Int32>?) {
+            self.geometry = geometry
+            self.packedWeights = packedWeights
+            self.rowSums = rowSums
+        }
     }
 
     func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject? {
-        Planned(try check(inputs).0)
+        let g = try check(inputs).0
+        let s = slots
+        guard let w = inputs[s.w]?.constant else { return State(geometry: g, packedWeights: nil, rowSums: nil) }
+        let zeroInput: PlanValue? = s.wZero < inputs.count ? inputs[s.wZero] : nil
+        if let zeroInput, zeroInput.constant == nil { return State(geometry: g, packedWeights: nil, rowSums: nil) }
+        let packed = PackedBuffer<Int16>(count: g.group * QuantizedGemm.packedRowsCount(rows: g.outChannels / g.group, k: weightLength(g)))
+        let rowSums = PackedBuffer<Int32>(count: g.outChannels)
+        let zeroPoints = PackedBuffer<Int32>(count: g.outChannels)
+        QuantCheck.zeroPoints(zeroInput?.constant, count: g.outChannels, into: zeroPoints.pointer)
+        packWeights(g, w.rawPointer, signed: w.elementType == .int8, zeroPoints: zeroPoints.pointer, into: packed.pointer, rowSums: rowSums.pointer)
+        return State(geometry: g, packedWeights: packed, rowSums: rowSums)
+    }
+
+    private func weightLength(_ g: ConvGeometry) -> Int { g.inChannels / g.group * g.kernelHeight * g.kernelWidth }
+
+    private func packWeights(_ g: ConvGeometry, _ w: UnsafeRawPointer, signed: Bool, zeroPoints: UnsafePointer<Int32>,
+                             into packed: UnsafeMutablePointer<Int16>, rowSums: UnsafeMutablePointer<Int32>) {
+        let k = weightLength(g), mg = g.outChannels / g.group
+        let groupSize = QuantizedGemm.packedRowsCount(rows: mg, k: k)
+        for gi in 0..<g.group {
+            QuantizedGemm.packRows(w + gi * mg * k, signed: signed, rows: mg, k: k, rowStride: k, zeroPoints: zeroPoints + gi * mg,
+                                   zeroPointStride: 1, into: packed + gi * groupSize, rowSums: rowSums + gi * mg)
+        }
     }
 
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
-        let g = try state(context, inputs, as: Planned<ConvGeometry>.self)!.value
+        let state = try state(context, inputs, as: State.self)!
+        let g = state.geometry
         let s = slots
         let x = inputs[s.x]!, w = inputs[s.w]!
         let xZero = QuantCheck.zeroPoint(s.xZero < inputs.count ? inputs[s.xZero] : nil, 0)
-        let wZeroTensor = s.wZero < inputs.count ? inputs[s.wZero] : nil
         let M = g.outChannels, Mg = M / g.group, Cg = g.inChannels / g.group
-        let K = Cg * g.kernelHeight * g.kernelWidth, P = g.outHeight * g.outWidth
-        let ws = context.workspace.assumingMemoryBound(to: Int32.self)
-        let weights = ws, columns = weights + M * K, acc = columns + K * P
-        let wZeros = acc + (requantize ? Mg * P : 0)
-        let multipliers = UnsafeMutableRawPointer(wZeros + M).assumingMemoryBound(to: Float.self)
-        QuantCheck.zeroPoints(wZeroTensor, count: M, into: wZeros)
-        let wSigned = w.elementType == .int8, xSigned = x.elementType == .int8
-        for m in 0..<M {
-            Quantization.widen(w.rawPointer + m * K, signed: wSigned, count: K, zeroPoint: wZeros[m], into: weights + m * K)
+        let K = weightLength(g), P = g.outHeight * g.outWidth
+        if M == 0 || P == 0 || g.batch == 0 { return }
+        let ws = Workspace(g, threads: context.parallel.threads), base = context.workspace
+        let multipliers = (base + ws.multipliers).assumingMemoryBound(to: Float.self)
+        let columns = (base + ws.columns).assumingMemoryBound(to: UInt32.self)
+        let byteRows = (base + ws.byteRows).assumingMemoryBound(to: UInt8.self)
+        let scratch = (base + ws.scratch).assumingMemoryBound(to: Int32.self)
+        let packedWeights: UnsafePointer<Int16>, rowSums: UnsafePointer<Int32>
+        if let planned = state.packedWeights, let sums = state.rowSums {
+            packedWeights = UnsafePointer(planned.pointer)
+            rowSums = UnsafePointer(sums.pointer)
+        } else {
+            let zeroPoints = (base + ws.zeroPoints).assumingMemoryBound(to: Int32.self)
+            QuantCheck.zeroPoints(s.wZero < inputs.count ? inputs[s.wZero] : nil, count: M, into: zeroPoints)
+            let packed = (base + ws.packedWeights).assumingMemoryBound(to: Int16.self)
+            let sums = (base + ws.rowSums).assumingMemoryBound(to: Int32.self)
+            packWeights(g, w.rawPointer, signed: w.elementType == .int8, zeroPoints: zeroPoints, into: packed, rowSums: sums)
+            packedWeights = UnsafePointer(packed)
+            rowSums = UnsafePointer(sums)
         }
         var yZero: Int32 = 0
         var bias: UnsafeMutablePointer<Int32>? = nil
@@ -484,54 +592,80 @@ final class QuantizedConvOperator: Operator {
             yZero = QuantCheck.zeroPoint(inputs[7]!, 0)
             bias = inputs.count > 8 ? inputs[8]?.pointer(Int32.self) : nil
         }
-        let outSigned = outputs[0].elementType == .int8
+        let xSigned = x.elementType == .int8, outSigned = outputs[0].elementType == .int8
+        let xZeroUnsigned = QuantizedGemm.unsignedValue(xZero, signed: xSigned)
+        let groupSize = QuantizedGemm.packedRowsCount(rows: Mg, k: K)
+        let requantize = requantize
         for n in 0..<g.batch {
             for gi in 0..<g.group {
-                let image = x.rawPointer + (n * g.inChannels + gi * Cg) * g.inHeight * g.inWidth
-                im2col(g, image, signed: xSigned, zeroPoint: xZero, channels: Cg, into: columns, parallel: context.parallel)
+                let image = UnsafeRawPointer(x.rawPointer + (n * g.inChannels + gi * Cg) * g.inHeight * g.inWidth)
+                let zeroByte = UInt8(truncatingIfNeeded: xZero), kPairs = QuantizedGemm.pairs(K), blockColumns = QuantizedGemm.blockColumns
                 let outBase = (n * M + gi * Mg) * P
-                if requantize {
-                    Quantization.gemm(m: Mg, n: P, k: K, a: weights + gi * Mg * K, lda: K, b: columns, ldb: P, c: acc, ldc: P,
-                                      parallel: context.parallel)
-                    let y = outputs[0].pointer(UInt8.self) + outBase
-                    for m in 0..<Mg {
-                        let channel = gi * Mg + m
-                        Quantization.requantize(acc + m * P, count: P, bias: bias?[channel] ?? 0, multiplier: multipliers[channel],
-                                                zeroPoint: yZero, signed: outSigned, into: y + m * P)
+                let y8 = outputs[0].rawPointer.assumingMemoryBound(to: UInt8.self) + outBase
+                let y32 = outputs[0].rawPointer.assumingMemoryBound(to: Int32.self) + outBase
+                // The im2col of 256 pixels, rows 2q and 2q + 1 paired, made by the worker that multiplies it.
+                let packBlock = { (worker: Int, column: Int, width: Int, into: UnsafeMutablePointer<UInt32>) in
+                    let lo = byteRows + worker * 2 * blockColumns, hi = lo + blockColumns
+                    for q in 0..<kPairs {
+                        Self.imageSegment(g, image, row: 2 * q, start: column, count: width, zeroByte: zeroByte, into: lo)
+                        let hasHigh = 2 * q + 1 < K
+                        if hasHigh { Self.imageSegment(g, image, row: 2 * q + 1, start: column, count: width, zeroByte: zeroByte, into: hi) }
+                        QuantizedGemm.pairRows(lo, hasHigh ? UnsafePointer(hi) : nil, count: width, signed: xSigned, pair: q, kPairs: kPairs, into: into)
                     }
-                } else {
-                    Quantization.gemm(m: Mg, n: P, k: K, a: weights + gi * Mg * K, lda: K, b: columns, ldb: P,
-                                      c: outputs[0].pointer(Int32.self) + outBase, ldc: P, parallel: context.parallel)
+                }
+                QuantizedGemm.gemm(rows: Mg, columns: P, k: K, packedRows: packedWeights + gi * groupSize, packedColumns: nil,
+                                   packBlock: packBlock, blockBuffers: columns,
+                                   scratch: scratch, parallel: context.parallel) { row, rowCount, column, width, sums, sumsStride in
+                    for r in 0..<rowCount {
+                        let channel = gi * Mg + row + r
+                        let line = sums + r * sumsStride, at = (row + r) * P + column
+                        QuantizedGemm.correct(line, count: width, offset: (bias?[channel] ?? 0) &- rowSums[channel] &* xZeroUnsigned)
+                        if requantize {
+                            Quantization.requantize(line, count: width, multipliers: multipliers + channel, multiplierStride: 0,
+                                                    zeroPoint: yZero, signed: outSigned, into: y8 + at)
+                        } else {
+                            (y32 + at).update(from: line, count: width)
+                        }
+                    }
                 }
             }
         }
     }
 
-    /// columns[(c * kH + i) * kW + j][oy * oW + ox] = x[c][iy][ix] - zeroPoint, 0 outside the image.
-    private func im2col(_ g: ConvGeometry, _ image: UnsafeMutableRawPointer, signed: Bool, zeroPoint: Int32, channels: Int,
-                        into columns: UnsafeMutablePointer<Int32>, parallel: Parallel) {
-        let kk = g.kernelHeight * g.kernelWidth, P = g.outHeight * g.outWidth
-        parallel.forEachRange(channels * kk, totalWork: channels * kk * P) { _, rows in
-            for row in rows {
-                let c = row / kk, i = (row % kk) / g.kernelWidth, j = row % g.kernelWidth
-                let plane = image + c * g.inHeight * g.inWidth
-                let out = columns + row * P
-                for oy in 0..<g.outHeight {
-                    let iy = oy * g.strideHeight - g.padTop + i * g.dilationHeight
-                    let line = out + oy * g.outWidth
-                    if iy < 0 || iy >= g.inHeight {
-                        line.update(repeating: 0, count: g.outWidth)
-                        continue
-                    }
-                    for ox in 0..<g.outWidth {
-                        let ix = ox * g.strideWidth - g.padLeft + j * g.dilationWidth
-                        if ix < 0 || ix >= g.inWidth { line[ox] = 0; continue }
-                        let offset = iy * g.inWidth + ix
-                        line[ox] = (signed ? Int32(plane.load(fromByteOffset: offset, as: Int8.self))
-                                           : Int32(plane.load(fromByteOffset: offset, as: UInt8.self))) - zeroPoint
-                    }
+    /// Pixels start ..< start + count (oy * oW + ox) of row (c * kH + i) * kW + j of the im2col
+    /// matrix as raw bytes: x[c][iy][ix], the zero point's byte outside the image.
+    private static func imageSegment(_ g: ConvGeometry, _ image: UnsafeRawPointer, row: Int, start: Int, count: Int, zeroByte: UInt8,
+                                     into out: UnsafeMutablePointer<UInt8>) {
+        let kk = g.kernelHeight * g.kernelWidth
+        let c = row / kk, i = (row % kk) / g.kernelWidth, j = row % g.kernelWidth
+        let plane = (image + c * g.inHeight * g.inWidth).assumingMemoryBound(to: UInt8.self)
+        let shift = j * g.dilationWidth - g.padLeft
+        // Output columns whose input column is inside the image, for stride 1.
+        let first = min(g.outWidth, max(0, -shift)), last = max(first, min(g.outWidth, g.inWidth - shift))
+        var oy = start / g.outWidth, ox = start % g.outWidth, done = 0
+        while done < count {
+            let n = min(g.outWidth - ox, count - done)
+            let line = out + done
+            let iy = oy * g.strideHeight - g.padTop + i * g.dilationHeight
+            if iy < 0 || iy >= g.inHeight {
+                line.update(repeating: zeroByte, count: n)
+            } else if g.strideWidth == 1 {
+                let source = plane + iy * g.inWidth
+                let end = ox + n
+                let a = min(max(first, ox), end), b = max(a, min(last, end))
+                line.update(repeating: zeroByte, count: a - ox)
+                (line + (a - ox)).update(from: source + (a + shift), count: b - a)
+                (line + (b - ox)).update(repeating: zeroByte, count: end - b)
+            } else {
+                let source = plane + iy * g.inWidth
+                for t in 0..<n {
+                    let ix = (ox + t) * g.strideWidth + shift
+                    line[t] = ix >= 0 && ix < g.inWidth ? source[ix] : zeroByte
                 }
             }
+            done += n
+            oy += 1
+            ox = 0
         }
     }
 }

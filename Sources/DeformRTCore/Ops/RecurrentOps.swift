@@ -188,27 +188,96 @@ final class RecurrentOperator: Operator {
         }
     }
 
+    /// W, R and B packed for the kernels when all three are constants (the packed engine).
+    private var packedWeights: (storage: TensorStorage, sources: [TensorStorage?], geometry: RecurrentGeometry)?
+
+    private static var engine: ConvEngine { LinearProductChoice.packedKernelsAvailable ? .packedSIMD : .blas }
+
+    private func preparePackedWeights(_ inputs: [PlanValue?], _ geometry: RecurrentGeometry) {
+        let w = inputs[1]?.constant, r = inputs[2]?.constant
+        let b = inputs.count > 3 ? inputs[3] : nil
+        guard Self.engine == .packedSIMD, let w, let r, b == nil || b?.constant != nil else {
+            packedWeights = nil
+            return
+        }
+        let sources = [w.storage, r.storage, b?.constant?.storage]
+        if let current = packedWeights, current.geometry == geometry,
+           zip(current.sources, sources).allSatisfy({ $0 === $1 }) { return }
+        let packing = RecurrentPacking(cell, geometry)
+        let storage = TensorStorage(uninitializedByteCount: packing.floatCount * MemoryLayout<Float>.size)
+        packing.pack(w: w.floats, r: r.floats, bias: b?.constant.map { UnsafePointer($0.floats) },
+                     into: storage.bytes.assumingMemoryBound(to: Float.self), parallel: .serial)
+        packedWeights = (storage, sources, geometry)
+    }
+
+    private func packedStorage(for geometry: RecurrentGeometry) -> TensorStorage? {
+        packedWeights.flatMap { $0.geometry == geometry ? $0.storage : nil }
+    }
+
+    /// What a run takes from its plan: the sizes, the packed products' tilings and the weights
+    /// packed once (nil on the packed engine when they are not constants: packed per run into
+    /// the workspace).
+    private final class State {
+        let geometry: RecurrentGeometry
+        let packing: RecurrentPacking?
+        let packed: TensorStorage?
+        init(_ geometry: RecurrentGeometry, _ packing: RecurrentPacking?, _ packed: TensorStorage?) {
+            self.geometry = geometry
+            self.packing = packing
+            self.packed = packed
+        }
+    }
+
+    private func workspaceFloats(_ geometry: RecurrentGeometry, threads: Int) -> Int {
+        var floats = geometry.workspaceFloats(cell, engine: Self.engine, threads: threads)
+        if Self.engine == .packedSIMD && packedStorage(for: geometry) == nil {
+            floats += RecurrentPacking(cell, geometry).floatCount
+        }
+        return floats
+    }
+
     func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
-        try shapes(inputs).outputs.map { PlanValue($0) }
+        let shapes = try shapes(inputs)
+        preparePackedWeights(inputs, shapes.geometry)
+        return shapes.outputs.map { PlanValue($0) }
     }
 
     func workspaceByteCount(_ inputs: [ValueType?], _ outputs: [ValueType], threads: Int) -> Int {
         guard let values = try? shapes(inputs.map { $0.map { PlanValue($0) } }) else { return 0 }
-        return values.geometry.workspaceFloats(cell) * MemoryLayout<Float>.size
+        return workspaceFloats(values.geometry, threads: threads) * MemoryLayout<Float>.size
     }
 
     func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject? {
-        Planned(try shapes(inputs).geometry)
+        let geometry = try shapes(inputs).geometry
+        let packing = Self.engine == .packedSIMD ? RecurrentPacking(cell, geometry) : nil
+        return State(geometry, packing, packing == nil ? nil : packedStorage(for: geometry))
     }
 
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
-        let geometry = try state(context, inputs, as: Planned<RecurrentGeometry>.self)!.value
+        let state = try state(context, inputs, as: State.self)!
+        let geometry = state.geometry
         func input(_ i: Int) -> Tensor? { i < inputs.count ? inputs[i] : nil }
         if let lengths = input(4) { try checkLengths(lengths, sequenceLength: geometry.sequenceLength) }
-        let needed = geometry.workspaceFloats(cell) * MemoryLayout<Float>.size
-        precondition(context.workspaceByteCount >= needed, "recurrent workspace too small")
+        let threads = context.parallel.threads
+        let kernelFloats = geometry.workspaceFloats(cell, engine: Self.engine, threads: threads)
+        let packFloats = state.packing != nil && state.packed == nil ? state.packing!.floatCount : 0
+        precondition(context.workspaceByteCount >= (kernelFloats + packFloats) * MemoryLayout<Float>.size,
+                     "recurrent workspace too small")
+        let workspace = context.workspace.assumingMemoryBound(to: Float.self)
+        let bias = input(3).map { UnsafePointer($0.floats) }
+        var packed: UnsafePointer<Float>?
+        if let packing = state.packing {
+            if let storage = state.packed {
+                packed = UnsafePointer(storage.bytes.assumingMemoryBound(to: Float.self))
+            } else {
+                // Run-time weights: packed into the workspace's tail on every run.
+                let region = workspace + kernelFloats
+                packing.pack(w: inputs[1]!.floats, r: inputs[2]!.floats, bias: bias, into: region, parallel: context.parallel)
+                packed = UnsafePointer(region)
+            }
+        }
         let tensors = RecurrentTensors(
-            x: inputs[0]!.floats, w: inputs[1]!.floats, r: inputs[2]!.floats, bias: input(3).map { UnsafePointer($0.floats) },
+            x: inputs[0]!.floats, w: inputs[1]!.floats, r: inputs[2]!.floats, bias: bias,
             peephole: kind == .lstm ? input(7).map { UnsafePointer($0.floats) } : nil,
             sequenceLengths: input(4).map { UnsafePointer($0.pointer(Int32.self)) },
             initialH: input(5).map { UnsafePointer($0.floats) },
@@ -216,6 +285,6 @@ final class RecurrentOperator: Operator {
             y: outputs.count > 0 ? outputs[0].floats : nil, yH: outputs.count > 1 ? outputs[1].floats : nil,
             yC: outputs.count > 2 ? outputs[2].floats : nil)
         Recurrent.run(cell, geometry, activations: activations, reverse: reverse, clip: clip, tensors,
-                      workspace: context.workspace.assumingMemoryBound(to: Float.self), parallel: context.parallel)
+                      packing: state.packing, packed: packed, workspace: workspace, parallel: context.parallel)
     }
 }

@@ -103,6 +103,7 @@ enum OperatorRegistry {
         // ConvTranspose family (Ops/ConvTransposeOps.swift): plain, and fused by the graph passes.
         add("", "ConvTranspose") { try ConvTransposeOperator($0) }
         add(ConvNodeSlots.fusedDomain, ConvNodeSlots.fusedConvTranspose) { try ConvTransposeOperator($0) }
+        add(ConvNodeSlots.fusedDomain, MatMulBiasFusion.fusedMatMul) { _ in MatMulOperator(addsBias: true) }
         // Pixel and channel rearrangement (Ops/RearrangeOps.swift).
         add("", "DepthToSpace") { try SpaceDepthOperator($0, toSpace: true) }
         add("", "SpaceToDepth") { try SpaceDepthOperator($0, toSpace: false) }

@@ -29,8 +29,11 @@ public enum GraphOptimizer {
         DeadCodeElimination(),
         ConvAffineFolding(),
         GemmAffineFolding(),
+        MatMulBiasFusion(),
         ConvEpilogueFusion(),
         DeformableOffsetFusion(),
+        DCNv3Decomposition(),
+        MultiScaleDeformableAttentionDecomposition(),
         ChannelsLastLayout(),
         DeadCodeElimination(),
     ]
