@@ -165,7 +165,7 @@ final class ConvLayoutTests: XCTestCase {
                                kernelWidth: 1, strideHeight: 2, strideWidth: 2))
     }
 
-    /// Plain convolutions with a multiple of 64 output channels per group read the input rows
+    /// Plain convolutions (neither pointwise nor on narrow rows) read the input rows
     /// through a table of row pointers (ChannelsLastConvPlan.readsRowsIndirectly): k blocks of
     /// several taps (130 channels: 3 blocks of 3 taps), taps split in two parts (650 channels),
     /// strides with asymmetric padding, dilation, groups, a strided 1x1, partial row groups and
@@ -197,6 +197,32 @@ final class ConvLayoutTests: XCTestCase {
             XCTAssertTrue(ChannelsLastConvPlan(g, engine: .packedSIMD, threads: 1).readsRowsIndirectly, "\(g)")
             checkConv(g)
         }
+        // Output channels that are not a multiple of 64: the narrow indirect kernel (80 = 64 + 16
+        // written directly, with its partial group through the buffer; 33: never direct), a
+        // stride-2 7x7 output (49 pixels: one-row tail), and a two-row tail (8 pixels) after 18 k
+        // blocks of 325-channel segments (650 = 2 x 325 per group, each group's rows starting at
+        // an odd channel), where only the last block's store finishes the tile.
+        let narrow = [
+            ConvGeometry(batch: 1, inChannels: 40, inHeight: 8, inWidth: 1, outChannels: 80, kernelHeight: 3,
+                         kernelWidth: 3, padTop: 1, padLeft: 1),
+            ConvGeometry(batch: 2, inChannels: 19, inHeight: 5, inWidth: 6, outChannels: 33, kernelHeight: 3,
+                         kernelWidth: 3, padTop: 1, padLeft: 1),
+            ConvGeometry(batch: 1, inChannels: 16, inHeight: 14, inWidth: 14, outChannels: 64, kernelHeight: 3,
+                         kernelWidth: 3, strideHeight: 2, strideWidth: 2, padTop: 1, padLeft: 1),
+            ConvGeometry(batch: 1, inChannels: 1300, inHeight: 4, inWidth: 2, outChannels: 256, kernelHeight: 3,
+                         kernelWidth: 3, padTop: 1, padLeft: 1, group: 2),
+        ]
+        XCTAssertEqual(ChannelsLastConvPlan(narrow[3], engine: .packedSIMD, threads: 1).segmentLength, 325)
+        for g in narrow {
+            XCTAssertTrue(ChannelsLastConvPlan(g, engine: .packedSIMD, threads: 1).readsRowsIndirectly, "\(g)")
+            checkConv(g)
+        }
+        // Channels that do not split into equal segments of at most 640 (641 = 2 x 320.5) take
+        // the im2col panel.
+        let uneven = ConvGeometry(batch: 1, inChannels: 641, inHeight: 3, inWidth: 3, outChannels: 64,
+                                  kernelHeight: 3, kernelWidth: 3, padTop: 1, padLeft: 1)
+        XCTAssertFalse(ChannelsLastConvPlan(uneven, engine: .packedSIMD, threads: 1).readsRowsIndirectly)
+        checkConv(uneven)
         // The single-row tail on panel rows: pointwise 7x7 and 8x1 (two rows), one and two k blocks.
         checkConv(ConvGeometry(batch: 1, inChannels: 32, inHeight: 7, inWidth: 7, outChannels: 64, kernelHeight: 1,
                                kernelWidth: 1))
