@@ -199,9 +199,9 @@ final class ConvLayoutTests: XCTestCase {
         }
         // Output channels that are not a multiple of 64: the narrow indirect kernel (80 = 64 + 16
         // written directly, with its partial group through the buffer; 33: never direct), a
-        // stride-2 7x7 output (49 pixels: one-row tail), and a two-row tail (8 pixels) after 18 k
-        // blocks of 325-channel segments (650 = 2 x 325 per group, each group's rows starting at
-        // an odd channel), where only the last block's store finishes the tile.
+        // stride-2 7x7 output (49 pixels: one-row tail), and a two-row tail (8 pixels) after 6 k
+        // blocks of 325-channel segments (650 = 2 x 325 per group: every tap's second part starts
+        // at an odd channel), where only the last block's store finishes the tile.
         let narrow = [
             ConvGeometry(batch: 1, inChannels: 40, inHeight: 8, inWidth: 1, outChannels: 80, kernelHeight: 3,
                          kernelWidth: 3, padTop: 1, padLeft: 1),
@@ -209,8 +209,8 @@ final class ConvLayoutTests: XCTestCase {
                          kernelWidth: 3, padTop: 1, padLeft: 1),
             ConvGeometry(batch: 1, inChannels: 16, inHeight: 14, inWidth: 14, outChannels: 64, kernelHeight: 3,
                          kernelWidth: 3, strideHeight: 2, strideWidth: 2, padTop: 1, padLeft: 1),
-            ConvGeometry(batch: 1, inChannels: 1300, inHeight: 4, inWidth: 2, outChannels: 256, kernelHeight: 3,
-                         kernelWidth: 3, padTop: 1, padLeft: 1, group: 2),
+            ConvGeometry(batch: 1, inChannels: 1300, inHeight: 4, inWidth: 2, outChannels: 128, kernelHeight: 3,
+                         kernelWidth: 1, padTop: 1, padLeft: 0, group: 2),
         ]
         XCTAssertEqual(ChannelsLastConvPlan(narrow[3], engine: .packedSIMD, threads: 1).segmentLength, 325)
         for g in narrow {

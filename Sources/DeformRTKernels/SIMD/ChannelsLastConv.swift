@@ -134,6 +134,9 @@ struct ChannelsLastConvPlan {
     let totalFloats: Int
 
     static let extraRows = 8
+    /// Channels per k block of the indirect path, as the panel's kc: a 64-column weight block
+    /// (<= 160 KB) stays in L2 while the tile's rows stream past it.
+    static let indirectBlock = 640
     /// At most this many plans (offset groups x taps) for interleaved sampling: ~6 KB each per worker.
     static let maxInterleavedPlans = 36
 
@@ -164,7 +167,6 @@ struct ChannelsLastConvPlan {
         rows = min(max(rows, 24), 192) / 6 * 6
         // Interleaved, the panel is a ring of two 6-row groups, so only the result bounds the tile.
         if interleavesSampling { rows = min(49_152 / coutPadded, 192) / 6 * 6 }
-        tileRows = rows
         inPixels = g.inHeight * g.inWidth
         outPixels = max(g.outHeight, 0) * max(g.outWidth, 0)
         narrowRows = offsetGroup == nil && !pointwise && g.group == 1 && g.inChannels < 16 && g.dilationWidth == 1
@@ -176,12 +178,17 @@ struct ChannelsLastConvPlan {
         // Deformable sampling addresses the zero row by index, right after the image's rows.
         readsInputInPlace = layout.inputChannelsLast && rowStride == g.inChannels && offsetGroup == nil && !narrowRows
         rowGroups = (outPixels + 5) / 6
-        segmentParts = max(1, (cin + 639) / 640)
+        let block = Self.indirectBlock
+        segmentParts = max(1, (cin + block - 1) / block)
         segmentLength = cin / segmentParts
         readsRowsIndirectly = offsetGroup == nil && !pointwise && !narrowRows && engine == .packedSIMD && cin > 0
             && cin % segmentParts == 0
+        // Read in place, the A rows need no panel: only the result bounds the tile.
+        if readsRowsIndirectly { rows = min(max(49_152 / coutPadded, 24), 192) / 6 * 6 }
+        tileRows = rows
         let segments = taps * segmentParts
-        let segmentBlocks = (segments + max(1, 640 / max(segmentLength, 1)) - 1) / max(1, 640 / max(segmentLength, 1))
+        let segmentsFit = max(1, block / max(segmentLength, 1))
+        let segmentBlocks = (segments + segmentsFit - 1) / segmentsFit
         segmentsPerBlock = max(1, (segments + segmentBlocks - 1) / max(segmentBlocks, 1))
         writesOutputDirectly = engine == .packedSIMD && layout.outputChannelsLast && cout == coutPadded
             && !interleavesSampling
@@ -198,7 +205,7 @@ struct ChannelsLastConvPlan {
         workerAt = rowsAt + aligned(rowFloats)
         planStride = aligned(tileRows)
         panelAt = 0
-        let panelRows = interleavesSampling ? 2 * PackedGemm.rows : tileRows
+        let panelRows = readsRowsIndirectly ? 0 : interleavesSampling ? 2 * PackedGemm.rows : tileRows
         // Pointwise panels are the input rows, so the result may take the panel's place, except in
         // place, where the last group's rows are copied into the panel.
         resultAt = pointwise && engine == .packedSIMD && !readsInputInPlace ? panelAt : aligned(panelRows * kc)
@@ -638,17 +645,29 @@ struct ChannelsLastConvPlan {
             let dyTap = i * g.dilationHeight - g.padTop
             let dxTap = j * g.dilationWidth - g.padLeft
             let column = table + tap * tileRows
+            // One output row's run of pixels at a time: its input row is in or out of the image
+            // as a whole, and along it the pointers step by strideWidth rows.
             var oy = p0 / g.outWidth
             var ox = p0 - oy * g.outWidth
-            for r in 0..<count {
+            var r = 0
+            while r < count {
+                let run = min(g.outWidth - ox, count - r)
                 let y = oy * g.strideHeight + dyTap
-                let x = ox * g.strideWidth + dxTap
-                column[r] = y >= 0 && y < g.inHeight && x >= 0 && x < g.inWidth
-                    ? image + (y * g.inWidth + x) * rowStride : zero
-                ox += 1
-                if ox == g.outWidth { ox = 0; oy += 1 }
+                if y < 0 || y >= g.inHeight {
+                    (column + r).update(repeating: zero, count: run)
+                } else {
+                    let row = image + y * g.inWidth * rowStride
+                    var x = ox * g.strideWidth + dxTap
+                    for i in r..<r + run {
+                        column[i] = x >= 0 && x < g.inWidth ? row + x * rowStride : zero
+                        x += g.strideWidth
+                    }
+                }
+                r += run
+                ox = 0
+                oy += 1
             }
-            for r in count..<paddedRows { column[r] = zero }
+            (column + count).update(repeating: zero, count: paddedRows - count)
         }
         return UnsafePointer(table)
     }
