@@ -223,6 +223,11 @@ final class ConvLayoutTests: XCTestCase {
                                   kernelHeight: 3, kernelWidth: 3, padTop: 1, padLeft: 1)
         XCTAssertFalse(ChannelsLastConvPlan(uneven, engine: .packedSIMD, threads: 1).readsRowsIndirectly)
         checkConv(uneven)
+        // So do kernels of more than 256 taps (the row table grows with them, the panel does not).
+        let large = ConvGeometry(batch: 1, inChannels: 16, inHeight: 18, inWidth: 17, outChannels: 64,
+                                 kernelHeight: 17, kernelWidth: 17, padTop: 1, padLeft: 0)
+        XCTAssertFalse(ChannelsLastConvPlan(large, engine: .packedSIMD, threads: 1).readsRowsIndirectly)
+        checkConv(large)
         // The single-row tail on panel rows: pointwise 7x7 and 8x1 (two rows), one and two k blocks.
         checkConv(ConvGeometry(batch: 1, inChannels: 32, inHeight: 7, inWidth: 7, outChannels: 64, kernelHeight: 1,
                                kernelWidth: 1))

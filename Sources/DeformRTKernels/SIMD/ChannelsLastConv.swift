@@ -137,6 +137,9 @@ struct ChannelsLastConvPlan {
     /// Channels per k block of the indirect path, as the panel's kc: a 64-column weight block
     /// (<= 160 KB) stays in L2 while the tile's rows stream past it.
     static let indirectBlock = 640
+    /// The row table holds taps x tileRows pointers per worker: up to 16x16 kernels (<= 400 KB);
+    /// larger ones take the im2col panel, whose size does not grow with the kernel.
+    static let maxIndirectTaps = 256
     /// At most this many plans (offset groups x taps) for interleaved sampling: ~6 KB each per worker.
     static let maxInterleavedPlans = 36
 
@@ -182,7 +185,7 @@ struct ChannelsLastConvPlan {
         segmentParts = max(1, (cin + block - 1) / block)
         segmentLength = cin / segmentParts
         readsRowsIndirectly = offsetGroup == nil && !pointwise && !narrowRows && engine == .packedSIMD && cin > 0
-            && cin % segmentParts == 0
+            && cin % segmentParts == 0 && taps <= Self.maxIndirectTaps
         // Read in place, the A rows need no panel: only the result bounds the tile.
         if readsRowsIndirectly { rows = min(max(49_152 / coutPadded, 24), 192) / 6 * 6 }
         tileRows = rows

@@ -409,15 +409,6 @@ enum PackedGemm {
         kc: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
         c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
     ) {
-        kernel6x16(kc: kc, a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, accumulate: accumulate, finish: .none)
-    }
-
-    /// kernel6x16 whose store also applies `finish` (a convolution tile's last k block).
-    @inline(never)
-    static func kernel6x16(
-        kc: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, finish: TileFinish
-    ) {
         var c0 = SIMD16<Float>(), c1 = SIMD16<Float>(), c2 = SIMD16<Float>()
         var c3 = SIMD16<Float>(), c4 = SIMD16<Float>(), c5 = SIMD16<Float>()
         let a0 = a, a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda, a4 = a + 4 * lda, a5 = a + 5 * lda
@@ -450,6 +441,5 @@ enum PackedGemm {
         store(3, c3)
         store(4, c4)
         store(5, c5)
-        if !finish.isEmpty { finish.finish(c, ldc: ldc, rows: 6, vectors: 1) }
     }
 }
