@@ -132,9 +132,14 @@ final class ConvLayoutTests: XCTestCase {
     /// zero-bordered rows (ChannelsLastConvPlan.narrowRows), including outputs past one tile,
     /// asymmetric and over-wide padding, a dilated kernel height, and a control with k > 640.
     func testNarrowInputRows() {
-        XCTAssertTrue(ChannelsLastConvPlan(ConvGeometry(batch: 1, inChannels: 3, inHeight: 9, inWidth: 9, outChannels: 8,
-                                                        kernelHeight: 7, kernelWidth: 7, padTop: 3, padLeft: 3),
-                                           engine: .packedSIMD, threads: 1).narrowRows)
+        let stem = ChannelsLastConvPlan(ConvGeometry(batch: 1, inChannels: 3, inHeight: 9, inWidth: 9, outChannels: 8,
+                                                     kernelHeight: 7, kernelWidth: 7, padTop: 3, padLeft: 3),
+                                        engine: .packedSIMD, threads: 1)
+        XCTAssertTrue(stem.narrowRows)
+        // The packed engine reads each kernel row's run of 7 x 3 floats through the row table.
+        XCTAssertTrue(stem.readsRowsIndirectly)
+        XCTAssertEqual(stem.tableTaps, 7)
+        XCTAssertEqual(stem.segmentLength, 21)
         checkConv(ConvGeometry(batch: 2, inChannels: 3, inHeight: 40, inWidth: 37, outChannels: 20, kernelHeight: 7,
                                kernelWidth: 7, strideHeight: 2, strideWidth: 2, padTop: 3, padLeft: 3))
         checkConv(ConvGeometry(batch: 1, inChannels: 1, inHeight: 11, inWidth: 13, outChannels: 5, kernelHeight: 5,

@@ -108,11 +108,14 @@ struct ChannelsLastConvPlan {
     /// (PackedGemm.kernel6x64(interleaving:)), into a panel of two 6-row groups used in turn.
     /// Otherwise one plan at a time, gathered per k block into a panel of the whole tile.
     let interleavesSampling: Bool
-    /// Plain convolution, neither pointwise nor on narrow rows (packed engine): the micro-kernels read the channels-last rows through a table of row pointers (one
-    /// per tap and output pixel of the tile) instead of an im2col panel, so nothing is copied.
+    /// Plain convolution, not pointwise (packed engine): the micro-kernels read the channels-last
+    /// rows through a table of row pointers (one per table tap and output pixel of the tile)
+    /// instead of an im2col panel, so nothing is copied. On narrow rows a table tap is a kernel
+    /// row: its kernelWidth x channels floats are one run of the zero-bordered row.
     let readsRowsIndirectly: Bool
-    let segmentParts: Int       // equal parts a tap's channels are read in (more than 640 channels)
-    let segmentLength: Int      // cin / segmentParts
+    let tableTaps: Int          // taps, or kernel rows on narrow rows
+    let segmentParts: Int       // equal parts a table tap's floats are read in (more than 640 channels)
+    let segmentLength: Int      // floats per table tap / segmentParts
     let segmentsPerBlock: Int   // segments per k block of the indirect path
     let offsetGroupSpan: Int    // offset groups a conv group's channels touch (deformable)
     let planSlots: Int          // sampling plans held at once
@@ -182,14 +185,16 @@ struct ChannelsLastConvPlan {
         readsInputInPlace = layout.inputChannelsLast && rowStride == g.inChannels && offsetGroup == nil && !narrowRows
         rowGroups = (outPixels + 5) / 6
         let block = Self.indirectBlock
-        segmentParts = max(1, (cin + block - 1) / block)
-        segmentLength = cin / segmentParts
-        readsRowsIndirectly = offsetGroup == nil && !pointwise && !narrowRows && engine == .packedSIMD && cin > 0
-            && cin % segmentParts == 0 && taps <= Self.maxIndirectTaps
+        tableTaps = narrowRows ? g.kernelHeight : taps
+        let tapFloats = narrowRows ? g.kernelWidth * cin : cin
+        segmentParts = max(1, (tapFloats + block - 1) / block)
+        segmentLength = tapFloats / segmentParts
+        readsRowsIndirectly = offsetGroup == nil && !pointwise && engine == .packedSIMD && cin > 0
+            && tapFloats % segmentParts == 0 && tableTaps <= Self.maxIndirectTaps
         // Read in place, the A rows need no panel: only the result bounds the tile.
         if readsRowsIndirectly { rows = min(max(49_152 / coutPadded, 24), 192) / 6 * 6 }
         tileRows = rows
-        let segments = taps * segmentParts
+        let segments = tableTaps * segmentParts
         let segmentsFit = max(1, block / max(segmentLength, 1))
         let segmentBlocks = (segments + segmentsFit - 1) / segmentsFit
         segmentsPerBlock = max(1, (segments + segmentBlocks - 1) / max(segmentBlocks, 1))
@@ -219,7 +224,7 @@ struct ChannelsLastConvPlan {
         planTailAt = originXAt + planStride
         rowTableAt = aligned(planTailAt + 48)
         let pointerFloats = MemoryLayout<UnsafePointer<Float>>.stride / MemoryLayout<Float>.stride
-        workerFloats = aligned(rowTableAt + (readsRowsIndirectly ? pointerFloats * tileRows * taps : 0))
+        workerFloats = aligned(rowTableAt + (readsRowsIndirectly ? pointerFloats * tileRows * tableTaps : 0))
         totalFloats = workerAt + workers * workerFloats
     }
 
@@ -640,9 +645,27 @@ struct ChannelsLastConvPlan {
         channelBase: Int, scratch: UnsafeMutablePointer<Float>
     ) -> UnsafePointer<UnsafePointer<Float>> {
         let table = UnsafeMutableRawPointer(scratch + rowTableAt)
-            .bindMemory(to: UnsafePointer<Float>.self, capacity: taps * tileRows)
+            .bindMemory(to: UnsafePointer<Float>.self, capacity: tableTaps * tileRows)
         let zero = UnsafePointer(zeroRows + channelBase)
         let image = UnsafePointer(rows + channelBase)
+        if narrowRows {
+            // Kernel row i of pixel (oy, ox) starts at column ox * strideWidth of the bordered
+            // row (padLeft zero columns first); rows above or below the image read the zero region.
+            let rowFloats = narrowRowPixels * cin
+            for i in 0..<g.kernelHeight {
+                let column = table + i * tileRows
+                var oy = p0 / g.outWidth
+                var ox = p0 - oy * g.outWidth
+                for r in 0..<count {
+                    let y = oy * g.strideHeight + i * g.dilationHeight - g.padTop
+                    column[r] = y >= 0 && y < g.inHeight ? image + y * rowFloats + ox * g.strideWidth * cin : zero
+                    ox += 1
+                    if ox == g.outWidth { ox = 0; oy += 1 }
+                }
+                (column + count).update(repeating: zero, count: paddedRows - count)
+            }
+            return UnsafePointer(table)
+        }
         for tap in 0..<taps {
             let i = tap / g.kernelWidth, j = tap - i * g.kernelWidth
             let dyTap = i * g.dilationHeight - g.padTop
