@@ -651,16 +651,27 @@ struct ChannelsLastConvPlan {
         if narrowRows {
             // Kernel row i of pixel (oy, ox) starts at column ox * strideWidth of the bordered
             // row (padLeft zero columns first); rows above or below the image read the zero region.
-            let rowFloats = narrowRowPixels * cin
+            let rowFloats = narrowRowPixels * cin, step = g.strideWidth * cin
             for i in 0..<g.kernelHeight {
                 let column = table + i * tileRows
                 var oy = p0 / g.outWidth
                 var ox = p0 - oy * g.outWidth
-                for r in 0..<count {
+                var r = 0
+                while r < count {
+                    let run = min(g.outWidth - ox, count - r)
                     let y = oy * g.strideHeight + i * g.dilationHeight - g.padTop
-                    column[r] = y >= 0 && y < g.inHeight ? image + y * rowFloats + ox * g.strideWidth * cin : zero
-                    ox += 1
-                    if ox == g.outWidth { ox = 0; oy += 1 }
+                    if y < 0 || y >= g.inHeight {
+                        (column + r).update(repeating: zero, count: run)
+                    } else {
+                        var source = image + y * rowFloats + ox * step
+                        for q in r..<r + run {
+                            column[q] = source
+                            source += step
+                        }
+                    }
+                    r += run
+                    ox = 0
+                    oy += 1
                 }
                 (column + count).update(repeating: zero, count: paddedRows - count)
             }
