@@ -134,7 +134,9 @@ test-python: examples test-deps wheel
 TIER_TESTS := Tests/python/test_examples.py Tests/python/test_deform_conv.py Tests/python/test_ops.py \
               Tests/python/test_roi.py Tests/python/test_hostile.py Tests/python/test_onnx_conformance.py \
               Tests/python/test_grid_sample.py Tests/python/test_deformable_attention.py \
-              Tests/python/test_conv_transpose.py Tests/python/test_blas_concurrency.py bindings/python/tests
+              Tests/python/test_conv_transpose.py Tests/python/test_blas_concurrency.py \
+              Tests/python/test_linear_threads.py Tests/python/test_recurrent.py Tests/python/test_quantization.py \
+              bindings/python/tests
 test-tiers: examples
 	@default=$$(env -u DEFORMRT_CPU build/bin/deformrt info | sed -n 's/.*cpu tier: \([a-z0-9]*\).*/\1/p'); \
 	for tier in $(TIERS); do \

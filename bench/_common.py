@@ -274,14 +274,14 @@ def importable(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def torch_python(option: Optional[str]) -> Optional[str]:
-    """The interpreter that has torchvision: --torch-python, else /opt/torchenv, else this one if
-    it has torchvision; None skips the torchvision column."""
+def torch_python(option: Optional[str], modules: Sequence[str] = ("torch", "torchvision")) -> Optional[str]:
+    """The interpreter that has `modules`: --torch-python, else /opt/torchenv, else this one if
+    it has them; None skips the torch column."""
     if option is not None:
         return option or None
     if DEFAULT_TORCH_PYTHON.exists():
         return str(DEFAULT_TORCH_PYTHON)
-    if importable("torch") and importable("torchvision"):
+    if all(importable(module) for module in modules):
         return sys.executable
     return None
 

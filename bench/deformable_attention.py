@@ -29,8 +29,11 @@ Systems:
                      graph is node for node torch's dynamo export, tested in
                      Tests/python/test_msda_decomposition.py).
   onnxruntime        the decomposition (onnxruntime has neither op), or GridSample
-torch's dcnv3_core_pytorch is not run: torch is not installed in this environment (the column is
-left out; see the issue's note on tools' environment).
+  torch              the framework functions themselves under torch.inference_mode():
+                     InternImage's dcnv3_core_pytorch (tools/export_dcnv3_models.py), mmcv's
+                     multi_scale_deformable_attn_pytorch (tools/export_msda_torch.py),
+                     F.grid_sample; run by --torch-python (an interpreter with torch, numpy and
+                     onnx; '' leaves the column out). Target: DCNv3 fused >= 5x torch.
 
 The decompositions are tools/deformable_decompositions.py (dcnv3_core_pytorch and mmcv's
 multi_scale_deformable_attn_pytorch written as torch.onnx.export writes them). The DeformRT worker
@@ -54,7 +57,7 @@ from _common import System
 sys.path.insert(0, str(_common.REPO_ROOT / "tools"))
 import deformable_decompositions as decompositions  # noqa: E402
 
-SYSTEMS = ["deformrt", "deformrt-decomposed", "onnxruntime"]
+SYSTEMS = ["deformrt", "deformrt-decomposed", "onnxruntime", "torch"]
 TOLERANCE = 1e-4
 DETR_LEVELS = [(100, 134), (50, 67), (25, 34), (13, 17)]
 
@@ -111,8 +114,44 @@ def models(case: Case) -> Tuple[bytes, bytes, Dict[str, np.ndarray]]:
     return fused, decomposed, decompositions.random_feeds(shapes, case.seed)
 
 
+def torch_runner(case: Case, feeds: Dict[str, np.ndarray], threads: int) -> _common.Runner:
+    """The PyTorch function the decomposition was exported from, on the same inputs."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(threads)
+    if torch.get_num_interop_threads() != 1:  # settable once per process, before any parallel work
+        torch.set_num_interop_threads(1)
+    tensors = {name: torch.from_numpy(array) for name, array in feeds.items()}
+    if case.kind == "gridsample":
+        def call():
+            return F.grid_sample(tensors["X"], tensors["grid"], mode="bilinear", padding_mode="zeros",
+                                 align_corners=False)
+    elif case.kind == "dcnv3":
+        from export_dcnv3_models import dcnv3_core_torch
+        group, gc = case.shape[2], case.shape[3]
+
+        def call():
+            return dcnv3_core_torch(tensors["input"], tensors["offset"], tensors["mask"], 3, 3, 1, 1, 1, 1, 1, 1,
+                                    group, gc, 1.0, 0)
+    else:
+        from export_msda_torch import mmcv_multi_scale_deformable_attn_pytorch
+
+        def call():
+            return mmcv_multi_scale_deformable_attn_pytorch(tensors["value"], DETR_LEVELS,
+                                                            tensors["sampling_locations"],
+                                                            tensors["attention_weights"])
+
+    def run():
+        with torch.inference_mode():
+            return [call().numpy()]
+    return run
+
+
 def runner(system: str, case: Case, threads: int) -> _common.Runner:
     fused, decomposed, feeds = models(case)
+    if system == "torch":
+        return torch_runner(case, feeds, threads)
     if system == "deformrt":
         return _common.deformrt_runner(fused, feeds, threads)
     if system == "deformrt-decomposed":
@@ -169,17 +208,19 @@ def report(collected: _common.Collected, systems: Sequence[System], cases: Seque
           f"process; load average at the end {_common.load_average()}")
     print()
     headers = ["case", "threads"] + [f"{system.label} ms" for system in shown] \
-        + ["fused vs onnxruntime (target)", "decomposed / fused", "max abs diff"]
+        + ["fused vs onnxruntime (target)", "fused vs torch", "decomposed / fused", "max abs diff"]
     rows: List[List[str]] = []
     for case in cases:
         for threads in thread_counts:
             ours = median("deformrt", case.name, threads)
             peer = median("onnxruntime", case.name, threads)
             decomposed = median("deformrt-decomposed", case.name, threads)
+            framework = median("torch", case.name, threads)
             difference = collected.differences.get((case.name, threads))
             rows.append([case.description, str(threads)]
                         + [_common.format_ms(median(system.key, case.name, threads)) for system in shown]
                         + ["—" if not ours or not peer else f"{peer / ours:.2f}x ({case.target:g}x)",
+                           "—" if not ours or not framework else f"{framework / ours:.2f}x",
                            "—" if not ours or not decomposed else f"{decomposed / ours:.2f}x",
                            "—" if difference is None else f"{difference:.2g}"])
     print(_common.markdown_table(headers, rows))
@@ -207,6 +248,9 @@ def report(collected: _common.Collected, systems: Sequence[System], cases: Seque
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     _common.add_arguments(parser, list(CASES), SYSTEMS)
+    parser.add_argument("--torch-python", metavar="PYTHON",
+                        help=f"interpreter with torch (default {_common.DEFAULT_TORCH_PYTHON} if it exists, else "
+                             "this one if it has torch; '' leaves torch out)")
     args = parser.parse_args()
     _common.resolve_counts(args)
     if args.worker:
@@ -216,10 +260,13 @@ def main() -> int:
     chosen = _common.select(args.systems, SYSTEMS, "system")
     if "deformrt" not in chosen:
         raise SystemExit("--systems must include deformrt")
+    torch_python = _common.torch_python(args.torch_python, ("torch",))
     systems = [system for system in [
         System("deformrt", "DeformRT", sys.executable, peer=False, deformrt=True),
         System("deformrt-decomposed", "DeformRT decomposed", sys.executable, peer=False, deformrt=True),
         _common.python_system("onnxruntime", "onnxruntime", "onnxruntime"),
+        System("torch", "torch", torch_python, peer=True,
+               skipped=None if torch_python else "no interpreter with torch (--torch-python)"),
     ] if system.key in chosen]
     thread_counts = _common.parse_threads(args.threads)
     _common.progress(f"load average at the start {_common.load_average()}")

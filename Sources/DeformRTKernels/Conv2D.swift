@@ -87,6 +87,12 @@ public enum Conv2D {
         layout == .nchw || !DepthwiseConv.applies(g)
     }
 
+    /// What `packWeight` writes for this geometry depends on (see ConvWeightPacking).
+    public static func weightPacking(_ g: ConvGeometry, engine: ConvEngine = .preferred,
+                                     layout: ConvDataLayout = .nchw) -> ConvWeightPacking {
+        ConvWeightPacking(g, engine: engine, channelsLastPlan: usesChannelsLastPlan(g, engine: engine, layout: layout))
+    }
+
     /// Bytes `packWeight` writes for this geometry and engine.
     public static func packedWeightByteCount(_ g: ConvGeometry, engine: ConvEngine = .preferred,
                                              layout: ConvDataLayout = .nchw) -> Int {
@@ -216,5 +222,24 @@ struct BlasPlan {
             ConvBias.add(bias + grp * coutPerGroup, rows: coutPerGroup, to: c, ld: outPixels, count: count)
         }
         epilogue.shifted(by: c - output).apply(rows: coutPerGroup, count: count, stride: outPixels, output: c)
+    }
+}
+
+/// The parts of a convolution's geometry its packed weights depend on. The packing reads the
+/// channel counts, the group and the taps, never the input size or the batch, so the same layer
+/// planned for another input shape packs the same bytes and a re-plan reuses them.
+public struct ConvWeightPacking: Equatable, Sendable {
+    let channelsLastPlan: Bool
+    let engine: ConvEngine
+    let group, inChannels, outChannels, kernelHeight, kernelWidth: Int
+
+    init(_ g: ConvGeometry, engine: ConvEngine, channelsLastPlan: Bool) {
+        self.channelsLastPlan = channelsLastPlan
+        self.engine = engine
+        group = g.group
+        inChannels = g.inChannels
+        outChannels = g.outChannels
+        kernelHeight = g.kernelHeight
+        kernelWidth = g.kernelWidth
     }
 }

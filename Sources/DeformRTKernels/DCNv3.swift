@@ -140,7 +140,11 @@ public enum DCNv3 {
                 let off = offset + t * flat * 2
                 let m = mask + t * flat
                 let out = output + t * c
-                out.update(repeating: 0, count: c)
+                // Group channels a multiple of 16 up to 64 (InternImage's 16 and 32): each group's
+                // row summed in registers and stored once; otherwise summed in the output row.
+                let inRegisters = SampleGather.RegisterRow.fits(gc)
+                var registers = SampleGather.RegisterRow()
+                if !inRegisters { out.update(repeating: 0, count: c) }
                 let image = input + n * imageFloats
                 var j0 = 0
                 while j0 < flat {
@@ -189,9 +193,17 @@ public enum DCNv3 {
                     var g = j0 / points
                     var k = j0 - g * points
                     for l in 0..<count {
-                        SampleGather.corners(rows: image + g * gc, rowStride: c, channels: gc, index: index + l,
-                                             weight: weight + l, stride: 16, zeroRow: zeroRow, zero: zero,
-                                             out: out + g * gc, accumulate: true)
+                        if inRegisters {
+                            registers.add(SampleGather.Point(rows: image + g * gc, rowStride: c, index: index + l,
+                                                             weight: weight + l, stride: 16, zeroRow: zeroRow,
+                                                             zero: zero), vectors: gc >> 4)
+                            // A group's points are consecutive: its row is complete after its last.
+                            if k == points - 1 { registers.store(to: out + g * gc, vectors: gc >> 4) }
+                        } else {
+                            SampleGather.corners(rows: image + g * gc, rowStride: c, channels: gc, index: index + l,
+                                                 weight: weight + l, stride: 16, zeroRow: zeroRow, zero: zero,
+                                                 out: out + g * gc, accumulate: true)
+                        }
                         k += 1
                         if k == points {
                             k = 0

@@ -64,6 +64,11 @@ public enum DeformConv {
     // workspaceByteCount / run use them, skipping a pass over all weights per call.
 
     /// Bytes `packWeight` writes for this geometry and engine.
+    /// What `packWeight` writes for this geometry depends on (see ConvWeightPacking).
+    public static func weightPacking(_ g: ConvGeometry, engine: ConvEngine = .preferred) -> ConvWeightPacking {
+        ConvWeightPacking(g, engine: engine, channelsLastPlan: true)
+    }
+
     public static func packedWeightByteCount(_ g: ConvGeometry, engine: ConvEngine = .preferred) -> Int {
         ChannelsLastConvPlan(g, engine: engine, threads: 1).packedWeightByteCount
     }

@@ -101,7 +101,11 @@ public enum MultiScaleDeformableAttention {
                 let loc = locations + t * flat * 2
                 let wt = weights + t * flat
                 let out = output + t * dim
-                out.update(repeating: 0, count: dim)
+                // head_dim a multiple of 16 up to 64 (Deformable DETR's 32): the row summed in
+                // registers over every point and stored once; otherwise summed in the output row.
+                let inRegisters = SampleGather.RegisterRow.fits(dim)
+                var registers = SampleGather.RegisterRow()
+                if !inRegisters { out.update(repeating: 0, count: dim) }
                 let rows = value + b * valuePerBatch + head * dim
                 var j0 = 0
                 while j0 < flat {
@@ -126,12 +130,19 @@ public enum MultiScaleDeformableAttention {
                         start: tableBytes.loadUnaligned(fromByteOffset: (3 * padded + j0) * 4, as: SIMD16<Int32>.self),
                         zeroRow: zeroRow, index: index, weights: weight)
                     for l in 0..<count {
-                        SampleGather.corners(rows: rows, rowStride: rowStride, channels: dim, index: index + l,
-                                             weight: weight + l, stride: 16, zeroRow: zeroRow, zero: zero, out: out,
-                                             accumulate: true)
+                        if inRegisters {
+                            registers.add(SampleGather.Point(rows: rows, rowStride: rowStride, index: index + l,
+                                                             weight: weight + l, stride: 16, zeroRow: zeroRow,
+                                                             zero: zero), vectors: dim >> 4)
+                        } else {
+                            SampleGather.corners(rows: rows, rowStride: rowStride, channels: dim, index: index + l,
+                                                 weight: weight + l, stride: 16, zeroRow: zeroRow, zero: zero, out: out,
+                                                 accumulate: true)
+                        }
                     }
                     j0 += 16
                 }
+                if inRegisters { registers.store(to: out, vectors: dim >> 4) }
             }
         }
     }

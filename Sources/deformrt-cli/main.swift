@@ -61,7 +61,7 @@ struct Info: ParsableCommand {
         print("nodes (\(graph.nodes.count), \(graph.initializerCount) initializers):")
         for node in graph.nodes {
             let op = (node.domain.isEmpty ? "" : node.domain + "::") + node.opType
-            let fused = node.fusedNodes.count > 1 ? "  [fused: \(node.fusedNodes.joined(separator: ", "))]" : ""
+            let fused = node.fusedNodes.count > 1 ? "  [fused: \(fusedList(node.fusedNodes))]" : ""
             print("  \(node.name)\t\(op)\t(\(node.inputs.joined(separator: ", "))) -> (\(node.outputs.joined(separator: ", ")))\(fused)")
         }
         if let save {
@@ -415,7 +415,7 @@ struct ProfileReport {
             if perNode { cells.append(row.opType) }
             cells += [String(row.calls), milliseconds(row.seconds / Double(max(1, row.calls))),
                       fixed(total > 0 ? 100 * row.seconds / total : 0, 1) + "%", gflops]
-            if perNode && row.fused.count > 1 { cells[0] += " [fused: \(row.fused.joined(separator: ", "))]" }
+            if perNode && row.fused.count > 1 { cells[0] += " [fused: \(fusedList(row.fused))]" }
             lines.append(cells)
         }
         let widths = header.indices.map { column in lines.map { $0[column].count }.max()! }
@@ -519,4 +519,12 @@ func cliTry<T>(_ body: () throws -> T) throws -> T {
     do { return try body() } catch let error as DeformRTError {
         throw ValidationError("error: \(error.message)")
     }
+}
+
+/// The model nodes a fused node stands for: their names, and how many had none (exporters leave
+/// some nodes unnamed; a decomposition pass may fuse dozens of them).
+func fusedList(_ names: [String]) -> String {
+    let named = names.filter { !$0.isEmpty }
+    let unnamed = names.count - named.count
+    return (named + (unnamed > 0 ? ["\(unnamed) unnamed"] : [])).joined(separator: ", ")
 }

@@ -158,4 +158,43 @@ final class Conv2DTests: XCTestCase {
         check(ConvGeometry(batch: 1, inChannels: 16, inHeight: 45, inWidth: 47, outChannels: 24,
                            kernelHeight: 3, kernelWidth: 3, padTop: 1, padLeft: 1), threads: [1, 2, 3, 5])
     }
+
+    /// A re-plan for another input size keeps the packed weights when their packing is equal:
+    /// so geometries with equal packing must pack identical bytes, and the packing must tell
+    /// apart every change that alters the bytes.
+    func testWeightPackingIgnoresInputSizeAndTellsLayersApart() {
+        let base = ConvGeometry(batch: 1, inChannels: 37, inHeight: 9, inWidth: 11, outChannels: 70,
+                                kernelHeight: 3, kernelWidth: 3, padTop: 1, padLeft: 1, group: 1)
+        var rng = SeededGenerator(seed: 41)
+        let weight = (0..<(70 * 37 * 9)).map { _ in Float.random(in: -1...1, using: &rng) }
+        func packed(_ g: ConvGeometry, layout: ConvDataLayout) -> [Float] {
+            let bytes = Conv2D.packedWeightByteCount(g, layout: layout)
+            let memory = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+            defer { memory.deallocate() }
+            weight.withUnsafeBufferPointer { Conv2D.packWeight(g, weight: $0.baseAddress!, into: memory, layout: layout) }
+            return Array(UnsafeBufferPointer(start: memory.bindMemory(to: Float.self, capacity: bytes / 4), count: bytes / 4))
+        }
+        let resized = [
+            ConvGeometry(batch: 3, inChannels: 37, inHeight: 40, inWidth: 5, outChannels: 70, kernelHeight: 3,
+                         kernelWidth: 3, strideHeight: 2, strideWidth: 1, padTop: 0, padLeft: 2),
+            ConvGeometry(batch: 1, inChannels: 37, inHeight: 2, inWidth: 2, outChannels: 70, kernelHeight: 3,
+                         kernelWidth: 3, padTop: 1, padLeft: 1, dilationHeight: 2, dilationWidth: 1),
+        ]
+        for layout in [ConvDataLayout.nchw, ConvDataLayout(inputChannelsLast: true, outputChannelsLast: true)] {
+            let expected = packed(base, layout: layout)
+            for g in resized {
+                XCTAssertEqual(Conv2D.weightPacking(g, layout: layout), Conv2D.weightPacking(base, layout: layout))
+                XCTAssertEqual(packed(g, layout: layout), expected)
+            }
+        }
+        XCTAssertEqual(DeformConv.weightPacking(resized[0]), DeformConv.weightPacking(base))
+        let other = [
+            ConvGeometry(batch: 1, inChannels: 37, inHeight: 9, inWidth: 11, outChannels: 71, kernelHeight: 3, kernelWidth: 3),
+            ConvGeometry(batch: 1, inChannels: 38, inHeight: 9, inWidth: 11, outChannels: 70, kernelHeight: 3, kernelWidth: 3),
+            ConvGeometry(batch: 1, inChannels: 37, inHeight: 9, inWidth: 11, outChannels: 70, kernelHeight: 1, kernelWidth: 9),
+            ConvGeometry(batch: 1, inChannels: 74, inHeight: 9, inWidth: 11, outChannels: 70, kernelHeight: 3,
+                         kernelWidth: 3, group: 2),
+        ]
+        for g in other { XCTAssertNotEqual(Conv2D.weightPacking(g), Conv2D.weightPacking(base)) }
+    }
 }

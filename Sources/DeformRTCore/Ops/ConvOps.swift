@@ -159,6 +159,7 @@ final class ConvOperator: Operator {
         try epilogue.plan(inputs, output: shape, broadcastAllowed: !layout.outputChannelsLast)
         let layout = layout
         packed.prepare(g.hasEmptyOutput ? nil : g, weight: w.constant,
+                       packing: { Conv2D.weightPacking($0, layout: layout) },
                        byteCount: { Conv2D.packedWeightByteCount($0, layout: layout) },
                        pack: { Conv2D.packWeight($0, weight: $1, into: $2, layout: layout) })
         return [PlanValue(ValueType(.float, shape))]
@@ -166,12 +167,14 @@ final class ConvOperator: Operator {
 
     func workspaceByteCount(_ inputs: [ValueType?], _ outputs: [ValueType], threads: Int) -> Int {
         guard let g = try? geometry(inputs[0]!.shape, inputs[1]!.shape), !g.hasEmptyOutput else { return 0 }
-        return Conv2D.workspaceByteCount(g, threads: threads, packedWeight: packed.storage(for: g) != nil, layout: layout)
+        let packedWeight = packed.storage(for: Conv2D.weightPacking(g, layout: layout)) != nil
+        return Conv2D.workspaceByteCount(g, threads: threads, packedWeight: packedWeight, layout: layout)
     }
 
     func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject? {
         let g = try geometry(inputs[0]!.shape, inputs[1]!.shape)
-        return ConvRunState(geometry: g, options: nil, packedWeights: packed.storage(for: g))
+        return ConvRunState(geometry: g, options: nil,
+                            packedWeights: packed.storage(for: Conv2D.weightPacking(g, layout: layout)))
     }
 
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
@@ -315,6 +318,7 @@ final class DeformConvOperator: Operator {
         try epilogue.plan(inputs, output: layout.outputShape(g), broadcastAllowed: !layout.outputChannelsLast)
         // Planes too large for the SIMD sampling plans run on the reference kernel, on raw weights.
         packed.prepare(g.hasEmptyOutput || !DeformConv.supportsSampling(g) ? nil : g, weight: w.constant,
+                       packing: { DeformConv.weightPacking($0) },
                        byteCount: { DeformConv.packedWeightByteCount($0) },
                        pack: { DeformConv.packWeight($0, weight: $1, into: $2) })
         return [PlanValue(ValueType(.float, layout.outputShape(g)))]
@@ -326,7 +330,8 @@ final class DeformConvOperator: Operator {
                                     bias: slot(inputs, slots.bias)?.shape) else { return 0 }
         if bound.geometry.hasEmptyOutput { return 0 }
         return DeformConv.workspaceByteCount(bound.geometry, bound.options, threads: threads,
-                                             packedWeight: packed.storage(for: bound.geometry) != nil, layout: layout)
+                                             packedWeight: packed.storage(for: DeformConv.weightPacking(bound.geometry)) != nil,
+                                             layout: layout)
     }
 
     func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject? {
@@ -335,7 +340,8 @@ final class DeformConvOperator: Operator {
         }
         let bound = try bind(x: x.shape, w: w.shape, offset: offset.shape, mask: slot(inputs, slots.mask)?.shape,
                              bias: slot(inputs, slots.bias)?.shape)
-        let state = ConvRunState(geometry: bound.geometry, options: bound.options, packedWeights: packed.storage(for: bound.geometry))
+        let state = ConvRunState(geometry: bound.geometry, options: bound.options,
+                                 packedWeights: packed.storage(for: DeformConv.weightPacking(bound.geometry)))
         // Offsets and logits fixed for the plan (folded while planning): the mask is made once
         // here, in a copy, since runs must not change a constant.
         if offsetMask, let constant = offset.constant {
@@ -453,32 +459,33 @@ final class FusedEpilogue {
 /// the weights are not constant). Saves a pass over every weight per run.
 final class PackedWeights {
     private var storage: TensorStorage?
-    private var geometry: ConvGeometry?
+    private var packing: ConvWeightPacking?
     private var source: TensorStorage?
 
-    /// Packs `weight` for `g` unless already packed from the same tensor for the same geometry;
-    /// nil `g` or `weight` drops the packed copy.
+    /// Packs `weight` for `g` unless already packed from the same tensor the same way (`packing`:
+    /// the same layer at another input size keeps its packed copy); nil `g` or `weight` drops it.
     func prepare(
-        _ g: ConvGeometry?, weight: Tensor?, byteCount: (ConvGeometry) -> Int,
-        pack: (ConvGeometry, UnsafePointer<Float>, UnsafeMutableRawPointer) -> Void
+        _ g: ConvGeometry?, weight: Tensor?, packing: (ConvGeometry) -> ConvWeightPacking,
+        byteCount: (ConvGeometry) -> Int, pack: (ConvGeometry, UnsafePointer<Float>, UnsafeMutableRawPointer) -> Void
     ) {
         guard let g, let weight, weight.elementType == .float else {
             storage = nil
-            geometry = nil
+            self.packing = nil
             source = nil
             return
         }
-        if geometry == g && source === weight.storage { return }
+        let wanted = packing(g)
+        if self.packing == wanted && source === weight.storage { return }
         let packed = TensorStorage(uninitializedByteCount: byteCount(g))
         pack(g, weight.floats, packed.bytes)
         storage = packed
-        geometry = g
+        self.packing = wanted
         source = weight.storage
     }
 
-    /// The storage of the packed weights, if they were made for `g` (a plan keeps it alive).
-    func storage(for g: ConvGeometry) -> TensorStorage? {
-        geometry == g ? storage : nil
+    /// The storage of the packed weights, if they were packed as `packing` (a plan keeps it alive).
+    func storage(for packing: ConvWeightPacking) -> TensorStorage? {
+        self.packing == packing ? storage : nil
     }
 }
 

@@ -32,6 +32,64 @@ enum SampleGather {
             accumulate: accumulate)
     }
 
+    /// One sampling point's four corner rows and weights (as `corners` with a zero row reads
+    /// them), for kernels that sum a point's channels in registers rather than into memory.
+    struct Point {
+        let p0, p1, p2, p3: UnsafeRawPointer
+        let w0, w1, w2, w3: SIMD16<Float>
+
+        @inline(__always)
+        init(rows: UnsafePointer<Float>, rowStride: Int, index: UnsafePointer<Int32>, weight: UnsafePointer<Float>,
+             stride: Int, zeroRow: Int32, zero: UnsafePointer<Float>) {
+            @inline(__always) func row(_ i: Int32) -> UnsafeRawPointer {
+                UnsafeRawPointer(i == zeroRow ? zero : rows + Int(i) * rowStride)
+            }
+            p0 = row(index[0]); p1 = row(index[stride]); p2 = row(index[2 * stride]); p3 = row(index[3 * stride])
+            w0 = SIMD16(repeating: weight[0]); w1 = SIMD16(repeating: weight[stride])
+            w2 = SIMD16(repeating: weight[2 * stride]); w3 = SIMD16(repeating: weight[3 * stride])
+        }
+
+        /// The weighted sum of the 16 channels at `byteOffset`, in `sum`'s order of operations.
+        @inline(__always)
+        func channels16(at byteOffset: Int) -> SIMD16<Float> {
+            let top: SIMD16<Float> = w0 * p0.loadUnaligned(fromByteOffset: byteOffset, as: SIMD16<Float>.self)
+                + w1 * p1.loadUnaligned(fromByteOffset: byteOffset, as: SIMD16<Float>.self)
+            let bottom: SIMD16<Float> = w2 * p2.loadUnaligned(fromByteOffset: byteOffset, as: SIMD16<Float>.self)
+                + w3 * p3.loadUnaligned(fromByteOffset: byteOffset, as: SIMD16<Float>.self)
+            return top + bottom
+        }
+    }
+
+    /// Row sums of up to 64 channels (`vectors` x 16) held in registers while the points that
+    /// add to the same output row follow each other; `store` writes them once and starts over.
+    /// Adding a point to the accumulator gives bit for bit what `corners(accumulate: true)` gives
+    /// in memory, without a store and reload per point.
+    struct RegisterRow {
+        var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
+
+        /// Whether `channels` fits: a multiple of 16, at most 64.
+        @inline(__always)
+        static func fits(_ channels: Int) -> Bool { channels > 0 && channels <= 64 && channels % 16 == 0 }
+
+        @inline(__always)
+        mutating func add(_ point: Point, vectors: Int) {
+            a0 += point.channels16(at: 0)
+            if vectors > 1 { a1 += point.channels16(at: 64) }
+            if vectors > 2 { a2 += point.channels16(at: 128) }
+            if vectors > 3 { a3 += point.channels16(at: 192) }
+        }
+
+        @inline(__always)
+        mutating func store(to out: UnsafeMutablePointer<Float>, vectors: Int) {
+            let o = UnsafeMutableRawPointer(out)
+            o.storeBytes(of: a0, as: SIMD16<Float>.self)
+            if vectors > 1 { o.storeBytes(of: a1, toByteOffset: 64, as: SIMD16<Float>.self) }
+            if vectors > 2 { o.storeBytes(of: a2, toByteOffset: 128, as: SIMD16<Float>.self) }
+            if vectors > 3 { o.storeBytes(of: a3, toByteOffset: 192, as: SIMD16<Float>.self) }
+            self = RegisterRow()
+        }
+    }
+
     @inline(__always)
     static func sum(
         _ p0: UnsafeRawPointer, _ p1: UnsafeRawPointer, _ p2: UnsafeRawPointer, _ p3: UnsafeRawPointer,
