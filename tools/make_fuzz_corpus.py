@@ -422,6 +422,17 @@ def seeds(rng):
          helper.make_node("Transpose", ["lin"], ["lt"], perm=[0, 2, 1]),
          helper.make_node("MatMul", ["lin", "lt"], ["y"])],
         [value("x", FLOAT, ["batch", 7, 3])], [y], [init("lw", w(3, 17)), init("lb", w(17))])
+    # An FPN step: a convolution's map resized to another's size (Shape, Slice, Concat), added:
+    # the layout pass makes it ChannelsLastResize / ChannelsLastShape.
+    out["fpn_resize_to_shape"] = model(
+        [helper.make_node("Conv", ["x", "fw"], ["big"], pads=[1, 1, 1, 1]),
+         helper.make_node("Conv", ["x", "fw"], ["small"], pads=[1, 1, 1, 1], strides=[2, 2]),
+         helper.make_node("Shape", ["big"], ["hw"], start=2),
+         helper.make_node("Shape", ["small"], ["ss"], end=2),
+         helper.make_node("Concat", ["ss", "hw"], ["target"], axis=0),
+         helper.make_node("Resize", ["small", "", "", "target"], ["up"], mode="linear"),
+         helper.make_node("Add", ["big", "up"], ["y"])],
+        [value("x", FLOAT, [1, 3, 9, 11])], [y], [init("fw", w(8, 3, 3, 3))], opset=18)
     return out
 
 
