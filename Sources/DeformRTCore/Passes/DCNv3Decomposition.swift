@@ -119,7 +119,8 @@ struct DCNv3Decomposition: GraphPass {
             guard outPre == [n, c, ho * wo] else { return nil }
             match.output = final.outputs[0]
             match.finalNode = index
-            match.matchedNodes += outChain.nodes + [reduce, product, index]
+            // The output chain ends at `index` when it has nodes; listed once (fused_nodes).
+            match.matchedNodes += outChain.nodes + [reduce, product] + (outChain.nodes.contains(index) ? [] : [index])
             return match
         }
         return nil
