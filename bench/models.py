@@ -53,6 +53,13 @@ MODELS = RESNETS + EXPORTED + tuple(ISSUE9)
 # where level 1 and no optimisation agree exactly): the correctness check runs onnxruntime at
 # level 1 (basic) for these models. Timing always uses its default.
 BASIC_REFERENCE = ("dbnet_int8",)
+# int8 models: the float ops between the quantized ones (Resize's linear interpolation, additions)
+# round in another order than onnxruntime's, by ~1 ulp, and a value that lands on a
+# QuantizeLinear's rounding boundary then moves one int8 step (0.02 on DBNet's probabilities
+# for 234 of its 409,600 output elements at seed 7). So these are checked by the share of output
+# elements beyond the float tolerance, at most 0.1%, with the largest difference printed.
+QUANTIZED = ("dbnet_int8",)
+QUANTIZED_FRACTION = 1e-3
 # Models OpenVINO cannot read, with its error: left out of its column, said in the footer.
 OPENVINO_CANNOT = {
     "dbnet_int8": "OpenVINO 2026.4's ONNX reader refuses its first QLinearConv (per-channel scales on a "
@@ -345,6 +352,11 @@ def work(args: argparse.Namespace) -> None:
         result["max_abs_diff"] = float("inf") if shapes else max(
             _common.max_abs_difference(ours, theirs) for ours, theirs in zip(outputs, reference))
         result["reference_max_abs"] = max(float(np.max(np.abs(theirs))) for theirs in reference)
+        if not shapes:
+            limit = ATOL + RTOL * result["reference_max_abs"]
+            beyond = sum(int(np.count_nonzero(~(np.abs(ours.astype(np.float64) - theirs) <= limit)))
+                         for ours, theirs in zip(outputs, reference))
+            result["fraction_beyond"] = beyond / max(1, sum(theirs.size for theirs in reference))
     _common.emit(result)
 
 
@@ -355,6 +367,8 @@ class Measured:
     times: Dict[tuple, List[float]] = dataclasses.field(default_factory=dict)        # (system, case, threads)
     resources: Dict[tuple, Dict[str, float]] = dataclasses.field(default_factory=dict)
     differences: Dict[tuple, Tuple[float, float]] = dataclasses.field(default_factory=dict)  # (system, case, threads)
+    # The largest share of output elements beyond the float tolerance (QUANTIZED models' check).
+    fractions: Dict[tuple, float] = dataclasses.field(default_factory=dict)
     failures: List[str] = dataclasses.field(default_factory=list)
 
 
@@ -397,6 +411,8 @@ def collect(systems: Sequence[System], cases: Sequence[Case], thread_counts: Seq
                         if not difference <= worst:  # NaN is the worst
                             worst = difference
                         measured.differences[key] = (worst, result["reference_max_abs"])
+                        measured.fractions[key] = max(measured.fractions.get(key, 0.0),
+                                                      result.get("fraction_beyond", 1.0))
                     _common.progress(f"  {system.label:<12} {case.name} t={threads}: "
                                      f"{float(np.median(result['times_ms'])):8.2f} ms median, "
                                      f"session {result['create_ms']:.0f} ms, {result['peak_rss_mib']:.0f} MiB")
@@ -483,7 +499,14 @@ def report(measured: Measured, systems: Sequence[System], cases: Sequence[Case],
             measured.differences.items(), key=lambda item: (order[item[0][1]], item[0][2], item[0][0])):
         limit = ATOL + RTOL * magnitude
         ok = difference <= limit
-        if system == "deformrt":
+        fraction = measured.fractions.get((system, case, threads), 1.0)
+        model = case.split("@")[0]
+        if model in QUANTIZED:
+            ok = fraction <= QUANTIZED_FRACTION
+            verdict = f"{100 * fraction:.3f}% of elements beyond {limit:.3g}: " + (
+                "ok" if ok else f"MISMATCH (at most {100 * QUANTIZED_FRACTION:g}%)")
+            status |= 0 if ok or system != "deformrt" else 1
+        elif system == "deformrt":
             verdict = "ok" if ok else f"MISMATCH (tolerance {limit:.3g})"
             status |= 0 if ok else 1
         else:

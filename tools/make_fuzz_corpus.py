@@ -414,6 +414,32 @@ def seeds(rng):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import deformable_decompositions
     out["dcnv3_decomposition"] = onnx.load_from_string(deformable_decompositions.dcnv3_models(1, 4, 5, 2, 2)[1])
+    # The same as the TorchScript exporter writes it (sampling base from Shape nodes): the
+    # StaticShapeFolding pass folds it from the declared input shapes, then the pass above fuses it.
+    out["dcnv3_decomposition_torchscript"] = onnx.load(
+        os.path.join(REPO, "Tests", "vectors", "dcnv3_export", "core_g2_k3_legacy.onnx"))
+    # Shape arithmetic on a static input (StaticShapeFolding): Shape with start / end, Size, Gather, Range,
+    # ConstantOfShape, a Reshape with 0 and -1 sizes.
+    out["static_shape_chain"] = model(
+        [helper.make_node("Shape", ["x"], ["hw"], start=2, end=4),
+         helper.make_node("Size", ["x"], ["count"]),
+         helper.make_node("Gather", ["hw", "izero"], ["h"], axis=0),
+         helper.make_node("Gather", ["hw", "one"], ["w"], axis=0),
+         helper.make_node("Mul", ["h", "w"], ["area_0"]),
+         helper.make_node("Unsqueeze", ["area_0", "zero"], ["area"]),
+         helper.make_node("Concat", ["zero", "minus_one", "area"], ["sizes"], axis=0),
+         helper.make_node("Reshape", ["x", "sizes"], ["flat"]),
+         helper.make_node("Range", ["izero", "count", "one"], ["ramp"]),
+         helper.make_node("Cast", ["ramp"], ["ramp_f"], to=FLOAT),
+         helper.make_node("Reshape", ["ramp_f", "flat_shape"], ["ramp_flat"]),
+         helper.make_node("ConstantOfShape", ["hw"], ["ones"], value=numpy_helper.from_array(np.ones(1, np.float32))),
+         helper.make_node("Add", ["flat", "ramp_flat"], ["sum"]),
+         helper.make_node("ReduceSum", ["ones", "none"], ["total"], keepdims=0),
+         helper.make_node("Mul", ["sum", "total"], ["y"])],
+        [value("x", FLOAT, [2, 3, 4, 5])], [value("y", FLOAT, None)],
+        [init("zero", np.array([0], np.int64)), init("minus_one", np.array([-1], np.int64)),
+         init("izero", np.array(0, np.int64)), init("one", np.array(1, np.int64)),
+         init("flat_shape", np.array([2, 3, 20], np.int64)), init("none", np.array([], np.int64))])
     # A Linear layer on a rank-3 input (MatMul + bias Add: fused into FusedMatMul) and a product of
     # two run-time operands (B packed per run).
     out["linear_bias_runtime_product"] = model(
@@ -422,6 +448,17 @@ def seeds(rng):
          helper.make_node("Transpose", ["lin"], ["lt"], perm=[0, 2, 1]),
          helper.make_node("MatMul", ["lin", "lt"], ["y"])],
         [value("x", FLOAT, ["batch", 7, 3])], [y], [init("lw", w(3, 17)), init("lb", w(17))])
+    # An FPN step: a convolution's map resized to another's size (Shape, Slice, Concat), added:
+    # the layout pass makes it ChannelsLastResize / ChannelsLastShape.
+    out["fpn_resize_to_shape"] = model(
+        [helper.make_node("Conv", ["x", "fw"], ["big"], pads=[1, 1, 1, 1]),
+         helper.make_node("Conv", ["x", "fw"], ["small"], pads=[1, 1, 1, 1], strides=[2, 2]),
+         helper.make_node("Shape", ["big"], ["hw"], start=2),
+         helper.make_node("Shape", ["small"], ["ss"], end=2),
+         helper.make_node("Concat", ["ss", "hw"], ["target"], axis=0),
+         helper.make_node("Resize", ["small", "", "", "target"], ["up"], mode="linear"),
+         helper.make_node("Add", ["big", "up"], ["y"])],
+        [value("x", FLOAT, [1, 3, 9, 11])], [y], [init("fw", w(8, 3, 3, 3))], opset=18)
     return out
 
 

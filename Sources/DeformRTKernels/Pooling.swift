@@ -40,7 +40,25 @@ public enum Pooling {
                 var kyStart = 0, kyEnd = g.kernelHeight
                 while kyStart < kyEnd && oy * g.strideHeight - g.padTop + kyStart * g.dilationHeight < 0 { kyStart += 1 }
                 while kyEnd > kyStart && oy * g.strideHeight - g.padTop + (kyEnd - 1) * g.dilationHeight >= g.inHeight { kyEnd -= 1 }
-                if kyStart < kyEnd {
+                if kyStart < kyEnd && g.inWidth <= columnLimit {
+                    // The window rows' maximum per input column, 16 columns at a time, then the
+                    // window's columns of that row: kh + kw instead of kh * kw loads per output.
+                    withUnsafeTemporaryAllocation(of: Float.self, capacity: g.inWidth) { buffer in
+                        let columns = buffer.baseAddress!
+                        columnMax(x, g, oy: oy, rows: kyStart..<kyEnd, into: columns)
+                        for ox in interiorStart..<interiorEnd {
+                            let row = columns + (ox &* g.strideWidth &- g.padLeft)
+                            var best = -Float.greatestFiniteMagnitude
+                            var sawNaN: UInt8 = 0
+                            for kx in 0..<g.kernelWidth {
+                                let v = row[kx &* g.dilationWidth]
+                                best = v > best ? v : best
+                                sawNaN |= v.isNaN ? 1 : 0
+                            }
+                            y[oy * g.outWidth + ox] = sawNaN != 0 ? .nan : best
+                        }
+                    }
+                } else if kyStart < kyEnd {
                     // Branch-free taps (maxss and a NaN flag: random data mispredicts a compare-and-branch).
                     for ox in interiorStart..<interiorEnd {
                         var best = -Float.greatestFiniteMagnitude
@@ -73,6 +91,36 @@ public enum Pooling {
                     }
                     y[oy * g.outWidth + ox] = sawNaN ? .nan : best
                 }
+            }
+        }
+    }
+
+    /// Rows up to this wide take `columnMax` (its row lives on the stack).
+    static let columnLimit = 8192
+
+    /// columns[ix] = the maximum of input rows oy * stride - padTop + ky * dilation (ky in `rows`,
+    /// all inside the input) at column ix; NaN if any of them is NaN.
+    @inline(__always)
+    static func columnMax(_ x: UnsafePointer<Float>, _ g: PoolGeometry, oy: Int, rows: Range<Int>,
+                          into columns: UnsafeMutablePointer<Float>) {
+        let first = x + (oy * g.strideHeight - g.padTop + rows.lowerBound * g.dilationHeight) * g.inWidth
+        columns.update(from: first, count: g.inWidth)
+        for ky in rows.dropFirst() {
+            let row = x + (oy * g.strideHeight - g.padTop + ky * g.dilationHeight) * g.inWidth
+            var ix = 0
+            while ix + 16 <= g.inWidth {
+                let v = UnsafeRawPointer(row + ix).loadUnaligned(as: SIMD16<Float>.self)
+                let best = UnsafeRawPointer(columns + ix).loadUnaligned(as: SIMD16<Float>.self)
+                // v where it is larger or NaN (a NaN already kept stays: nothing compares above it).
+                let take = (v .> best) .| (v .!= v)
+                UnsafeMutableRawPointer(columns + ix).storeBytes(of: best.replacing(with: v, where: take),
+                                                                 as: SIMD16<Float>.self)
+                ix += 16
+            }
+            while ix < g.inWidth {
+                let v = row[ix]
+                if v > columns[ix] || v.isNaN { columns[ix] = v }
+                ix += 1
             }
         }
     }

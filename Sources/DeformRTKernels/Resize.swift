@@ -54,6 +54,36 @@ public enum ResizeKernels {
         }
     }
 
+    /// Bilinear resize of channels-last images [batch, inHeight, inWidth, C] -> [batch, outHeight,
+    /// outWidth, C]: per output pixel the two source rows' horizontal blends (`scratch`: 2 C floats
+    /// per thread), then their vertical blend, 16 channels at a time. The same products and sums
+    /// per element as `linear`, so the two layouts give identical results.
+    public static func linearChannelsLast(
+        source: UnsafePointer<Float>, batch: Int, inHeight: Int, inWidth: Int, channels c: Int,
+        destination: UnsafeMutablePointer<Float>, outHeight: Int, outWidth: Int,
+        rows: LinearAxisTaps, columns: LinearAxisTaps, scratch: UnsafeMutablePointer<Float>, parallel: Parallel
+    ) {
+        if outWidth == 0 || outHeight == 0 || batch == 0 || c == 0 { return }
+        parallel.forEachRange(batch * outHeight, totalWork: batch * outHeight * outWidth * c * 3) { worker, range in
+            let rowA = scratch + worker * 2 * c, rowB = rowA + c
+            for r in range {
+                let n = r / outHeight, oy = r - n * outHeight
+                let image = source + n * inHeight * inWidth * c
+                let a = image + rows.lower[oy] * inWidth * c, b = image + rows.upper[oy] * inWidth * c
+                let wa = rows.lowerWeight[oy], wb = rows.upperWeight[oy]
+                var out = destination + r * outWidth * c
+                for ox in 0..<outWidth {
+                    let left = columns.lower[ox] * c, right = columns.upper[ox] * c
+                    let wl = columns.lowerWeight[ox], wr = columns.upperWeight[ox]
+                    blend(a + left, wl, a + right, wr, rowA, c)
+                    blend(b + left, wl, b + right, wr, rowB, c)
+                    blend(rowA, wa, rowB, wb, out, c)
+                    out += c
+                }
+            }
+        }
+    }
+
     @inline(__always)
     static func interpolateRow(_ row: UnsafePointer<Float>, _ taps: LinearAxisTaps, _ out: UnsafeMutablePointer<Float>, _ count: Int) {
         for o in 0..<count {

@@ -88,6 +88,34 @@ final class GraphPassTests: XCTestCase {
         try assertSameOutputs(b.graph, [b.feed(x)])
     }
 
+    /// x [2, 3, 4] static, y [?, 4] symbolic: Shape(x, start 1) and Size(x) become constants and
+    /// Reshape(x, Concat([-1], Shape(x)[1:])) gets explicit sizes; Shape(y) stays.
+    func testStaticShapeFoldingReplacesShapesOfStaticInputs() throws {
+        var b = Builder()
+        let x = b.input("x", [2, 3, 4])
+        let y = b.input("y", [-1, 4])
+        let minusOne = b.value("minus_one")
+        b.graph.initializers[minusOne] = Tensor(int64s: [-1], shape: [1])
+        let tail = b.node("Shape", [x], ["start": .int(1)])
+        let sizes = b.node("Concat", [minusOne, tail], ["axis": .int(0)])
+        let flat = b.node("Reshape", [x, sizes])
+        let count = b.node("Cast", [b.node("Size", [x])], ["to": .int(1)])
+        b.output(b.node("Mul", [flat, count]))
+        let rows = b.node("Cast", [b.node("Shape", [y], ["end": .int(1)])], ["to": .int(1)])
+        b.output(b.node("Mul", [y, rows]))
+        var graph = b.graph
+        XCTAssertTrue(try StaticShapeFolding().apply(to: &graph))
+        XCTAssertEqual(opTypes(graph), ["Concat", "Reshape", "Cast", "Mul", "Shape", "Cast", "Mul"])
+        XCTAssertEqual(try graph.initializers[tail]?.integerValues(), [3, 4])
+        let reshape = graph.nodes.first { $0.opType == "Reshape" }!
+        XCTAssertEqual(try graph.initializers[reshape.inputs[1]!]?.integerValues(), [2, 3, 4])
+        _ = try ConstantFolding().apply(to: &graph)
+        XCTAssertEqual(opTypes(graph), ["Reshape", "Mul", "Shape", "Cast", "Mul"])
+        // Nothing more to do the second time.
+        XCTAssertFalse(try StaticShapeFolding().apply(to: &graph))
+        try assertSameOutputs(b.graph, [b.feed(x), ("y", Tensor(floats: (0..<20).map(Float.init), shape: [5, 4]))])
+    }
+
     func testRedundantNodesAreRemovedAndGraphOutputsKept() throws {
         var b = Builder()
         let x = b.input("x", [4, 5])

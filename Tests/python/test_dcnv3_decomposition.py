@@ -103,13 +103,126 @@ def test_fused_attributes_follow_the_graph_padding(tmp_path):
     np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL)
 
 
-def test_torchscript_export_runs_unfused(tmp_path):
-    """The TorchScript exporter computes the sampling base from Shape nodes at run time: no
-    constant to verify, so the pass leaves it, and it runs through GridSample correctly."""
+def test_torchscript_export_fuses_with_static_shapes(tmp_path):
+    """The TorchScript exporter computes the sampling base from Shape nodes at run time. With the
+    declared input shapes static, StaticShapeFolding turns those into constants, ConstantFolding
+    folds the base, and the pass fuses the rest as it does the dynamo export."""
     model, feeds, expected, _ = load("core_g2_k3_legacy")
+    graph = onnx.load_from_string(model).graph
+    assert "Shape" in [n.op_type for n in graph.node] and [n.op_type for n in graph.node].count("GridSample") == 1
     got, ran = run(model, feeds, prefix=tmp_path / "legacy")
-    assert "GridSample" in op_types(ran) and "DCNv3" not in op_types(ran)
+    assert computing(ran) == ["DCNv3", "Expand"], ran
+    plain, ran_plain = run(model, feeds, GraphOptimizationLevel.ORT_DISABLE_ALL, prefix=tmp_path / "plain")
+    assert "GridSample" in op_types(ran_plain)
     np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(got, plain, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(plain, expected, rtol=RTOL, atol=ATOL)
+
+
+def _symbolic_dims(model, axes_by_input):
+    """Input dims made symbolic (named per axis, shared across inputs as the exporter's dynamic_axes
+    would), and the export's intermediate shapes dropped."""
+    del model.graph.value_info[:]
+    for input in model.graph.input:
+        for axis in axes_by_input.get(input.name, ()):
+            dim = input.type.tensor_type.shape.dim[axis]
+            dim.ClearField("dim_value")
+            dim.dim_param = ["batch", "height", "width"][axis]
+
+
+@pytest.mark.parametrize("axes", [(0,), (0, 1, 2)])
+def test_torchscript_export_with_symbolic_dims_runs_unfused(tmp_path, axes):
+    """Symbolic batch (or batch, H, W): the base depends on the fed shapes, nothing is folded from
+    the declared ones and the graph runs through GridSample, correct for the shapes fed (torch's
+    output; a batch of 1 against onnxruntime)."""
+    ort = pytest.importorskip("onnxruntime")
+    model_bytes, feeds, expected, _ = load("core_g2_k3_legacy")
+    model = onnx.load_from_string(model_bytes)
+    _symbolic_dims(model, {name: axes for name in ("input", "offset", "mask")})
+    changed = model.SerializeToString()
+    got, ran = run(changed, feeds, prefix=tmp_path / "symbolic")
+    assert "GridSample" in op_types(ran) and "DCNv3" not in op_types(ran), ran
+    np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL)
+    one = {k: v[:1] for k, v in feeds.items()}
+    (want,) = ort.InferenceSession(changed, providers=["CPUExecutionProvider"]).run(None, one)
+    got_one, _ = run(changed, one)
+    np.testing.assert_allclose(got_one, want, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(got_one, expected[:1], rtol=RTOL, atol=ATOL)
+
+
+def _constant_node(model, output):
+    return next(n for n in model.graph.node if n.op_type == "Constant" and n.output[0] == output)
+
+
+def _change_constant(output, change):
+    """Applies `change` to a copy of the value of the Constant node writing `output`."""
+    def edit(model):
+        tensor = _constant_node(model, output).attribute[0].t
+        values = numpy_helper.to_array(tensor).copy()
+        change(values)
+        tensor.CopyFrom(numpy_helper.from_array(values))
+    return edit
+
+
+# The TorchScript export's base chain changed (the linspace start, one kernel-grid entry, the
+# dilation factor) or its GridSample: the folded base is not a DCNv3 grid any more.
+LEGACY_NEAR_MISSES = {
+    "linspace start": _change_constant("/Constant_23_output_0", lambda v: v.__iadd__(0.25)),
+    "kernel grid entry": _change_constant("/Constant_44_output_0", lambda v: v.__setitem__((0, 1), -0.5)),
+    "dilation": _change_constant("/Constant_51_output_0", lambda v: v.__imul__(2)),
+    "align_corners 1": lambda m: _set_attribute(_node(m, "GridSample"), "align_corners", 1),
+}
+
+
+@pytest.mark.parametrize("change", list(LEGACY_NEAR_MISSES))
+def test_torchscript_near_misses_run_unfused_and_correct(tmp_path, change):
+    ort = pytest.importorskip("onnxruntime")
+    model_bytes, feeds, _, _ = load("core_g2_k3_legacy")
+    model = onnx.load_from_string(model_bytes)
+    LEGACY_NEAR_MISSES[change](model)
+    changed = model.SerializeToString()
+    (want,) = ort.InferenceSession(changed, providers=["CPUExecutionProvider"]).run(None, feeds)
+    got, ran = run(changed, feeds, prefix=tmp_path / "miss")
+    assert "GridSample" in op_types(ran) and "DCNv3" not in op_types(ran), ran
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("fill", [np.nan, 0.0, -1.0, 1e30])
+def test_torchscript_hostile_constants_never_crash(fill):
+    """Every Constant node of the TorchScript export in turn with one element set to NaN, 0, -1 or
+    1e30 (integers: 0, -1, 2**40): what reaches the shape folding and the fused pass (sizes, Range
+    bounds, pads, the base): DeformRTError or onnxruntime's result (finite values compared)."""
+    ort = pytest.importorskip("onnxruntime")
+    model_bytes, feeds, _, _ = load("core_g2_k3_legacy")
+    base = onnx.load_from_string(model_bytes)
+    del base.graph.value_info[:]
+    constants = [i for i, n in enumerate(base.graph.node) if n.op_type == "Constant"]
+    for index in constants:
+        model = onnx.ModelProto()
+        model.CopyFrom(base)
+        tensor = model.graph.node[index].attribute[0].t
+        values = numpy_helper.to_array(tensor).copy()
+        if values.size == 0:
+            continue
+        if values.dtype.kind == "f":
+            values.reshape(-1)[values.size // 3] = fill
+        elif np.isfinite(fill):
+            values.reshape(-1)[values.size // 3] = int(min(fill, 2 ** 40))
+        else:
+            continue
+        tensor.CopyFrom(numpy_helper.from_array(values))
+        changed = model.SerializeToString()
+        try:
+            got, _ = run(changed, feeds)
+        except deformrt.DeformRTError:
+            continue
+        try:
+            (want,) = ort.InferenceSession(changed, providers=["CPUExecutionProvider"]).run(None, feeds)
+        except Exception:
+            continue  # DeformRT runs what onnxruntime refuses; no crash is the test
+        assert got.shape == want.shape, model.graph.node[index].output[0]
+        finite = np.isfinite(want)
+        np.testing.assert_allclose(got[finite], want[finite], rtol=RTOL, atol=ATOL, err_msg=model.graph.node[index].output[0])
 
 
 def test_internimage_stage_both_ways(tmp_path):

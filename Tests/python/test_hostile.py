@@ -1150,3 +1150,25 @@ def test_fused_matmul_written_by_hand_with_a_bad_bias():
     missing = model_bytes(nodes, [value("a", FLOAT, [3, 7])], [value("y")], [init("w", np.ones((7, 5), np.float32))], opset=17)
     error = refused(missing, {"a": np.ones((3, 7), np.float32)}, match="(bias)")
     assert "suspect" in error.message, error
+
+
+def test_channels_last_resize_and_shape_written_by_hand_on_the_wrong_rank():
+    """ai.deformrt ChannelsLastResize / ChannelsLastShape (the layout pass's nodes) in a user's
+    model on data that is not [N, H, W, C]: refused naming the node, no crash."""
+    nodes = [helper.make_node("ChannelsLastResize", ["x", "", "scales"], ["y"], name="suspect", domain="ai.deformrt",
+                              mode="linear")]
+    bad = model_bytes(nodes, [value("x", FLOAT, [2, 5, 7])], [value("y")],
+                      [init("scales", np.array([1, 2, 2], np.float32))], opset=17)
+    error = refused(bad, {"x": np.ones((2, 5, 7), np.float32)}, match="rank 4")
+    assert "suspect" in error.message, error
+    nodes = [helper.make_node("ChannelsLastShape", ["x"], ["y"], name="suspect", domain="ai.deformrt")]
+    bad = model_bytes(nodes, [value("x", FLOAT, [2, 5])], [value("y", TensorProto.INT64)], opset=17)
+    error = refused(bad, {"x": np.ones((2, 5), np.float32)}, match="rank 4")
+    assert "suspect" in error.message, error
+    # Channels changed by a linear channels-last resize: refused as the NCHW Resize refuses it.
+    nodes = [helper.make_node("ChannelsLastResize", ["x", "", "scales"], ["y"], name="suspect", domain="ai.deformrt",
+                              mode="linear")]
+    bad = model_bytes(nodes, [value("x", FLOAT, [1, 4, 4, 3])], [value("y")],
+                      [init("scales", np.array([1, 2, 2, 2], np.float32))], opset=17)
+    error = refused(bad, {"x": np.ones((1, 4, 4, 3), np.float32)}, match="linear resize of axis 1")
+    assert "suspect" in error.message, error

@@ -81,6 +81,31 @@ def test_topk_ties_and_nan_as_onnxruntime(onnx_case, dtype, largest):
         check_both(onnx_case, model, {"x": x, "k": np.array([k], np.int64)}, use_reference=False)
 
 
+@pytest.mark.parametrize("largest", [1, 0])
+@pytest.mark.parametrize("data", ["ties_and_nan", "rising", "falling"])
+def test_topk_long_lines_split_over_threads(onnx_case, data, largest):
+    """Lines of 40,000-50,000 (CenterNet takes the top 100 of 80 x 128 x 128 scores): fewer lines than
+    threads, so each thread keeps the k best of a segment and the line's are taken from those.
+    Many ties (lower index first) and NaN, and sorted data (every element displaces the worst
+    kept one, or none does); exact against onnxruntime at 1, 2 and 3 threads."""
+    rng = rng_for("topk-long", data, largest)
+    for shape in [(1, 40000), (2, 1, 50000)]:
+        size = int(np.prod(shape))
+        if data == "ties_and_nan":
+            x = rng.integers(-50, 50, size=size).astype(np.float32)
+            x[rng.permutation(size)[:37]] = np.nan
+        else:
+            x = np.linspace(-3, 3, size, dtype=np.float32)
+            x = x if data == "rising" else x[::-1].copy()
+        x = x.reshape(shape)
+        node = helper.make_node("TopK", ["x", "k"], ["v", "i"], axis=-1, largest=largest)
+        model = model_of(onnx_case, [node], {"x": (np.float32, shape), "k": (np.int64, [1])}, ["v", "i"])
+        for threads in (1, 2, 3):
+            for k in (1, 100, 3000):
+                check_both(onnx_case, model, {"x": x, "k": np.array([k], np.int64)}, threads=threads,
+                           use_reference=False)
+
+
 def test_topk_opset1_attribute_and_sorted0(onnx_case):
     rng = rng_for("topk-1")
     x = rng.standard_normal((2, 9)).astype(np.float32)

@@ -75,3 +75,87 @@ def test_concat(threads, axis):
     data = model(node, [value("p0", shapes[0]), value("p1", shapes[1])], list(want.shape))
     (got,) = deformrt.InferenceSession(data, threads=threads).run(None, {"p0": parts[0], "p1": parts[1]})
     np.testing.assert_array_equal(got, want)
+
+
+TRANSPOSE_CASES = [
+    # shape, perm: batched plane transposes (tiled path) and near misses (strided path)
+    ((1, 37, 41, 80), (0, 3, 1, 2)),      # channels-last -> NCHW, the layout pass's edge
+    ((2, 80, 19, 23), (0, 2, 3, 1)),      # NCHW -> channels-last, batch 2
+    ((3, 17, 33), (0, 2, 1)),             # batch of 17 x 33 matrices (no multiple of 16)
+    ((70, 1, 45), (2, 1, 0)),             # a size-1 axis in the middle
+    ((5, 16, 16), (2, 1, 0)),             # three axes reversed: not a plane transpose
+    ((4, 6, 15, 40), (0, 3, 1, 2)),       # rows under 16: the strided path
+    ((2, 3, 18, 20, 17), (0, 1, 4, 2, 3)),  # two batch axes
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("shape,perm", TRANSPOSE_CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.int32])
+def test_transpose_moves_bits_unchanged(threads, shape, perm, dtype):
+    """Transpose of float (with -0.0, NaN payloads, denormals) and int32 (INT32_MIN is -0.0's
+    bit pattern) data gives numpy's transpose bit for bit, in the tiled and strided paths."""
+    rng = np.random.default_rng(sum(shape) + threads)
+    bits = rng.integers(-2**31, 2**31, size=int(np.prod(shape)), dtype=np.int64).astype(np.int32)
+    bits[:8] = [-2**31, 0, 1, 0x7FC00001, -1, 0x7F800001, 0x00000001, -0x7F800001]
+    bits[rng.permutation(bits.size)[:bits.size // 20]] = -2**31  # -0.0 everywhere, edges included
+    x = bits.view(np.float32).reshape(shape) if dtype == np.float32 else bits.reshape(shape)
+    elem = TensorProto.FLOAT if dtype == np.float32 else TensorProto.INT32
+    out_shape = [shape[p] for p in perm]
+    graph = helper.make_graph([helper.make_node("Transpose", ["x"], ["y"], perm=list(perm))], "t",
+                              [helper.make_tensor_value_info("x", elem, shape)],
+                              [helper.make_tensor_value_info("y", elem, out_shape)])
+    data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    (got,) = deformrt.InferenceSession(data, threads=threads).run(None, {"x": x})
+    np.testing.assert_array_equal(got.view(np.int32), np.ascontiguousarray(x.transpose(perm)).view(np.int32))
+
+
+def _cast_oracle(x, to):
+    """Cast's documented semantics: float -> int truncates toward zero and saturates, NaN -> 0;
+    float -> bool is x != 0 (NaN -> true); the rest as numpy."""
+    if np.issubdtype(x.dtype, np.floating) and np.issubdtype(to, np.integer):
+        wide = np.nan_to_num(np.trunc(x.astype(np.float64)), nan=0.0)
+        as64 = np.where(wide >= 2.0**63, np.iinfo(np.int64).max,
+                        np.where(wide <= -2.0**63, np.iinfo(np.int64).min,
+                                 np.clip(wide, -2.0**63, 2.0**63 - 1024).astype(np.int64)))
+        return as64.astype(to)  # int32: the low 32 bits of the saturated int64, as ONNX leaves it open
+    if to == np.bool_:
+        return x != 0
+    return x.astype(to)
+
+
+CAST_PAIRS = [(np.bool_, np.float32), (np.uint8, np.float32), (np.int32, np.float32), (np.int64, np.float32),
+              (np.float32, np.int64), (np.float32, np.int32), (np.float32, np.bool_), (np.int64, np.int32),
+              (np.int32, np.int64), (np.float32, np.float64), (np.float64, np.float32), (np.float32, np.float16),
+              (np.float16, np.float32), (np.float32, np.float32)]
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("source,target", CAST_PAIRS, ids=lambda t: np.dtype(t).name)
+def test_cast_fast_paths(threads, source, target):
+    """The typed, threaded Cast loops (100,003 elements: split over threads mid-block) against
+    Cast's semantics, with the values that differ between conversions: NaN, +-inf, -0.0, halves,
+    values past the integer ranges and float16's."""
+    rng = np.random.default_rng(hash((np.dtype(source).name, np.dtype(target).name, threads)) % 2**32)
+    n = 100_003
+    if np.issubdtype(source, np.floating):
+        with np.errstate(over="ignore"):  # float16 overflows to inf on purpose
+            x = (rng.standard_normal(n) * rng.choice([1, 1e3, 1e6, 3e9, 1e19, 7e4], n)).astype(source)
+            x[:10] = np.array([np.nan, np.inf, -np.inf, -0.0, 0.5, -0.5, 2.5, 65520, -1e30, 1e-45]).astype(source)
+    elif source == np.bool_:
+        x = rng.random(n) < 0.5
+    else:
+        info = np.iinfo(source)
+        x = rng.integers(info.min, info.max, n, dtype=source, endpoint=True)
+    elem = {np.bool_: TensorProto.BOOL, np.uint8: TensorProto.UINT8, np.int32: TensorProto.INT32,
+            np.int64: TensorProto.INT64, np.float32: TensorProto.FLOAT, np.float64: TensorProto.DOUBLE,
+            np.float16: TensorProto.FLOAT16}
+    graph = helper.make_graph([helper.make_node("Cast", ["x"], ["y"], to=elem[target])], "cast",
+                              [helper.make_tensor_value_info("x", elem[source], [n])],
+                              [helper.make_tensor_value_info("y", elem[target], [n])])
+    data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)]).SerializeToString()
+    with np.errstate(all="ignore"):
+        want = _cast_oracle(x, target)
+    (got,) = deformrt.InferenceSession(data, threads=threads).run(None, {"x": x})
+    assert got.dtype == np.dtype(target)
+    np.testing.assert_array_equal(got, want)

@@ -19,8 +19,63 @@ final class CastOperator: Operator {
 
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
         let x = inputs[0]!, y = outputs[0]
+        if castsDirectly(x, y, context.parallel) { return }
         let n = x.elementCount
         for i in 0..<n { Scalar.store(Scalar.load(x, i), y, i) }
+    }
+
+    /// The casts exporters write on whole feature maps (bool masks to float, float <-> int64 /
+    /// int32, float <-> double / float16), as typed threaded loops that give what Scalar's
+    /// element-by-element path gives (the tests compare the two through onnx's cases and
+    /// onnxruntime). False: the pair takes the general path. Each case is its own loop: a
+    /// conversion passed as a closure would be called per element.
+    private func castsDirectly(_ x: Tensor, _ y: Tensor, _ parallel: Parallel) -> Bool {
+        let n = x.elementCount, from = x.elementType, to = y.elementType
+        let source = x.rawPointer, destination = y.rawPointer
+        switch (from, to) {
+        case (.float, .float), (.bool, .float), (.uint8, .float), (.int32, .float), (.int64, .float), (.float, .int64),
+             (.float, .int32), (.float, .bool), (.int64, .int32), (.int32, .int64), (.float, .double), (.double, .float),
+             (.float, .float16), (.float16, .float):
+            break
+        default:
+            return false
+        }
+        parallel.forEachRange((n + 4095) / 4096, totalWork: n) { _, blocks in
+            let range = (blocks.lowerBound * 4096)..<min(n, blocks.upperBound * 4096)
+            func pair<S, D>(_: S.Type, _: D.Type) -> (UnsafePointer<S>, UnsafeMutablePointer<D>) {
+                (UnsafePointer(source.assumingMemoryBound(to: S.self)), destination.assumingMemoryBound(to: D.self))
+            }
+            switch (from, to) {
+            case (.float, .float):
+                let (s, d) = pair(Float.self, Float.self); for i in range { d[i] = s[i] }
+            case (.bool, .float), (.uint8, .float):
+                let (s, d) = pair(UInt8.self, Float.self); for i in range { d[i] = Float(s[i]) }
+            case (.int32, .float):
+                let (s, d) = pair(Int32.self, Float.self); for i in range { d[i] = Float(s[i]) }
+            case (.int64, .float):
+                let (s, d) = pair(Int64.self, Float.self); for i in range { d[i] = Float(s[i]) }
+            case (.float, .int64):
+                let (s, d) = pair(Float.self, Int64.self); for i in range { d[i] = Scalar.truncated(Double(s[i])) }
+            case (.float, .int32):
+                let (s, d) = pair(Float.self, Int32.self)
+                for i in range { d[i] = Int32(truncatingIfNeeded: Scalar.truncated(Double(s[i]))) }
+            case (.float, .bool):
+                let (s, d) = pair(Float.self, UInt8.self); for i in range { d[i] = s[i] != 0 ? 1 : 0 }
+            case (.int64, .int32):
+                let (s, d) = pair(Int64.self, Int32.self); for i in range { d[i] = Int32(truncatingIfNeeded: s[i]) }
+            case (.int32, .int64):
+                let (s, d) = pair(Int32.self, Int64.self); for i in range { d[i] = Int64(s[i]) }
+            case (.float, .double):
+                let (s, d) = pair(Float.self, Double.self); for i in range { d[i] = Double(s[i]) }
+            case (.double, .float):
+                let (s, d) = pair(Double.self, Float.self); for i in range { d[i] = Float(s[i]) }
+            case (.float, .float16):
+                let (s, d) = pair(Float.self, Float16.self); for i in range { d[i] = Float16(s[i]) }
+            default:
+                let (s, d) = pair(Float16.self, Float.self); for i in range { d[i] = Float(s[i]) }
+            }
+        }
+        return true
     }
 }
 
@@ -50,7 +105,7 @@ enum Scalar {
     }
 
     /// Integer value of a real, truncated toward zero and saturated; NaN gives 0.
-    private static func truncated(_ v: Double) -> Int64 {
+    static func truncated(_ v: Double) -> Int64 {
         if v.isNaN { return 0 }
         if v >= 9.2233720368547758e18 { return .max }
         if v <= -9.2233720368547758e18 { return .min }

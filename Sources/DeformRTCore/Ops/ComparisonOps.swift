@@ -19,31 +19,33 @@ final class ComparisonOperator: Operator {
     }
 
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
-        let a = inputs[0]!, b = inputs[1]!, out = outputs[0]
+        let a = inputs[0]!, b = inputs[1]!, out = outputs[0], parallel = context.parallel
         switch a.elementType {
-        case .float: compare(Float.self, a, b, out)
-        case .double: compare(Double.self, a, b, out)
-        case .float16: compare(Float16.self, a, b, out)
-        case .int64: compare(Int64.self, a, b, out)
-        case .int32: compare(Int32.self, a, b, out)
-        case .int16: compare(Int16.self, a, b, out)
-        case .int8: compare(Int8.self, a, b, out)
-        case .uint64: compare(UInt64.self, a, b, out)
-        case .uint32: compare(UInt32.self, a, b, out)
-        case .uint16: compare(UInt16.self, a, b, out)
-        case .uint8, .bool: compare(UInt8.self, a, b, out)
+        case .float: compare(Float.self, a, b, out, parallel)
+        case .double: compare(Double.self, a, b, out, parallel)
+        case .float16: compare(Float16.self, a, b, out, parallel)
+        case .int64: compare(Int64.self, a, b, out, parallel)
+        case .int32: compare(Int32.self, a, b, out, parallel)
+        case .int16: compare(Int16.self, a, b, out, parallel)
+        case .int8: compare(Int8.self, a, b, out, parallel)
+        case .uint64: compare(UInt64.self, a, b, out, parallel)
+        case .uint32: compare(UInt32.self, a, b, out, parallel)
+        case .uint16: compare(UInt16.self, a, b, out, parallel)
+        case .uint8, .bool: compare(UInt8.self, a, b, out, parallel)
         case .string: throw DeformRTError.unsupported("strings are not supported")
         }
     }
 
-    private func compare<T: Comparable>(_: T.Type, _ a: Tensor, _ b: Tensor, _ out: Tensor) {
+    private func compare<T: Comparable>(_: T.Type, _ a: Tensor, _ b: Tensor, _ out: Tensor, _ parallel: Parallel) {
+        let predicate: Logical.Predicate
         switch kind {
-        case .equal: Logical.apply(T.self, a, b, out) { $0 == $1 }
-        case .less: Logical.apply(T.self, a, b, out) { $0 < $1 }
-        case .greater: Logical.apply(T.self, a, b, out) { $0 > $1 }
-        case .lessOrEqual: Logical.apply(T.self, a, b, out) { $0 <= $1 }
-        case .greaterOrEqual: Logical.apply(T.self, a, b, out) { $0 >= $1 }
+        case .equal: predicate = .equal
+        case .less: predicate = .less
+        case .greater: predicate = .greater
+        case .lessOrEqual: predicate = .lessOrEqual
+        case .greaterOrEqual: predicate = .greaterOrEqual
         }
+        Logical.apply(T.self, a, b, out, parallel, predicate)
     }
 }
 
@@ -63,9 +65,9 @@ final class LogicalOperator: Operator {
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
         let a = inputs[0]!, b = inputs[1]!, out = outputs[0]
         switch kind {
-        case .and: Logical.apply(UInt8.self, a, b, out) { $0 != 0 && $1 != 0 }
-        case .or: Logical.apply(UInt8.self, a, b, out) { $0 != 0 || $1 != 0 }
-        case .xor: Logical.apply(UInt8.self, a, b, out) { ($0 != 0) != ($1 != 0) }
+        case .and: Logical.apply(UInt8.self, a, b, out, context.parallel, .and)
+        case .or: Logical.apply(UInt8.self, a, b, out, context.parallel, .or)
+        case .xor: Logical.apply(UInt8.self, a, b, out, context.parallel, .xor)
         }
     }
 }
@@ -128,11 +130,45 @@ enum Logical {
         }
     }
 
-    /// out[i] = predicate(a, b) as a bool byte, a and b broadcast.
-    static func apply<T>(_: T.Type, _ a: Tensor, _ b: Tensor, _ out: Tensor, _ predicate: (T, T) -> Bool) {
+    enum Predicate { case equal, less, greater, lessOrEqual, greaterOrEqual, and, or, xor }
+
+    /// out[i] = predicate(a, b) as a bool byte, a and b broadcast; rows over the threads, and
+    /// operands of the output's shape in one flat loop (CenterNet's peak test compares two
+    /// 80 x 128 x 128 maps). One loop per predicate: a closure would be called per element.
+    static func apply<T: Comparable>(_: T.Type, _ a: Tensor, _ b: Tensor, _ out: Tensor, _ parallel: Parallel,
+                                     _ predicate: Predicate) {
         let pa = a.pointer(T.self), pb = b.pointer(T.self), po = out.pointer(UInt8.self)
-        Broadcast.forEachRow(out: out.shape, a: a.shape, b: b.shape) { ao, astr, bo, bstr, oo, n in
-            for i in 0..<n { po[oo + i] = predicate(pa[ao + i * astr], pb[bo + i * bstr]) ? 1 : 0 }
+        if a.shape == out.shape && b.shape == out.shape {
+            let n = out.elementCount
+            parallel.forEachRange((n + 4095) / 4096, totalWork: n) { _, blocks in
+                let start = blocks.lowerBound * 4096
+                row(predicate, pa + start, 1, pb + start, 1, po + start, min(n, blocks.upperBound * 4096) - start)
+            }
+            return
+        }
+        Broadcast.forEachRow(out: out.shape, a: a.shape, b: b.shape, parallel: parallel) { ao, astr, bo, bstr, oo, n in
+            row(predicate, pa + ao, astr, pb + bo, bstr, po + oo, n)
+        }
+    }
+
+    @inline(__always)
+    private static func row<T: Comparable>(_ predicate: Predicate, _ a: UnsafePointer<T>, _ sa: Int, _ b: UnsafePointer<T>,
+                                           _ sb: Int, _ o: UnsafeMutablePointer<UInt8>, _ n: Int) {
+        switch predicate {
+        case .equal: for i in 0..<n { o[i] = a[i * sa] == b[i * sb] ? 1 : 0 }
+        case .less: for i in 0..<n { o[i] = a[i * sa] < b[i * sb] ? 1 : 0 }
+        case .greater: for i in 0..<n { o[i] = a[i * sa] > b[i * sb] ? 1 : 0 }
+        case .lessOrEqual: for i in 0..<n { o[i] = a[i * sa] <= b[i * sb] ? 1 : 0 }
+        case .greaterOrEqual: for i in 0..<n { o[i] = a[i * sa] >= b[i * sb] ? 1 : 0 }
+        case .and, .or, .xor:
+            // Bool bytes: any nonzero byte is true.
+            let ua = UnsafeRawPointer(a).assumingMemoryBound(to: UInt8.self)
+            let ub = UnsafeRawPointer(b).assumingMemoryBound(to: UInt8.self)
+            switch predicate {
+            case .and: for i in 0..<n { o[i] = ua[i * sa] != 0 && ub[i * sb] != 0 ? 1 : 0 }
+            case .or: for i in 0..<n { o[i] = ua[i * sa] != 0 || ub[i * sb] != 0 ? 1 : 0 }
+            default: for i in 0..<n { o[i] = (ua[i * sa] != 0) != (ub[i * sb] != 0) ? 1 : 0 }
+            }
         }
     }
 }

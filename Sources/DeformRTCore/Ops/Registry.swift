@@ -27,6 +27,8 @@ enum OperatorRegistry {
         add("ai.deformrt", "ChannelsLastMaxPool") { try PoolOperator($0, kind: .max, channelsLast: true) }
         add("ai.deformrt", "ChannelsLastAveragePool") { try PoolOperator($0, kind: .average, channelsLast: true) }
         add("ai.deformrt", "ChannelsLastGlobalAveragePool") { _ in GlobalAveragePoolOperator(channelsLast: true) }
+        add("ai.deformrt", "ChannelsLastResize") { try ResizeOperator($0, upsample: false, channelsLast: true) }
+        add("ai.deformrt", "ChannelsLastShape") { try ShapeOperator($0, channelsLast: true) }
         add("", "Flatten") { try FlattenOperator($0) }
         add("", "Gemm") { try GemmOperator($0) }
         add("", "MatMul") { _ in MatMulOperator() }

@@ -152,12 +152,16 @@ final class ResizeOperator: Operator {
     let isUpsample: Bool
     let attributeScales: [Float]?
     let axes: [Int]?
+    /// ai.deformrt ChannelsLastResize (the layout pass's form of a Resize of opset 11 or later):
+    /// X and the output are [N, H, W, C]; roi, scales, sizes and axes keep the NCHW order.
+    let channelsLast: Bool
     var shapeInputs: [Int] { legacy ? [1] : [2, 3] }
 
-    init(_ spec: OperatorSpec, upsample: Bool) throws {
+    init(_ spec: OperatorSpec, upsample: Bool, channelsLast: Bool = false) throws {
         let a = spec.attributes, op = "node \(spec.node.label) (\(spec.node.opType))"
         isUpsample = upsample
-        legacy = upsample || spec.opset < 11
+        self.channelsLast = channelsLast
+        legacy = !channelsLast && (upsample || spec.opset < 11)
         let modeName = try a.string("mode") ?? "nearest"
         guard let mode = Mode(rawValue: modeName) else { throw DeformRTError.unsupported("\(op): mode '\(modeName)' is not supported (nearest, linear)") }
         self.mode = mode
@@ -189,9 +193,19 @@ final class ResizeOperator: Operator {
         if upsample && spec.opset < 9 && attributeScales == nil { throw spec.fail("missing attribute scales") }
     }
 
-    /// The output shape and the scale of every axis (given, or output / input for sizes).
+    /// `shape` in NCHW order: X's own, or the NCHW order of a channels-last X.
+    private func logicalShape(_ shape: [Int]) throws -> [Int] {
+        guard channelsLast else { return shape }
+        guard shape.count == 4 else {
+            throw DeformRTError.invalidModel("a channels-last Resize input must have rank 4, got shape \(shape)")
+        }
+        return [shape[0], shape[3], shape[1], shape[2]]
+    }
+
+    /// The output shape (NCHW order) and the scale of every axis (given, or output / input for sizes).
     private func geometry(_ inputs: [PlanValue?]) throws -> (shape: [Int], scales: [Double]) {
-        let x = try PlanCheck.input(inputs, 0, "X")
+        let stored = try PlanCheck.input(inputs, 0, "X")
+        let x = ValueType(stored.elementType, try logicalShape(stored.shape))
         let rank = x.shape.count
         if rank == 0 { throw DeformRTError.invalidModel("X must have rank >= 1") }
         var given: [Double]?
@@ -260,13 +274,19 @@ final class ResizeOperator: Operator {
         let x = try PlanCheck.input(inputs, 0, "X")
         if mode == .linear { try PlanCheck.float(x, "X") }
         if x.elementType == .string { throw DeformRTError.unsupported("strings are not supported") }
-        return [PlanValue(ValueType(x.elementType, try geometry(inputs).shape))]
+        let shape = try geometry(inputs).shape
+        return [PlanValue(ValueType(x.elementType, channelsLast ? [shape[0], shape[2], shape[3], shape[1]] : shape))]
     }
 
     func workspaceByteCount(_ inputs: [ValueType?], _ outputs: [ValueType], threads: Int) -> Int {
         let shape = outputs[0].shape
         if shape.contains(0) { return 0 }
         if mode == .nearest { return shape.reduce(0, +) * MemoryLayout<Int>.size }
+        if channelsLast {
+            // Taps of the output rows and columns; per thread the two interpolated rows of C.
+            return (shape[1] + shape[2]) * 2 * (MemoryLayout<Int>.size + MemoryLayout<Float>.size)
+                + threads * 2 * shape[3] * MemoryLayout<Float>.size
+        }
         let height = shape.count >= 2 ? shape[shape.count - 2] : 1, width = shape[shape.count - 1]
         // Per output row and column: two indices and two weights; per thread: two rows.
         return (height + width) * 2 * (MemoryLayout<Int>.size + MemoryLayout<Float>.size)
@@ -306,11 +326,31 @@ final class ResizeOperator: Operator {
         return ResizeOperator.clampedIndex(index, inSize)
     }
 
+    /// The taps of one axis in the workspace at `cursor` (which moves past them). An axis that is
+    /// not resized (nil: the height of a 1-D row) reads itself.
+    private func linearTaps(axis d: Int?, inSize: Int, outSize: Int, scales: [Double],
+                            cursor: inout UnsafeMutableRawPointer) -> LinearAxisTaps {
+        let lower = cursor.assumingMemoryBound(to: Int.self), upper = lower + outSize
+        let lowerWeight = UnsafeMutableRawPointer(upper + outSize).assumingMemoryBound(to: Float.self)
+        let upperWeight = lowerWeight + outSize
+        cursor = UnsafeMutableRawPointer(upperWeight + outSize)
+        for o in 0..<outSize {
+            let c = d.map { sourceCoordinate(o, inSize: inSize, outSize: outSize, scale: scales[$0]) } ?? Double(o)
+            let f = c.rounded(.down), r = c - f
+            lower[o] = ResizeOperator.clampedIndex(f, inSize)
+            upper[o] = ResizeOperator.clampedIndex(f + 1, inSize)
+            lowerWeight[o] = Float(1 - r)
+            upperWeight[o] = Float(r)
+        }
+        return LinearAxisTaps(lower: lower, upper: upper, lowerWeight: lowerWeight, upperWeight: upperWeight)
+    }
+
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
         let x = inputs[0]!, out = outputs[0]
         if out.elementCount == 0 { return }
         let planInputs = PlanValue.constants(inputs)
         let (shape, scales) = try geometry(planInputs)
+        let inShape = try logicalShape(x.shape)
         let rank = shape.count
         switch mode {
         case .nearest:
@@ -318,36 +358,32 @@ final class ResizeOperator: Operator {
             var next = context.workspace.assumingMemoryBound(to: Int.self)
             for d in 0..<rank {
                 for o in 0..<shape[d] {
-                    let c = sourceCoordinate(o, inSize: x.shape[d], outSize: shape[d], scale: scales[d])
-                    next[o] = nearestIndex(c, inSize: x.shape[d], scale: scales[d])
+                    let c = sourceCoordinate(o, inSize: inShape[d], outSize: shape[d], scale: scales[d])
+                    next[o] = nearestIndex(c, inSize: inShape[d], scale: scales[d])
                 }
                 tables.append(UnsafePointer(next))
                 next += shape[d]
             }
+            // Channels-last: the same tables, in the stored order of the axes.
+            let stored = channelsLast ? [0, 2, 3, 1] : Array(0..<rank)
             ResizeKernels.nearest(elementSize: x.elementType.byteSize, source: x.rawPointer, inShape: x.shape,
-                                  destination: out.rawPointer, outShape: shape, index: tables, parallel: context.parallel)
+                                  destination: out.rawPointer, outShape: out.shape, index: stored.map { tables[$0] },
+                                  parallel: context.parallel)
+        case .linear where channelsLast:
+            var cursor = context.workspace
+            let rows = linearTaps(axis: 2, inSize: inShape[2], outSize: shape[2], scales: scales, cursor: &cursor)
+            let columns = linearTaps(axis: 3, inSize: inShape[3], outSize: shape[3], scales: scales, cursor: &cursor)
+            ResizeKernels.linearChannelsLast(
+                source: x.floats, batch: inShape[0], inHeight: inShape[2], inWidth: inShape[3], channels: inShape[1],
+                destination: out.floats, outHeight: shape[2], outWidth: shape[3], rows: rows, columns: columns,
+                scratch: cursor.assumingMemoryBound(to: Float.self), parallel: context.parallel)
         case .linear:
             let inHeight = rank >= 2 ? x.shape[rank - 2] : 1, outHeight = rank >= 2 ? shape[rank - 2] : 1
             let inWidth = x.shape[rank - 1], outWidth = shape[rank - 1]
             var cursor = context.workspace
-            func taps(_ d: Int?, inSize: Int, outSize: Int) -> LinearAxisTaps {
-                let lower = cursor.assumingMemoryBound(to: Int.self), upper = lower + outSize
-                let lowerWeight = UnsafeMutableRawPointer(upper + outSize).assumingMemoryBound(to: Float.self)
-                let upperWeight = lowerWeight + outSize
-                cursor = UnsafeMutableRawPointer(upperWeight + outSize)
-                for o in 0..<outSize {
-                    // An axis that is not resized (the height of a 1-D row) reads itself.
-                    let c = d.map { sourceCoordinate(o, inSize: inSize, outSize: outSize, scale: scales[$0]) } ?? Double(o)
-                    let f = c.rounded(.down), r = c - f
-                    lower[o] = ResizeOperator.clampedIndex(f, inSize)
-                    upper[o] = ResizeOperator.clampedIndex(f + 1, inSize)
-                    lowerWeight[o] = Float(1 - r)
-                    upperWeight[o] = Float(r)
-                }
-                return LinearAxisTaps(lower: lower, upper: upper, lowerWeight: lowerWeight, upperWeight: upperWeight)
-            }
-            let rows = taps(rank >= 2 ? rank - 2 : nil, inSize: inHeight, outSize: outHeight)
-            let columns = taps(rank - 1, inSize: inWidth, outSize: outWidth)
+            let rows = linearTaps(axis: rank >= 2 ? rank - 2 : nil, inSize: inHeight, outSize: outHeight, scales: scales,
+                                  cursor: &cursor)
+            let columns = linearTaps(axis: rank - 1, inSize: inWidth, outSize: outWidth, scales: scales, cursor: &cursor)
             let planes = x.shape.dropLast(min(rank, 2)).reduce(1, *)
             ResizeKernels.linear(source: x.floats, planes: planes, inHeight: inHeight, inWidth: inWidth,
                                  destination: out.floats, outHeight: outHeight, outWidth: outWidth,

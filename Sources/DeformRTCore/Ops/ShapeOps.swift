@@ -316,26 +316,35 @@ final class SliceOperator: Operator {
 /// Shape: the input's dims (optionally a start/end slice, opset 15), known while planning.
 final class ShapeOperator: Operator {
     let start: Int, end: Int?
-    init(_ spec: OperatorSpec) throws {
+    /// ai.deformrt ChannelsLastShape (the layout pass's Shape of a channels-last value): the
+    /// NCHW shape of data stored as [N, H, W, C].
+    let channelsLast: Bool
+    init(_ spec: OperatorSpec, channelsLast: Bool = false) throws {
         start = try spec.attributes.int("start", default: 0)
         end = try spec.attributes.int("end")
+        self.channelsLast = channelsLast
+    }
+
+    private func dims(_ shape: [Int]) throws -> [Int64] {
+        var shape = shape
+        if channelsLast {
+            guard shape.count == 4 else { throw DeformRTError.invalidModel("a channels-last value must have rank 4, got shape \(shape)") }
+            shape = [shape[0], shape[3], shape[1], shape[2]]
+        }
+        let r = shape.count
+        func clampIndex(_ v: Int) -> Int { Swift.min(Swift.max(v < 0 ? v + r : v, 0), r) }
+        let s = clampIndex(start), e = clampIndex(end ?? r)
+        return s < e ? shape[s..<e].map { Int64($0) } : []
     }
 
     func plan(_ inputs: [PlanValue?]) throws -> [PlanValue] {
-        let x = try PlanCheck.input(inputs, 0, "data")
-        let r = x.shape.count
-        func clampIndex(_ v: Int) -> Int { Swift.min(Swift.max(v < 0 ? v + r : v, 0), r) }
-        let s = clampIndex(start), e = clampIndex(end ?? r)
-        let dims = s < e ? x.shape[s..<e].map { Int64($0) } : []
+        let dims = try dims(try PlanCheck.input(inputs, 0, "data").shape)
         return [PlanValue(ValueType(.int64, [dims.count]), constant: Tensor(int64s: dims, shape: [dims.count]))]
     }
 
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
-        let x = inputs[0]!
-        let r = x.rank
-        func clampIndex(_ v: Int) -> Int { Swift.min(Swift.max(v < 0 ? v + r : v, 0), r) }
-        let s = clampIndex(start)
-        for i in 0..<outputs[0].elementCount { outputs[0].pointer(Int64.self)[i] = Int64(x.shape[s + i]) }
+        let dims = try dims(inputs[0]!.shape)
+        for (i, d) in dims.enumerated() { outputs[0].pointer(Int64.self)[i] = d }
     }
 }
 

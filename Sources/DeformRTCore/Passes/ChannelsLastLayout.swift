@@ -9,7 +9,10 @@
 ///   MaxPool / AveragePool (2-D) -> ai.deformrt ChannelsLastMaxPool / ChannelsLastAveragePool;
 ///   GlobalAveragePool -> ChannelsLastGlobalAveragePool, whose [N, C, 1, 1] output is NCHW again;
 ///   elementwise ops whose tensor operands are all channels-last, and Concat on the channel axis
-///     (axis becomes 3), stay as they are on the channels-last values.
+///     (axis becomes 3), stay as they are on the channels-last values;
+///   Resize (opset 11 on: X, roi, scales[, sizes]) -> ai.deformrt ChannelsLastResize, and Shape of
+///     a channels-last value -> ChannelsLastShape (the NCHW shape: an FPN's upsampling to another
+///     map's size keeps both maps channels-last); their shape inputs keep the NCHW order.
 /// A convolution whose output only NCHW readers want (a deformable convolution's offset branch)
 /// keeps an NCHW output; one with a fused residual is channels-last only if the residual is.
 struct ChannelsLastLayout: GraphPass {
@@ -34,6 +37,10 @@ struct ChannelsLastLayout: GraphPass {
         case layoutFree(slots: [Int])
         /// Concat on the channel axis.
         case concat
+        /// Resize: output channels-last when X is.
+        case resize
+        /// Shape: reads either form, writes the NCHW shape.
+        case shape
         case other
     }
 
@@ -89,7 +96,9 @@ struct ChannelsLastLayout: GraphPass {
                     && slots.contains { input($0) }
             case .concat:
                 channelsLast[node.outputs[0]] = !node.inputs.isEmpty && node.inputs.indices.allSatisfy(input)
-            case .globalPooling, .other:
+            case .resize:
+                channelsLast[node.outputs[0]] = input(0)
+            case .globalPooling, .shape, .other:
                 break
             }
         }
@@ -103,7 +112,8 @@ struct ChannelsLastLayout: GraphPass {
             if node.inputs[x] == value { return true }
             if let residual, residual < node.inputs.count, node.inputs[residual] == value { return channelsLast[node.outputs[0]] }
             return false
-        case .globalPooling: return true
+        case .globalPooling, .shape: return true
+        case .resize: return node.inputs[0] == value && channelsLast[node.outputs[0]]
         case .pooling, .layoutFree, .concat: return channelsLast[node.outputs[0]]
         case .other: return false
         }
@@ -149,6 +159,10 @@ struct ChannelsLastLayout: GraphPass {
                 node.opType = "ChannelsLastGlobalAveragePool"
             case .concat where writesChannelsLast:
                 node.attributes["axis"] = .int(3)
+            case .resize where writesChannelsLast, .shape where readsChannelsLast:
+                node.attributes["fused_nodes"] = .strings([node.name])
+                node.domain = ConvNodeSlots.fusedDomain
+                node.opType = "ChannelsLast" + node.opType
             default:
                 break
             }
@@ -198,6 +212,11 @@ struct ChannelsLastLayout: GraphPass {
         case "Concat":
             guard case .int(let axis)? = node.attributes["axis"], axis == 1 || axis == -3 else { return .other }
             return .concat
+        case "Resize":
+            // Resize-10 (X, scales) reads its scales differently; 11 and later take roi, scales, sizes.
+            return node.inputs.count >= 3 ? .resize : .other
+        case "Shape":
+            return node.inputs.count == 1 ? .shape : .other
         case let op where Self.unaryOps.contains(op):
             // Operand counts are checked when the plan is made, after the passes.
             return node.inputs.isEmpty ? .other : .layoutFree(slots: [0])

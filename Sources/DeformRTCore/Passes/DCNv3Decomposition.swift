@@ -30,7 +30,10 @@
 ///
 /// The fused op reads `input` as [N, H, W, C] with H = Hp - 2 ph, W = Wp - 2 pw; when the input
 /// is a graph input with a declared shape, that shape must be it. The TorchScript exporter
-/// computes the base from Shape nodes at run time, so its exports are not matched.
+/// computes the base from Shape nodes at run time: when the graph inputs declare static shapes,
+/// StaticShapeFolding and ConstantFolding (level basic, before this pass) fold it to the same
+/// constant and explicit Reshape sizes, and the export is matched like the dynamo one; with
+/// symbolic dims it is not.
 struct DCNv3Decomposition: GraphPass {
     let name = "DCNv3 decomposition fusion"
     let level = GraphOptimizationLevel.extended
@@ -116,7 +119,8 @@ struct DCNv3Decomposition: GraphPass {
             guard outPre == [n, c, ho * wo] else { return nil }
             match.output = final.outputs[0]
             match.finalNode = index
-            match.matchedNodes += outChain.nodes + [reduce, product, index]
+            // The output chain ends at `index` when it has nodes; listed once (fused_nodes).
+            match.matchedNodes += outChain.nodes + [reduce, product] + (outChain.nodes.contains(index) ? [] : [index])
             return match
         }
         return nil

@@ -25,6 +25,8 @@ protocol GraphPass {
 public enum GraphOptimizer {
     static let passes: [GraphPass] = [
         ConstantFolding(),
+        StaticShapeFolding(),
+        ConstantFolding(),
         RedundantNodeElimination(),
         DeadCodeElimination(),
         ConvAffineFolding(),

@@ -73,7 +73,7 @@ enum ConvLayout {
         }
     }
 
-    /// dst[r][c] = src[c][r] + (rowBias?[r] ?? 0) for r < rows, c < columns: 16 x 16 blocks, scalar edges.
+    /// dst[r][c] = src[c][r] (+ rowBias[r]) for r < rows, c < columns: 16 x 16 blocks, scalar edges.
     static func transpose(
         _ src: UnsafePointer<Float>, srcStride: Int, _ dst: UnsafeMutablePointer<Float>, dstStride: Int,
         rows: Int, columns: Int, rowBias: UnsafePointer<Float>?
@@ -91,9 +91,15 @@ enum ConvLayout {
             r += 16
         }
         for r in 0..<rows {
-            let b = rowBias?[r] ?? 0
             let cStart = r < fullRows ? fullColumns : 0
-            for c in cStart..<columns { dst[r * dstStride + c] = src[c * srcStride + r] + b }
+            // Without a bias the bits move unchanged (adding 0 would turn -0.0 into 0.0, and
+            // StridedCopy moves int32 data through here).
+            if let rowBias {
+                let b = rowBias[r]
+                for c in cStart..<columns { dst[r * dstStride + c] = src[c * srcStride + r] + b }
+            } else {
+                for c in cStart..<columns { dst[r * dstStride + c] = src[c * srcStride + r] }
+            }
         }
     }
 
