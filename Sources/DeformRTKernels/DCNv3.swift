@@ -194,20 +194,20 @@ public enum DCNv3 {
                     var k = j0 - g * points
                     for l in 0..<count {
                         if inRegisters {
-                            registers.add(SampleGather.Point(rows: image + g * gc, rowStride: c, index: index + l,
+                            registers.add(SampleGather.Point(rows: image + g &* gc, rowStride: c, index: index + l,
                                                              weight: weight + l, stride: 16, zeroRow: zeroRow,
                                                              zero: zero), vectors: gc >> 4)
                             // A group's points are consecutive: its row is complete after its last.
-                            if k == points - 1 { registers.store(to: out + g * gc, vectors: gc >> 4) }
+                            if k == points &- 1 { registers.store(to: out + g &* gc, vectors: gc >> 4) }
                         } else {
                             SampleGather.corners(rows: image + g * gc, rowStride: c, channels: gc, index: index + l,
                                                  weight: weight + l, stride: 16, zeroRow: zeroRow, zero: zero,
                                                  out: out + g * gc, accumulate: true)
                         }
-                        k += 1
+                        k &+= 1
                         if k == points {
                             k = 0
-                            g += 1
+                            g &+= 1
                         }
                     }
                     j0 += 16

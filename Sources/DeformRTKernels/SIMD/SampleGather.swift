@@ -41,10 +41,12 @@ enum SampleGather {
         @inline(__always)
         init(rows: UnsafePointer<Float>, rowStride: Int, index: UnsafePointer<Int32>, weight: UnsafePointer<Float>,
              stride: Int, zeroRow: Int32, zero: UnsafePointer<Float>) {
+            // Wrapping arithmetic: the plans hold in-range row indices (or zeroRow), so the
+            // overflow checks would only cost branches in the hottest loop.
             @inline(__always) func row(_ i: Int32) -> UnsafeRawPointer {
-                UnsafeRawPointer(i == zeroRow ? zero : rows + Int(i) * rowStride)
+                UnsafeRawPointer(i == zeroRow ? zero : rows + (Int(i) &* rowStride))
             }
-            p0 = row(index[0]); p1 = row(index[stride]); p2 = row(index[2 * stride]); p3 = row(index[3 * stride])
+            p0 = row(index[0]); p1 = row(index[stride]); p2 = row(index[2 &* stride]); p3 = row(index[3 &* stride])
             w0 = SIMD16(repeating: weight[0]); w1 = SIMD16(repeating: weight[stride])
             w2 = SIMD16(repeating: weight[2 * stride]); w3 = SIMD16(repeating: weight[3 * stride])
         }
