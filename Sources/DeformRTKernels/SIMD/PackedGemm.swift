@@ -150,32 +150,14 @@ enum PackedGemm {
                 c52 = c52.addingProduct(s, b2); c53 = c53.addingProduct(s, b3)
             }
         }
-        let out = UnsafeMutableRawPointer(c)
         let rowBytes = ldc * MemoryLayout<Float>.stride
-        @inline(__always)
-        func store(_ row: Int, _ v0: SIMD16<Float>, _ v1: SIMD16<Float>, _ v2: SIMD16<Float>, _ v3: SIMD16<Float>) {
-            let p = out + row * rowBytes
-            if accumulate {
-                p.storeBytes(of: v0 + p.loadUnaligned(as: SIMD16<Float>.self), as: SIMD16<Float>.self)
-                p.storeBytes(of: v1 + p.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self),
-                             toByteOffset: 64, as: SIMD16<Float>.self)
-                p.storeBytes(of: v2 + p.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self),
-                             toByteOffset: 128, as: SIMD16<Float>.self)
-                p.storeBytes(of: v3 + p.loadUnaligned(fromByteOffset: 192, as: SIMD16<Float>.self),
-                             toByteOffset: 192, as: SIMD16<Float>.self)
-            } else {
-                p.storeBytes(of: v0, as: SIMD16<Float>.self)
-                p.storeBytes(of: v1, toByteOffset: 64, as: SIMD16<Float>.self)
-                p.storeBytes(of: v2, toByteOffset: 128, as: SIMD16<Float>.self)
-                p.storeBytes(of: v3, toByteOffset: 192, as: SIMD16<Float>.self)
-            }
-        }
-        store(0, c00, c01, c02, c03)
-        store(1, c10, c11, c12, c13)
-        store(2, c20, c21, c22, c23)
-        store(3, c30, c31, c32, c33)
-        store(4, c40, c41, c42, c43)
-        store(5, c50, c51, c52, c53)
+        let out = UnsafeMutableRawPointer(c)
+        storeRow64(out, c00, c01, c02, c03, accumulate: accumulate)
+        storeRow64(out + rowBytes, c10, c11, c12, c13, accumulate: accumulate)
+        storeRow64(out + 2 * rowBytes, c20, c21, c22, c23, accumulate: accumulate)
+        storeRow64(out + 3 * rowBytes, c30, c31, c32, c33, accumulate: accumulate)
+        storeRow64(out + 4 * rowBytes, c40, c41, c42, c43, accumulate: accumulate)
+        storeRow64(out + 5 * rowBytes, c50, c51, c52, c53, accumulate: accumulate)
         if !finish.isEmpty { finish.finish(c, ldc: ldc, rows: 6, vectors: 4) }
     }
 
@@ -202,18 +184,31 @@ enum PackedGemm {
                 bp += 256
             }
         }
-        let p = UnsafeMutableRawPointer(c)
-        if accumulate {
-            c0 += p.loadUnaligned(as: SIMD16<Float>.self)
-            c1 += p.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
-            c2 += p.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self)
-            c3 += p.loadUnaligned(fromByteOffset: 192, as: SIMD16<Float>.self)
-        }
-        p.storeBytes(of: c0, as: SIMD16<Float>.self)
-        p.storeBytes(of: c1, toByteOffset: 64, as: SIMD16<Float>.self)
-        p.storeBytes(of: c2, toByteOffset: 128, as: SIMD16<Float>.self)
-        p.storeBytes(of: c3, toByteOffset: 192, as: SIMD16<Float>.self)
+        storeRow64(UnsafeMutableRawPointer(c), c0, c1, c2, c3, accumulate: accumulate)
         if !finish.isEmpty { finish.finish(c, ldc: 0, rows: 1, vectors: 4) }
+    }
+
+    /// Writes (or, with `accumulate`, adds) one 64-float row of a tile at `p`: the store of every
+    /// 64-column kernel.
+    @inline(__always)
+    private static func storeRow64(
+        _ p: UnsafeMutableRawPointer, _ v0: SIMD16<Float>, _ v1: SIMD16<Float>, _ v2: SIMD16<Float>,
+        _ v3: SIMD16<Float>, accumulate: Bool
+    ) {
+        if accumulate {
+            p.storeBytes(of: v0 + p.loadUnaligned(as: SIMD16<Float>.self), as: SIMD16<Float>.self)
+            p.storeBytes(of: v1 + p.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self),
+                         toByteOffset: 64, as: SIMD16<Float>.self)
+            p.storeBytes(of: v2 + p.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self),
+                         toByteOffset: 128, as: SIMD16<Float>.self)
+            p.storeBytes(of: v3 + p.loadUnaligned(fromByteOffset: 192, as: SIMD16<Float>.self),
+                         toByteOffset: 192, as: SIMD16<Float>.self)
+        } else {
+            p.storeBytes(of: v0, as: SIMD16<Float>.self)
+            p.storeBytes(of: v1, toByteOffset: 64, as: SIMD16<Float>.self)
+            p.storeBytes(of: v2, toByteOffset: 128, as: SIMD16<Float>.self)
+            p.storeBytes(of: v3, toByteOffset: 192, as: SIMD16<Float>.self)
+        }
     }
 
     @inline(__always)
@@ -265,32 +260,14 @@ enum PackedGemm {
             work.run(nextItem)
             nextItem += 1
         }
-        let out = UnsafeMutableRawPointer(c)
         let rowBytes = ldc * MemoryLayout<Float>.stride
-        @inline(__always)
-        func store(_ row: Int, _ v0: SIMD16<Float>, _ v1: SIMD16<Float>, _ v2: SIMD16<Float>, _ v3: SIMD16<Float>) {
-            let p = out + row * rowBytes
-            if accumulate {
-                p.storeBytes(of: v0 + p.loadUnaligned(as: SIMD16<Float>.self), as: SIMD16<Float>.self)
-                p.storeBytes(of: v1 + p.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self),
-                             toByteOffset: 64, as: SIMD16<Float>.self)
-                p.storeBytes(of: v2 + p.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self),
-                             toByteOffset: 128, as: SIMD16<Float>.self)
-                p.storeBytes(of: v3 + p.loadUnaligned(fromByteOffset: 192, as: SIMD16<Float>.self),
-                             toByteOffset: 192, as: SIMD16<Float>.self)
-            } else {
-                p.storeBytes(of: v0, as: SIMD16<Float>.self)
-                p.storeBytes(of: v1, toByteOffset: 64, as: SIMD16<Float>.self)
-                p.storeBytes(of: v2, toByteOffset: 128, as: SIMD16<Float>.self)
-                p.storeBytes(of: v3, toByteOffset: 192, as: SIMD16<Float>.self)
-            }
-        }
-        store(0, c00, c01, c02, c03)
-        store(1, c10, c11, c12, c13)
-        store(2, c20, c21, c22, c23)
-        store(3, c30, c31, c32, c33)
-        store(4, c40, c41, c42, c43)
-        store(5, c50, c51, c52, c53)
+        let out = UnsafeMutableRawPointer(c)
+        storeRow64(out, c00, c01, c02, c03, accumulate: accumulate)
+        storeRow64(out + rowBytes, c10, c11, c12, c13, accumulate: accumulate)
+        storeRow64(out + 2 * rowBytes, c20, c21, c22, c23, accumulate: accumulate)
+        storeRow64(out + 3 * rowBytes, c30, c31, c32, c33, accumulate: accumulate)
+        storeRow64(out + 4 * rowBytes, c40, c41, c42, c43, accumulate: accumulate)
+        storeRow64(out + 5 * rowBytes, c50, c51, c52, c53, accumulate: accumulate)
         if !finish.isEmpty { finish.finish(c, ldc: ldc, rows: 6, vectors: 4) }
     }
 
