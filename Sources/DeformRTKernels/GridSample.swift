@@ -205,11 +205,9 @@ public enum GridSample {
     ) {
         let c = p.channels, hw = p.inPixels, outPixels = p.outPixels
         let taps = p.taps, total = p.batch * outPixels
-        let index = scratch.bindMemory(to: Int32.self, capacity: taps * total)
-        let weight = (scratch + taps * total * 4).bindMemory(to: Float.self, capacity: taps * total)
         let perThread = blockBytes(p)
         let threadScratch = scratch + planBytes(p)
-        planAll(p, grid: grid, index: index, weight: weight, parallel: parallel) { worker in
+        let (index, weight) = planAll(p, grid: grid, scratch: scratch, parallel: parallel) { worker in
             (threadScratch + worker * perThread).bindMemory(to: Float.self, capacity: 48)
         }
         let blocksPerImage = (c + 7) / 8, blocks = p.batch * blocksPerImage
@@ -253,11 +251,9 @@ public enum GridSample {
     ) {
         let c = p.channels, hw = p.inPixels, outPixels = p.outPixels
         let taps = p.taps, total = p.batch * outPixels
-        let index = scratch.bindMemory(to: Int32.self, capacity: taps * total)
-        let weight = (scratch + taps * total * 4).bindMemory(to: Float.self, capacity: taps * total)
         let tails = (scratch + planBytes(p)).bindMemory(to: Float.self, capacity: 48 * parallel.threads)
         let zeroRow = Int32(hw)
-        planAll(p, grid: grid, index: index, weight: weight, parallel: parallel) { tails + $0 * 48 }
+        let (index, weight) = planAll(p, grid: grid, scratch: scratch, parallel: parallel) { tails + $0 * 48 }
         let sink = tails.withMemoryRebound(to: SIMD16<Float>.self, capacity: 3 * parallel.threads) { $0 }
         parallel.forEachRange(p.batch * c, totalWork: total * c * taps) { worker, range in
             for plane in range {
@@ -307,15 +303,17 @@ public enum GridSample {
         }
     }
 
-    /// The plans of all batch * outPixels output pixels (tap q of pixel i at index[q * total + i],
-    /// weight likewise), threads over runs of 16 pixels; `tail(worker)` is that thread's 48 floats.
-    /// A run may cross images: the grid is contiguous over (n, pixel), and a pixel's plan only
-    /// depends on its own grid values.
+    /// The plans of all total = batch * outPixels output pixels, at the start of `scratch`
+    /// (planBytes): tap q of pixel i at index[q * total + i], weight likewise. Threads over runs
+    /// of 16 pixels; `tail(worker)` is that thread's 48 floats. A run may cross images: the grid is
+    /// contiguous over (n, pixel), and a pixel's plan only depends on its own grid values.
     static func planAll(
-        _ p: GridSampleParams, grid: UnsafePointer<Float>, index: UnsafeMutablePointer<Int32>,
-        weight: UnsafeMutablePointer<Float>, parallel: Parallel, tail: (Int) -> UnsafeMutablePointer<Float>
-    ) {
+        _ p: GridSampleParams, grid: UnsafePointer<Float>, scratch: UnsafeMutableRawPointer, parallel: Parallel,
+        tail: (Int) -> UnsafeMutablePointer<Float>
+    ) -> (index: UnsafeMutablePointer<Int32>, weight: UnsafeMutablePointer<Float>) {
         let total = p.batch * p.outPixels
+        let index = scratch.bindMemory(to: Int32.self, capacity: p.taps * total)
+        let weight = (scratch + p.taps * total * 4).bindMemory(to: Float.self, capacity: p.taps * total)
         parallel.forEachRange((total + 15) / 16, totalWork: total * p.taps * 16) { worker, range in
             let start = range.lowerBound * 16, end = min(total, range.upperBound * 16)
             if start < end {
@@ -323,6 +321,7 @@ public enum GridSample {
                      weight: weight + start, stride: total, tail: tail(worker))
             }
         }
+        return (index, weight)
     }
 
     /// Output pixels per tile of `runOnChannelBlocks` (a multiple of 8).
