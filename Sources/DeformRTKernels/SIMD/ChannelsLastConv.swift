@@ -653,60 +653,60 @@ struct ChannelsLastConvPlan {
             // row (padLeft zero columns first); rows above or below the image read the zero region.
             let rowFloats = narrowRowPixels * cin, step = g.strideWidth * cin
             for i in 0..<g.kernelHeight {
-                let column = table + i * tileRows
-                var oy = p0 / g.outWidth
-                var ox = p0 - oy * g.outWidth
-                var r = 0
-                while r < count {
-                    let run = min(g.outWidth - ox, count - r)
-                    let y = oy * g.strideHeight + i * g.dilationHeight - g.padTop
-                    if y < 0 || y >= g.inHeight {
-                        (column + r).update(repeating: zero, count: run)
-                    } else {
-                        var source = image + y * rowFloats + ox * step
-                        for q in r..<r + run {
-                            column[q] = source
-                            source += step
-                        }
+                fillRuns(table + i * tileRows, p0: p0, count: count, paddedRows: paddedRows,
+                         dy: i * g.dilationHeight - g.padTop, zero: zero) { y, ox, column, run in
+                    var source = image + y * rowFloats + ox * step
+                    for q in 0..<run {
+                        column[q] = source
+                        source += step
                     }
-                    r += run
-                    ox = 0
-                    oy += 1
                 }
-                (column + count).update(repeating: zero, count: paddedRows - count)
             }
             return UnsafePointer(table)
         }
         for tap in 0..<taps {
             let i = tap / g.kernelWidth, j = tap - i * g.kernelWidth
-            let dyTap = i * g.dilationHeight - g.padTop
             let dxTap = j * g.dilationWidth - g.padLeft
-            let column = table + tap * tileRows
-            // One output row's run of pixels at a time: its input row is in or out of the image
-            // as a whole, and along it the pointers step by strideWidth rows.
-            var oy = p0 / g.outWidth
-            var ox = p0 - oy * g.outWidth
-            var r = 0
-            while r < count {
-                let run = min(g.outWidth - ox, count - r)
-                let y = oy * g.strideHeight + dyTap
-                if y < 0 || y >= g.inHeight {
-                    (column + r).update(repeating: zero, count: run)
-                } else {
-                    let row = image + y * g.inWidth * rowStride
-                    var x = ox * g.strideWidth + dxTap
-                    for i in r..<r + run {
-                        column[i] = x >= 0 && x < g.inWidth ? row + x * rowStride : zero
-                        x += g.strideWidth
-                    }
+            fillRuns(table + tap * tileRows, p0: p0, count: count, paddedRows: paddedRows,
+                     dy: i * g.dilationHeight - g.padTop, zero: zero) { y, ox, column, run in
+                let row = image + y * g.inWidth * rowStride
+                var x = ox * g.strideWidth + dxTap
+                for q in 0..<run {
+                    column[q] = x >= 0 && x < g.inWidth ? row + x * rowStride : zero
+                    x += g.strideWidth
                 }
-                r += run
-                ox = 0
-                oy += 1
             }
-            (column + count).update(repeating: zero, count: paddedRows - count)
         }
         return UnsafePointer(table)
+    }
+
+    /// One tap's (or kernel row's) column of the row table for output pixels p0 ..< p0 + count,
+    /// one output row's run of pixels at a time: its input row y = oy * strideHeight + dy is in
+    /// or out of the image as a whole. Runs outside read `zero`; `fill(y, ox, column + r, run)`
+    /// writes the others (pixels (oy, ox) ... (oy, ox + run - 1)); the padding rows up to
+    /// `paddedRows` read `zero`.
+    @inline(__always)
+    private func fillRuns(
+        _ column: UnsafeMutablePointer<UnsafePointer<Float>>, p0: Int, count: Int, paddedRows: Int, dy: Int,
+        zero: UnsafePointer<Float>,
+        _ fill: (_ y: Int, _ ox: Int, _ column: UnsafeMutablePointer<UnsafePointer<Float>>, _ run: Int) -> Void
+    ) {
+        var oy = p0 / g.outWidth
+        var ox = p0 - oy * g.outWidth
+        var r = 0
+        while r < count {
+            let run = min(g.outWidth - ox, count - r)
+            let y = oy * g.strideHeight + dy
+            if y < 0 || y >= g.inHeight {
+                (column + r).update(repeating: zero, count: run)
+            } else {
+                fill(y, ox, column + r, run)
+            }
+            r += run
+            ox = 0
+            oy += 1
+        }
+        (column + count).update(repeating: zero, count: paddedRows - count)
     }
 
     /// Panel columns kb ..< kb + kcCur (k = tap * cin + c) of plain convolution.
