@@ -521,18 +521,36 @@ struct ChannelsLastConvPlan {
     }
 
     /// result[r][m] (+)= sum over k in kb ..< kb + kcCur of a[r][k - kb] * packed[k][m], 64 columns at a time
-    /// (each column block over all rows, so that its weights stay in cache).
+    /// (each column block over all rows, so that its weights stay in cache). While a block's
+    /// groups run, they fetch the weight block that comes next (the next column block, else the
+    /// first one of the next k block, else of the tile's first) into L2, a share each.
     private func multiplyPacked(
         _ a: PanelRows, kb: Int, kcCur: Int, rows: Int, weights: UnsafePointer<Float>,
         result: UnsafeMutablePointer<Float>, ldc: Int, blocks: Range<Int>? = nil, finish: TileFinish = .none
     ) {
-        var col = (blocks?.lowerBound ?? 0) * 64
+        let first = (blocks?.lowerBound ?? 0) * 64
+        var col = first
         let end = min(coutPadded, (blocks?.upperBound ?? columnBlocks) * 64)
         while col < end {
+            let next: UnsafeRawPointer, nextBytes: Int
+            if col + 64 < end {
+                let width = min(64, coutPadded - col - 64)
+                next = UnsafeRawPointer(weights + (col + 64) * k + kb * width)
+                nextBytes = kcCur * width * MemoryLayout<Float>.stride
+            } else {
+                let nextKb = kb + kcCur < k ? kb + kcCur : 0
+                let width = min(64, coutPadded - first)
+                next = UnsafeRawPointer(weights + first * k + nextKb * width)
+                nextBytes = min(kcCur, k - nextKb) * width * MemoryLayout<Float>.stride
+            }
+            // Each 64-column call fetches 16 bytes per k step.
+            let share = kcCur * 16
             var r = 0
             while r < rows {
+                let offset = r / 6 * share
                 multiplyGroup(a.advanced(by: r), kb: kb, kcCur: kcCur, col: col, weights: weights,
-                              result: result + r * ldc, ldc: ldc, finish: finish.shifted(rows: r, columns: col))
+                              result: result + r * ldc, ldc: ldc, finish: finish.shifted(rows: r, columns: col),
+                              prefetch: offset + share <= nextBytes ? next + offset : nil)
                 r += 6
             }
             col += 64
@@ -566,7 +584,7 @@ struct ChannelsLastConvPlan {
     @inline(__always)
     private func multiplyGroup(
         _ rows: PanelRows, kb: Int, kcCur: Int, col: Int, weights: UnsafePointer<Float>,
-        result: UnsafeMutablePointer<Float>, ldc: Int, finish: TileFinish = .none
+        result: UnsafeMutablePointer<Float>, ldc: Int, finish: TileFinish = .none, prefetch: UnsafeRawPointer? = nil
     ) {
         let width = min(64, coutPadded - col)
         let block = weights + col * k + kb * width
@@ -580,7 +598,7 @@ struct ChannelsLastConvPlan {
             if width == 64 {
                 PackedGemm.kernel6x64(segments: segments, parts: segmentParts, length: segmentLength, rows: table,
                                       tableStride: tileRows, b: block, c: result + col, ldc: ldc, accumulate: kb > 0,
-                                      finish: finish)
+                                      finish: finish, prefetch: prefetch)
             } else {
                 PackedGemm.kernel6xNarrow(vectors: width / 16, segments: segments, parts: segmentParts,
                                           length: segmentLength, rows: table, tableStride: tileRows, b: block, ldb: width,
@@ -590,7 +608,7 @@ struct ChannelsLastConvPlan {
         }
         if width == 64 {
             PackedGemm.kernel6x64(kc: kcCur, a: a, lda: lda, b: block, c: result + col, ldc: ldc,
-                                  accumulate: kb > 0, finish: finish)
+                                  accumulate: kb > 0, finish: finish, prefetch: prefetch)
         } else {
             // The narrow kernel on a table of the group's six rows: one segment of kcCur floats.
             let table = (a, a + lda, a + 2 * lda, a + 3 * lda, a + 4 * lda, a + 5 * lda)

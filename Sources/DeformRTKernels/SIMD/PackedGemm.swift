@@ -1,3 +1,5 @@
+import CPlatform
+
 /// GEMM micro-kernels for the convolution paths: C[rows][cols] (+)= A[rows][k] * B[k][cols], where
 /// A is the sampled (or im2col) panel, one row per output pixel with k contiguous, and B is the
 /// packed weights, one row of `cols` output channels per k. A values are broadcast, B rows are
@@ -5,6 +7,12 @@
 ///
 /// 6 rows x 64 columns is 24 zmm accumulators + 4 for B: the most that fits the 32 AVX-512
 /// registers while every B load feeds 6 FMAs and every broadcast feeds 4.
+///
+/// The 6x64 kernels also take `prefetch`: the part of the weight block the caller multiplies
+/// next that this call should bring into L2, 16 bytes per k step (one prefetch per k). A block
+/// (kc x 256 bytes) is read from L2 by every 6-row group of a tile, but the first group would
+/// wait on memory for it: fetched by the groups before, behind their FMAs, it is there in time
+/// (8-10% on weight blocks coming from memory, measured in isolation).
 /// Work a micro-kernel runs between its k steps: `count` items, run once each, in order.
 protocol InterleavedWork {
     var count: Int { get }
@@ -44,24 +52,18 @@ struct TileFinish {
                    residualStride: residualStride, relu: relu)
     }
 
-    /// Finishes the sums a micro-kernel has just stored (still in L1): `rows` rows of `vectors`
-    /// SIMD16 columns at `c`, `ldc` floats apart. A pass of its own rather than part of the
-    /// kernels' stores: inlined there, it was not (the compiler outlined it, and the 24
-    /// accumulators then went through memory).
-    @inline(never)
-    func finish(_ c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, vectors: Int) {
-        for row in 0..<rows {
-            let y = UnsafeMutableRawPointer(c + row * ldc)
-            for j in 0..<vectors {
-                var x = y.loadUnaligned(fromByteOffset: 64 * j, as: SIMD16<Float>.self)
-                if let bias { x += UnsafeRawPointer(bias + 16 * j).loadUnaligned(as: SIMD16<Float>.self) }
-                if let residual {
-                    x += UnsafeRawPointer(residual + row * residualStride + 16 * j).loadUnaligned(as: SIMD16<Float>.self)
-                }
-                if relu { x.replace(with: 0, where: x .< 0) }
-                y.storeBytes(of: x, toByteOffset: 64 * j, as: SIMD16<Float>.self)
-            }
+    /// `v` (the sums of SIMD16 column `vector` of tile row `row`) finished in registers, as the
+    /// kernels store it. Applied to the stored tile instead (a pass of its own that reloaded it),
+    /// it stalled on the stores just made: 13% of a ResNet-50's time.
+    @_transparent
+    func applied(to v: SIMD16<Float>, row: Int, vector: Int) -> SIMD16<Float> {
+        var x = v
+        if let bias { x += UnsafeRawPointer(bias + 16 * vector).loadUnaligned(as: SIMD16<Float>.self) }
+        if let residual {
+            x += UnsafeRawPointer(residual + row * residualStride + 16 * vector).loadUnaligned(as: SIMD16<Float>.self)
         }
+        if relu { x.replace(with: 0, where: x .< 0) }
+        return x
     }
 }
 
@@ -77,17 +79,17 @@ enum PackedGemm {
         c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
     ) {
         multiply6x64(kc: kc, a: a, lda: lda, b: b, c: c, ldc: ldc, accumulate: accumulate, interleaving: NoWork(),
-                     finish: .none)
+                     finish: .none, prefetch: nil)
     }
 
     /// kernel6x64 whose store also applies `finish` (a convolution tile's last k block).
     @inline(never)
     static func kernel6x64(
         kc: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>,
-        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, finish: TileFinish
+        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, finish: TileFinish, prefetch: UnsafeRawPointer?
     ) {
         multiply6x64(kc: kc, a: a, lda: lda, b: b, c: c, ldc: ldc, accumulate: accumulate, interleaving: NoWork(),
-                     finish: finish)
+                     finish: finish, prefetch: prefetch)
     }
 
     /// kernel6x64 that also runs `work`'s items, spread evenly over its k loop. The FMAs keep
@@ -99,7 +101,7 @@ enum PackedGemm {
         c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, interleaving work: PanelRowSampling
     ) {
         multiply6x64(kc: kc, a: a, lda: lda, b: b, c: c, ldc: ldc, accumulate: accumulate, interleaving: work,
-                     finish: .none)
+                     finish: .none, prefetch: nil)
     }
 
     /// kernel6x64 on rows read through pointers (indirect convolution: no im2col panel). The k
@@ -109,7 +111,8 @@ enum PackedGemm {
     @inline(never)
     static func kernel6x64(
         segments: Range<Int>, parts: Int, length: Int, rows: UnsafePointer<UnsafePointer<Float>>, tableStride: Int,
-        b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, finish: TileFinish
+        b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, finish: TileFinish,
+        prefetch: UnsafeRawPointer?
     ) {
         var c00 = SIMD16<Float>(), c01 = SIMD16<Float>(), c02 = SIMD16<Float>(), c03 = SIMD16<Float>()
         var c10 = SIMD16<Float>(), c11 = SIMD16<Float>(), c12 = SIMD16<Float>(), c13 = SIMD16<Float>()
@@ -118,6 +121,8 @@ enum PackedGemm {
         var c40 = SIMD16<Float>(), c41 = SIMD16<Float>(), c42 = SIMD16<Float>(), c43 = SIMD16<Float>()
         var c50 = SIMD16<Float>(), c51 = SIMD16<Float>(), c52 = SIMD16<Float>(), c53 = SIMD16<Float>()
         var bp = UnsafeRawPointer(b)
+        // Without a block to fetch, the hint re-reads this call's own weights (in cache).
+        var ahead = prefetch ?? bp
         for segment in segments {
             let tap = segment / parts
             let offset = (segment - tap * parts) * length
@@ -125,6 +130,8 @@ enum PackedGemm {
             let a0 = p[0] + offset, a1 = p[1] + offset, a2 = p[2] + offset
             let a3 = p[3] + offset, a4 = p[4] + offset, a5 = p[5] + offset
             for k in 0..<length {
+                deformrt_prefetch_l2(ahead)
+                ahead += 16
                 let b0 = bp.loadUnaligned(as: SIMD16<Float>.self)
                 let b1 = bp.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
                 let b2 = bp.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self)
@@ -152,13 +159,12 @@ enum PackedGemm {
         }
         let rowBytes = ldc * MemoryLayout<Float>.stride
         let out = UnsafeMutableRawPointer(c)
-        storeRow64(out, c00, c01, c02, c03, accumulate: accumulate)
-        storeRow64(out + rowBytes, c10, c11, c12, c13, accumulate: accumulate)
-        storeRow64(out + 2 * rowBytes, c20, c21, c22, c23, accumulate: accumulate)
-        storeRow64(out + 3 * rowBytes, c30, c31, c32, c33, accumulate: accumulate)
-        storeRow64(out + 4 * rowBytes, c40, c41, c42, c43, accumulate: accumulate)
-        storeRow64(out + 5 * rowBytes, c50, c51, c52, c53, accumulate: accumulate)
-        if !finish.isEmpty { finish.finish(c, ldc: ldc, rows: 6, vectors: 4) }
+        storeRow64(out, c00, c01, c02, c03, accumulate: accumulate, finish: finish, row: 0)
+        storeRow64(out + rowBytes, c10, c11, c12, c13, accumulate: accumulate, finish: finish, row: 1)
+        storeRow64(out + 2 * rowBytes, c20, c21, c22, c23, accumulate: accumulate, finish: finish, row: 2)
+        storeRow64(out + 3 * rowBytes, c30, c31, c32, c33, accumulate: accumulate, finish: finish, row: 3)
+        storeRow64(out + 4 * rowBytes, c40, c41, c42, c43, accumulate: accumulate, finish: finish, row: 4)
+        storeRow64(out + 5 * rowBytes, c50, c51, c52, c53, accumulate: accumulate, finish: finish, row: 5)
     }
 
     /// One row of the indirect kernel6x64 (same arguments; only rows[tap * tableStride] is read),
@@ -184,37 +190,40 @@ enum PackedGemm {
                 bp += 256
             }
         }
-        storeRow64(UnsafeMutableRawPointer(c), c0, c1, c2, c3, accumulate: accumulate)
-        if !finish.isEmpty { finish.finish(c, ldc: 0, rows: 1, vectors: 4) }
+        storeRow64(UnsafeMutableRawPointer(c), c0, c1, c2, c3, accumulate: accumulate, finish: finish, row: 0)
     }
 
-    /// Writes (or, with `accumulate`, adds) one 64-float row of a tile at `p`: the store of every
-    /// 64-column kernel.
-    @inline(__always)
+    /// Writes (or, with `accumulate`, adds) one 64-float row of a tile at `p`, then finishes it
+    /// (row `row` of the tile's `finish`): the store of every 64-column kernel.
+    @_transparent
     private static func storeRow64(
         _ p: UnsafeMutableRawPointer, _ v0: SIMD16<Float>, _ v1: SIMD16<Float>, _ v2: SIMD16<Float>,
-        _ v3: SIMD16<Float>, accumulate: Bool
+        _ v3: SIMD16<Float>, accumulate: Bool, finish: TileFinish, row: Int
     ) {
+        var x0 = v0, x1 = v1, x2 = v2, x3 = v3
         if accumulate {
-            p.storeBytes(of: v0 + p.loadUnaligned(as: SIMD16<Float>.self), as: SIMD16<Float>.self)
-            p.storeBytes(of: v1 + p.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self),
-                         toByteOffset: 64, as: SIMD16<Float>.self)
-            p.storeBytes(of: v2 + p.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self),
-                         toByteOffset: 128, as: SIMD16<Float>.self)
-            p.storeBytes(of: v3 + p.loadUnaligned(fromByteOffset: 192, as: SIMD16<Float>.self),
-                         toByteOffset: 192, as: SIMD16<Float>.self)
-        } else {
-            p.storeBytes(of: v0, as: SIMD16<Float>.self)
-            p.storeBytes(of: v1, toByteOffset: 64, as: SIMD16<Float>.self)
-            p.storeBytes(of: v2, toByteOffset: 128, as: SIMD16<Float>.self)
-            p.storeBytes(of: v3, toByteOffset: 192, as: SIMD16<Float>.self)
+            x0 += p.loadUnaligned(as: SIMD16<Float>.self)
+            x1 += p.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
+            x2 += p.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self)
+            x3 += p.loadUnaligned(fromByteOffset: 192, as: SIMD16<Float>.self)
         }
+        if !finish.isEmpty {
+            x0 = finish.applied(to: x0, row: row, vector: 0)
+            x1 = finish.applied(to: x1, row: row, vector: 1)
+            x2 = finish.applied(to: x2, row: row, vector: 2)
+            x3 = finish.applied(to: x3, row: row, vector: 3)
+        }
+        p.storeBytes(of: x0, as: SIMD16<Float>.self)
+        p.storeBytes(of: x1, toByteOffset: 64, as: SIMD16<Float>.self)
+        p.storeBytes(of: x2, toByteOffset: 128, as: SIMD16<Float>.self)
+        p.storeBytes(of: x3, toByteOffset: 192, as: SIMD16<Float>.self)
     }
 
     @inline(__always)
     private static func multiply6x64<Work: InterleavedWork>(
         kc: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>,
-        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, interleaving work: Work, finish: TileFinish
+        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, interleaving work: Work, finish: TileFinish,
+        prefetch: UnsafeRawPointer?
     ) {
         var c00 = SIMD16<Float>(), c01 = SIMD16<Float>(), c02 = SIMD16<Float>(), c03 = SIMD16<Float>()
         var c10 = SIMD16<Float>(), c11 = SIMD16<Float>(), c12 = SIMD16<Float>(), c13 = SIMD16<Float>()
@@ -224,6 +233,7 @@ enum PackedGemm {
         var c50 = SIMD16<Float>(), c51 = SIMD16<Float>(), c52 = SIMD16<Float>(), c53 = SIMD16<Float>()
         let a0 = a, a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda, a4 = a + 4 * lda, a5 = a + 5 * lda
         var bp = UnsafeRawPointer(b)
+        var ahead = prefetch ?? bp
         let items = work.count
         var nextItem = 0, itemDue = 0
         for k in 0..<kc {
@@ -232,6 +242,8 @@ enum PackedGemm {
                 nextItem += 1
                 itemDue = nextItem * kc / items
             }
+            deformrt_prefetch_l2(ahead)
+            ahead += 16
             let b0 = bp.loadUnaligned(as: SIMD16<Float>.self)
             let b1 = bp.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
             let b2 = bp.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self)
@@ -262,13 +274,12 @@ enum PackedGemm {
         }
         let rowBytes = ldc * MemoryLayout<Float>.stride
         let out = UnsafeMutableRawPointer(c)
-        storeRow64(out, c00, c01, c02, c03, accumulate: accumulate)
-        storeRow64(out + rowBytes, c10, c11, c12, c13, accumulate: accumulate)
-        storeRow64(out + 2 * rowBytes, c20, c21, c22, c23, accumulate: accumulate)
-        storeRow64(out + 3 * rowBytes, c30, c31, c32, c33, accumulate: accumulate)
-        storeRow64(out + 4 * rowBytes, c40, c41, c42, c43, accumulate: accumulate)
-        storeRow64(out + 5 * rowBytes, c50, c51, c52, c53, accumulate: accumulate)
-        if !finish.isEmpty { finish.finish(c, ldc: ldc, rows: 6, vectors: 4) }
+        storeRow64(out, c00, c01, c02, c03, accumulate: accumulate, finish: finish, row: 0)
+        storeRow64(out + rowBytes, c10, c11, c12, c13, accumulate: accumulate, finish: finish, row: 1)
+        storeRow64(out + 2 * rowBytes, c20, c21, c22, c23, accumulate: accumulate, finish: finish, row: 2)
+        storeRow64(out + 3 * rowBytes, c30, c31, c32, c33, accumulate: accumulate, finish: finish, row: 3)
+        storeRow64(out + 4 * rowBytes, c40, c41, c42, c43, accumulate: accumulate, finish: finish, row: 4)
+        storeRow64(out + 5 * rowBytes, c50, c51, c52, c53, accumulate: accumulate, finish: finish, row: 5)
     }
 
     /// The indirect kernel6x64 (same segments) for a last column block narrower than 64: `vectors`
@@ -354,21 +365,20 @@ enum PackedGemm {
         @inline(__always)
         func store(_ row: Int, _ v0: SIMD16<Float>, _ v1: SIMD16<Float>, _ v2: SIMD16<Float>) {
             let p = out + row * rowBytes
+            var x0 = v0, x1 = v1, x2 = v2
             if accumulate {
-                p.storeBytes(of: v0 + p.loadUnaligned(as: SIMD16<Float>.self), as: SIMD16<Float>.self)
-                if n > 1 {
-                    p.storeBytes(of: v1 + p.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self),
-                                 toByteOffset: 64, as: SIMD16<Float>.self)
-                }
-                if n > 2 {
-                    p.storeBytes(of: v2 + p.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self),
-                                 toByteOffset: 128, as: SIMD16<Float>.self)
-                }
-            } else {
-                p.storeBytes(of: v0, as: SIMD16<Float>.self)
-                if n > 1 { p.storeBytes(of: v1, toByteOffset: 64, as: SIMD16<Float>.self) }
-                if n > 2 { p.storeBytes(of: v2, toByteOffset: 128, as: SIMD16<Float>.self) }
+                x0 += p.loadUnaligned(as: SIMD16<Float>.self)
+                if n > 1 { x1 += p.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self) }
+                if n > 2 { x2 += p.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self) }
             }
+            if !finish.isEmpty {
+                x0 = finish.applied(to: x0, row: row, vector: 0)
+                if n > 1 { x1 = finish.applied(to: x1, row: row, vector: 1) }
+                if n > 2 { x2 = finish.applied(to: x2, row: row, vector: 2) }
+            }
+            p.storeBytes(of: x0, as: SIMD16<Float>.self)
+            if n > 1 { p.storeBytes(of: x1, toByteOffset: 64, as: SIMD16<Float>.self) }
+            if n > 2 { p.storeBytes(of: x2, toByteOffset: 128, as: SIMD16<Float>.self) }
         }
         store(0, c00, c01, c02)
         store(1, c10, c11, c12)
@@ -376,7 +386,6 @@ enum PackedGemm {
         store(3, c30, c31, c32)
         store(4, c40, c41, c42)
         store(5, c50, c51, c52)
-        if !finish.isEmpty { finish.finish(c, ldc: ldc, rows: 6, vectors: n) }
     }
 
     /// C[0..<6][0..<16] (+)= A[0..<6][0..<kc] * B[0..<kc][0..<16] for the last < 64 output channels;
