@@ -552,7 +552,8 @@ struct ChannelsLastConvPlan {
                 var c = first
                 while c < end {
                     let offset = (r + 6) * rowBytes + (c - first) / 64 * share
-                    let fetch = r + 6 < rows && (c - first) / 64 * share + share <= groupBytes ? ahead + offset : nil
+                    let fetch = r + 6 < rows && (c - first) / 64 * share + share <= groupBytes
+                        ? PrefetchStream(start: ahead + offset, step: 16) : nil
                     multiplyGroup(a.advanced(by: r), kb: kb, kcCur: kcCur, col: c, weights: weights,
                                   result: result + r * ldc, ldc: ldc, finish: finish.shifted(rows: r, columns: c),
                                   prefetch: fetch)
@@ -574,14 +575,17 @@ struct ChannelsLastConvPlan {
                 next = UnsafeRawPointer(weights + first * k + nextKb * width)
                 nextBytes = min(kcCur, k - nextKb) * width * MemoryLayout<Float>.stride
             }
-            // Each 64-column call fetches 16 bytes per k step.
-            let share = kcCur * 16
+            // The next block spread over this block's groups: 16 bytes per k step and call, up to
+            // a line per step when the groups are few (a 7x7 map has 8 full ones).
+            let groups = max(rows / 6, 1)
+            let step = min(64, max(16, (nextBytes / (groups * max(kcCur, 1)) + 15) & ~15))
+            let share = kcCur * step
             var r = 0
             while r < rows {
                 let offset = r / 6 * share
                 multiplyGroup(a.advanced(by: r), kb: kb, kcCur: kcCur, col: col, weights: weights,
                               result: result + r * ldc, ldc: ldc, finish: finish.shifted(rows: r, columns: col),
-                              prefetch: offset + share <= nextBytes ? next + offset : nil)
+                              prefetch: offset < nextBytes ? PrefetchStream(start: next + offset, step: step) : nil)
                 r += 6
             }
             col += 64
@@ -615,7 +619,7 @@ struct ChannelsLastConvPlan {
     @inline(__always)
     private func multiplyGroup(
         _ rows: PanelRows, kb: Int, kcCur: Int, col: Int, weights: UnsafePointer<Float>,
-        result: UnsafeMutablePointer<Float>, ldc: Int, finish: TileFinish = .none, prefetch: UnsafeRawPointer? = nil
+        result: UnsafeMutablePointer<Float>, ldc: Int, finish: TileFinish = .none, prefetch: PrefetchStream? = nil
     ) {
         let width = min(64, coutPadded - col)
         let block = weights + col * k + kb * width

@@ -9,7 +9,7 @@ import CPlatform
 /// registers while every B load feeds 6 FMAs and every broadcast feeds 4.
 ///
 /// The 6x64 kernels also take `prefetch`: the part of the weight block the caller multiplies
-/// next that this call should bring into L2, 16 bytes per k step (one prefetch per k). A block
+/// next that this call should bring into L2, `step` bytes further on per k step. A block
 /// (kc x 256 bytes) is read from L2 by every 6-row group of a tile, but the first group would
 /// wait on memory for it: fetched by the groups before, behind their FMAs, it is there in time
 /// (8-10% on weight blocks coming from memory, measured in isolation).
@@ -24,6 +24,13 @@ protocol VectorCount { static var count: Int { get } }
 enum OneVector: VectorCount { static var count: Int { 1 } }
 enum TwoVectors: VectorCount { static var count: Int { 2 } }
 enum ThreeVectors: VectorCount { static var count: Int { 3 } }
+
+/// Memory a 6x64 kernel asks the caches for while it computes: one prefetch per k step, the
+/// first at `start`, each `step` bytes after the one before (16 to 64: a line per 4 to 1 steps).
+struct PrefetchStream {
+    var start: UnsafeRawPointer
+    var step: Int
+}
 
 struct NoWork: InterleavedWork {
     var count: Int { 0 }
@@ -86,7 +93,7 @@ enum PackedGemm {
     @inline(never)
     static func kernel6x64(
         kc: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>,
-        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, finish: TileFinish, prefetch: UnsafeRawPointer?
+        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, finish: TileFinish, prefetch: PrefetchStream?
     ) {
         multiply6x64(kc: kc, a: a, lda: lda, b: b, c: c, ldc: ldc, accumulate: accumulate, interleaving: NoWork(),
                      finish: finish, prefetch: prefetch)
@@ -112,7 +119,7 @@ enum PackedGemm {
     static func kernel6x64(
         segments: Range<Int>, parts: Int, length: Int, rows: UnsafePointer<UnsafePointer<Float>>, tableStride: Int,
         b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, finish: TileFinish,
-        prefetch: UnsafeRawPointer?
+        prefetch: PrefetchStream?
     ) {
         var c00 = SIMD16<Float>(), c01 = SIMD16<Float>(), c02 = SIMD16<Float>(), c03 = SIMD16<Float>()
         var c10 = SIMD16<Float>(), c11 = SIMD16<Float>(), c12 = SIMD16<Float>(), c13 = SIMD16<Float>()
@@ -122,7 +129,8 @@ enum PackedGemm {
         var c50 = SIMD16<Float>(), c51 = SIMD16<Float>(), c52 = SIMD16<Float>(), c53 = SIMD16<Float>()
         var bp = UnsafeRawPointer(b)
         // Without a block to fetch, the hint re-reads this call's own weights (in cache).
-        var ahead = prefetch ?? bp
+        var ahead = prefetch?.start ?? bp
+        let step = prefetch?.step ?? 16
         for segment in segments {
             let tap = segment / parts
             let offset = (segment - tap * parts) * length
@@ -131,7 +139,7 @@ enum PackedGemm {
             let a3 = p[3] + offset, a4 = p[4] + offset, a5 = p[5] + offset
             for k in 0..<length {
                 deformrt_prefetch_l2(ahead)
-                ahead += 16
+                ahead += step
                 let b0 = bp.loadUnaligned(as: SIMD16<Float>.self)
                 let b1 = bp.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
                 let b2 = bp.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self)
@@ -223,7 +231,7 @@ enum PackedGemm {
     private static func multiply6x64<Work: InterleavedWork>(
         kc: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>,
         c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, interleaving work: Work, finish: TileFinish,
-        prefetch: UnsafeRawPointer?
+        prefetch: PrefetchStream?
     ) {
         var c00 = SIMD16<Float>(), c01 = SIMD16<Float>(), c02 = SIMD16<Float>(), c03 = SIMD16<Float>()
         var c10 = SIMD16<Float>(), c11 = SIMD16<Float>(), c12 = SIMD16<Float>(), c13 = SIMD16<Float>()
@@ -233,7 +241,8 @@ enum PackedGemm {
         var c50 = SIMD16<Float>(), c51 = SIMD16<Float>(), c52 = SIMD16<Float>(), c53 = SIMD16<Float>()
         let a0 = a, a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda, a4 = a + 4 * lda, a5 = a + 5 * lda
         var bp = UnsafeRawPointer(b)
-        var ahead = prefetch ?? bp
+        var ahead = prefetch?.start ?? bp
+        let step = prefetch?.step ?? 16
         let items = work.count
         var nextItem = 0, itemDue = 0
         for k in 0..<kc {
@@ -243,7 +252,7 @@ enum PackedGemm {
                 itemDue = nextItem * kc / items
             }
             deformrt_prefetch_l2(ahead)
-            ahead += 16
+            ahead += step
             let b0 = bp.loadUnaligned(as: SIMD16<Float>.self)
             let b1 = bp.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
             let b2 = bp.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self)
