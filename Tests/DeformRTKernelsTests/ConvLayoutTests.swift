@@ -288,4 +288,17 @@ final class ConvLayoutTests: XCTestCase {
             }
         }
     }
+
+    /// The prefetch streams of a block's calls reach over what they are meant to fetch whenever a
+    /// line per k step can, and never ask for more than a line per step.
+    func testPrefetchStepCoversTheBytes() {
+        for (bytes, calls, kc) in [(128 * 1024, 32, 512), (128 * 1024, 8, 512), (6 * 1024, 4, 64), (147_456, 1, 576),
+                                   (0, 5, 64), (1 << 20, 1, 1), (100, 0, 0)] {
+            let step = ChannelsLastConvPlan.prefetchStep(bytes: bytes, calls: calls, kc: kc)
+            XCTAssert([16, 32, 48, 64].contains(step), "step \(step)")
+            if bytes <= 64 * calls * kc { XCTAssertGreaterThanOrEqual(step * calls * kc, bytes) }
+        }
+        XCTAssertEqual(ChannelsLastConvPlan.prefetchStep(bytes: 128 * 1024, calls: 32, kc: 512), 16)
+        XCTAssertEqual(ChannelsLastConvPlan.prefetchStep(bytes: 128 * 1024, calls: 8, kc: 512), 32)
+    }
 }

@@ -541,19 +541,19 @@ struct ChannelsLastConvPlan {
             // 64-column strips, each row a stride apart (a 1x1 expansion with a residual Add ran
             // at 60% of its FMA rate that way).
             // Meanwhile the calls fetch what the next group's store will read: its residual rows
-            // when a residual Add is fused, else the output rows it will write (16 bytes per k
-            // step of each call, as far as that reaches).
-            let share = kcCur * 16
+            // when a residual Add is fused, else the output rows it will write.
             let rowBytes = ldc * MemoryLayout<Float>.stride
             let groupBytes = 6 * rowBytes
+            let step = Self.prefetchStep(bytes: groupBytes, calls: (end - first + 63) / 64, kc: kcCur)
+            let share = kcCur * step
             var r = 0
             while r < rows {
                 let ahead = finish.residual.map { UnsafeRawPointer($0) } ?? UnsafeRawPointer(result)
                 var c = first
                 while c < end {
-                    let offset = (r + 6) * rowBytes + (c - first) / 64 * share
-                    let fetch = r + 6 < rows && (c - first) / 64 * share + share <= groupBytes
-                        ? PrefetchStream(start: ahead + offset, step: 16) : nil
+                    let offset = (c - first) / 64 * share
+                    let fetch = r + 6 < rows && offset < groupBytes
+                        ? PrefetchStream(start: ahead + (r + 6) * rowBytes + offset, step: step) : nil
                     multiplyGroup(a.advanced(by: r), kb: kb, kcCur: kcCur, col: c, weights: weights,
                                   result: result + r * ldc, ldc: ldc, finish: finish.shifted(rows: r, columns: c),
                                   prefetch: fetch)
@@ -575,10 +575,8 @@ struct ChannelsLastConvPlan {
                 next = UnsafeRawPointer(weights + first * k + nextKb * width)
                 nextBytes = min(kcCur, k - nextKb) * width * MemoryLayout<Float>.stride
             }
-            // The next block spread over this block's groups: 16 bytes per k step and call, up to
-            // a line per step when the groups are few (a 7x7 map has 8 full ones).
-            let groups = max(rows / 6, 1)
-            let step = min(64, max(16, (nextBytes / (groups * max(kcCur, 1)) + 15) & ~15))
+            // The next block spread over this block's groups (a 7x7 map has only 8 full ones).
+            let step = Self.prefetchStep(bytes: nextBytes, calls: max(rows / 6, 1), kc: kcCur)
             let share = kcCur * step
             var r = 0
             while r < rows {
@@ -590,6 +588,13 @@ struct ChannelsLastConvPlan {
             }
             col += 64
         }
+    }
+
+    /// The step of the PrefetchStreams with which `calls` kernel calls of `kc` k steps each fetch
+    /// `bytes` between them: 16 bytes (a line per 4 k steps) up to 64 (a line per step).
+    static func prefetchStep(bytes: Int, calls: Int, kc: Int) -> Int {
+        let steps = max(calls * kc, 1)
+        return min(64, max(16, ((bytes + steps - 1) / steps + 15) & ~15))
     }
 
     /// One row times the 64-column blocks `blocks` (singleRowTail: every block is 64 wide).
