@@ -43,94 +43,49 @@ public enum ElementwiseMath {
     typealias V = SIMD16<Float>
 
     public static func apply(_ function: UnaryFunction, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int) {
-        typealias M = VectorMath
-        let one = M.splat(1), zero = V()
+        typealias L = LaneFunctions
         switch function {
-        // NaN stays NaN (a NaN lane fails `<`), as np.maximum(x, 0) in onnx.reference.
-        case .relu: map(x, y, count) { M.select(M.lanes($0 .< zero), zero, $0) }
-        case .leakyRelu(let alpha):
-            let a = M.splat(alpha)
-            map(x, y, count) { M.select(M.lanes($0 .< zero), $0 * a, $0) }
-        // 1 / (1 + e^-x): e^-x overflows to +Inf for very negative x, giving exactly 0.
-        case .sigmoid: map(x, y, count) { one / (one + M.exp(-$0)) }
-        case .silu: map(x, y, count) { $0 * (one / (one + M.exp(-$0))) }
-        case .tanh: map(x, y, count) { M.tanh($0) }
-        case .exp: map(x, y, count) { M.exp($0) }
-        case .log: map(x, y, count) { M.log($0) }
-        case .sqrt: map(x, y, count) { M.sqrt($0) }
-        case .neg: map(x, y, count) { -$0 }
-        case .abs: map(x, y, count) { M.abs($0) }
-        case .erf: map(x, y, count) { M.erf($0) }
-        case .floor: map(x, y, count) { M.floor($0) }
-        case .ceil: map(x, y, count) { M.ceil($0) }
-        case .reciprocal: map(x, y, count) { one / $0 }
-        case .hardSigmoid(let alpha, let beta):
-            let a = M.splat(alpha), b = M.splat(beta)
-            map(x, y, count) { M.clamp($0 * a + b, zero, one) }
-        case .hardSwish:
-            // x * HardSigmoid(x) with ONNX's alpha = 1/6 (as a float) and beta = 0.5.
-            let a = M.splat(1.0 / 6.0), b = M.splat(0.5)
-            map(x, y, count) { $0 * M.clamp($0 * a + b, zero, one) }
-        case .softplus:
-            // log(1 + e^x) = max(x, 0) + log1p(e^-|x|): no overflow for large x.
-            map(x, y, count) { v in
-                M.select(M.lanes(v .> zero), v, zero) + M.log1p(M.exp(-M.abs(v)))
-            }
-        case .mish:
-            // x tanh(log(1 + e^x)) = x n / (n + 2) with n = e^x (e^x + 2); from x = 15 on the
-            // factor is 1 in float (and n would overflow further on).
-            let two = M.splat(2), limit = M.splat(15)
-            map(x, y, count) { v in
-                let e = M.exp(v)
-                let n = e * (e + two)
-                return M.select(M.lanes(v .> limit), v, v * (n / (n + two)))
-            }
-        case .elu(let alpha):
-            let a = M.splat(alpha)
-            map(x, y, count) { v in M.select(M.lanes(v .> zero), v, a * M.expm1(v)) }
-        case .selu(let alpha, let gamma):
-            let a = M.splat(alpha), g = M.splat(gamma)
-            map(x, y, count) { v in M.select(M.lanes(v .> zero), v, a * M.expm1(v)) * g }
-        case .gelu:
-            let half = M.splat(0.5), invSqrt2 = M.splat(0.70710678118654752)
-            map(x, y, count) { v in half * v * (one + M.erf(v * invSqrt2)) }
-        case .geluTanh:
-            let half = M.splat(0.5), c = M.splat(0.79788456080286536), k = M.splat(0.044715)
-            map(x, y, count) { v in half * v * (one + M.tanh(c * (v + k * v * v * v))) }
-        case .clip(let low, let high):
-            let l = M.splat(low), h = M.splat(high)
-            map(x, y, count) { M.clamp($0, l, h) }
-        case .round:
-            // From 2^23 on every float is whole (NaN and Inf pass through too).
-            let big = M.splat(8_388_608)
-            map(x, y, count) { v in M.select(M.lanes(M.abs(v) .< big), M.nearestWhole(v), v) }
-        case .sign:
-            let minusOne = M.splat(-1)
-            map(x, y, count) { v in
-                M.select(M.lanes(v .> zero), one, M.select(M.lanes(v .< zero), minusOne, M.select(M.lanes(v .== v), zero, v)))
-            }
+        case .relu: map(x, y, count, L.Relu())
+        case .leakyRelu(let alpha): map(x, y, count, L.LeakyRelu(alpha: alpha))
+        case .sigmoid: map(x, y, count, L.Sigmoid())
+        case .silu: map(x, y, count, L.Swish(alpha: 1))
+        case .tanh: map(x, y, count, L.Tanh())
+        case .exp: map(x, y, count, L.Exp())
+        case .log: map(x, y, count, L.Log())
+        case .sqrt: map(x, y, count, L.Sqrt())
+        case .neg: map(x, y, count, L.Neg())
+        case .abs: map(x, y, count, L.Abs())
+        case .erf: map(x, y, count, L.Erf())
+        case .floor: map(x, y, count, L.Floor())
+        case .ceil: map(x, y, count, L.Ceil())
+        case .reciprocal: map(x, y, count, L.Reciprocal())
+        case .hardSigmoid(let alpha, let beta): map(x, y, count, L.HardSigmoid(alpha: alpha, beta: beta))
+        // x * HardSigmoid(x) with ONNX's alpha = 1/6 (as a float) and beta = 0.5.
+        case .hardSwish: map(x, y, count, L.HardSwish())
+        case .softplus: map(x, y, count, L.Softplus())
+        case .mish: map(x, y, count, L.Mish())
+        case .elu(let alpha): map(x, y, count, L.Selu(alpha: alpha, gamma: 1))
+        case .selu(let alpha, let gamma): map(x, y, count, L.Selu(alpha: alpha, gamma: gamma))
+        case .gelu: map(x, y, count, L.Gelu())
+        case .geluTanh: map(x, y, count, L.GeluTanh())
+        case .clip(let low, let high): map(x, y, count, L.Clip(low: low, high: high))
+        case .round: map(x, y, count, L.Round())
+        case .sign: map(x, y, count, L.Sign())
         case .sin: for i in 0..<count { y[i] = sinf(x[i]) }
         case .cos: for i in 0..<count { y[i] = cosf(x[i]) }
-        case .softsign: map(x, y, count) { v in v / (one + M.abs(v)) }
-        case .celu(let alpha):
-            let a = M.splat(alpha), inverse = M.splat(1 / alpha)
-            map(x, y, count) { v in M.select(M.lanes(v .> zero), v, a * M.expm1(v * inverse)) }
-        case .thresholdedRelu(let alpha):
-            let a = M.splat(alpha)
-            map(x, y, count) { v in M.select(M.lanes(v .> a), v, zero) }
-        case .shrink(let lambd, let bias):
-            let l = M.splat(lambd), b = M.splat(bias)
-            map(x, y, count) { v in
-                M.select(M.lanes(v .< -l), v + b, M.select(M.lanes(v .> l), v - b, zero))
-            }
-        case .swish(let alpha):
-            let a = M.splat(alpha)
-            map(x, y, count) { $0 * (one / (one + M.exp(-(a * $0)))) }
+        case .softsign: map(x, y, count, L.Softsign())
+        case .celu(let alpha): map(x, y, count, L.Celu(alpha: alpha))
+        case .thresholdedRelu(let alpha): map(x, y, count, L.ThresholdedRelu(alpha: alpha))
+        case .shrink(let lambd, let bias): map(x, y, count, L.Shrink(lambd: lambd, bias: bias))
+        case .swish(let alpha): map(x, y, count, L.Swish(alpha: alpha))
         }
     }
 
-    @inline(__always)
-    static func map(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int, _ f: (V) -> V) {
+    /// y = f(x) over `count` floats, 16 at a time. Generic over the function's type so that each
+    /// specialisation has its body inlined: closures passed here stayed out-of-line calls that took
+    /// their SIMD16 argument in four xmm registers and computed on them (sigmoid ran ~4x slower).
+    static func map<F: LaneFunction>(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int,
+                                     _ f: F) {
         var i = 0
         while i + 16 <= count {
             ElementwiseKernels.store16(f(ElementwiseKernels.load16(x + i)), y + i)
@@ -190,6 +145,126 @@ public enum ElementwiseMath {
             let r = f(V(repeating: a[i * aStride]), V(repeating: b[i * bStride]))
             out[i] = r[0]
             i += 1
+        }
+    }
+}
+
+/// A float function on 16 lanes, for ElementwiseMath.map.
+protocol LaneFunction {
+    func callAsFunction(_ v: SIMD16<Float>) -> SIMD16<Float>
+}
+
+/// The lane functions of ElementwiseMath.apply.
+enum LaneFunctions {
+    typealias V = SIMD16<Float>
+    typealias M = VectorMath
+
+    // NaN stays NaN (a NaN lane fails `<`), as np.maximum(x, 0) in onnx.reference.
+    struct Relu: LaneFunction {
+        @inline(__always) func callAsFunction(_ v: V) -> V { M.select(M.lanes(v .< V()), V(), v) }
+    }
+    struct LeakyRelu: LaneFunction {
+        let alpha: Float
+        @inline(__always) func callAsFunction(_ v: V) -> V { M.select(M.lanes(v .< V()), v * M.splat(alpha), v) }
+    }
+    // 1 / (1 + e^-x): e^-x overflows to +Inf for very negative x, giving exactly 0.
+    struct Sigmoid: LaneFunction {
+        @inline(__always) func callAsFunction(_ v: V) -> V { M.splat(1) / (M.splat(1) + M.exp(-v)) }
+    }
+    /// x * sigmoid(alpha x) as x * (1 / (1 + e^-(alpha x))); SiLU is alpha = 1 (1 * x is x exactly).
+    struct Swish: LaneFunction {
+        let alpha: Float
+        @inline(__always) func callAsFunction(_ v: V) -> V {
+            v * (M.splat(1) / (M.splat(1) + M.exp(-(M.splat(alpha) * v))))
+        }
+    }
+    struct Tanh: LaneFunction { @inline(__always) func callAsFunction(_ v: V) -> V { M.tanh(v) } }
+    struct Exp: LaneFunction { @inline(__always) func callAsFunction(_ v: V) -> V { M.exp(v) } }
+    struct Log: LaneFunction { @inline(__always) func callAsFunction(_ v: V) -> V { M.log(v) } }
+    struct Sqrt: LaneFunction { @inline(__always) func callAsFunction(_ v: V) -> V { M.sqrt(v) } }
+    struct Neg: LaneFunction { @inline(__always) func callAsFunction(_ v: V) -> V { -v } }
+    struct Abs: LaneFunction { @inline(__always) func callAsFunction(_ v: V) -> V { M.abs(v) } }
+    struct Erf: LaneFunction { @inline(__always) func callAsFunction(_ v: V) -> V { M.erf(v) } }
+    struct Floor: LaneFunction { @inline(__always) func callAsFunction(_ v: V) -> V { M.floor(v) } }
+    struct Ceil: LaneFunction { @inline(__always) func callAsFunction(_ v: V) -> V { M.ceil(v) } }
+    struct Reciprocal: LaneFunction { @inline(__always) func callAsFunction(_ v: V) -> V { M.splat(1) / v } }
+    struct HardSigmoid: LaneFunction {
+        let alpha: Float, beta: Float
+        @inline(__always) func callAsFunction(_ v: V) -> V {
+            M.clamp(v * M.splat(alpha) + M.splat(beta), V(), M.splat(1))
+        }
+    }
+    struct HardSwish: LaneFunction {
+        @inline(__always) func callAsFunction(_ v: V) -> V { v * HardSigmoid(alpha: 1.0 / 6.0, beta: 0.5)(v) }
+    }
+    // log(1 + e^x) = max(x, 0) + log1p(e^-|x|): no overflow for large x.
+    struct Softplus: LaneFunction {
+        @inline(__always) func callAsFunction(_ v: V) -> V {
+            M.select(M.lanes(v .> V()), v, V()) + M.log1p(M.exp(-M.abs(v)))
+        }
+    }
+    // x tanh(log(1 + e^x)) = x n / (n + 2) with n = e^x (e^x + 2); from x = 15 on the factor is
+    // 1 in float (and n would overflow further on).
+    struct Mish: LaneFunction {
+        @inline(__always) func callAsFunction(_ v: V) -> V {
+            let two = M.splat(2)
+            let e = M.exp(v)
+            let n = e * (e + two)
+            return M.select(M.lanes(v .> M.splat(15)), v, v * (n / (n + two)))
+        }
+    }
+    /// gamma * (x > 0 ? x : alpha (e^x - 1)); Elu is gamma = 1 (a product by 1 is exact).
+    struct Selu: LaneFunction {
+        let alpha: Float, gamma: Float
+        @inline(__always) func callAsFunction(_ v: V) -> V {
+            M.select(M.lanes(v .> V()), v, M.splat(alpha) * M.expm1(v)) * M.splat(gamma)
+        }
+    }
+    struct Gelu: LaneFunction {
+        @inline(__always) func callAsFunction(_ v: V) -> V {
+            M.splat(0.5) * v * (M.splat(1) + M.erf(v * M.splat(0.70710678118654752)))
+        }
+    }
+    struct GeluTanh: LaneFunction {
+        @inline(__always) func callAsFunction(_ v: V) -> V {
+            let inner = M.splat(0.79788456080286536) * (v + M.splat(0.044715) * v * v * v)
+            return M.splat(0.5) * v * (M.splat(1) + M.tanh(inner))
+        }
+    }
+    struct Clip: LaneFunction {
+        let low: Float, high: Float
+        @inline(__always) func callAsFunction(_ v: V) -> V { M.clamp(v, M.splat(low), M.splat(high)) }
+    }
+    // From 2^23 on every float is whole (NaN and Inf pass through too).
+    struct Round: LaneFunction {
+        @inline(__always) func callAsFunction(_ v: V) -> V {
+            M.select(M.lanes(M.abs(v) .< M.splat(8_388_608)), M.nearestWhole(v), v)
+        }
+    }
+    struct Sign: LaneFunction {
+        @inline(__always) func callAsFunction(_ v: V) -> V {
+            M.select(M.lanes(v .> V()), M.splat(1),
+                     M.select(M.lanes(v .< V()), M.splat(-1), M.select(M.lanes(v .== v), V(), v)))
+        }
+    }
+    struct Softsign: LaneFunction {
+        @inline(__always) func callAsFunction(_ v: V) -> V { v / (M.splat(1) + M.abs(v)) }
+    }
+    struct Celu: LaneFunction {
+        let alpha: Float
+        @inline(__always) func callAsFunction(_ v: V) -> V {
+            M.select(M.lanes(v .> V()), v, M.splat(alpha) * M.expm1(v * M.splat(1 / alpha)))
+        }
+    }
+    struct ThresholdedRelu: LaneFunction {
+        let alpha: Float
+        @inline(__always) func callAsFunction(_ v: V) -> V { M.select(M.lanes(v .> M.splat(alpha)), v, V()) }
+    }
+    struct Shrink: LaneFunction {
+        let lambd: Float, bias: Float
+        @inline(__always) func callAsFunction(_ v: V) -> V {
+            let l = M.splat(lambd), b = M.splat(bias)
+            return M.select(M.lanes(v .< -l), v + b, M.select(M.lanes(v .> l), v - b, V()))
         }
     }
 }

@@ -53,7 +53,6 @@ public enum RecurrentActivation: Sendable, Equatable {
 
     /// x = activation(x) for `count` floats, SIMD16 bodies.
     public func apply(_ x: UnsafeMutablePointer<Float>, _ count: Int) {
-        typealias M = VectorMath
         switch self {
         case .relu: ElementwiseMath.apply(.relu, x, x, count)
         case .tanh: ElementwiseMath.apply(.tanh, x, x, count)
@@ -62,19 +61,25 @@ public enum RecurrentActivation: Sendable, Equatable {
         case .leakyRelu(let alpha): ElementwiseMath.apply(.leakyRelu(alpha: alpha), x, x, count)
         case .hardSigmoid(let alpha, let beta): ElementwiseMath.apply(.hardSigmoid(alpha: alpha, beta: beta), x, x, count)
         case .elu(let alpha): ElementwiseMath.apply(.elu(alpha: alpha), x, x, count)
-        case .softsign:
-            let one = M.splat(1)
-            ElementwiseMath.map(x, x, count) { $0 / (one + M.abs($0)) }
-        case .affine(let alpha, let beta):
-            let a = M.splat(alpha), b = M.splat(beta)
-            ElementwiseMath.map(x, x, count) { $0 * a + b }
-        case .thresholdedRelu(let alpha):
-            let a = M.splat(alpha), zero = M.V()
-            // x > alpha ? x : 0 (a NaN lane fails the comparison and gives 0, as onnxruntime's loop does).
-            ElementwiseMath.map(x, x, count) { M.select(M.lanes($0 .> a), $0, zero) }
-        case .scaledTanh(let alpha, let beta):
-            let a = M.splat(alpha), b = M.splat(beta)
-            ElementwiseMath.map(x, x, count) { a * M.tanh(b * $0) }
+        case .softsign: ElementwiseMath.apply(.softsign, x, x, count)
+        case .affine(let alpha, let beta): ElementwiseMath.map(x, x, count, Affine(alpha: alpha, beta: beta))
+        // x > alpha ? x : 0 (a NaN lane fails the comparison and gives 0, as onnxruntime's loop does).
+        case .thresholdedRelu(let alpha): ElementwiseMath.apply(.thresholdedRelu(alpha: alpha), x, x, count)
+        case .scaledTanh(let alpha, let beta): ElementwiseMath.map(x, x, count, ScaledTanh(alpha: alpha, beta: beta))
+        }
+    }
+
+    private struct Affine: LaneFunction {
+        let alpha: Float, beta: Float
+        @inline(__always) func callAsFunction(_ v: SIMD16<Float>) -> SIMD16<Float> {
+            v * VectorMath.splat(alpha) + VectorMath.splat(beta)
+        }
+    }
+
+    private struct ScaledTanh: LaneFunction {
+        let alpha: Float, beta: Float
+        @inline(__always) func callAsFunction(_ v: SIMD16<Float>) -> SIMD16<Float> {
+            VectorMath.splat(alpha) * VectorMath.tanh(VectorMath.splat(beta) * v)
         }
     }
 }
