@@ -640,6 +640,31 @@ def test_softmax(onnx_case, opset, axis):
     onnx_case.compare(got, want, **REDUCE)
 
 
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
+@pytest.mark.parametrize("length", [1, 15, 16, 17, 300])
+def test_softmax_contiguous_rows(onnx_case, op, length):
+    """Rows along the last axis (the 16-lane path) of awkward lengths, with rows that hold NaN,
+    -Inf everywhere, +Inf, and values of +-80 (e^80 overflows float: the maximum must come off
+    first). Against x - max and log(sum(e^(x - max))) in float64; rtol 1e-5, atol 1e-6, NaN where
+    the float64 formula gives NaN."""
+    rng = rng_for("softmax rows", op, length)
+    x = randn(rng, (7, length)) * 3
+    x[1] *= 27
+    x[2, length // 2] = np.nan
+    x[3] = -np.inf
+    x[4, length - 1] = np.inf
+    x[5, 0] = -np.inf
+    model = onnx_case.model([helper.make_node(op, ["x"], ["y"], axis=-1)],
+                            [onnx_case.value("x", np.float32, x.shape)], ["y"], opset=13)
+    got = onnx_case.run(model, {"x": x})[0]
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        d = x.astype(np.float64)
+        shifted = d - np.max(np.where(np.isnan(d), -np.inf, d), axis=-1, keepdims=True)
+        total = np.sum(np.exp(shifted), axis=-1, keepdims=True)
+        want = shifted - np.log(total) if op == "LogSoftmax" else np.exp(shifted) / total
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, equal_nan=True)
+
+
 # ---------------------------------------------------------------------------------------------
 # Constant / Shape / Gather / Cast / Split / Slice
 

@@ -31,6 +31,12 @@ final class SoftmaxOperator: Operator {
         let inner = legacy ? 1 : x.shape[(a + 1)...].reduce(1, *)
         let px = x.floats, py = outputs[0].floats
         let kind = kind
+        if inner == 1 && kind != .hardmax {
+            context.parallel.forEach(outer) { o in
+                SoftmaxKernels.row(px + o * length, py + o * length, length, log: kind == .logSoftmax)
+            }
+            return
+        }
         context.parallel.forEach(outer) { o in
             for i in 0..<inner {
                 let base = o * length * inner + i
