@@ -11,31 +11,32 @@ public enum ChannelsLastPooling {
             let x = input + n * g.inHeight * g.inWidth * channels
             let rows = taps(oy, kernel: g.kernelHeight, stride: g.strideHeight, pad: g.padTop,
                             dilation: g.dilationHeight, size: g.inHeight)
+            // Window pixels a dilation step apart, rows a dilated input row apart (in floats).
+            let rowStep = g.dilationHeight &* g.inWidth &* channels, columnStep = g.dilationWidth &* channels
             for ox in 0..<g.outWidth {
                 let y = output + ((n * g.outHeight + oy) * g.outWidth + ox) * channels
                 let columns = taps(ox, kernel: g.kernelWidth, stride: g.strideWidth, pad: g.padLeft,
                                    dilation: g.dilationWidth, size: g.inWidth)
+                let corner = x + (rows.first &* g.inWidth &+ columns.first) &* channels
+                let window = Window(corner: corner, rows: rows.count, columns: columns.count, rowStep: rowStep,
+                                    columnStep: columnStep)
                 var c = 0
+                // 64 channels (4 vectors) per pass over the window: the window walk is paid once
+                // for all four.
+                while c + 64 <= channels {
+                    window.max4(at: c, into: y + c)
+                    c += 64
+                }
                 while c + 16 <= channels {
-                    var best = SIMD16<Float>(repeating: -.greatestFiniteMagnitude)
-                    var nan = SIMDMask<SIMD16<Int32>>(repeating: false)
-                    for iy in stride(from: rows.first, to: rows.end, by: g.dilationHeight) {
-                        for ix in stride(from: columns.first, to: columns.end, by: g.dilationWidth) {
-                            let v = ElementwiseKernels.load16(x + (iy * g.inWidth + ix) * channels + c)
-                            nan .|= v .!= v
-                            best.replace(with: v, where: v .> best)
-                        }
-                    }
-                    best.replace(with: .nan, where: nan)
-                    ElementwiseKernels.store16(best, y + c)
+                    window.max1(at: c, into: y + c)
                     c += 16
                 }
                 while c < channels {
                     var best = -Float.greatestFiniteMagnitude
                     var nan = false
-                    for iy in stride(from: rows.first, to: rows.end, by: g.dilationHeight) {
-                        for ix in stride(from: columns.first, to: columns.end, by: g.dilationWidth) {
-                            let v = x[(iy * g.inWidth + ix) * channels + c]
+                    for r in 0..<rows.count {
+                        for k in 0..<columns.count {
+                            let v = corner[r &* rowStep &+ k &* columnStep &+ c]
                             if v.isNaN { nan = true }
                             if v > best { best = v }
                         }
@@ -44,6 +45,66 @@ public enum ChannelsLastPooling {
                     c += 1
                 }
             }
+        }
+    }
+
+    /// The inside taps of one max-pool window: `rows` x `columns` pixels from `corner`.
+    /// An empty window gives -Float.greatestFiniteMagnitude, NaN anywhere gives NaN.
+    private struct Window {
+        typealias V = SIMD16<Float>
+        typealias M = VectorMath
+        let corner: UnsafePointer<Float>
+        let rows: Int, columns: Int, rowStep: Int, columnStep: Int
+
+        @inline(__always)
+        func max4(at c: Int, into y: UnsafeMutablePointer<Float>) {
+            let lowest = V(repeating: -.greatestFiniteMagnitude)
+            var b0 = lowest, b1 = lowest, b2 = lowest, b3 = lowest
+            var nan = M.I()
+            var row = UnsafeRawPointer(corner + c)
+            for _ in 0..<rows {
+                var p = row
+                for _ in 0..<columns {
+                    let v0 = p.loadUnaligned(as: V.self), v1 = p.loadUnaligned(fromByteOffset: 64, as: V.self)
+                    let v2 = p.loadUnaligned(fromByteOffset: 128, as: V.self)
+                    let v3 = p.loadUnaligned(fromByteOffset: 192, as: V.self)
+                    nan |= M.lanes(v0 .!= v0) | M.lanes(v1 .!= v1) | M.lanes(v2 .!= v2) | M.lanes(v3 .!= v3)
+                    b0 = M.select(M.lanes(v0 .> b0), v0, b0)
+                    b1 = M.select(M.lanes(v1 .> b1), v1, b1)
+                    b2 = M.select(M.lanes(v2 .> b2), v2, b2)
+                    b3 = M.select(M.lanes(v3 .> b3), v3, b3)
+                    p += columnStep &* 4
+                }
+                row += rowStep &* 4
+            }
+            // Lanes where any of the four vectors saw NaN are checked per vector below.
+            let out = UnsafeMutableRawPointer(y)
+            if nan == M.I() {
+                out.storeBytes(of: b0, as: V.self)
+                out.storeBytes(of: b1, toByteOffset: 64, as: V.self)
+                out.storeBytes(of: b2, toByteOffset: 128, as: V.self)
+                out.storeBytes(of: b3, toByteOffset: 192, as: V.self)
+                return
+            }
+            for j in 0..<4 { max1(at: c + 16 * j, into: y + 16 * j) }
+        }
+
+        @inline(__always)
+        func max1(at c: Int, into y: UnsafeMutablePointer<Float>) {
+            var best = V(repeating: -.greatestFiniteMagnitude)
+            var nan = M.I()
+            var row = UnsafeRawPointer(corner + c)
+            for _ in 0..<rows {
+                var p = row
+                for _ in 0..<columns {
+                    let v = p.loadUnaligned(as: V.self)
+                    nan |= M.lanes(v .!= v)
+                    best = M.select(M.lanes(v .> best), v, best)
+                    p += columnStep &* 4
+                }
+                row += rowStep &* 4
+            }
+            UnsafeMutableRawPointer(y).storeBytes(of: M.select(nan, V(repeating: .nan), best), as: V.self)
         }
     }
 
