@@ -22,7 +22,7 @@ public enum SoftmaxKernels {
         // maximum is -Inf, as the row's own elements give then).
         let rest = length - i
         var tail = V(repeating: -.infinity)
-        if rest > 0 { for j in 0..<rest { tail[j] = x[i + j] } }
+        for j in 0..<rest { tail[j] = x[i + j] }
         var lanes = V()
         i = 0
         while i + 16 <= length {

@@ -546,9 +546,9 @@ struct ChannelsLastConvPlan {
             let groupBytes = 6 * rowBytes
             let step = Self.prefetchStep(bytes: groupBytes, calls: (end - first + 63) / 64, kc: kcCur)
             let share = kcCur * step
+            let ahead = finish.residual.map { UnsafeRawPointer($0) } ?? UnsafeRawPointer(result)
             var r = 0
             while r < rows {
-                let ahead = finish.residual.map { UnsafeRawPointer($0) } ?? UnsafeRawPointer(result)
                 var c = first
                 while c < end {
                     let offset = (c - first) / 64 * share
