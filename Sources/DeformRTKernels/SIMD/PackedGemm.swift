@@ -121,6 +121,15 @@ enum PackedGemm {
         b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, finish: TileFinish,
         prefetch: PrefetchStream?
     ) {
+        #if DEFORMRT_TIER_AVX2
+        let steps = segments.count * length
+        for vector in 0..<4 {
+            strip6x16(segments: segments, parts: parts, length: length, rows: rows, tableStride: tableStride,
+                      b: UnsafeRawPointer(b + 16 * vector), bStep: 256, c: c + 16 * vector, ldc: ldc,
+                      accumulate: accumulate, finish: finish, vector: vector,
+                      prefetch: prefetch?.quarter(vector, steps: steps))
+        }
+        #else
         var c00 = SIMD16<Float>(), c01 = SIMD16<Float>(), c02 = SIMD16<Float>(), c03 = SIMD16<Float>()
         var c10 = SIMD16<Float>(), c11 = SIMD16<Float>(), c12 = SIMD16<Float>(), c13 = SIMD16<Float>()
         var c20 = SIMD16<Float>(), c21 = SIMD16<Float>(), c22 = SIMD16<Float>(), c23 = SIMD16<Float>()
@@ -173,6 +182,7 @@ enum PackedGemm {
         storeRow64(out + 3 * rowBytes, c30, c31, c32, c33, accumulate: accumulate, finish: finish, row: 3)
         storeRow64(out + 4 * rowBytes, c40, c41, c42, c43, accumulate: accumulate, finish: finish, row: 4)
         storeRow64(out + 5 * rowBytes, c50, c51, c52, c53, accumulate: accumulate, finish: finish, row: 5)
+        #endif
     }
 
     /// One row of the indirect kernel6x64 (same arguments; only rows[tap * tableStride] is read),
@@ -233,6 +243,26 @@ enum PackedGemm {
         c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, interleaving work: Work, finish: TileFinish,
         prefetch: PrefetchStream?
     ) {
+        #if DEFORMRT_TIER_AVX2
+        // The strips read the six rows through a table of one segment of kc floats; the work
+        // items are shared out between the strips.
+        let table = (a, a + lda, a + 2 * lda, a + 3 * lda, a + 4 * lda, a + 5 * lda)
+        let items = work.count
+        var nextItem = 0
+        withUnsafeBytes(of: table) { bytes in
+            let rows = bytes.baseAddress!.assumingMemoryBound(to: UnsafePointer<Float>.self)
+            for vector in 0..<4 {
+                while nextItem < (vector + 1) * items / 4 {
+                    work.run(nextItem)
+                    nextItem += 1
+                }
+                strip6x16(segments: 0..<1, parts: 1, length: kc, rows: rows, tableStride: 0,
+                          b: UnsafeRawPointer(b + 16 * vector), bStep: 256, c: c + 16 * vector, ldc: ldc,
+                          accumulate: accumulate, finish: finish, vector: vector,
+                          prefetch: prefetch?.quarter(vector, steps: kc))
+            }
+        }
+        #else
         var c00 = SIMD16<Float>(), c01 = SIMD16<Float>(), c02 = SIMD16<Float>(), c03 = SIMD16<Float>()
         var c10 = SIMD16<Float>(), c11 = SIMD16<Float>(), c12 = SIMD16<Float>(), c13 = SIMD16<Float>()
         var c20 = SIMD16<Float>(), c21 = SIMD16<Float>(), c22 = SIMD16<Float>(), c23 = SIMD16<Float>()
@@ -289,6 +319,7 @@ enum PackedGemm {
         storeRow64(out + 3 * rowBytes, c30, c31, c32, c33, accumulate: accumulate, finish: finish, row: 3)
         storeRow64(out + 4 * rowBytes, c40, c41, c42, c43, accumulate: accumulate, finish: finish, row: 4)
         storeRow64(out + 5 * rowBytes, c50, c51, c52, c53, accumulate: accumulate, finish: finish, row: 5)
+        #endif
     }
 
     /// The indirect kernel6x64 (same segments) for a last column block narrower than 64: `vectors`
@@ -323,6 +354,14 @@ enum PackedGemm {
         tableStride: Int, b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
         accumulate: Bool, finish: TileFinish
     ) {
+        #if DEFORMRT_TIER_AVX2
+        for vector in 0..<Width.count {
+            strip6x16(segments: segments, parts: parts, length: length, rows: rows, tableStride: tableStride,
+                      b: UnsafeRawPointer(b + 16 * vector), bStep: ldb * MemoryLayout<Float>.stride,
+                      c: c + 16 * vector, ldc: ldc, accumulate: accumulate, finish: finish, vector: vector,
+                      prefetch: nil)
+        }
+        #else
         let n = Width.count
         var c00 = SIMD16<Float>(), c01 = SIMD16<Float>(), c02 = SIMD16<Float>()
         var c10 = SIMD16<Float>(), c11 = SIMD16<Float>(), c12 = SIMD16<Float>()
@@ -395,6 +434,7 @@ enum PackedGemm {
         store(3, c30, c31, c32)
         store(4, c40, c41, c42)
         store(5, c50, c51, c52)
+        #endif
     }
 
     /// C[0..<6][0..<16] (+)= A[0..<6][0..<kc] * B[0..<kc][0..<16] for the last < 64 output channels;
@@ -438,3 +478,77 @@ enum PackedGemm {
         store(5, c5)
     }
 }
+
+#if DEFORMRT_TIER_AVX2
+extension PrefetchStream {
+    /// Strip `strip` of 4 (AVX2's 16-column strips, `steps` k steps each): a quarter of the
+    /// stream, so that the four strips fetch what the whole tile's k loop did.
+    func quarter(_ strip: Int, steps: Int) -> PrefetchStream {
+        PrefetchStream(start: start + strip * steps * (step / 4), step: step / 4)
+    }
+}
+
+extension PackedGemm {
+    /// AVX2 has 16 ymm registers: the 6x64 tile's accumulators (48 ymm) would spill to the stack
+    /// on every k step (the AVX2 tier ran at a third of its FMA rate). This tier computes the
+    /// tile as strips of 16 columns instead, 6x16 each (BLIS's Haswell shape): 12 ymm
+    /// accumulators, 2 for B and one broadcast. The rows are read as in the indirect kernel6x64;
+    /// B rows are `bStep` bytes apart; C and `finish` are at the strip (SIMD16 column `vector`
+    /// of the tile). Every element gets the same sums in the same order as the wide kernels.
+    @inline(__always)
+    static func strip6x16(
+        segments: Range<Int>, parts: Int, length: Int, rows: UnsafePointer<UnsafePointer<Float>>, tableStride: Int,
+        b: UnsafeRawPointer, bStep: Int, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
+        finish: TileFinish, vector: Int, prefetch: PrefetchStream?
+    ) {
+        typealias V = SIMD8<Float>
+        var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V()
+        var c30 = V(), c31 = V(), c40 = V(), c41 = V(), c50 = V(), c51 = V()
+        var bp = b
+        var ahead = prefetch?.start ?? bp
+        let step = prefetch?.step ?? 16
+        for segment in segments {
+            let tap = segment / parts
+            let offset = (segment - tap * parts) * length
+            let p = rows + tap * tableStride
+            let a0 = p[0] + offset, a1 = p[1] + offset, a2 = p[2] + offset
+            let a3 = p[3] + offset, a4 = p[4] + offset, a5 = p[5] + offset
+            for k in 0..<length {
+                deformrt_prefetch_l2(ahead)
+                ahead += step
+                let b0 = bp.loadUnaligned(as: V.self)
+                let b1 = bp.loadUnaligned(fromByteOffset: 32, as: V.self)
+                bp += bStep
+                var s = V(repeating: a0[k])
+                c00 = c00.addingProduct(s, b0); c01 = c01.addingProduct(s, b1)
+                s = V(repeating: a1[k])
+                c10 = c10.addingProduct(s, b0); c11 = c11.addingProduct(s, b1)
+                s = V(repeating: a2[k])
+                c20 = c20.addingProduct(s, b0); c21 = c21.addingProduct(s, b1)
+                s = V(repeating: a3[k])
+                c30 = c30.addingProduct(s, b0); c31 = c31.addingProduct(s, b1)
+                s = V(repeating: a4[k])
+                c40 = c40.addingProduct(s, b0); c41 = c41.addingProduct(s, b1)
+                s = V(repeating: a5[k])
+                c50 = c50.addingProduct(s, b0); c51 = c51.addingProduct(s, b1)
+            }
+        }
+        let out = UnsafeMutableRawPointer(c)
+        let rowBytes = ldc * MemoryLayout<Float>.stride
+        @inline(__always)
+        func store(_ row: Int, _ lo: V, _ hi: V) {
+            let p = out + row * rowBytes
+            var x = SIMD16<Float>(lowHalf: lo, highHalf: hi)
+            if accumulate { x += p.loadUnaligned(as: SIMD16<Float>.self) }
+            if !finish.isEmpty { x = finish.applied(to: x, row: row, vector: vector) }
+            p.storeBytes(of: x, as: SIMD16<Float>.self)
+        }
+        store(0, c00, c01)
+        store(1, c10, c11)
+        store(2, c20, c21)
+        store(3, c30, c31)
+        store(4, c40, c41)
+        store(5, c50, c51)
+    }
+}
+#endif
