@@ -27,6 +27,11 @@ public enum Conv2D {
         if usesChannelsLastPlan(g, engine: engine, layout: layout) {
             return ChannelsLastConvPlan(g, engine: engine, threads: threads, pointwise: isPointwise(g), layout: layout).byteCount
         }
+        if runsDepthwiseChannelsLast(g, layout: layout) {
+            // The weights are packed into the workspace first.
+            return (DepthwiseConv.packedFloats(g) + DepthwiseConv.channelsLastScratchFloats(g, layout: layout))
+                * MemoryLayout<Float>.stride
+        }
         if DepthwiseConv.applies(g) { return 0 }
         let plan = BlasPlan(g, threads: threads)
         return plan.usesPanel ? plan.workers * plan.panelFloats * MemoryLayout<Float>.size : 0
@@ -36,7 +41,8 @@ public enum Conv2D {
     /// when it is channels-last already), im2col rows per pixel tile (none for pointwise), SIMD16
     /// micro-kernels. blas, NCHW: NCHW im2col panel per tile (none for pointwise), OpenBLAS sgemm
     /// straight into the output; blas with a channels-last layout runs the channels-last plan on
-    /// sgemm. Depthwise convolutions (NCHW only) take neither: a direct SIMD kernel, no workspace.
+    /// sgemm. Depthwise convolutions take neither: a direct SIMD kernel, on NCHW data (no workspace)
+    /// or, with a channel multiplier of 1, on channels-last data (DepthwiseConv.runChannelsLast).
     public static func run(
         _ g: ConvGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
         bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
@@ -48,6 +54,15 @@ public enum Conv2D {
             let plan = ChannelsLastConvPlan(g, engine: engine, threads: parallel.threads, pointwise: pointwise, layout: layout)
             plan.run({ _ in pointwise ? .pointwise : .im2col }, input: input, weight: weight, bias: bias,
                      output: output, workspace: workspace, parallel: parallel, epilogue: epilogue)
+            return
+        }
+        if runsDepthwiseChannelsLast(g, layout: layout) {
+            let packed = workspace.bindMemory(to: Float.self, capacity: DepthwiseConv.packedFloats(g)
+                                              + DepthwiseConv.channelsLastScratchFloats(g, layout: layout))
+            DepthwiseConv.pack(g, weight: weight, into: packed)
+            DepthwiseConv.runChannelsLast(g, input: input, packedWeight: packed, bias: bias, output: output,
+                                          scratch: packed + DepthwiseConv.packedFloats(g), parallel: parallel,
+                                          epilogue: epilogue, layout: layout)
             return
         }
         if DepthwiseConv.applies(g) {
@@ -77,20 +92,28 @@ public enum Conv2D {
     // depthwise convolutions), and the packedWeight variants of workspaceByteCount / run use them.
 
     /// Whether the channels-last plan runs this convolution: the packed engine, and every
-    /// channels-last layout (the BLAS plan and the depthwise kernel are NCHW only).
+    /// channels-last layout (the BLAS plan is NCHW only); never a depthwise convolution.
     static func usesChannelsLastPlan(_ g: ConvGeometry, engine: ConvEngine, layout: ConvDataLayout) -> Bool {
         (engine == .packedSIMD || layout != .nchw) && !DepthwiseConv.applies(g)
     }
 
-    /// Whether `layout` can run this convolution (depthwise convolutions are NCHW only).
+    /// Whether `layout` can run this convolution (depthwise convolutions with a channel
+    /// multiplier above 1 are NCHW only).
     public static func supports(_ g: ConvGeometry, layout: ConvDataLayout) -> Bool {
-        layout == .nchw || !DepthwiseConv.applies(g)
+        layout == .nchw || !DepthwiseConv.applies(g) || DepthwiseConv.runsChannelsLast(g)
+    }
+
+    /// A depthwise convolution (multiplier 1) with channels-last data on either side: the
+    /// channels-last depthwise kernel, on weights packed [tap][channel].
+    static func runsDepthwiseChannelsLast(_ g: ConvGeometry, layout: ConvDataLayout) -> Bool {
+        layout != .nchw && DepthwiseConv.runsChannelsLast(g)
     }
 
     /// What `packWeight` writes for this geometry depends on (see ConvWeightPacking).
     public static func weightPacking(_ g: ConvGeometry, engine: ConvEngine = .preferred,
                                      layout: ConvDataLayout = .nchw) -> ConvWeightPacking {
-        ConvWeightPacking(g, engine: engine, channelsLastPlan: usesChannelsLastPlan(g, engine: engine, layout: layout))
+        ConvWeightPacking(g, engine: engine, channelsLastPlan: usesChannelsLastPlan(g, engine: engine, layout: layout),
+                          channelsLastDepthwise: runsDepthwiseChannelsLast(g, layout: layout))
     }
 
     /// Bytes `packWeight` writes for this geometry and engine.
@@ -99,6 +122,7 @@ public enum Conv2D {
         if usesChannelsLastPlan(g, engine: engine, layout: layout) {
             return ChannelsLastConvPlan(g, engine: engine, threads: 1, layout: layout).packedWeightByteCount
         }
+        if runsDepthwiseChannelsLast(g, layout: layout) { return DepthwiseConv.packedFloats(g) * MemoryLayout<Float>.stride }
         return BlasPlan(g, threads: 1).weightFloats * MemoryLayout<Float>.stride
     }
 
@@ -112,6 +136,8 @@ public enum Conv2D {
         if usesChannelsLastPlan(g, engine: engine, layout: layout) {
             ChannelsLastConvPlan(g, engine: engine, threads: parallel.threads, layout: layout)
                 .packWeights(weight, into: destination, parallel: parallel)
+        } else if runsDepthwiseChannelsLast(g, layout: layout) {
+            DepthwiseConv.pack(g, weight: weight, into: destination)
         } else {
             destination.update(from: weight, count: floats)
         }
@@ -126,7 +152,10 @@ public enum Conv2D {
             return ChannelsLastConvPlan(g, engine: engine, threads: threads, pointwise: isPointwise(g),
                                         weightsPrepacked: packedWeight, layout: layout).byteCount
         }
-        return workspaceByteCount(g, threads: threads, engine: engine)
+        if packedWeight && runsDepthwiseChannelsLast(g, layout: layout) {
+            return DepthwiseConv.channelsLastScratchFloats(g, layout: layout) * MemoryLayout<Float>.stride
+        }
+        return workspaceByteCount(g, threads: threads, engine: engine, layout: layout)
     }
 
     /// `run` on weights prepared by `packWeight` for the same geometry and engine.
@@ -143,6 +172,11 @@ public enum Conv2D {
                                             weightsPrepacked: true, layout: layout)
             plan.run({ _ in pointwise ? .pointwise : .im2col }, input: input, weight: weights, bias: bias,
                      output: output, workspace: workspace, parallel: parallel, epilogue: epilogue)
+        } else if runsDepthwiseChannelsLast(g, layout: layout) {
+            DepthwiseConv.runChannelsLast(g, input: input, packedWeight: weights, bias: bias, output: output,
+                                          scratch: workspace.bindMemory(to: Float.self, capacity: DepthwiseConv
+                                              .channelsLastScratchFloats(g, layout: layout)),
+                                          parallel: parallel, epilogue: epilogue, layout: layout)
         } else {
             run(g, input: input, weight: weights, bias: bias, output: output, workspace: workspace,
                 parallel: parallel, engine: engine, epilogue: epilogue)
@@ -230,11 +264,13 @@ struct BlasPlan {
 /// planned for another input shape packs the same bytes and a re-plan reuses them.
 public struct ConvWeightPacking: Equatable, Sendable {
     let channelsLastPlan: Bool
+    let channelsLastDepthwise: Bool
     let engine: ConvEngine
     let group, inChannels, outChannels, kernelHeight, kernelWidth: Int
 
-    init(_ g: ConvGeometry, engine: ConvEngine, channelsLastPlan: Bool) {
+    init(_ g: ConvGeometry, engine: ConvEngine, channelsLastPlan: Bool, channelsLastDepthwise: Bool = false) {
         self.channelsLastPlan = channelsLastPlan
+        self.channelsLastDepthwise = channelsLastDepthwise
         self.engine = engine
         group = g.group
         inChannels = g.inChannels

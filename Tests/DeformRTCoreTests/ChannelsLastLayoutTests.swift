@@ -65,8 +65,9 @@ final class ChannelsLastLayoutTests: XCTestCase {
         try assertSameOutputs(b.graph, [b.feed(x)])
     }
 
-    /// A channels-last value read by an op without that form (a depthwise conv) gets one Transpose
-    /// back; a conv whose readers all want NCHW (Softmax, a graph output) writes NCHW itself.
+    /// A channels-last value read by an op without that form (a depthwise conv with a channel
+    /// multiplier of 2) gets one Transpose back; a conv whose readers all want NCHW (Softmax, a
+    /// graph output) writes NCHW itself.
     func testTransposesOnlyAtTheEdges() throws {
         var b = Builder()
         let x = b.input("x", [1, 4, 9, 8])
@@ -74,7 +75,7 @@ final class ChannelsLastLayoutTests: XCTestCase {
         let z = conv(&b, y, cin: 16, cout: 16)
         b.output(z)
         b.output(b.node("Softmax", [z], ["axis": .int(1)]))
-        b.output(conv(&b, y, cin: 16, cout: 16, group: 16))
+        b.output(conv(&b, y, cin: 16, cout: 32, group: 16))
         var graph = b.graph
         XCTAssertTrue(try ChannelsLastLayout().apply(to: &graph))
         XCTAssertEqual(ops(graph).filter { $0 == "Transpose" }.count, 1, "\(ops(graph))")
@@ -124,6 +125,29 @@ final class ChannelsLastLayoutTests: XCTestCase {
         XCTAssertTrue(try ChannelsLastLayout().apply(to: &graph))
         XCTAssertFalse(ops(graph).contains("Transpose"))
         if case .int(let axis)? = graph.nodes[2].attributes["axis"] { XCTAssertEqual(axis, 3) } else { XCTFail("axis") }
+        try assertSameOutputs(b.graph, [b.feed(x)])
+    }
+
+    /// MobileNet-style blocks (1x1 expansion, depthwise 3x3 / 5x5 with stride, 1x1 projection,
+    /// residual Add) on widths that are not multiples of 16: every convolution, depthwise ones
+    /// included, stays channels-last; no Transpose anywhere.
+    func testDepthwiseChainStaysChannelsLast() throws {
+        var b = Builder()
+        let x = b.input("x", [2, 8, 13, 11])
+        let e = b.node("Relu", [conv(&b, x, cin: 8, cout: 24, kernel: 1)])
+        let d = b.node("Relu", [conv(&b, e, cin: 24, cout: 24, group: 24)])
+        let p = conv(&b, d, cin: 24, cout: 8, kernel: 1)
+        let r = b.node("Add", [x, p])
+        let e2 = b.node("Relu", [conv(&b, r, cin: 8, cout: 40, kernel: 1)])
+        let d2 = conv(&b, e2, cin: 40, cout: 40, kernel: 5, stride: 2, group: 40)
+        b.output(conv(&b, b.node("Relu", [d2]), cin: 40, cout: 72, kernel: 1))
+        var graph = b.graph
+        XCTAssertTrue(try ChannelsLastLayout().apply(to: &graph))
+        XCTAssertFalse(ops(graph).contains("Transpose"), "\(ops(graph))")
+        let convs = graph.nodes.indices.filter { graph.nodes[$0].opType == "FusedConv" }
+        XCTAssertEqual(convs.count, 6)
+        XCTAssertTrue(layoutOf(graph, convs[1]) == (true, true), "the first depthwise conv")
+        XCTAssertTrue(layoutOf(graph, convs[4]) == (true, true), "the strided 5x5 depthwise conv")
         try assertSameOutputs(b.graph, [b.feed(x)])
     }
 

@@ -120,6 +120,78 @@ final class Conv2DTests: XCTestCase {
         }
     }
 
+    /// Depthwise convolution (multiplier 1) on channels-last data, with the input, the output or
+    /// both channels-last, on packed and unpacked weights, one and two threads, with a fused
+    /// residual Add and Relu: against the reference on NCHW data, the layouts converted here.
+    func checkChannelsLastDepthwise(_ g: ConvGeometry, file: StaticString = #filePath, line: UInt = #line) {
+        var rng = SeededGenerator(seed: UInt64(g.inChannels * 100 + g.inWidth))
+        let c = g.outChannels, inPixels = g.inHeight * g.inWidth, outPixels = g.outHeight * g.outWidth
+        let input = rng.floats(g.batch * c * inPixels)
+        let weight = rng.floats(c * g.kernelHeight * g.kernelWidth)
+        let bias = rng.floats(c)
+        let residual = rng.floats(g.batch * c * outPixels)
+        var expected = [Float](repeating: .nan, count: g.batch * c * outPixels)
+        bias.withUnsafeBufferPointer { Conv2D.reference(g, input: input, weight: weight, bias: $0.baseAddress, output: &expected) }
+        for i in expected.indices { expected[i] = max(expected[i] + residual[i], 0) }
+        // NCHW <-> NHWC of one tensor of `pixels` per channel.
+        func channelsLast(_ x: [Float], pixels: Int) -> [Float] {
+            var y = x
+            for n in 0..<g.batch { for ch in 0..<c { for p in 0..<pixels { y[(n * pixels + p) * c + ch] = x[(n * c + ch) * pixels + p] } } }
+            return y
+        }
+        for layout in [ConvDataLayout(inputChannelsLast: true, outputChannelsLast: true),
+                       ConvDataLayout(inputChannelsLast: false, outputChannelsLast: true),
+                       ConvDataLayout(inputChannelsLast: true, outputChannelsLast: false)] {
+            let x = layout.inputChannelsLast ? channelsLast(input, pixels: inPixels) : input
+            let r = layout.outputChannelsLast ? channelsLast(residual, pixels: outPixels) : residual
+            let want = layout.outputChannelsLast ? channelsLast(expected, pixels: outPixels) : expected
+            for threads in [1, 2] {
+                for prepacked in [false, true] {
+                    let bytes = Conv2D.workspaceByteCount(g, threads: threads, packedWeight: prepacked, layout: layout)
+                    let ws = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 1), alignment: 64)
+                    let packedBytes = Conv2D.packedWeightByteCount(g, layout: layout)
+                    let packed = UnsafeMutableRawPointer.allocate(byteCount: max(packedBytes, 1), alignment: 64)
+                    defer { ws.deallocate(); packed.deallocate() }
+                    ws.initializeMemory(as: UInt8.self, repeating: 0xFF, count: max(bytes, 1))
+                    var got = [Float](repeating: .nan, count: want.count)
+                    let parallel = Parallel(threads: threads)
+                    r.withUnsafeBufferPointer { rp in
+                        bias.withUnsafeBufferPointer { bp in
+                            let epilogue = ConvEpilogue(residual: rp.baseAddress, activation: .relu)
+                            if prepacked {
+                                Conv2D.packWeight(g, weight: weight, into: packed, parallel: parallel, layout: layout)
+                                Conv2D.run(g, input: x, packedWeight: packed, bias: bp.baseAddress, output: &got, workspace: ws,
+                                           parallel: parallel, epilogue: epilogue, layout: layout)
+                            } else {
+                                Conv2D.run(g, input: x, weight: weight, bias: bp.baseAddress, output: &got, workspace: ws,
+                                           parallel: parallel, engine: .preferred, epilogue: epilogue, layout: layout)
+                            }
+                        }
+                    }
+                    XCTAssertLessThanOrEqual(maxMixedError(got, want), Self.tolerance,
+                                             "\(g) \(layout) threads \(threads) prepacked \(prepacked)", file: file, line: line)
+                }
+            }
+        }
+    }
+
+    func testChannelsLastDepthwise() {
+        // Channel counts around the kernel's 64 / 16 / 8 / 1 blocks, MobileNet widths among them.
+        for c in [1, 7, 8, 24, 72, 83] {
+            checkChannelsLastDepthwise(ConvGeometry(batch: 2, inChannels: c, inHeight: 9, inWidth: 7, outChannels: c,
+                                                    kernelHeight: 3, kernelWidth: 3, padTop: 1, padLeft: 1, group: c))
+        }
+        // 5x5 with stride 2 and asymmetric pads; dilation; a kernel wider than the padded image.
+        checkChannelsLastDepthwise(ConvGeometry(batch: 1, inChannels: 40, inHeight: 11, inWidth: 12, outChannels: 40,
+                                                kernelHeight: 5, kernelWidth: 5, strideHeight: 2, strideWidth: 2,
+                                                padTop: 2, padLeft: 1, padBottom: 1, padRight: 2, group: 40))
+        checkChannelsLastDepthwise(ConvGeometry(batch: 1, inChannels: 17, inHeight: 10, inWidth: 13, outChannels: 17,
+                                                kernelHeight: 3, kernelWidth: 3, padTop: 2, padLeft: 2,
+                                                dilationHeight: 2, dilationWidth: 2, group: 17))
+        checkChannelsLastDepthwise(ConvGeometry(batch: 1, inChannels: 16, inHeight: 2, inWidth: 3, outChannels: 16,
+                                                kernelHeight: 7, kernelWidth: 7, padTop: 3, padLeft: 3, group: 16))
+    }
+
     /// No input channels: the output is the bias.
     func testNoInputChannels() {
         check(ConvGeometry(batch: 2, inChannels: 0, inHeight: 4, inWidth: 5, outChannels: 3,

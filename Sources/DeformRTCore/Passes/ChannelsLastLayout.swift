@@ -3,7 +3,8 @@
 /// convolution. A value the pass makes channels-last gets a new id holding [N, H, W, C]; its
 /// original id keeps the NCHW value, produced by one Transpose only if some reader (an op without
 /// a channels-last form, or a graph output) needs it. Rewrites:
-///   Conv / DeformConv (2-D, constant weight, not depthwise) -> FusedConv / FusedDeformConv with
+///   Conv / DeformConv (2-D, constant weight; depthwise only as a Conv with one output channel per
+///     input channel) -> FusedConv / FusedDeformConv with
 ///     channels_last_input / channels_last_output (the first convolution reads the NCHW input
 ///     directly; offsets and masks stay NCHW);
 ///   MaxPool / AveragePool (2-D) -> ai.deformrt ChannelsLastMaxPool / ChannelsLastAveragePool;
@@ -197,8 +198,8 @@ struct ChannelsLastLayout: GraphPass {
             let base = ConvNodeSlots.base(node)
             let groupName = base.domain.hasPrefix("mm") ? "groups" : "group"
             let group = (try? Attributes(node).int(groupName, default: 1)) ?? 1
-            // Depthwise convolutions run NCHW only.
-            if group > 1 && weight.shape[1] == 1 { return .other }
+            // Depthwise convolutions run channels-last only when plain, with a channel multiplier of 1.
+            if group > 1 && weight.shape[1] == 1 && (weight.shape[0] != group || base != ("", "Conv")) { return .other }
             let hasResidual = slots.residual < node.inputs.count && node.inputs[slots.residual] != nil
             return .convolution(x: 0, residual: hasResidual ? slots.residual : nil)
         }

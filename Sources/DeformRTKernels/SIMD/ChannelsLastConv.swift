@@ -77,7 +77,7 @@ struct ChannelsLastConvPlan {
     let tileRows: Int     // output pixels per tile, a multiple of the micro-kernel's 6 rows
     let inPixels: Int
     let outPixels: Int
-    let rowStride: Int    // channels-last row length: inChannels rounded up to 16
+    let rowStride: Int    // channels-last row length: inChannels, rounded up to 16 for rows the plan copies
     let rowGroups: Int    // ceil(outPixels / 6)
     let workers: Int
     let weightsPrepacked: Bool  // the caller packed them once (packWeights); no weight region here
@@ -180,13 +180,6 @@ struct ChannelsLastConvPlan {
         outPixels = max(g.outHeight, 0) * max(g.outWidth, 0)
         narrowRows = offsetGroup == nil && !pointwise && g.group == 1 && g.inChannels < 16 && g.dilationWidth == 1
             && blocks == 1 && g.outWidth > 0
-        rowStride = narrowRows ? g.inChannels : (g.inChannels + 15) & ~15
-        let lastColumn = (g.outWidth - 1) * g.strideWidth - g.padLeft + g.kernelWidth - 1
-        narrowRowPixels = narrowRows ? g.padLeft + g.inWidth + max(0, lastColumn - (g.inWidth - 1)) : 0
-        zeroFloats = (narrowRows ? max(Self.extraRows, g.kernelWidth) : Self.extraRows) * rowStride
-        // Deformable sampling addresses the zero row by index, right after the image's rows.
-        readsInputInPlace = layout.inputChannelsLast && rowStride == g.inChannels && offsetGroup == nil && !narrowRows
-        rowGroups = (outPixels + 5) / 6
         let block = Self.indirectBlock
         tableTaps = narrowRows ? g.kernelHeight : taps
         let tapFloats = narrowRows ? g.kernelWidth * cin : cin
@@ -194,6 +187,18 @@ struct ChannelsLastConvPlan {
         segmentLength = tapFloats / segmentParts
         readsRowsIndirectly = offsetGroup == nil && !pointwise && engine == .packedSIMD && cin > 0
             && tapFloats % segmentParts == 0 && tableTaps <= Self.maxIndirectTaps
+        // The GEMM paths read A one float at a time, so channels-last input whose rows they read
+        // in place needs no rows of a multiple of 16 (MobileNet widths: 24, 40, 72, 120, ...);
+        // copies for im2col and deformable gathers move 16 channels at a time.
+        let readsRowsAsTheyAre = layout.inputChannelsLast && offsetGroup == nil && !narrowRows
+            && (pointwise || readsRowsIndirectly)
+        rowStride = narrowRows || readsRowsAsTheyAre ? g.inChannels : (g.inChannels + 15) & ~15
+        let lastColumn = (g.outWidth - 1) * g.strideWidth - g.padLeft + g.kernelWidth - 1
+        narrowRowPixels = narrowRows ? g.padLeft + g.inWidth + max(0, lastColumn - (g.inWidth - 1)) : 0
+        zeroFloats = (narrowRows ? max(Self.extraRows, g.kernelWidth) : Self.extraRows) * rowStride
+        // Deformable sampling addresses the zero row by index, right after the image's rows.
+        readsInputInPlace = layout.inputChannelsLast && rowStride == g.inChannels && offsetGroup == nil && !narrowRows
+        rowGroups = (outPixels + 5) / 6
         // Read in place, the A rows need no panel: only the result bounds the tile.
         if readsRowsIndirectly { rows = min(max(49_152 / coutPadded, 24), 192) / 6 * 6 }
         tileRows = rows

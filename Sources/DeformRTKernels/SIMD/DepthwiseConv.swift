@@ -87,3 +87,189 @@ enum DepthwiseConv {
         }
     }
 }
+
+/// Depthwise convolution with one output channel per input channel on channels-last data
+/// ([N, H, W, C]), so that a MobileNet-style chain (1x1, depthwise, 1x1) stays channels-last:
+/// per output pixel, 64 (then 16, 8, 1) channels at a time summed over the taps in registers,
+/// weights packed [tap][channel] so each tap's weights are one contiguous load. A product and a
+/// sum per tap, as the NCHW kernel does (and for the same reason).
+extension DepthwiseConv {
+    /// Channel multiplier 1: the form that runs channels-last.
+    static func runsChannelsLast(_ g: ConvGeometry) -> Bool {
+        applies(g) && g.outChannels == g.group
+    }
+
+    /// Floats between two taps' weights in the packed form: channels rounded up to 16.
+    static func packedTapStride(_ g: ConvGeometry) -> Int { (g.outChannels + 15) & ~15 }
+
+    static func packedFloats(_ g: ConvGeometry) -> Int {
+        g.kernelHeight * g.kernelWidth * packedTapStride(g)
+    }
+
+    /// OIHW [C, 1, kH, kW] into [tap][channel] (channels zero-padded to the tap stride).
+    static func pack(_ g: ConvGeometry, weight: UnsafePointer<Float>, into packed: UnsafeMutablePointer<Float>) {
+        let taps = g.kernelHeight * g.kernelWidth, stride = packedTapStride(g)
+        packed.update(repeating: 0, count: taps * stride)
+        for c in 0..<g.outChannels {
+            for tap in 0..<taps { packed[tap * stride + c] = weight[c * taps + tap] }
+        }
+    }
+
+    /// Scratch floats of `runChannelsLast`: a batch item's input turned channels-last when it
+    /// comes NCHW, its output computed channels-last when it leaves NCHW.
+    static func channelsLastScratchFloats(_ g: ConvGeometry, layout: ConvDataLayout) -> Int {
+        let c = g.outChannels
+        let input = layout.inputChannelsLast ? 0 : (g.inHeight * g.inWidth * c + 15) & ~15
+        let output = layout.outputChannelsLast ? 0 : max(g.outHeight, 0) * max(g.outWidth, 0) * c
+        return input + output
+    }
+
+    /// output = epilogue(depthwise(input) + bias) in `layout`, with weights from `pack`.
+    /// `scratch` holds channelsLastScratchFloats floats.
+    static func runChannelsLast(
+        _ g: ConvGeometry, input: UnsafePointer<Float>, packedWeight: UnsafePointer<Float>,
+        bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>,
+        parallel: Parallel, epilogue: ConvEpilogue, layout: ConvDataLayout
+    ) {
+        let c = g.outChannels
+        let inPixels = g.inHeight * g.inWidth, outPixels = max(g.outHeight, 0) * max(g.outWidth, 0)
+        if outPixels == 0 || c == 0 { return }
+        let inputRows = scratch
+        let outputRows = scratch + (layout.inputChannelsLast ? 0 : (inPixels * c + 15) & ~15)
+        for n in 0..<g.batch {
+            var source = input + n * c * inPixels
+            if !layout.inputChannelsLast {
+                let image = source
+                parallel.forEachRange((inPixels + 255) / 256) { _, blocks in
+                    ConvLayout.channelsLast(image, channels: c, planeSize: inPixels,
+                                            pixels: blocks.lowerBound * 256 ..< min(inPixels, blocks.upperBound * 256),
+                                            rows: inputRows, rowStride: c)
+                }
+                source = UnsafePointer(inputRows)
+            }
+            let imageOutput = output + n * c * outPixels
+            let target = layout.outputChannelsLast ? imageOutput : outputRows
+            let rowEpilogue = epilogue.shifted(by: n * c * outPixels)
+            let rowFloats = g.outWidth * c
+            parallel.forEachRange(g.outHeight) { _, rows in
+                for oy in rows {
+                    outputRow(g, oy: oy, source: source, weight: packedWeight, bias: bias, row: target + oy * rowFloats)
+                    if layout.outputChannelsLast {
+                        rowEpilogue.shifted(by: oy * rowFloats).apply(rows: 1, count: rowFloats, stride: 0,
+                                                                      output: target + oy * rowFloats)
+                    }
+                }
+            }
+            if !layout.outputChannelsLast {
+                parallel.forEachRange((outPixels + 255) / 256) { _, blocks in
+                    let p0 = blocks.lowerBound * 256, p1 = min(outPixels, blocks.upperBound * 256)
+                    ConvLayout.transpose(outputRows + p0 * c, srcStride: c, imageOutput + p0, dstStride: outPixels,
+                                         rows: c, columns: p1 - p0, rowBias: nil)
+                }
+                rowEpilogue.apply(elements: c * outPixels, output: imageOutput, parallel: parallel)
+            }
+        }
+    }
+
+    /// Output row `oy`, channels-last, into `row` (outWidth x C floats).
+    private static func outputRow(
+        _ g: ConvGeometry, oy: Int, source: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+        bias: UnsafePointer<Float>?, row: UnsafeMutablePointer<Float>
+    ) {
+        let c = g.outChannels, tapStride = packedTapStride(g)
+        // Kernel rows whose input row is inside the image.
+        let y0 = oy * g.strideHeight - g.padTop
+        let firstRow = y0 >= 0 ? 0 : (-y0 + g.dilationHeight - 1) / g.dilationHeight
+        let lastRow = min(g.kernelHeight, y0 >= g.inHeight ? 0 : (g.inHeight - 1 - y0) / g.dilationHeight + 1)
+        for ox in 0..<g.outWidth {
+            // Kernel columns whose input column is inside the row.
+            let x0 = ox * g.strideWidth - g.padLeft
+            let firstColumn = x0 >= 0 ? 0 : (-x0 + g.dilationWidth - 1) / g.dilationWidth
+            let lastColumn = min(g.kernelWidth, x0 >= g.inWidth ? 0 : (g.inWidth - 1 - x0) / g.dilationWidth + 1)
+            let taps = TapWindow(rows: firstRow..<max(firstRow, lastRow), columns: firstColumn..<max(firstColumn, lastColumn),
+                                 pixel: source + (y0 * g.inWidth + x0) * c,
+                                 rowStep: g.dilationHeight * g.inWidth * c, columnStep: g.dilationWidth * c,
+                                 weight: weight, kernelWidth: g.kernelWidth, tapStride: tapStride)
+            let out = row + ox * c
+            var ch = 0
+            while ch + 64 <= c {
+                taps.sum64(at: ch, bias: bias, into: out)
+                ch += 64
+            }
+            while ch + 16 <= c {
+                let sum: SIMD16<Float> = taps.sum(at: ch, bias: bias)
+                UnsafeMutableRawPointer(out + ch).storeBytes(of: sum, as: SIMD16<Float>.self)
+                ch += 16
+            }
+            if ch + 8 <= c {
+                let sum: SIMD8<Float> = taps.sum(at: ch, bias: bias)
+                UnsafeMutableRawPointer(out + ch).storeBytes(of: sum, as: SIMD8<Float>.self)
+                ch += 8
+            }
+            while ch < c {
+                out[ch] = taps.sum(at: ch, bias: bias)
+                ch += 1
+            }
+        }
+    }
+
+    /// The taps of one output pixel that fall inside the image: kernel rows `rows`, columns
+    /// `columns`; tap (i, j) reads `pixel + i * rowStep + j * columnStep` (pixel: where tap (0, 0)
+    /// would read, possibly outside the image) and its weights at (i * kernelWidth + j) * tapStride.
+    private struct TapWindow {
+        let rows: Range<Int>, columns: Range<Int>
+        let pixel: UnsafePointer<Float>
+        let rowStep: Int, columnStep: Int
+        let weight: UnsafePointer<Float>
+        let kernelWidth: Int, tapStride: Int
+
+        @inline(__always)
+        func sum<V: SIMD>(at channel: Int, bias: UnsafePointer<Float>?) -> V where V.Scalar == Float {
+            var acc = bias.map { UnsafeRawPointer($0 + channel).loadUnaligned(as: V.self) } ?? V()
+            for i in rows {
+                for j in columns {
+                    let x = UnsafeRawPointer(pixel + i * rowStep + j * columnStep + channel).loadUnaligned(as: V.self)
+                    let w = UnsafeRawPointer(weight + (i * kernelWidth + j) * tapStride + channel).loadUnaligned(as: V.self)
+                    acc += x * w
+                }
+            }
+            return acc
+        }
+
+        @inline(__always)
+        func sum(at channel: Int, bias: UnsafePointer<Float>?) -> Float {
+            var acc = bias?[channel] ?? 0
+            for i in rows {
+                for j in columns {
+                    acc += pixel[i * rowStep + j * columnStep + channel] * weight[(i * kernelWidth + j) * tapStride + channel]
+                }
+            }
+            return acc
+        }
+
+        /// Channels channel ..< channel + 64 in four accumulators (the tap's addresses computed once).
+        @inline(__always)
+        func sum64(at channel: Int, bias: UnsafePointer<Float>?, into out: UnsafeMutablePointer<Float>) {
+            typealias V = SIMD16<Float>
+            var a0 = V(), a1 = V(), a2 = V(), a3 = V()
+            if let bias {
+                let b = UnsafeRawPointer(bias + channel)
+                a0 = b.loadUnaligned(as: V.self); a1 = b.loadUnaligned(fromByteOffset: 64, as: V.self)
+                a2 = b.loadUnaligned(fromByteOffset: 128, as: V.self); a3 = b.loadUnaligned(fromByteOffset: 192, as: V.self)
+            }
+            for i in rows {
+                for j in columns {
+                    let x = UnsafeRawPointer(pixel + i * rowStep + j * columnStep + channel)
+                    let w = UnsafeRawPointer(weight + (i * kernelWidth + j) * tapStride + channel)
+                    a0 += x.loadUnaligned(as: V.self) * w.loadUnaligned(as: V.self)
+                    a1 += x.loadUnaligned(fromByteOffset: 64, as: V.self) * w.loadUnaligned(fromByteOffset: 64, as: V.self)
+                    a2 += x.loadUnaligned(fromByteOffset: 128, as: V.self) * w.loadUnaligned(fromByteOffset: 128, as: V.self)
+                    a3 += x.loadUnaligned(fromByteOffset: 192, as: V.self) * w.loadUnaligned(fromByteOffset: 192, as: V.self)
+                }
+            }
+            let o = UnsafeMutableRawPointer(out + channel)
+            o.storeBytes(of: a0, as: V.self); o.storeBytes(of: a1, toByteOffset: 64, as: V.self)
+            o.storeBytes(of: a2, toByteOffset: 128, as: V.self); o.storeBytes(of: a3, toByteOffset: 192, as: V.self)
+        }
+    }
+}

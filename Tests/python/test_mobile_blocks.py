@@ -1,0 +1,92 @@
+"""MobileNet-style blocks (1x1 expansion, depthwise 3x3 / 5x5 with stride or dilation, 1x1
+projection, residual Add; Relu6 as Clip, HardSwish, Relu) on widths that are not multiples of 16
+(24, 40, 72, 120, 7). They run channels-last end to end: the depthwise convolutions on the
+channels-last depthwise kernel, the 1x1 and 3x3 convolutions reading rows of 24 or 40 floats in
+place. Against onnxruntime (rtol 1e-4, atol 1e-5: sums of up to 144 products in another order)
+and against the unoptimised session (NCHW kernels, same tolerance), for several input sizes and
+batch 2; the profiler's trace shows that no Transpose runs."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import deformrt
+from deformrt import GraphOptimizationLevel, SessionOptions
+
+ort = pytest.importorskip("onnxruntime")
+
+
+def mobile_model() -> bytes:
+    rng = np.random.default_rng(11)
+    inits, nodes = [], []
+
+    def conv(x, cin, cout, k, stride=1, group=1, act=None, dilation=1, pads=None):
+        name = f"conv{len(nodes)}"
+        w = rng.standard_normal((cout, cin // group, k, k)) / np.sqrt(cin // group * k * k)
+        inits.append(numpy_helper.from_array(w.astype(np.float32), name + "_w"))
+        inits.append(numpy_helper.from_array((rng.standard_normal(cout) * 0.1).astype(np.float32), name + "_b"))
+        nodes.append(helper.make_node("Conv", [x, name + "_w", name + "_b"], [name], name=name, group=group,
+                                      pads=pads or [dilation * (k // 2)] * 4, strides=[stride] * 2,
+                                      dilations=[dilation] * 2))
+        if act == "relu6":
+            nodes.append(helper.make_node("Clip", [name, "zero", "six"], [name + "_a"], name=name + "_relu6"))
+        elif act == "hardswish":
+            nodes.append(helper.make_node("HardSwish", [name], [name + "_a"], name=name + "_hardswish"))
+        elif act == "relu":
+            nodes.append(helper.make_node("Relu", [name], [name + "_a"], name=name + "_relu"))
+        return name + "_a" if act else name
+
+    inits += [numpy_helper.from_array(np.array(0, np.float32), "zero"),
+              numpy_helper.from_array(np.array(6, np.float32), "six")]
+    x = conv("x", 16, 24, 3, stride=2, act="relu6")            # stem on NCHW input, 3x3 stride 2
+    x = conv(x, 24, 24, 3, act="relu")                          # plain 3x3 on rows of 24 floats
+    y = conv(x, 24, 72, 1, act="relu6")
+    y = conv(y, 72, 72, 3, group=72, act="relu6")               # depthwise 3x3
+    y = conv(y, 72, 24, 1)
+    nodes.append(helper.make_node("Add", [x, y], ["residual"], name="residual"))
+    x = conv("residual", 24, 40, 1, act="hardswish")
+    x = conv(x, 40, 40, 5, stride=2, group=40, act="hardswish")  # depthwise 5x5 stride 2
+    x = conv(x, 40, 120, 1, act="hardswish")
+    x = conv(x, 120, 120, 3, group=120, act="relu", dilation=2)  # dilated depthwise
+    x = conv(x, 120, 120, 3, stride=2, group=120, pads=[0, 0, 1, 1])  # asymmetric pads
+    x = conv(x, 120, 7, 1, stride=2)                            # 1x1 stride 2: rows of 120 floats
+    x = conv(x, 7, 7, 3, group=7)                               # depthwise, channels-last in, NCHW out
+    graph = helper.make_graph(nodes, "mobile", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 16, "h", "w"])],
+                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+MODEL = mobile_model()
+
+
+def session(level, threads=2) -> deformrt.InferenceSession:
+    options = SessionOptions()
+    options.graph_optimization_level = level
+    return deformrt.InferenceSession(MODEL, options, threads=threads)
+
+
+@pytest.mark.parametrize("shape", [(1, 16, 64, 64), (2, 16, 45, 37), (1, 16, 9, 12)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_mobile_blocks_match_onnxruntime(shape, threads):
+    x = np.random.default_rng(sum(shape)).standard_normal(shape).astype(np.float32)
+    want = ort.InferenceSession(MODEL, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    got = session(GraphOptimizationLevel.ORT_ENABLE_ALL, threads).run(None, {"x": x})[0]
+    plain = session(GraphOptimizationLevel.ORT_DISABLE_ALL, threads).run(None, {"x": x})[0]
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(plain, want, rtol=1e-4, atol=1e-5)
+
+
+def test_no_transpose_runs(tmp_path):
+    options = SessionOptions()
+    options.enable_profiling = True
+    options.profile_file_prefix = str(tmp_path / "mobile")
+    with deformrt.InferenceSession(MODEL, options) as s:
+        s.run(None, {"x": np.zeros((1, 16, 32, 32), np.float32)})
+        path = s.end_profiling()
+    with open(path) as file:
+        ops = [event["args"]["op_name"] for event in json.load(file) if event["cat"] == "Node"]
+    assert "Transpose" not in ops and ops.count("ai.deformrt::FusedConv") == 12, ops
