@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Whole networks, batch 1: DeformRT vs onnxruntime vs OpenVINO on the three ResNet-50s of
 tools/make_resnet_models.py (plain, DCNv2 in c3-c5, DCNv1 in c5) at 224x224 and 512x512, on the
-small nets exported from PyTorch in Tests/vectors/exported, and on issue 9's networks (group
-`issue9`: DBNet, CRNN, CenterNet and Faster R-CNN heads, an int8 DBNet) at realistic sizes.
+small nets exported from PyTorch in Tests/vectors/exported, on issue 9's networks (group
+`issue9`: DBNet, CRNN, CenterNet and Faster R-CNN heads, an int8 DBNet) at realistic sizes, and on
+a MobileNetV2 (group `mobile`, tools/make_mobilenet_model.py) at 224x224.
 
     python3 bench/models.py                                   # every model, 224 and 512, 1 and 2 threads
     python3 bench/models.py --models resnet50_dcnv2 --sizes 224 --runs 20
-    python3 bench/models.py --models issue9                   # a group: resnets, exported, issue9
+    python3 bench/models.py --models issue9                   # a group: resnets, exported, issue9, mobile
     python3 bench/models.py --quick                           # smoke test
     python3 bench/models.py --library /path/to/libdeformrt.so
 
@@ -46,6 +47,8 @@ ISSUE9 = {
     "centernet": ("make_detection_heads.py", "64x128x128 features (a 512x512 image at stride 4), 80 classes, top 100"),
     "faster_rcnn": ("make_detection_heads.py", "64x128x128 features, 1000 proposals x 20 classes, NMS, RoiAlign 7x7"),
     "dbnet_int8": ("make_quantized_models.py", "dbnet quantize_static'ed (QOperator, per channel), 640x640"),
+    # Not issue 9's, built the same way: depthwise convolutions and widths that are not multiples of 16.
+    "mobilenet_v2": ("make_mobilenet_model.py", "224x224 image, width 1.0, 1000 classes, BatchNormalization unfused"),
 }
 MODELS = RESNETS + EXPORTED + tuple(ISSUE9)
 # onnxruntime's default (level 99) graph optimisations rewrite the int8 DBNet's QDQ chains and round
@@ -66,7 +69,8 @@ OPENVINO_CANNOT = {
                   "3-channel input: \"number of dequantization scale elements '32' must match the input shape "
                   "dimension '3'\")",
 }
-GROUPS = {"resnets": RESNETS, "exported": EXPORTED, "issue9": tuple(ISSUE9)}
+GROUPS = {"resnets": RESNETS, "exported": EXPORTED, "issue9": tuple(name for name in ISSUE9 if name != "mobilenet_v2"),
+          "mobile": ("mobilenet_v2",)}
 SIZES = (224, 512)
 QUICK_SIZES = (224,)
 SYSTEMS = ["deformrt", "onnxruntime", "openvino"]
@@ -127,6 +131,8 @@ def issue9_model(name: str):
         return tool.faster_rcnn_head(channels=64, classes=20, pooled=7, hidden=256)
     if name == "dbnet_int8":
         return tool.quantized_dbnet(side=640, width=32, inner=64)
+    if name == "mobilenet_v2":
+        return tool.build_mobilenet_v2()
     raise KeyError(name)
 
 
@@ -151,6 +157,8 @@ def issue9_feeds(name: str) -> Dict[str, np.ndarray]:
         return {"image": rng.standard_normal((1, 3, 640, 640), dtype=np.float32)}
     if name == "crnn":
         return {"image": rng.standard_normal((1, 1, 32, 320), dtype=np.float32)}
+    if name == "mobilenet_v2":
+        return {"image": rng.standard_normal((1, 3, 224, 224), dtype=np.float32)}
     if name == "centernet":
         # Scaled so that the heatmap logits are O(1): at N(0, 1) most sigmoids round to exactly 1.0
         # and TopK's choice among the ties is arbitrary.
