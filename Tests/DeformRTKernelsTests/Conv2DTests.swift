@@ -181,6 +181,12 @@ final class Conv2DTests: XCTestCase {
             checkChannelsLastDepthwise(ConvGeometry(batch: 2, inChannels: c, inHeight: 9, inWidth: 7, outChannels: c,
                                                     kernelHeight: 3, kernelWidth: 3, padTop: 1, padLeft: 1, group: c))
         }
+        // Wide rows: runs of four interior pixels (stride 1 and 2) next to single edge pixels.
+        for (c, w, stride) in [(40, 23, 1), (72, 29, 2), (19, 30, 1)] {
+            checkChannelsLastDepthwise(ConvGeometry(batch: 1, inChannels: c, inHeight: 5, inWidth: w, outChannels: c,
+                                                    kernelHeight: 3, kernelWidth: 3, strideHeight: stride,
+                                                    strideWidth: stride, padTop: 1, padLeft: 1, group: c))
+        }
         // 5x5 with stride 2 and asymmetric pads; dilation; a kernel wider than the padded image.
         checkChannelsLastDepthwise(ConvGeometry(batch: 1, inChannels: 40, inHeight: 11, inWidth: 12, outChannels: 40,
                                                 kernelHeight: 5, kernelWidth: 5, strideHeight: 2, strideWidth: 2,

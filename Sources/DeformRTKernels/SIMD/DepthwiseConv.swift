@@ -181,34 +181,38 @@ extension DepthwiseConv {
         let y0 = oy * g.strideHeight - g.padTop
         let firstRow = y0 >= 0 ? 0 : (-y0 + g.dilationHeight - 1) / g.dilationHeight
         let lastRow = min(g.kernelHeight, y0 >= g.inHeight ? 0 : (g.inHeight - 1 - y0) / g.dilationHeight + 1)
-        for ox in 0..<g.outWidth {
+        func window(_ ox: Int) -> TapWindow {
             // Kernel columns whose input column is inside the row.
             let x0 = ox * g.strideWidth - g.padLeft
             let firstColumn = x0 >= 0 ? 0 : (-x0 + g.dilationWidth - 1) / g.dilationWidth
             let lastColumn = min(g.kernelWidth, x0 >= g.inWidth ? 0 : (g.inWidth - 1 - x0) / g.dilationWidth + 1)
-            let taps = TapWindow(rows: firstRow..<max(firstRow, lastRow), columns: firstColumn..<max(firstColumn, lastColumn),
-                                 pixel: source + (y0 * g.inWidth + x0) * c,
-                                 rowStep: g.dilationHeight * g.inWidth * c, columnStep: g.dilationWidth * c,
-                                 weight: weight, kernelWidth: g.kernelWidth, tapStride: tapStride)
+            return TapWindow(rows: firstRow..<max(firstRow, lastRow), columns: firstColumn..<max(firstColumn, lastColumn),
+                             pixel: source + (y0 * g.inWidth + x0) * c,
+                             rowStep: g.dilationHeight * g.inWidth * c, columnStep: g.dilationWidth * c,
+                             weight: weight, kernelWidth: g.kernelWidth, tapStride: tapStride)
+        }
+        // Output columns whose kernel columns all fall inside the image: there four pixels share
+        // each tap's weight load (the kernel is bound by loads: one per product otherwise).
+        let interiorStart = (g.padLeft + g.strideWidth - 1) / g.strideWidth
+        let reach = g.inWidth - 1 - (g.kernelWidth - 1) * g.dilationWidth + g.padLeft
+        let interiorEnd = reach < 0 ? 0 : min(g.outWidth, reach / g.strideWidth + 1)
+        var ox = 0
+        while ox < g.outWidth {
             let out = row + ox * c
-            var ch = 0
-            while ch + 64 <= c {
-                taps.sum64(at: ch, bias: bias, into: out)
-                ch += 64
-            }
-            while ch + 16 <= c {
-                let sum: SIMD16<Float> = taps.sum(at: ch, bias: bias)
-                UnsafeMutableRawPointer(out + ch).storeBytes(of: sum, as: SIMD16<Float>.self)
-                ch += 16
-            }
-            if ch + 8 <= c {
-                let sum: SIMD8<Float> = taps.sum(at: ch, bias: bias)
-                UnsafeMutableRawPointer(out + ch).storeBytes(of: sum, as: SIMD8<Float>.self)
-                ch += 8
-            }
-            while ch < c {
-                out[ch] = taps.sum(at: ch, bias: bias)
-                ch += 1
+            if ox >= interiorStart && ox + 4 <= interiorEnd {
+                let taps = window(ox)
+                var ch = 0
+                while ch + 16 <= c {
+                    taps.sum16x4(at: ch, pixelStep: g.strideWidth * c, bias: bias, into: out, outStep: c)
+                    ch += 16
+                }
+                if ch < c {
+                    for q in 0..<4 { window(ox + q).sum(from: ch, to: c, bias: bias, into: out + q * c) }
+                }
+                ox += 4
+            } else {
+                window(ox).sum(from: 0, to: c, bias: bias, into: out)
+                ox += 1
             }
         }
     }
@@ -245,6 +249,56 @@ extension DepthwiseConv {
                 }
             }
             return acc
+        }
+
+        /// Channels first ..< end of the pixel into `out`: 64, then 16, 8 and 1 at a time.
+        @inline(__always)
+        func sum(from first: Int, to end: Int, bias: UnsafePointer<Float>?, into out: UnsafeMutablePointer<Float>) {
+            var ch = first
+            while ch + 64 <= end {
+                sum64(at: ch, bias: bias, into: out)
+                ch += 64
+            }
+            while ch + 16 <= end {
+                let sum: SIMD16<Float> = sum(at: ch, bias: bias)
+                UnsafeMutableRawPointer(out + ch).storeBytes(of: sum, as: SIMD16<Float>.self)
+                ch += 16
+            }
+            if ch + 8 <= end {
+                let sum: SIMD8<Float> = sum(at: ch, bias: bias)
+                UnsafeMutableRawPointer(out + ch).storeBytes(of: sum, as: SIMD8<Float>.self)
+                ch += 8
+            }
+            while ch < end {
+                out[ch] = sum(at: ch, bias: bias)
+                ch += 1
+            }
+        }
+
+        /// Channels channel ..< channel + 16 of this pixel and the three after it (their inputs
+        /// `pixelStep` floats apart, outputs `outStep`), whose windows are this one.
+        @inline(__always)
+        func sum16x4(at channel: Int, pixelStep: Int, bias: UnsafePointer<Float>?, into out: UnsafeMutablePointer<Float>,
+                     outStep: Int) {
+            typealias V = SIMD16<Float>
+            let start = bias.map { UnsafeRawPointer($0 + channel).loadUnaligned(as: V.self) } ?? V()
+            var a0 = start, a1 = start, a2 = start, a3 = start
+            let step = pixelStep * MemoryLayout<Float>.stride
+            for i in rows {
+                for j in columns {
+                    let x = UnsafeRawPointer(pixel + i * rowStep + j * columnStep + channel)
+                    let w = UnsafeRawPointer(weight + (i * kernelWidth + j) * tapStride + channel).loadUnaligned(as: V.self)
+                    a0 += x.loadUnaligned(as: V.self) * w
+                    a1 += x.loadUnaligned(fromByteOffset: step, as: V.self) * w
+                    a2 += x.loadUnaligned(fromByteOffset: 2 * step, as: V.self) * w
+                    a3 += x.loadUnaligned(fromByteOffset: 3 * step, as: V.self) * w
+                }
+            }
+            let o = UnsafeMutableRawPointer(out + channel), outBytes = outStep * MemoryLayout<Float>.stride
+            o.storeBytes(of: a0, as: V.self)
+            o.storeBytes(of: a1, toByteOffset: outBytes, as: V.self)
+            o.storeBytes(of: a2, toByteOffset: 2 * outBytes, as: V.self)
+            o.storeBytes(of: a3, toByteOffset: 3 * outBytes, as: V.self)
         }
 
         /// Channels channel ..< channel + 64 in four accumulators (the tap's addresses computed once).
