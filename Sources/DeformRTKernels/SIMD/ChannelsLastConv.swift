@@ -304,15 +304,32 @@ struct ChannelsLastConvPlan {
             let imageEpilogue = epilogue.shifted(by: n * g.outChannels * outPixels)
             let groupsPerTile = tileRows / 6
             if splitsColumns {
-                parallel.forEachRange(columnBlocks) { worker, blocks in
+                // Items (64-wide column block, 6-row group), block after block, weighted by the
+                // block's width: each worker takes a contiguous share of equal weight, so that
+                // 160 columns (64 + 64 + 32) do not leave one thread two blocks and the other a
+                // half one.
+                let perGroup = coutPadded / 16, total = perGroup * rowGroups
+                func item(at offset: Int) -> (block: Int, group: Int) {
+                    let block = min(offset / (4 * rowGroups), columnBlocks - 1)
+                    let weight = min(64, coutPadded - block * 64) / 16
+                    let group = (offset - 4 * rowGroups * block + weight - 1) / weight
+                    return group >= rowGroups ? (block + 1, 0) : (block, group)
+                }
+                parallel.forEachRange(workers) { worker, _ in
                     let scratch = base + workerAt + worker * workerFloats
-                    var first = 0
-                    while first < rowGroups {
-                        let groups = min(groupsPerTile, rowGroups - first)
-                        runTile(grp: 0, p0: first * 6, count: min(groups * 6, outPixels - first * 6), source: src,
-                                rows: rows, zeroRows: zeroRows, weights: weights, bias: bias, output: out,
-                                scratch: scratch, epilogue: imageEpilogue, columnBlocks: blocks)
-                        first += groups
+                    let end = item(at: total * (worker + 1) / workers)
+                    var (block, first) = item(at: total * worker / workers)
+                    while block < end.block || (block == end.block && first < end.group) {
+                        let last = block == end.block ? end.group : rowGroups
+                        while first < last {
+                            let groups = min(groupsPerTile, last - first)
+                            runTile(grp: 0, p0: first * 6, count: min(groups * 6, outPixels - first * 6), source: src,
+                                    rows: rows, zeroRows: zeroRows, weights: weights, bias: bias, output: out,
+                                    scratch: scratch, epilogue: imageEpilogue, columnBlocks: block..<block + 1)
+                            first += groups
+                        }
+                        block += 1
+                        first = 0
                     }
                 }
                 continue
