@@ -240,11 +240,17 @@ final class ConvLayoutTests: XCTestCase {
                                kernelWidth: 1))
     }
 
-    func testDepthwiseStaysNCHW() {
+    /// Depthwise convolutions run channels-last with a channel multiplier of 1 (Conv2DTests.
+    /// testChannelsLastDepthwise checks them); with a larger multiplier they stay NCHW.
+    func testDepthwiseLayouts() {
         let g = ConvGeometry(batch: 1, inChannels: 16, inHeight: 6, inWidth: 6, outChannels: 16, kernelHeight: 3,
                              kernelWidth: 3, padTop: 1, padLeft: 1, group: 16)
         XCTAssertTrue(Conv2D.supports(g, layout: .nchw))
-        XCTAssertFalse(Conv2D.supports(g, layout: ConvDataLayout(inputChannelsLast: true)))
+        XCTAssertTrue(Conv2D.supports(g, layout: ConvDataLayout(inputChannelsLast: true)))
+        var doubled = g
+        doubled.outChannels = 32
+        XCTAssertTrue(Conv2D.supports(doubled, layout: .nchw))
+        XCTAssertFalse(Conv2D.supports(doubled, layout: ConvDataLayout(inputChannelsLast: true)))
     }
 
     func testDeformableChannelsLast() {
