@@ -12,6 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import deformrt
 from deformrt import GraphOptimizationLevel, SessionOptions
+from profiled import run_profiled
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -84,16 +85,9 @@ def test_the_pass_rewrites_resize_and_shape(tmp_path):
     """The nodes that run (the profiler's trace): ChannelsLastResize on [N, H, W, C] data and no
     Transpose (the last Conv writes y in NCHW itself). The Shape nodes (ChannelsLastShape) are
     computed when the plan is made; their NCHW result is the `hw` output the test above checks."""
-    import json
     model = fpn_model("linear", "half_pixel", "shape", 16)
-    options = SessionOptions()
-    options.enable_profiling = True
-    options.profile_file_prefix = str(tmp_path / "fpn")
-    with deformrt.InferenceSession(model, options) as session:
-        session.run(None, {"x": np.zeros((2, 3, 14, 18), np.float32)})
-        path = session.end_profiling()
-    with open(path) as file:
-        nodes = [event["args"] for event in json.load(file) if event["cat"] == "Node"]
+    _, events = run_profiled(model, {"x": np.zeros((2, 3, 14, 18), np.float32)}, tmp_path / "fpn")
+    nodes = [event["args"] for event in events]
     ops = [node["op_name"] for node in nodes]
     assert ops.count("ai.deformrt::ChannelsLastResize") == 1 and "Transpose" not in ops, ops
     resize = nodes[ops.index("ai.deformrt::ChannelsLastResize")]

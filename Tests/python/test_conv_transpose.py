@@ -13,8 +13,6 @@ unoptimised session), the channels-last layout pass around it (Conv -> ConvTrans
 and hostile attributes (a clear error naming the node)."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import onnx
 import pytest
@@ -23,6 +21,7 @@ from onnx.reference import ReferenceEvaluator
 
 import deformrt
 from deformrt import GraphOptimizationLevel, SessionOptions
+from profiled import run_profiled
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -270,15 +269,7 @@ def test_empty_batch_and_zero_input_channels():
 # Graph passes.
 
 def profiled(model: bytes, feeds: dict, tmp_path, level=GraphOptimizationLevel.ORT_ENABLE_ALL, threads=2):
-    options = SessionOptions()
-    options.graph_optimization_level = level
-    options.enable_profiling = True
-    options.profile_file_prefix = str(tmp_path / f"p{int(level)}_{threads}")
-    with deformrt.InferenceSession(model, options, threads=threads) as session:
-        outputs = session.run(None, feeds)
-        with open(session.end_profiling()) as file:
-            events = [e for e in json.load(file) if e["cat"] == "Node"]
-    return outputs, events
+    return run_profiled(model, feeds, tmp_path / f"p{int(level)}_{threads}", level, threads)
 
 
 def bn_inits(prefix: str, channels: int, rng) -> list:

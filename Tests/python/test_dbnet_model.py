@@ -10,7 +10,6 @@ upsampling moves probabilities by 1e-2 or more."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import pathlib
 
 import numpy as np
@@ -18,6 +17,7 @@ import pytest
 
 import deformrt
 from deformrt import GraphOptimizationLevel, SessionOptions
+from profiled import run_profiled
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -60,14 +60,8 @@ def test_dbnet_matches_onnxruntime(model, expected, threads, level):
 
 
 def test_head_is_fused(model, tmp_path):
-    options = SessionOptions()
-    options.enable_profiling = True
-    options.profile_file_prefix = str(tmp_path / "dbnet")
     x = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
-    with deformrt.InferenceSession(model, options, threads=2) as session:
-        session.run(None, {"image": x})
-        with open(session.end_profiling()) as file:
-            events = [e for e in json.load(file) if e["cat"] == "Node"]
+    _, events = run_profiled(model, {"image": x}, tmp_path / "dbnet", threads=2)
     transposed = [e for e in events if "ConvTranspose" in e["args"]["op_name"]]
     assert len(transposed) == 2
     fused = sorted(len(e["args"]["fused_nodes"]) for e in transposed)

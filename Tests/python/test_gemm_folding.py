@@ -4,15 +4,13 @@ atol 1e-5: the fold reassociates (A B) s into A (B s)); the profile shows the Ba
 gone and named in the Gemm's fused_nodes. A BN whose input has another reader stays."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-import deformrt
-from deformrt import GraphOptimizationLevel, SessionOptions
+from deformrt import GraphOptimizationLevel
+from profiled import run_profiled
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -43,15 +41,7 @@ def gemm_bn_model(trans_b: int, c_shape, alpha: float, beta: float, extra_reader
 
 
 def run(model, a, level, prefix):
-    options = SessionOptions()
-    options.graph_optimization_level = level
-    options.enable_profiling = True
-    options.profile_file_prefix = str(prefix)
-    with deformrt.InferenceSession(model, options) as session:
-        outputs = session.run(None, {"a": a})
-        with open(session.end_profiling()) as file:
-            events = [e for e in json.load(file) if e["cat"] == "Node"]
-    return outputs, events
+    return run_profiled(model, {"a": a}, prefix, level)
 
 
 @pytest.mark.parametrize("trans_b", [0, 1])

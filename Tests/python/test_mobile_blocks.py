@@ -7,14 +7,13 @@ and against the unoptimised session (NCHW kernels, same tolerance), for several 
 batch 2; the profiler's trace shows that no Transpose runs."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import deformrt
 from deformrt import GraphOptimizationLevel, SessionOptions
+from profiled import run_profiled
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -83,12 +82,6 @@ def test_mobile_blocks_match_onnxruntime(shape, threads):
 
 
 def test_no_transpose_runs(tmp_path):
-    options = SessionOptions()
-    options.enable_profiling = True
-    options.profile_file_prefix = str(tmp_path / "mobile")
-    with deformrt.InferenceSession(MODEL, options) as s:
-        s.run(None, {"x": np.zeros((1, 16, 32, 32), np.float32)})
-        path = s.end_profiling()
-    with open(path) as file:
-        ops = [event["args"]["op_name"] for event in json.load(file) if event["cat"] == "Node"]
+    _, events = run_profiled(MODEL, {"x": np.zeros((1, 16, 32, 32), np.float32)}, tmp_path / "mobile")
+    ops = [event["args"]["op_name"] for event in events]
     assert "Transpose" not in ops and ops.count("ai.deformrt::FusedConv") == 14, ops
