@@ -307,4 +307,30 @@ final class ConvLayoutTests: XCTestCase {
         XCTAssertEqual(ChannelsLastConvPlan.prefetchStep(bytes: 128 * 1024, calls: 32, kc: 512), 16)
         XCTAssertEqual(ChannelsLastConvPlan.prefetchStep(bytes: 128 * 1024, calls: 8, kc: 512), 32)
     }
+
+    /// A stream over two regions (a group's input rows, then its output rows), shared out between
+    /// several calls, hints at every line of both in order, each once, and at nothing else.
+    func testTwoRegionPrefetchSharesCoverBothRegions() {
+        let first = UnsafeRawPointer(bitPattern: 0x10_0000)!, second = UnsafeRawPointer(bitPattern: 0x90_0000)!
+        for (firstBytes, secondBytes, calls, kc) in [(6 * 256 * 4, 6 * 64 * 4, 1, 256), (6 * 64 * 4, 6 * 256 * 4, 4, 64),
+                                                     (0, 6 * 1024, 4, 64), (1000, 3000, 3, 50)] {
+            let step = ChannelsLastConvPlan.prefetchStep(bytes: firstBytes + secondBytes, calls: calls, kc: kc)
+            var hinted: [Int] = []
+            for call in 0..<calls {
+                guard let stream = PrefetchStream.share(from: call * kc * step, step: step, first: first,
+                                                        firstBytes: firstBytes, second: second,
+                                                        secondBytes: secondBytes) else { continue }
+                var cursor = PrefetchCursor(stream, own: first)
+                hinted += (0..<kc).map { _ in cursor.advance() - first }
+            }
+            let gap = second - first
+            let expected = stride(from: 0, to: firstBytes, by: step).map { $0 }
+                + stride(from: 0, to: secondBytes, by: step).map { gap + $0 }
+            // Every address of both regions, in order; what the last call hints past them is harmless.
+            XCTAssertEqual(Array(hinted.prefix(expected.count)), expected, "\(firstBytes) \(secondBytes) \(calls)")
+            XCTAssertGreaterThanOrEqual(hinted.count, expected.count)
+        }
+        XCTAssertNil(PrefetchStream.share(from: 112, step: 16, first: first, firstBytes: 40, second: second,
+                                          secondBytes: 60))
+    }
 }

@@ -485,7 +485,7 @@ struct ChannelsLastConvPlan {
                 let fullRows = count / 6 * 6
                 multiplyPacked(panelRows, kb: kb, kcCur: kcCur, rows: fullRows,
                                weights: weights + grp * k * coutPadded, result: out, ldc: g.outChannels, blocks: blocks,
-                               finish: kb + kcCur == k ? finish : .none)
+                               finish: kb + kcCur == k ? finish : .none, streamsRows: a != UnsafePointer(panel))
                 if singleRowTail {
                     for r in fullRows..<count {
                         multiplySingleRow(panelRows.advanced(by: r), kb: kb, kcCur: kcCur,
@@ -551,7 +551,8 @@ struct ChannelsLastConvPlan {
     /// first one of the next k block, else of the tile's first) into L2, a share each.
     private func multiplyPacked(
         _ a: PanelRows, kb: Int, kcCur: Int, rows: Int, weights: UnsafePointer<Float>,
-        result: UnsafeMutablePointer<Float>, ldc: Int, blocks: Range<Int>? = nil, finish: TileFinish = .none
+        result: UnsafeMutablePointer<Float>, ldc: Int, blocks: Range<Int>? = nil, finish: TileFinish = .none,
+        streamsRows: Bool = false
     ) {
         let first = (blocks?.lowerBound ?? 0) * 64
         var col = first
@@ -562,20 +563,29 @@ struct ChannelsLastConvPlan {
             // row after row, one run of memory the hardware prefetchers follow, instead of
             // 64-column strips, each row a stride apart (a 1x1 expansion with a residual Add ran
             // at 60% of its FMA rate that way).
-            // Meanwhile the calls fetch what the next group's store will read: its residual rows
-            // when a residual Add is fused, else the output rows it will write.
+            // Meanwhile the calls fetch what the next group reads: its input rows when they come
+            // straight from the activation (`streamsRows`: a 1x1 layer with few output channels
+            // reads each input row from memory for few FMAs, 1.3x slower unfetched), then what its
+            // store reads: the residual rows when a residual Add is fused, else the output rows.
             let rowBytes = ldc * MemoryLayout<Float>.stride
             let groupBytes = 6 * rowBytes
-            let step = Self.prefetchStep(bytes: groupBytes, calls: (end - first + 63) / 64, kc: kcCur)
+            var inputRows = UnsafeRawPointer(result), inputRowBytes = 0
+            if streamsRows, case let .strided(pointer, lda) = a, lda == kcCur {
+                inputRows = UnsafeRawPointer(pointer)
+                inputRowBytes = lda * MemoryLayout<Float>.stride
+            }
+            let step = Self.prefetchStep(bytes: groupBytes + 6 * inputRowBytes, calls: (end - first + 63) / 64,
+                                         kc: kcCur)
             let share = kcCur * step
             let ahead = finish.residual.map { UnsafeRawPointer($0) } ?? UnsafeRawPointer(result)
             var r = 0
             while r < rows {
                 var c = first
                 while c < end {
-                    let offset = (c - first) / 64 * share
-                    let fetch = r + 6 < rows && offset < groupBytes
-                        ? PrefetchStream(start: ahead + (r + 6) * rowBytes + offset, step: step) : nil
+                    let fetch = r + 6 < rows
+                        ? PrefetchStream.share(from: (c - first) / 64 * share, step: step,
+                                               first: inputRows + (r + 6) * inputRowBytes, firstBytes: 6 * inputRowBytes,
+                                               second: ahead + (r + 6) * rowBytes, secondBytes: groupBytes) : nil
                     multiplyGroup(a.advanced(by: r), kb: kb, kcCur: kcCur, col: c, weights: weights,
                                   result: result + r * ldc, ldc: ldc, finish: finish.shifted(rows: r, columns: c),
                                   prefetch: fetch)

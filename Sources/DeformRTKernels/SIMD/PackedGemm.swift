@@ -26,10 +26,55 @@ enum TwoVectors: VectorCount { static var count: Int { 2 } }
 enum ThreeVectors: VectorCount { static var count: Int { 3 } }
 
 /// Memory a 6x64 kernel asks the caches for while it computes: one prefetch per k step, the
-/// first at `start`, each `step` bytes after the one before (16 to 64: a line per 4 to 1 steps).
+/// first at `start`, each `step` bytes after the one before (16 to 64: a line per 4 to 1 steps);
+/// after `firstCount` of them it goes on at `then` (two regions in one stream).
 struct PrefetchStream {
     var start: UnsafeRawPointer
     var step: Int
+    var then: UnsafeRawPointer? = nil
+    var firstCount = Int.max
+
+    /// The part that starts `offset` bytes (a multiple of `step`) into `first` (`firstBytes` long,
+    /// taken in whole steps) followed by `second` (`secondBytes`), or nil past their end: a share
+    /// of the two regions for one of several calls.
+    static func share(from offset: Int, step: Int, first: UnsafeRawPointer, firstBytes: Int,
+                      second: UnsafeRawPointer, secondBytes: Int) -> PrefetchStream? {
+        let firstSpan = (firstBytes + step - 1) / step * step
+        if offset < firstSpan {
+            return PrefetchStream(start: first + offset, step: step, then: second, firstCount: (firstSpan - offset) / step)
+        }
+        return offset - firstSpan < secondBytes ? PrefetchStream(start: second + (offset - firstSpan), step: step) : nil
+    }
+}
+
+/// A kernel's walk along its PrefetchStream, one L2 hint per k step. Without a stream it hints
+/// at `own` (the call's own weights, in cache): one code path, no branch in the k loop.
+struct PrefetchCursor {
+    private var next: UnsafeRawPointer
+    private let step: Int
+    private var left: Int
+    private let then: UnsafeRawPointer
+
+    @inline(__always)
+    init(_ stream: PrefetchStream?, own: UnsafeRawPointer) {
+        next = stream?.start ?? own
+        step = stream?.step ?? 16
+        then = stream?.then ?? own
+        left = stream?.then == nil ? Int.max : stream!.firstCount
+    }
+
+    @inline(__always)
+    mutating func fetch() { deformrt_prefetch_l2(advance()) }
+
+    /// The address of this k step's hint; moves on to the next.
+    @inline(__always)
+    mutating func advance() -> UnsafeRawPointer {
+        let address = next
+        next += step
+        left &-= 1
+        if left == 0 { next = then }
+        return address
+    }
 }
 
 struct NoWork: InterleavedWork {
@@ -127,7 +172,7 @@ enum PackedGemm {
             strip6x16(segments: segments, parts: parts, length: length, rows: rows, tableStride: tableStride,
                       b: UnsafeRawPointer(b + 16 * vector), bStep: 256, c: c + 16 * vector, ldc: ldc,
                       accumulate: accumulate, finish: finish, vector: vector,
-                      prefetch: prefetch?.quarter(vector, steps: steps))
+                      prefetch: prefetch.flatMap { $0.quarter(vector, steps: steps) })
         }
         #else
         var c00 = SIMD16<Float>(), c01 = SIMD16<Float>(), c02 = SIMD16<Float>(), c03 = SIMD16<Float>()
@@ -137,9 +182,7 @@ enum PackedGemm {
         var c40 = SIMD16<Float>(), c41 = SIMD16<Float>(), c42 = SIMD16<Float>(), c43 = SIMD16<Float>()
         var c50 = SIMD16<Float>(), c51 = SIMD16<Float>(), c52 = SIMD16<Float>(), c53 = SIMD16<Float>()
         var bp = UnsafeRawPointer(b)
-        // Without a block to fetch, the hint re-reads this call's own weights (in cache).
-        var ahead = prefetch?.start ?? bp
-        let step = prefetch?.step ?? 16
+        var ahead = PrefetchCursor(prefetch, own: bp)
         for segment in segments {
             let tap = segment / parts
             let offset = (segment - tap * parts) * length
@@ -147,8 +190,7 @@ enum PackedGemm {
             let a0 = p[0] + offset, a1 = p[1] + offset, a2 = p[2] + offset
             let a3 = p[3] + offset, a4 = p[4] + offset, a5 = p[5] + offset
             for k in 0..<length {
-                deformrt_prefetch_l2(ahead)
-                ahead += step
+                ahead.fetch()
                 let b0 = bp.loadUnaligned(as: SIMD16<Float>.self)
                 let b1 = bp.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
                 let b2 = bp.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self)
@@ -259,7 +301,7 @@ enum PackedGemm {
                 strip6x16(segments: 0..<1, parts: 1, length: kc, rows: rows, tableStride: 0,
                           b: UnsafeRawPointer(b + 16 * vector), bStep: 256, c: c + 16 * vector, ldc: ldc,
                           accumulate: accumulate, finish: finish, vector: vector,
-                          prefetch: prefetch?.quarter(vector, steps: kc))
+                          prefetch: prefetch.flatMap { $0.quarter(vector, steps: kc) })
             }
         }
         #else
@@ -271,8 +313,7 @@ enum PackedGemm {
         var c50 = SIMD16<Float>(), c51 = SIMD16<Float>(), c52 = SIMD16<Float>(), c53 = SIMD16<Float>()
         let a0 = a, a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda, a4 = a + 4 * lda, a5 = a + 5 * lda
         var bp = UnsafeRawPointer(b)
-        var ahead = prefetch?.start ?? bp
-        let step = prefetch?.step ?? 16
+        var ahead = PrefetchCursor(prefetch, own: bp)
         let items = work.count
         var nextItem = 0, itemDue = 0
         for k in 0..<kc {
@@ -281,8 +322,7 @@ enum PackedGemm {
                 nextItem += 1
                 itemDue = nextItem * kc / items
             }
-            deformrt_prefetch_l2(ahead)
-            ahead += step
+            ahead.fetch()
             let b0 = bp.loadUnaligned(as: SIMD16<Float>.self)
             let b1 = bp.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
             let b2 = bp.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self)
@@ -483,8 +523,13 @@ enum PackedGemm {
 extension PrefetchStream {
     /// Strip `strip` of 4 (AVX2's 16-column strips, `steps` k steps each): a quarter of the
     /// stream, so that the four strips fetch what the whole tile's k loop did.
-    func quarter(_ strip: Int, steps: Int) -> PrefetchStream {
-        PrefetchStream(start: start + strip * steps * (step / 4), step: step / 4)
+    func quarter(_ strip: Int, steps: Int) -> PrefetchStream? {
+        let quarterStep = step / 4
+        let offset = strip * steps * quarterStep
+        guard let then else { return PrefetchStream(start: start + offset, step: quarterStep) }
+        let firstBytes = firstCount * step
+        return PrefetchStream.share(from: offset, step: quarterStep, first: start, firstBytes: firstBytes,
+                                    second: then, secondBytes: Int.max / 2)
     }
 }
 
@@ -505,8 +550,7 @@ extension PackedGemm {
         var c00 = V(), c01 = V(), c10 = V(), c11 = V(), c20 = V(), c21 = V()
         var c30 = V(), c31 = V(), c40 = V(), c41 = V(), c50 = V(), c51 = V()
         var bp = b
-        var ahead = prefetch?.start ?? bp
-        let step = prefetch?.step ?? 16
+        var ahead = PrefetchCursor(prefetch, own: bp)
         for segment in segments {
             let tap = segment / parts
             let offset = (segment - tap * parts) * length
@@ -514,8 +558,7 @@ extension PackedGemm {
             let a0 = p[0] + offset, a1 = p[1] + offset, a2 = p[2] + offset
             let a3 = p[3] + offset, a4 = p[4] + offset, a5 = p[5] + offset
             for k in 0..<length {
-                deformrt_prefetch_l2(ahead)
-                ahead += step
+                ahead.fetch()
                 let b0 = bp.loadUnaligned(as: V.self)
                 let b1 = bp.loadUnaligned(fromByteOffset: 32, as: V.self)
                 bp += bStep
