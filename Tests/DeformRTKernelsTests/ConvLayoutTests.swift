@@ -308,6 +308,33 @@ final class ConvLayoutTests: XCTestCase {
         XCTAssertEqual(ChannelsLastConvPlan.prefetchStep(bytes: 128 * 1024, calls: 8, kc: 512), 32)
     }
 
+    /// The transpose under every layout change moves each element once, exactly (the bias added
+    /// when given, the bits unchanged without one: -0.0 stays -0.0), for blocks of 16 and the
+    /// columns and rows around them; 3 columns is an RGB image turned into pixels.
+    func testTransposeMovesEveryElement() {
+        var rng = SeededGenerator(seed: 41)
+        for (rows, columns) in [(1, 1), (224, 3), (17, 3), (35, 19), (16, 16), (40, 33), (5, 48)] {
+            let srcStride = rows + 3, dstStride = columns + 2
+            var src = (0..<(columns * srcStride)).map { _ in Float.random(in: -1...1, using: &rng) }
+            src[0] = -0.0
+            let bias = (0..<rows).map { _ in Float.random(in: -1...1, using: &rng) }
+            for withBias in [false, true] {
+                var dst = [Float](repeating: .nan, count: rows * dstStride)
+                bias.withUnsafeBufferPointer { b in
+                    ConvLayout.transpose(src, srcStride: srcStride, &dst, dstStride: dstStride, rows: rows,
+                                         columns: columns, rowBias: withBias ? b.baseAddress : nil)
+                }
+                for r in 0..<rows {
+                    for c in 0..<columns {
+                        let expected = withBias ? src[c * srcStride + r] + bias[r] : src[c * srcStride + r]
+                        XCTAssertEqual(dst[r * dstStride + c].bitPattern, expected.bitPattern, "\(rows)x\(columns) [\(r)][\(c)]")
+                    }
+                    for c in columns..<dstStride { XCTAssert(dst[r * dstStride + c].isNaN, "wrote past row \(r)") }
+                }
+            }
+        }
+    }
+
     /// A stream over two regions (a group's input rows, then its output rows), shared out between
     /// several calls, hints at every line of both in order, each once, and at nothing else.
     func testTwoRegionPrefetchSharesCoverBothRegions() {
