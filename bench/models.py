@@ -3,7 +3,7 @@
 tools/make_resnet_models.py (plain, DCNv2 in c3-c5, DCNv1 in c5) at 224x224 and 512x512, on the
 small nets exported from PyTorch in Tests/vectors/exported, on issue 9's networks (group
 `issue9`: DBNet, CRNN, CenterNet and Faster R-CNN heads, an int8 DBNet) at realistic sizes, and on
-a MobileNetV2 (group `mobile`, tools/make_mobilenet_model.py) at 224x224.
+a MobileNetV2 and a MobileNetV3-Large (group `mobile`, tools/make_mobilenet_model.py) at 224x224.
 
     python3 bench/models.py                                   # every model, 224 and 512, 1 and 2 threads
     python3 bench/models.py --models resnet50_dcnv2 --sizes 224 --runs 20
@@ -49,6 +49,7 @@ ISSUE9 = {
     "dbnet_int8": ("make_quantized_models.py", "dbnet quantize_static'ed (QOperator, per channel), 640x640"),
     # Not issue 9's, built the same way: depthwise convolutions and widths that are not multiples of 16.
     "mobilenet_v2": ("make_mobilenet_model.py", "224x224 image, width 1.0, 1000 classes, BatchNormalization unfused"),
+    "mobilenet_v3_large": ("make_mobilenet_model.py", "224x224 image, HardSwish, squeeze-and-excite, 5x5 depthwise"),
 }
 MODELS = RESNETS + EXPORTED + tuple(ISSUE9)
 # onnxruntime's default (level 99) graph optimisations rewrite the int8 DBNet's QDQ chains and round
@@ -69,8 +70,9 @@ OPENVINO_CANNOT = {
                   "3-channel input: \"number of dequantization scale elements '32' must match the input shape "
                   "dimension '3'\")",
 }
-GROUPS = {"resnets": RESNETS, "exported": EXPORTED, "issue9": tuple(name for name in ISSUE9 if name != "mobilenet_v2"),
-          "mobile": ("mobilenet_v2",)}
+MOBILE = ("mobilenet_v2", "mobilenet_v3_large")
+GROUPS = {"resnets": RESNETS, "exported": EXPORTED, "issue9": tuple(name for name in ISSUE9 if name not in MOBILE),
+          "mobile": MOBILE}
 SIZES = (224, 512)
 QUICK_SIZES = (224,)
 SYSTEMS = ["deformrt", "onnxruntime", "openvino"]
@@ -133,6 +135,8 @@ def issue9_model(name: str):
         return tool.quantized_dbnet(side=640, width=32, inner=64)
     if name == "mobilenet_v2":
         return tool.build_mobilenet_v2()
+    if name == "mobilenet_v3_large":
+        return tool.build_mobilenet_v3_large()
     raise KeyError(name)
 
 
@@ -157,7 +161,7 @@ def issue9_feeds(name: str) -> Dict[str, np.ndarray]:
         return {"image": rng.standard_normal((1, 3, 640, 640), dtype=np.float32)}
     if name == "crnn":
         return {"image": rng.standard_normal((1, 1, 32, 320), dtype=np.float32)}
-    if name == "mobilenet_v2":
+    if name in MOBILE:
         return {"image": rng.standard_normal((1, 3, 224, 224), dtype=np.float32)}
     if name == "centernet":
         # Scaled so that the heatmap logits are O(1): at N(0, 1) most sigmoids round to exactly 1.0

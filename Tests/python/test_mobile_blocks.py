@@ -85,3 +85,43 @@ def test_no_transpose_runs(tmp_path):
     _, events = run_profiled(MODEL, {"x": np.zeros((1, 16, 32, 32), np.float32)}, tmp_path / "mobile")
     ops = [event["args"]["op_name"] for event in events]
     assert "Transpose" not in ops and ops.count("ai.deformrt::FusedConv") == 14, ops
+
+
+def mobilenet_v3_large() -> bytes:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "tools" / "make_mobilenet_model.py"
+    spec = importlib.util.spec_from_file_location("make_mobilenet_model", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool.build_mobilenet_v3_large(seed=3, classes=100).SerializeToString()
+
+
+V3 = mobilenet_v3_large()
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 64, 64), (1, 3, 57, 40)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_mobilenet_v3_large_matches_onnxruntime(shape, threads):
+    """The whole network of tools/make_mobilenet_model.py: an RGB stem (3 planes into pixel rows),
+    HardSwish, squeeze-and-excite (GlobalAveragePool, 1x1 convs, HardSigmoid, Mul on channels-last
+    data), 5x5 depthwise. Tolerance: sums of up to 960 products in another order through ~60
+    layers, so atol is 1e-4 of the largest logit."""
+    x = np.random.default_rng(sum(shape)).standard_normal(shape).astype(np.float32)
+    want = ort.InferenceSession(V3, providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+    for level in (GraphOptimizationLevel.ORT_ENABLE_ALL, GraphOptimizationLevel.ORT_DISABLE_ALL):
+        options = SessionOptions()
+        options.graph_optimization_level = level
+        got = deformrt.InferenceSession(V3, options, threads=threads).run(None, {"image": x})[0]
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_mobilenet_v3_large_stays_channels_last(tmp_path):
+    _, events = run_profiled(V3, {"image": np.zeros((1, 3, 64, 64), np.float32)}, tmp_path / "v3")
+    ops = [event["args"]["op_name"] for event in events]
+    # 62 convolutions, each with its BatchNormalization, HardSwish / Relu / HardSigmoid fused; the
+    # one HardSwish left is the classifier's, after a Gemm.
+    assert "Transpose" not in ops and ops.count("ai.deformrt::FusedConv") == 62, ops
+    assert ops.count("HardSwish") == 1 and ops[ops.index("HardSwish") - 1] == "Gemm", ops
