@@ -24,6 +24,12 @@ public struct ConvEpilogue {
     /// residual read at the same offsets).
     func apply(rows: Int, count: Int, stride: Int, output: UnsafeMutablePointer<Float>) {
         if isEmpty { return }
+        if stride == count && rows > 1 {
+            // Rows end to end (a tile of every channel, channels-last): one run, not a call per
+            // row of 24 or 72 floats.
+            apply(rows: 1, count: rows * count, stride: 0, output: output)
+            return
+        }
         for r in 0..<rows {
             let y = output + r * stride
             if let residual { Self.add(residual + r * stride, into: y, count) }

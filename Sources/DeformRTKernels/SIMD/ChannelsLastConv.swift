@@ -541,9 +541,8 @@ struct ChannelsLastConvPlan {
             return
         }
         for r in 0..<count {
-            (out + r * g.outChannels).update(from: result + r * coutPadded, count: cout)
+            ConvBias.copyRow(result + r * coutPadded, adding: bias, to: out + r * g.outChannels, columns: cout)
         }
-        if let bias { ConvBias.addToRows(bias, columns: cout, to: out, ld: g.outChannels, rows: count) }
     }
 
     /// result[r][m] (+)= sum over k in kb ..< kb + kcCur of a[r][k - kb] * packed[k][m], 64 columns at a time

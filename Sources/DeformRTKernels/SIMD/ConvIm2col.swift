@@ -82,6 +82,25 @@ enum ConvBias {
         }
     }
 
+    /// to[m] = from[m] + bias[m] (from[m] without a bias) for m in 0..<columns: a tile row moved
+    /// into the output and biased in one pass.
+    static func copyRow(_ from: UnsafePointer<Float>, adding bias: UnsafePointer<Float>?, to: UnsafeMutablePointer<Float>,
+                        columns: Int) {
+        guard let bias else {
+            to.update(from: from, count: columns)
+            return
+        }
+        var m = 0
+        while m + 16 <= columns {
+            ElementwiseKernels.store16(ElementwiseKernels.load16(from + m) + ElementwiseKernels.load16(bias + m), to + m)
+            m += 16
+        }
+        while m < columns {
+            to[m] = from[m] + bias[m]
+            m += 1
+        }
+    }
+
     /// c[r][m] += bias[m] for r < rows, m < columns: a channels-last tile.
     static func addToRows(_ bias: UnsafePointer<Float>, columns: Int, to c: UnsafeMutablePointer<Float>, ld: Int, rows: Int) {
         for r in 0..<rows {
