@@ -171,6 +171,14 @@ extension DepthwiseConv {
         }
     }
 
+    /// Eight pixels at a time on the tiers with FMA and wide registers; the baseline tier (16
+    /// SSE registers, no FMA) keeps four.
+    #if DEFORMRT_WIDE_SIMD
+    private static let takesEightPixels = true
+    #else
+    private static let takesEightPixels = false
+    #endif
+
     /// Output row `oy`, channels-last, into `row` (outWidth x C floats).
     private static func outputRow(
         _ g: ConvGeometry, oy: Int, source: UnsafePointer<Float>, weight: UnsafePointer<Float>,
@@ -191,19 +199,41 @@ extension DepthwiseConv {
                              rowStep: g.dilationHeight * g.inWidth * c, columnStep: g.dilationWidth * c,
                              weight: weight, kernelWidth: g.kernelWidth, tapStride: tapStride)
         }
-        // Output columns whose kernel columns all fall inside the image: there four pixels share
-        // each tap's weight load (the kernel is bound by loads: one per product otherwise).
+        // Output columns whose kernel columns all fall inside the image: there eight (or four)
+        // pixels share each tap's weight load (the kernel is bound by loads: one per product
+        // otherwise).
         let interiorStart = (g.padLeft + g.strideWidth - 1) / g.strideWidth
         let reach = g.inWidth - 1 - (g.kernelWidth - 1) * g.dilationWidth + g.padLeft
         let interiorEnd = reach < 0 ? 0 : min(g.outWidth, reach / g.strideWidth + 1)
+        let pixelStep = g.strideWidth * c
         var ox = 0
         while ox < g.outWidth {
             let out = row + ox * c
-            if ox >= interiorStart && ox + 4 <= interiorEnd {
+            if Self.takesEightPixels && ox >= interiorStart && ox + 8 <= interiorEnd {
+                // Eight pixels: eight independent sums per tap keep both FMA pipes busy (four
+                // left them waiting on each sum's latency).
+                let taps = window(ox)
+                var ch = 0
+                #if DEFORMRT_TIER_AVX512
+                while ch + 16 <= c {
+                    taps.sum8(SIMD16<Float>.self, at: ch, pixelStep: pixelStep, bias: bias, into: out, outStep: c)
+                    ch += 16
+                }
+                #endif
+                // AVX2's 16 registers hold eight sums of 8 channels, not of 16.
+                while ch + 8 <= c {
+                    taps.sum8(SIMD8<Float>.self, at: ch, pixelStep: pixelStep, bias: bias, into: out, outStep: c)
+                    ch += 8
+                }
+                if ch < c {
+                    for q in 0..<8 { window(ox + q).sum(from: ch, to: c, bias: bias, into: out + q * c) }
+                }
+                ox += 8
+            } else if ox >= interiorStart && ox + 4 <= interiorEnd {
                 let taps = window(ox)
                 var ch = 0
                 while ch + 16 <= c {
-                    taps.sum16x4(at: ch, pixelStep: g.strideWidth * c, bias: bias, into: out, outStep: c)
+                    taps.sum16x4(at: ch, pixelStep: pixelStep, bias: bias, into: out, outStep: c)
                     ch += 16
                 }
                 if ch < c {
@@ -221,6 +251,27 @@ extension DepthwiseConv {
     /// `columns`; tap (i, j) reads `pixel + i * rowStep + j * columnStep` (pixel: where tap (0, 0)
     /// would read, possibly outside the image) and its weights at (i * kernelWidth + j) * tapStride.
     private struct TapWindow {
+        /// acc + x * w: fused on the tiers with FMA (one instruction, and the sums of each tap
+        /// are not a chain of a product and an add); a product and a sum on the baseline tier,
+        /// where an FMA would be a call of fmaf per lane.
+        @_transparent
+        static func madd<V: SIMD>(_ acc: V, _ x: V, _ w: V) -> V where V.Scalar == Float {
+            #if DEFORMRT_WIDE_SIMD
+            return acc.addingProduct(x, w)
+            #else
+            return acc + x * w
+            #endif
+        }
+
+        @_transparent
+        static func madd(_ acc: Float, _ x: Float, _ w: Float) -> Float {
+            #if DEFORMRT_WIDE_SIMD
+            return acc.addingProduct(x, w)
+            #else
+            return acc + x * w
+            #endif
+        }
+
         let rows: Range<Int>, columns: Range<Int>
         let pixel: UnsafePointer<Float>
         let rowStep: Int, columnStep: Int
@@ -234,7 +285,7 @@ extension DepthwiseConv {
                 for j in columns {
                     let x = UnsafeRawPointer(pixel + i * rowStep + j * columnStep + channel).loadUnaligned(as: V.self)
                     let w = UnsafeRawPointer(weight + (i * kernelWidth + j) * tapStride + channel).loadUnaligned(as: V.self)
-                    acc += x * w
+                    acc = Self.madd(acc, x, w)
                 }
             }
             return acc
@@ -245,7 +296,7 @@ extension DepthwiseConv {
             var acc = bias?[channel] ?? 0
             for i in rows {
                 for j in columns {
-                    acc += pixel[i * rowStep + j * columnStep + channel] * weight[(i * kernelWidth + j) * tapStride + channel]
+                    acc = Self.madd(acc, pixel[i * rowStep + j * columnStep + channel], weight[(i * kernelWidth + j) * tapStride + channel])
                 }
             }
             return acc
@@ -288,10 +339,10 @@ extension DepthwiseConv {
                 for j in columns {
                     let x = UnsafeRawPointer(pixel + i * rowStep + j * columnStep + channel)
                     let w = UnsafeRawPointer(weight + (i * kernelWidth + j) * tapStride + channel).loadUnaligned(as: V.self)
-                    a0 += x.loadUnaligned(as: V.self) * w
-                    a1 += x.loadUnaligned(fromByteOffset: step, as: V.self) * w
-                    a2 += x.loadUnaligned(fromByteOffset: 2 * step, as: V.self) * w
-                    a3 += x.loadUnaligned(fromByteOffset: 3 * step, as: V.self) * w
+                    a0 = Self.madd(a0, x.loadUnaligned(as: V.self), w)
+                    a1 = Self.madd(a1, x.loadUnaligned(fromByteOffset: step, as: V.self), w)
+                    a2 = Self.madd(a2, x.loadUnaligned(fromByteOffset: 2 * step, as: V.self), w)
+                    a3 = Self.madd(a3, x.loadUnaligned(fromByteOffset: 3 * step, as: V.self), w)
                 }
             }
             let o = UnsafeMutableRawPointer(out + channel), outBytes = outStep * MemoryLayout<Float>.stride
@@ -299,6 +350,39 @@ extension DepthwiseConv {
             o.storeBytes(of: a1, toByteOffset: outBytes, as: V.self)
             o.storeBytes(of: a2, toByteOffset: 2 * outBytes, as: V.self)
             o.storeBytes(of: a3, toByteOffset: 3 * outBytes, as: V.self)
+        }
+
+        /// `V.scalarCount` channels from `channel` of this pixel and the seven after it (inputs
+        /// `pixelStep` floats apart, outputs `outStep`), whose windows are this one.
+        @inline(__always)
+        func sum8<V: SIMD>(_: V.Type, at channel: Int, pixelStep: Int, bias: UnsafePointer<Float>?,
+                           into out: UnsafeMutablePointer<Float>, outStep: Int) where V.Scalar == Float {
+            let start = bias.map { UnsafeRawPointer($0 + channel).loadUnaligned(as: V.self) } ?? V()
+            var a0 = start, a1 = start, a2 = start, a3 = start, a4 = start, a5 = start, a6 = start, a7 = start
+            let step = pixelStep * MemoryLayout<Float>.stride
+            for i in rows {
+                for j in columns {
+                    let x = UnsafeRawPointer(pixel + i * rowStep + j * columnStep + channel)
+                    let w = UnsafeRawPointer(weight + (i * kernelWidth + j) * tapStride + channel).loadUnaligned(as: V.self)
+                    a0 = Self.madd(a0, x.loadUnaligned(as: V.self), w)
+                    a1 = Self.madd(a1, x.loadUnaligned(fromByteOffset: step, as: V.self), w)
+                    a2 = Self.madd(a2, x.loadUnaligned(fromByteOffset: 2 * step, as: V.self), w)
+                    a3 = Self.madd(a3, x.loadUnaligned(fromByteOffset: 3 * step, as: V.self), w)
+                    a4 = Self.madd(a4, x.loadUnaligned(fromByteOffset: 4 * step, as: V.self), w)
+                    a5 = Self.madd(a5, x.loadUnaligned(fromByteOffset: 5 * step, as: V.self), w)
+                    a6 = Self.madd(a6, x.loadUnaligned(fromByteOffset: 6 * step, as: V.self), w)
+                    a7 = Self.madd(a7, x.loadUnaligned(fromByteOffset: 7 * step, as: V.self), w)
+                }
+            }
+            let o = UnsafeMutableRawPointer(out + channel), outBytes = outStep * MemoryLayout<Float>.stride
+            o.storeBytes(of: a0, as: V.self)
+            o.storeBytes(of: a1, toByteOffset: outBytes, as: V.self)
+            o.storeBytes(of: a2, toByteOffset: 2 * outBytes, as: V.self)
+            o.storeBytes(of: a3, toByteOffset: 3 * outBytes, as: V.self)
+            o.storeBytes(of: a4, toByteOffset: 4 * outBytes, as: V.self)
+            o.storeBytes(of: a5, toByteOffset: 5 * outBytes, as: V.self)
+            o.storeBytes(of: a6, toByteOffset: 6 * outBytes, as: V.self)
+            o.storeBytes(of: a7, toByteOffset: 7 * outBytes, as: V.self)
         }
 
         /// Channels channel ..< channel + 64 in four accumulators (the tap's addresses computed once).
@@ -315,10 +399,10 @@ extension DepthwiseConv {
                 for j in columns {
                     let x = UnsafeRawPointer(pixel + i * rowStep + j * columnStep + channel)
                     let w = UnsafeRawPointer(weight + (i * kernelWidth + j) * tapStride + channel)
-                    a0 += x.loadUnaligned(as: V.self) * w.loadUnaligned(as: V.self)
-                    a1 += x.loadUnaligned(fromByteOffset: 64, as: V.self) * w.loadUnaligned(fromByteOffset: 64, as: V.self)
-                    a2 += x.loadUnaligned(fromByteOffset: 128, as: V.self) * w.loadUnaligned(fromByteOffset: 128, as: V.self)
-                    a3 += x.loadUnaligned(fromByteOffset: 192, as: V.self) * w.loadUnaligned(fromByteOffset: 192, as: V.self)
+                    a0 = Self.madd(a0, x.loadUnaligned(as: V.self), w.loadUnaligned(as: V.self))
+                    a1 = Self.madd(a1, x.loadUnaligned(fromByteOffset: 64, as: V.self), w.loadUnaligned(fromByteOffset: 64, as: V.self))
+                    a2 = Self.madd(a2, x.loadUnaligned(fromByteOffset: 128, as: V.self), w.loadUnaligned(fromByteOffset: 128, as: V.self))
+                    a3 = Self.madd(a3, x.loadUnaligned(fromByteOffset: 192, as: V.self), w.loadUnaligned(fromByteOffset: 192, as: V.self))
                 }
             }
             let o = UnsafeMutableRawPointer(out + channel)
