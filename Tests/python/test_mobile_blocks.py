@@ -125,3 +125,49 @@ def test_mobilenet_v3_large_stays_channels_last(tmp_path):
     # one HardSwish left is the classifier's, after a Gemm.
     assert "Transpose" not in ops and ops.count("ai.deformrt::FusedConv") == 62, ops
     assert ops.count("HardSwish") == 1 and ops[ops.index("HardSwish") - 1] == "Gemm", ops
+
+
+def depthwise_chain() -> bytes:
+    """Depthwise convolutions between 1x1s (so they run channels-last): 3x3 and 5x5, stride 1,
+    and stride 2 with dilation 2 (a window's columns a pixel step apart, as at stride 1), on
+    rows long enough for runs of eight interior pixels; 40, 120 and 19 channels (blocks of 16,
+    a tail of 8, a tail of 3)."""
+    rng = np.random.default_rng(5)
+    inits, nodes = [], []
+
+    def conv(x, cin, cout, k, stride=1, group=1, dilation=1):
+        name = f"conv{len(nodes)}"
+        w = rng.standard_normal((cout, cin // group, k, k)) / np.sqrt(cin // group * k * k)
+        inits.append(numpy_helper.from_array(w.astype(np.float32), name + "_w"))
+        inits.append(numpy_helper.from_array((rng.standard_normal(cout) * 0.1).astype(np.float32), name + "_b"))
+        nodes.append(helper.make_node("Conv", [x, name + "_w", name + "_b"], [name], name=name, group=group,
+                                      pads=[dilation * (k // 2)] * 4, strides=[stride] * 2, dilations=[dilation] * 2))
+        return name
+
+    x = conv("x", 8, 40, 1)
+    x = conv(x, 40, 40, 3, group=40)
+    x = conv(x, 40, 40, 5, group=40)
+    x = conv(x, 40, 120, 1)
+    x = conv(x, 120, 120, 5, group=120)
+    x = conv(x, 120, 120, 3, stride=2, dilation=2, group=120)
+    x = conv(x, 120, 19, 1)
+    x = conv(x, 19, 19, 5, group=19)
+    x = conv(x, 19, 19, 3, group=19)
+    x = conv(x, 19, 8, 1)
+    graph = helper.make_graph(nodes, "depthwise", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, "h", "w"])],
+                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+DEPTHWISE = depthwise_chain()
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 13, 45), (1, 8, 7, 70), (1, 8, 20, 11)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_depthwise_runs_of_pixels_match_onnxruntime(shape, threads):
+    """Against onnxruntime, rtol 1e-4 and atol 1e-5 (sums of up to 25 products per layer in
+    another order, through ten layers)."""
+    x = np.random.default_rng(sum(shape)).standard_normal(shape).astype(np.float32)
+    want = ort.InferenceSession(DEPTHWISE, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    got = deformrt.InferenceSession(DEPTHWISE, threads=threads).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

@@ -357,6 +357,10 @@ extension DepthwiseConv {
         @inline(__always)
         func sum8<V: SIMD>(_: V.Type, at channel: Int, pixelStep: Int, bias: UnsafePointer<Float>?,
                            into out: UnsafeMutablePointer<Float>, outStep: Int) where V.Scalar == Float {
+            if pixelStep == columnStep && columns == 0..<kernelWidth {
+                if kernelWidth == 3 { return slide3x8(V.self, at: channel, bias: bias, into: out, outStep: outStep) }
+                if kernelWidth == 5 { return slide5x8(V.self, at: channel, bias: bias, into: out, outStep: outStep) }
+            }
             let start = bias.map { UnsafeRawPointer($0 + channel).loadUnaligned(as: V.self) } ?? V()
             var a0 = start, a1 = start, a2 = start, a3 = start, a4 = start, a5 = start, a6 = start, a7 = start
             let step = pixelStep * MemoryLayout<Float>.stride
@@ -373,6 +377,150 @@ extension DepthwiseConv {
                     a6 = Self.madd(a6, x.loadUnaligned(fromByteOffset: 6 * step, as: V.self), w)
                     a7 = Self.madd(a7, x.loadUnaligned(fromByteOffset: 7 * step, as: V.self), w)
                 }
+            }
+            let o = UnsafeMutableRawPointer(out + channel), outBytes = outStep * MemoryLayout<Float>.stride
+            o.storeBytes(of: a0, as: V.self)
+            o.storeBytes(of: a1, toByteOffset: outBytes, as: V.self)
+            o.storeBytes(of: a2, toByteOffset: 2 * outBytes, as: V.self)
+            o.storeBytes(of: a3, toByteOffset: 3 * outBytes, as: V.self)
+            o.storeBytes(of: a4, toByteOffset: 4 * outBytes, as: V.self)
+            o.storeBytes(of: a5, toByteOffset: 5 * outBytes, as: V.self)
+            o.storeBytes(of: a6, toByteOffset: 6 * outBytes, as: V.self)
+            o.storeBytes(of: a7, toByteOffset: 7 * outBytes, as: V.self)
+        }
+
+        /// sum8 for a kernel 3 wide whose columns are a pixel step apart (stride = dilation),
+        /// all inside the image: along a kernel row the eight windows overlap, so each of the
+        /// 10 input vectors is loaded once for up to 3 pixels (24 loads otherwise).
+        /// Every pixel's products are summed in tap order, as in sum8.
+        @inline(__always)
+        func slide3x8<V: SIMD>(_: V.Type, at channel: Int, bias: UnsafePointer<Float>?,
+                                 into out: UnsafeMutablePointer<Float>, outStep: Int) where V.Scalar == Float {
+            let start = bias.map { UnsafeRawPointer($0 + channel).loadUnaligned(as: V.self) } ?? V()
+            var a0 = start, a1 = start, a2 = start, a3 = start, a4 = start, a5 = start, a6 = start, a7 = start
+            let step = columnStep * MemoryLayout<Float>.stride, tapBytes = tapStride * MemoryLayout<Float>.stride
+            for i in rows {
+                let x = UnsafeRawPointer(pixel + i * rowStep + channel)
+                let w = UnsafeRawPointer(weight + i * kernelWidth * tapStride + channel)
+                let w0 = w.loadUnaligned(as: V.self)
+                let w1 = w.loadUnaligned(fromByteOffset: tapBytes, as: V.self)
+                let w2 = w.loadUnaligned(fromByteOffset: 2 * tapBytes, as: V.self)
+                let x0 = x.loadUnaligned(as: V.self)
+                a0 = Self.madd(a0, x0, w0)
+                let x1 = x.loadUnaligned(fromByteOffset: step, as: V.self)
+                a0 = Self.madd(a0, x1, w1)
+                a1 = Self.madd(a1, x1, w0)
+                let x2 = x.loadUnaligned(fromByteOffset: 2 * step, as: V.self)
+                a0 = Self.madd(a0, x2, w2)
+                a1 = Self.madd(a1, x2, w1)
+                a2 = Self.madd(a2, x2, w0)
+                let x3 = x.loadUnaligned(fromByteOffset: 3 * step, as: V.self)
+                a1 = Self.madd(a1, x3, w2)
+                a2 = Self.madd(a2, x3, w1)
+                a3 = Self.madd(a3, x3, w0)
+                let x4 = x.loadUnaligned(fromByteOffset: 4 * step, as: V.self)
+                a2 = Self.madd(a2, x4, w2)
+                a3 = Self.madd(a3, x4, w1)
+                a4 = Self.madd(a4, x4, w0)
+                let x5 = x.loadUnaligned(fromByteOffset: 5 * step, as: V.self)
+                a3 = Self.madd(a3, x5, w2)
+                a4 = Self.madd(a4, x5, w1)
+                a5 = Self.madd(a5, x5, w0)
+                let x6 = x.loadUnaligned(fromByteOffset: 6 * step, as: V.self)
+                a4 = Self.madd(a4, x6, w2)
+                a5 = Self.madd(a5, x6, w1)
+                a6 = Self.madd(a6, x6, w0)
+                let x7 = x.loadUnaligned(fromByteOffset: 7 * step, as: V.self)
+                a5 = Self.madd(a5, x7, w2)
+                a6 = Self.madd(a6, x7, w1)
+                a7 = Self.madd(a7, x7, w0)
+                let x8 = x.loadUnaligned(fromByteOffset: 8 * step, as: V.self)
+                a6 = Self.madd(a6, x8, w2)
+                a7 = Self.madd(a7, x8, w1)
+                let x9 = x.loadUnaligned(fromByteOffset: 9 * step, as: V.self)
+                a7 = Self.madd(a7, x9, w2)
+            }
+            let o = UnsafeMutableRawPointer(out + channel), outBytes = outStep * MemoryLayout<Float>.stride
+            o.storeBytes(of: a0, as: V.self)
+            o.storeBytes(of: a1, toByteOffset: outBytes, as: V.self)
+            o.storeBytes(of: a2, toByteOffset: 2 * outBytes, as: V.self)
+            o.storeBytes(of: a3, toByteOffset: 3 * outBytes, as: V.self)
+            o.storeBytes(of: a4, toByteOffset: 4 * outBytes, as: V.self)
+            o.storeBytes(of: a5, toByteOffset: 5 * outBytes, as: V.self)
+            o.storeBytes(of: a6, toByteOffset: 6 * outBytes, as: V.self)
+            o.storeBytes(of: a7, toByteOffset: 7 * outBytes, as: V.self)
+        }
+
+        /// sum8 for a kernel 5 wide whose columns are a pixel step apart (stride = dilation),
+        /// all inside the image: along a kernel row the eight windows overlap, so each of the
+        /// 12 input vectors is loaded once for up to 5 pixels (40 loads otherwise).
+        /// Every pixel's products are summed in tap order, as in sum8.
+        @inline(__always)
+        func slide5x8<V: SIMD>(_: V.Type, at channel: Int, bias: UnsafePointer<Float>?,
+                                 into out: UnsafeMutablePointer<Float>, outStep: Int) where V.Scalar == Float {
+            let start = bias.map { UnsafeRawPointer($0 + channel).loadUnaligned(as: V.self) } ?? V()
+            var a0 = start, a1 = start, a2 = start, a3 = start, a4 = start, a5 = start, a6 = start, a7 = start
+            let step = columnStep * MemoryLayout<Float>.stride, tapBytes = tapStride * MemoryLayout<Float>.stride
+            for i in rows {
+                let x = UnsafeRawPointer(pixel + i * rowStep + channel)
+                let w = UnsafeRawPointer(weight + i * kernelWidth * tapStride + channel)
+                let w0 = w.loadUnaligned(as: V.self)
+                let w1 = w.loadUnaligned(fromByteOffset: tapBytes, as: V.self)
+                let w2 = w.loadUnaligned(fromByteOffset: 2 * tapBytes, as: V.self)
+                let w3 = w.loadUnaligned(fromByteOffset: 3 * tapBytes, as: V.self)
+                let w4 = w.loadUnaligned(fromByteOffset: 4 * tapBytes, as: V.self)
+                let x0 = x.loadUnaligned(as: V.self)
+                a0 = Self.madd(a0, x0, w0)
+                let x1 = x.loadUnaligned(fromByteOffset: step, as: V.self)
+                a0 = Self.madd(a0, x1, w1)
+                a1 = Self.madd(a1, x1, w0)
+                let x2 = x.loadUnaligned(fromByteOffset: 2 * step, as: V.self)
+                a0 = Self.madd(a0, x2, w2)
+                a1 = Self.madd(a1, x2, w1)
+                a2 = Self.madd(a2, x2, w0)
+                let x3 = x.loadUnaligned(fromByteOffset: 3 * step, as: V.self)
+                a0 = Self.madd(a0, x3, w3)
+                a1 = Self.madd(a1, x3, w2)
+                a2 = Self.madd(a2, x3, w1)
+                a3 = Self.madd(a3, x3, w0)
+                let x4 = x.loadUnaligned(fromByteOffset: 4 * step, as: V.self)
+                a0 = Self.madd(a0, x4, w4)
+                a1 = Self.madd(a1, x4, w3)
+                a2 = Self.madd(a2, x4, w2)
+                a3 = Self.madd(a3, x4, w1)
+                a4 = Self.madd(a4, x4, w0)
+                let x5 = x.loadUnaligned(fromByteOffset: 5 * step, as: V.self)
+                a1 = Self.madd(a1, x5, w4)
+                a2 = Self.madd(a2, x5, w3)
+                a3 = Self.madd(a3, x5, w2)
+                a4 = Self.madd(a4, x5, w1)
+                a5 = Self.madd(a5, x5, w0)
+                let x6 = x.loadUnaligned(fromByteOffset: 6 * step, as: V.self)
+                a2 = Self.madd(a2, x6, w4)
+                a3 = Self.madd(a3, x6, w3)
+                a4 = Self.madd(a4, x6, w2)
+                a5 = Self.madd(a5, x6, w1)
+                a6 = Self.madd(a6, x6, w0)
+                let x7 = x.loadUnaligned(fromByteOffset: 7 * step, as: V.self)
+                a3 = Self.madd(a3, x7, w4)
+                a4 = Self.madd(a4, x7, w3)
+                a5 = Self.madd(a5, x7, w2)
+                a6 = Self.madd(a6, x7, w1)
+                a7 = Self.madd(a7, x7, w0)
+                let x8 = x.loadUnaligned(fromByteOffset: 8 * step, as: V.self)
+                a4 = Self.madd(a4, x8, w4)
+                a5 = Self.madd(a5, x8, w3)
+                a6 = Self.madd(a6, x8, w2)
+                a7 = Self.madd(a7, x8, w1)
+                let x9 = x.loadUnaligned(fromByteOffset: 9 * step, as: V.self)
+                a5 = Self.madd(a5, x9, w4)
+                a6 = Self.madd(a6, x9, w3)
+                a7 = Self.madd(a7, x9, w2)
+                let x10 = x.loadUnaligned(fromByteOffset: 10 * step, as: V.self)
+                a6 = Self.madd(a6, x10, w4)
+                a7 = Self.madd(a7, x10, w3)
+                let x11 = x.loadUnaligned(fromByteOffset: 11 * step, as: V.self)
+                a7 = Self.madd(a7, x11, w4)
             }
             let o = UnsafeMutableRawPointer(out + channel), outBytes = outStep * MemoryLayout<Float>.stride
             o.storeBytes(of: a0, as: V.self)
