@@ -1,4 +1,5 @@
 import CPlatform
+
 /// Which GEMM the convolution paths use.
 public enum ConvEngine: Sendable, Equatable {
     /// The register-blocked SIMD16 micro-kernels of PackedGemm on weights packed per call.

@@ -211,7 +211,8 @@ extension DepthwiseConv {
             let out = row + ox * c
             if Self.takesEightPixels && ox >= interiorStart && ox + 8 <= interiorEnd {
                 // Eight pixels: eight independent sums per tap keep both FMA pipes busy (four
-                // left them waiting on each sum's latency).
+                // left them waiting on each sum's latency); with stride = dilation their windows
+                // overlap along each kernel row and slide (slide3x8, slide5x8).
                 let taps = window(ox)
                 var ch = 0
                 #if DEFORMRT_TIER_AVX512
@@ -296,7 +297,8 @@ extension DepthwiseConv {
             var acc = bias?[channel] ?? 0
             for i in rows {
                 for j in columns {
-                    acc = Self.madd(acc, pixel[i * rowStep + j * columnStep + channel], weight[(i * kernelWidth + j) * tapStride + channel])
+                    acc = Self.madd(acc, pixel[i * rowStep + j * columnStep + channel],
+                                    weight[(i * kernelWidth + j) * tapStride + channel])
                 }
             }
             return acc
