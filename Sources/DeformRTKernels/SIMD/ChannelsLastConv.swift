@@ -415,17 +415,18 @@ struct ChannelsLastConvPlan {
         // The tile's first output and how its (channel, pixel) elements lie.
         let tileStart = layout.outputChannelsLast ? p0 * g.outChannels + grp * cout : grp * cout * outPixels + p0
         let out = output + tileStart
-        // Direct path: the micro-kernels add the bias and the residual and apply Relu to the full
-        // 6-row groups as they store their last k block (the tile's last partial group still
-        // takes the passes below).
-        let finishesInKernel = writesOutputDirectly && (epilogue.activation == nil || epilogue.activation == .relu)
+        // Direct path: the micro-kernels add the bias and the residual and apply the activation
+        // to the full 6-row groups as they store their last k block (the tile's last partial
+        // group still takes the passes below).
+        let storeActivation = TileActivation(epilogue.activation)
+        let finishesInKernel = writesOutputDirectly && storeActivation != nil
         // A last partial group of one or two rows: computed row by row straight into the output.
         let singleRowTail = writesOutputDirectly && coutPadded % 64 == 0 && count % 6 != 0 && count % 6 <= 2
         let directRows = singleRowTail ? count : count / 6 * 6
         let finishedRows = finishesInKernel ? directRows : 0
         let finish = finishesInKernel
             ? TileFinish(bias: channelBias, residual: epilogue.shifted(by: tileStart).residual,
-                         residualStride: g.outChannels, relu: epilogue.activation == .relu)
+                         residualStride: g.outChannels, activation: storeActivation ?? .none)
             : TileFinish.none
         // Runs when the tile's outputs are written, while they are in cache.
         defer {

@@ -82,26 +82,45 @@ struct NoWork: InterleavedWork {
     func run(_ item: Int) {}
 }
 
+/// The activations a tile's store applies in registers: those convolutions most often end with
+/// (Relu; Relu6 as Clip and HardSwish in MobileNets). Others take the epilogue's pass.
+enum TileActivation: Equatable {
+    case none, relu, hardSwish
+    case clip(low: Float, high: Float)
+
+    /// nil for an activation the store does not apply.
+    init?(_ function: UnaryFunction?) {
+        switch function {
+        case nil: self = .none
+        case .relu?: self = .relu
+        case .hardSwish?: self = .hardSwish
+        case let .clip(low, high)?: self = .clip(low: low, high: high)
+        default: return nil
+        }
+    }
+}
+
 /// What the store of a tile's last k block adds to it, in the order the separate passes over the
 /// output used to (so the results are bit-identical): c = (c + previous) + bias[column]
-/// + residual[row][column], then max(c, 0) (NaN kept) when `relu`. Done in registers, it saves a
-/// pass over the tile for the bias and one for the residual Add and Relu.
+/// + residual[row][column], then the activation, with ElementwiseMath's lane functions. Done in
+/// registers, it saves a pass over the tile for the bias and one for the residual Add and the
+/// activation.
 struct TileFinish {
     /// At the tile's first column.
     var bias: UnsafePointer<Float>?
     /// At the tile's first element, rows `residualStride` floats apart.
     var residual: UnsafePointer<Float>?
     var residualStride: Int
-    var relu: Bool
+    var activation: TileActivation
 
-    static var none: TileFinish { TileFinish(bias: nil, residual: nil, residualStride: 0, relu: false) }
+    static var none: TileFinish { TileFinish(bias: nil, residual: nil, residualStride: 0, activation: .none) }
 
-    var isEmpty: Bool { bias == nil && residual == nil && !relu }
+    var isEmpty: Bool { bias == nil && residual == nil && activation == .none }
 
     /// The finish of the sub-tile that starts `rows` rows and `columns` columns further on.
     func shifted(rows: Int, columns: Int) -> TileFinish {
         TileFinish(bias: bias.map { $0 + columns }, residual: residual.map { $0 + rows * residualStride + columns },
-                   residualStride: residualStride, relu: relu)
+                   residualStride: residualStride, activation: activation)
     }
 
     /// `v` (the sums of SIMD16 column `vector` of tile row `row`) finished in registers, as the
@@ -114,7 +133,12 @@ struct TileFinish {
         if let residual {
             x += UnsafeRawPointer(residual + row * residualStride + 16 * vector).loadUnaligned(as: SIMD16<Float>.self)
         }
-        if relu { x.replace(with: 0, where: x .< 0) }
+        switch activation {
+        case .none: break
+        case .relu: x = LaneFunctions.Relu()(x)
+        case .hardSwish: x = LaneFunctions.HardSwish()(x)
+        case let .clip(low, high): x = LaneFunctions.Clip(low: low, high: high)(x)
+        }
         return x
     }
 }
