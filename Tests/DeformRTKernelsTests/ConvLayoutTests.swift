@@ -335,6 +335,29 @@ final class ConvLayoutTests: XCTestCase {
         }
     }
 
+    /// The activations a tile's store applies in registers give what the epilogue's pass over
+    /// the stored tile gives, bit for bit (a tile's last partial group takes that pass), NaN and
+    /// the ends of each range included; the others are left to the pass.
+    func testStoreActivationsMatchTheEpiloguePass() {
+        var rng = SeededGenerator(seed: 7)
+        let values = rng.floats(12, in: -8...8) + [-0.0, .nan, -3, 3]
+        let bias = rng.floats(16)
+        for function in [UnaryFunction.relu, .hardSwish, .clip(low: 0, high: 6), .clip(low: -1.5, high: 2)] {
+            guard let activation = TileActivation(function) else { return XCTFail("\(function) not applied in the store") }
+            var expected = zip(values, bias).map { $0 + $1 }
+            expected.withUnsafeMutableBufferPointer { ElementwiseMath.apply(function, $0.baseAddress!, $0.baseAddress!, 16) }
+            let stored = bias.withUnsafeBufferPointer { b in
+                TileFinish(bias: b.baseAddress, residual: nil, residualStride: 0, activation: activation)
+                    .applied(to: SIMD16(values), row: 0, vector: 0)
+            }
+            for lane in 0..<16 {
+                XCTAssertEqual(stored[lane].bitPattern, expected[lane].bitPattern, "\(function) lane \(lane)")
+            }
+        }
+        XCTAssertNil(TileActivation(.sigmoid))
+        XCTAssertEqual(TileActivation(nil), TileActivation.none)
+    }
+
     /// A stream over two regions (a group's input rows, then its output rows), shared out between
     /// several calls, hints at every line of both in order, each once, and at nothing else.
     func testTwoRegionPrefetchSharesCoverBothRegions() {
