@@ -128,10 +128,10 @@ def test_mobilenet_v3_large_stays_channels_last(tmp_path):
 
 
 def depthwise_chain() -> bytes:
-    """Depthwise convolutions between 1x1s (so they run channels-last): 3x3 and 5x5, stride 1,
-    and stride 2 with dilation 2 (a window's columns a pixel step apart, as at stride 1), on
-    rows long enough for runs of eight interior pixels; 40, 120 and 19 channels (blocks of 16,
-    a tail of 8, a tail of 3)."""
+    """Depthwise convolutions between 1x1s (so they run channels-last): 3x3 and 5x5 at stride 1,
+    at stride 2, and at stride 2 with dilation 2 (a window's columns a pixel step apart, as at
+    stride 1), on rows long enough for runs of eight interior pixels; 40, 120 and 19 channels
+    (blocks of 16, a tail of 8, a tail of 3)."""
     rng = np.random.default_rng(5)
     inits, nodes = [], []
 
@@ -147,6 +147,8 @@ def depthwise_chain() -> bytes:
     x = conv("x", 8, 40, 1)
     x = conv(x, 40, 40, 3, group=40)
     x = conv(x, 40, 40, 5, group=40)
+    x = conv(x, 40, 40, 3, stride=2, group=40)
+    x = conv(x, 40, 40, 5, stride=2, group=40)
     x = conv(x, 40, 120, 1)
     x = conv(x, 120, 120, 5, group=120)
     x = conv(x, 120, 120, 3, stride=2, dilation=2, group=120)
@@ -162,7 +164,7 @@ def depthwise_chain() -> bytes:
 DEPTHWISE = depthwise_chain()
 
 
-@pytest.mark.parametrize("shape", [(1, 8, 13, 45), (1, 8, 7, 70), (1, 8, 20, 11)])
+@pytest.mark.parametrize("shape", [(1, 8, 13, 45), (1, 8, 7, 70), (1, 8, 20, 11), (1, 8, 9, 150)])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_depthwise_runs_of_pixels_match_onnxruntime(shape, threads):
     """Against onnxruntime, rtol 1e-4 and atol 1e-5 (sums of up to 25 products per layer in
