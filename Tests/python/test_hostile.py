@@ -1137,6 +1137,23 @@ def test_psroi_pooling_refuses_a_sample_count_that_would_run_for_minutes():
                                                     "rois": np.zeros((64, 5), np.float32)})
 
 
+def test_psroi_sample_limit_follows_the_environment(monkeypatch):
+    """DEFORMRT_PSROI_SAMPLE_LIMIT lowers the cap (the fuzz smoke sets 4,000,000: a debug ASan
+    build reads ~1 us a sample); a model under the default limit is refused above it, naming the
+    variable (fuzz/regressions/psroi_pool_110x110_bins_44x44_samples_under_asan.onnx)."""
+    nodes = [helper.make_node("DeformablePSROIPooling", ["data", "rois"], ["y"], name="suspect", domain="ai.deformrt",
+                              output_dim=1, group_size=2, spatial_scale=1.0, pooled_size=110, sample_per_part=44)]
+    model = model_bytes(nodes, [value("data", FLOAT, [1, 4, 5, 5]), value("rois", FLOAT, [2, 5])], [value("y")], opset=17)
+    feeds = {"data": np.zeros((1, 4, 5, 5), np.float32), "rois": np.zeros((2, 5), np.float32)}
+    monkeypatch.setenv("DEFORMRT_PSROI_SAMPLE_LIMIT", "4000000")
+    with pytest.raises(deformrt.DeformRTError, match=r"suspect.*46851200 samples per run exceeds the limit of 4000000.*"
+                                                      r"DEFORMRT_PSROI_SAMPLE_LIMIT"):
+        deformrt.InferenceSession(model).run(None, feeds)
+    monkeypatch.setenv("DEFORMRT_PSROI_SAMPLE_LIMIT", "50000000")
+    (y,) = deformrt.InferenceSession(model).run(None, feeds)
+    assert y.shape == (2, 1, 110, 110) and not y.any()
+
+
 def test_fused_matmul_written_by_hand_with_a_bad_bias():
     """ai.deformrt FusedMatMul (MatMulBiasFusion's node) in a user's model: a bias that is not
     [N], or none, is refused when the plan is made, naming the node."""

@@ -1,4 +1,5 @@
 import DeformRTKernels
+import Glibc
 
 /// The RoI pooling family (issue 4). Each operator reads its spelling's attributes once, checks
 /// shapes when planning, and calls one kernel from DeformRTKernels/RoI*.swift; which reference
@@ -404,9 +405,17 @@ final class DeformablePSROIPoolOperator: Operator {
         let samples = try Limits.product(Limits.product(Limits.product(roiCount, outputDim, what: "samples"),
                                                         pooledSize * pooledSize, what: "samples"),
                                          samplePerPart * samplePerPart, what: "samples")
-        if samples > RoILimits.psroiSamples {
+        // DEFORMRT_PSROI_SAMPLE_LIMIT sets another cap, as DEFORMRT_LOOP_ITERATION_LIMIT does for
+        // Loop: the fuzz smoke runs a debug build under ASan (~1 us a sample), where the default
+        // is minutes.
+        var limit = RoILimits.psroiSamples
+        if let text = getenv("DEFORMRT_PSROI_SAMPLE_LIMIT"), let value = Int(String(cString: text)), value >= 0 {
+            limit = value
+        }
+        if samples > limit {
             throw DeformRTError.unsupported("\(roiCount) RoIs x output_dim \(outputDim) x \(pooledSize)^2 bins x sample_per_part "
-                                            + "\(samplePerPart)^2 = \(samples) samples per run exceeds the limit of \(RoILimits.psroiSamples)")
+                                            + "\(samplePerPart)^2 = \(samples) samples per run exceeds the limit of \(limit) "
+                                            + "(set DEFORMRT_PSROI_SAMPLE_LIMIT for another)")
         }
         return [PlanValue(ValueType(.float, [roiCount, outputDim, pooledSize, pooledSize]))]
     }
