@@ -354,6 +354,21 @@ extension DepthwiseConv {
             o.storeBytes(of: a3, toByteOffset: 3 * outBytes, as: V.self)
         }
 
+        /// The sums of eight pixels (sum8, slide3x8, slide5x8) into their outputs, `outStep` apart.
+        @inline(__always)
+        static func store8<V: SIMD>(_ sums: (V, V, V, V, V, V, V, V), into out: UnsafeMutablePointer<Float>,
+                                    outStep: Int) where V.Scalar == Float {
+            let o = UnsafeMutableRawPointer(out), outBytes = outStep * MemoryLayout<Float>.stride
+            o.storeBytes(of: sums.0, as: V.self)
+            o.storeBytes(of: sums.1, toByteOffset: outBytes, as: V.self)
+            o.storeBytes(of: sums.2, toByteOffset: 2 * outBytes, as: V.self)
+            o.storeBytes(of: sums.3, toByteOffset: 3 * outBytes, as: V.self)
+            o.storeBytes(of: sums.4, toByteOffset: 4 * outBytes, as: V.self)
+            o.storeBytes(of: sums.5, toByteOffset: 5 * outBytes, as: V.self)
+            o.storeBytes(of: sums.6, toByteOffset: 6 * outBytes, as: V.self)
+            o.storeBytes(of: sums.7, toByteOffset: 7 * outBytes, as: V.self)
+        }
+
         /// `V.scalarCount` channels from `channel` of this pixel and the seven after it (inputs
         /// `pixelStep` floats apart, outputs `outStep`), whose windows are this one.
         @inline(__always)
@@ -380,15 +395,7 @@ extension DepthwiseConv {
                     a7 = Self.madd(a7, x.loadUnaligned(fromByteOffset: 7 * step, as: V.self), w)
                 }
             }
-            let o = UnsafeMutableRawPointer(out + channel), outBytes = outStep * MemoryLayout<Float>.stride
-            o.storeBytes(of: a0, as: V.self)
-            o.storeBytes(of: a1, toByteOffset: outBytes, as: V.self)
-            o.storeBytes(of: a2, toByteOffset: 2 * outBytes, as: V.self)
-            o.storeBytes(of: a3, toByteOffset: 3 * outBytes, as: V.self)
-            o.storeBytes(of: a4, toByteOffset: 4 * outBytes, as: V.self)
-            o.storeBytes(of: a5, toByteOffset: 5 * outBytes, as: V.self)
-            o.storeBytes(of: a6, toByteOffset: 6 * outBytes, as: V.self)
-            o.storeBytes(of: a7, toByteOffset: 7 * outBytes, as: V.self)
+            Self.store8((a0, a1, a2, a3, a4, a5, a6, a7), into: out + channel, outStep: outStep)
         }
 
         /// sum8 for a kernel 3 wide whose columns are a pixel step apart (stride = dilation),
@@ -442,15 +449,7 @@ extension DepthwiseConv {
                 let x9 = x.loadUnaligned(fromByteOffset: 9 * step, as: V.self)
                 a7 = Self.madd(a7, x9, w2)
             }
-            let o = UnsafeMutableRawPointer(out + channel), outBytes = outStep * MemoryLayout<Float>.stride
-            o.storeBytes(of: a0, as: V.self)
-            o.storeBytes(of: a1, toByteOffset: outBytes, as: V.self)
-            o.storeBytes(of: a2, toByteOffset: 2 * outBytes, as: V.self)
-            o.storeBytes(of: a3, toByteOffset: 3 * outBytes, as: V.self)
-            o.storeBytes(of: a4, toByteOffset: 4 * outBytes, as: V.self)
-            o.storeBytes(of: a5, toByteOffset: 5 * outBytes, as: V.self)
-            o.storeBytes(of: a6, toByteOffset: 6 * outBytes, as: V.self)
-            o.storeBytes(of: a7, toByteOffset: 7 * outBytes, as: V.self)
+            Self.store8((a0, a1, a2, a3, a4, a5, a6, a7), into: out + channel, outStep: outStep)
         }
 
         /// sum8 for a kernel 5 wide whose columns are a pixel step apart (stride = dilation),
@@ -524,15 +523,7 @@ extension DepthwiseConv {
                 let x11 = x.loadUnaligned(fromByteOffset: 11 * step, as: V.self)
                 a7 = Self.madd(a7, x11, w4)
             }
-            let o = UnsafeMutableRawPointer(out + channel), outBytes = outStep * MemoryLayout<Float>.stride
-            o.storeBytes(of: a0, as: V.self)
-            o.storeBytes(of: a1, toByteOffset: outBytes, as: V.self)
-            o.storeBytes(of: a2, toByteOffset: 2 * outBytes, as: V.self)
-            o.storeBytes(of: a3, toByteOffset: 3 * outBytes, as: V.self)
-            o.storeBytes(of: a4, toByteOffset: 4 * outBytes, as: V.self)
-            o.storeBytes(of: a5, toByteOffset: 5 * outBytes, as: V.self)
-            o.storeBytes(of: a6, toByteOffset: 6 * outBytes, as: V.self)
-            o.storeBytes(of: a7, toByteOffset: 7 * outBytes, as: V.self)
+            Self.store8((a0, a1, a2, a3, a4, a5, a6, a7), into: out + channel, outStep: outStep)
         }
 
         /// Channels channel ..< channel + 64 in four accumulators (the tap's addresses computed once).
