@@ -136,7 +136,7 @@ TIER_TESTS := Tests/python/test_examples.py Tests/python/test_deform_conv.py Tes
               Tests/python/test_grid_sample.py Tests/python/test_deformable_attention.py \
               Tests/python/test_conv_transpose.py Tests/python/test_blas_concurrency.py \
               Tests/python/test_linear_threads.py Tests/python/test_recurrent.py Tests/python/test_quantization.py \
-              Tests/python/test_mobile_blocks.py \
+              Tests/python/test_mobile_blocks.py Tests/python/test_winograd.py \
               bindings/python/tests
 test-tiers: examples
 	@default=$$(env -u DEFORMRT_CPU build/bin/deformrt info | sed -n 's/.*cpu tier: \([a-z0-9]*\).*/\1/p'); \

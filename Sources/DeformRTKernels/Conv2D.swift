@@ -24,6 +24,9 @@ public enum Conv2D {
     /// Scratch bytes of `run(..., engine:)`.
     public static func workspaceByteCount(_ g: ConvGeometry, threads: Int, engine: ConvEngine,
                                           layout: ConvDataLayout = .nchw) -> Int {
+        if WinogradConvPlan.applies(g, engine: engine, layout: layout) {
+            return WinogradConvPlan(g, threads: threads).byteCount
+        }
         if usesChannelsLastPlan(g, engine: engine, layout: layout) {
             return ChannelsLastConvPlan(g, engine: engine, threads: threads, pointwise: isPointwise(g), layout: layout).byteCount
         }
@@ -49,6 +52,11 @@ public enum Conv2D {
         workspace: UnsafeMutableRawPointer, parallel: Parallel, engine: ConvEngine, epilogue: ConvEpilogue = .none,
         layout: ConvDataLayout = .nchw
     ) {
+        if WinogradConvPlan.applies(g, engine: engine, layout: layout) {
+            WinogradConvPlan(g, threads: parallel.threads).run(input: input, weight: weight, bias: bias, output: output,
+                                                               workspace: workspace, parallel: parallel, epilogue: epilogue)
+            return
+        }
         if usesChannelsLastPlan(g, engine: engine, layout: layout) {
             let pointwise = isPointwise(g)
             let plan = ChannelsLastConvPlan(g, engine: engine, threads: parallel.threads, pointwise: pointwise, layout: layout)
@@ -97,6 +105,13 @@ public enum Conv2D {
         (engine == .packedSIMD || layout != .nchw) && !DepthwiseConv.applies(g)
     }
 
+    /// Whether `run` computes this convolution by Winograd's F(2x2, 3x3) (WinogradConvPlan): 3x3,
+    /// stride 1, channels-last, the packed engine. Its outputs differ from the direct sums by a few
+    /// ulps of their magnitude.
+    public static func runsWinograd(_ g: ConvGeometry, engine: ConvEngine = .preferred, layout: ConvDataLayout) -> Bool {
+        WinogradConvPlan.applies(g, engine: engine, layout: layout)
+    }
+
     /// Whether `layout` can run this convolution (depthwise convolutions with a channel
     /// multiplier above 1 are NCHW only).
     public static func supports(_ g: ConvGeometry, layout: ConvDataLayout) -> Bool {
@@ -113,12 +128,16 @@ public enum Conv2D {
     public static func weightPacking(_ g: ConvGeometry, engine: ConvEngine = .preferred,
                                      layout: ConvDataLayout = .nchw) -> ConvWeightPacking {
         ConvWeightPacking(g, engine: engine, channelsLastPlan: usesChannelsLastPlan(g, engine: engine, layout: layout),
-                          channelsLastDepthwise: runsDepthwiseChannelsLast(g, layout: layout))
+                          channelsLastDepthwise: runsDepthwiseChannelsLast(g, layout: layout),
+                          winograd: WinogradConvPlan.applies(g, engine: engine, layout: layout))
     }
 
     /// Bytes `packWeight` writes for this geometry and engine.
     public static func packedWeightByteCount(_ g: ConvGeometry, engine: ConvEngine = .preferred,
                                              layout: ConvDataLayout = .nchw) -> Int {
+        if WinogradConvPlan.applies(g, engine: engine, layout: layout) {
+            return WinogradConvPlan(g, threads: 1).packedWeightFloats * MemoryLayout<Float>.stride
+        }
         if usesChannelsLastPlan(g, engine: engine, layout: layout) {
             return ChannelsLastConvPlan(g, engine: engine, threads: 1, layout: layout).packedWeightByteCount
         }
@@ -133,7 +152,9 @@ public enum Conv2D {
     ) {
         let floats = packedWeightByteCount(g, engine: engine, layout: layout) / MemoryLayout<Float>.stride
         let destination = packed.bindMemory(to: Float.self, capacity: floats)
-        if usesChannelsLastPlan(g, engine: engine, layout: layout) {
+        if WinogradConvPlan.applies(g, engine: engine, layout: layout) {
+            WinogradConvPlan(g, threads: parallel.threads).packWeights(weight, into: destination, parallel: parallel)
+        } else if usesChannelsLastPlan(g, engine: engine, layout: layout) {
             ChannelsLastConvPlan(g, engine: engine, threads: parallel.threads, layout: layout)
                 .packWeights(weight, into: destination, parallel: parallel)
         } else if runsDepthwiseChannelsLast(g, layout: layout) {
@@ -148,6 +169,9 @@ public enum Conv2D {
         _ g: ConvGeometry, threads: Int, packedWeight: Bool, engine: ConvEngine = .preferred,
         layout: ConvDataLayout = .nchw
     ) -> Int {
+        if WinogradConvPlan.applies(g, engine: engine, layout: layout) {
+            return WinogradConvPlan(g, threads: threads, weightsPrepacked: packedWeight).byteCount
+        }
         if usesChannelsLastPlan(g, engine: engine, layout: layout) {
             return ChannelsLastConvPlan(g, engine: engine, threads: threads, pointwise: isPointwise(g),
                                         weightsPrepacked: packedWeight, layout: layout).byteCount
@@ -166,7 +190,11 @@ public enum Conv2D {
         epilogue: ConvEpilogue = .none, layout: ConvDataLayout = .nchw
     ) {
         let weights = packedWeight.assumingMemoryBound(to: Float.self)
-        if usesChannelsLastPlan(g, engine: engine, layout: layout) {
+        if WinogradConvPlan.applies(g, engine: engine, layout: layout) {
+            WinogradConvPlan(g, threads: parallel.threads, weightsPrepacked: true)
+                .run(input: input, weight: weights, bias: bias, output: output, workspace: workspace, parallel: parallel,
+                     epilogue: epilogue)
+        } else if usesChannelsLastPlan(g, engine: engine, layout: layout) {
             let pointwise = isPointwise(g)
             let plan = ChannelsLastConvPlan(g, engine: engine, threads: parallel.threads, pointwise: pointwise,
                                             weightsPrepacked: true, layout: layout)
@@ -265,12 +293,15 @@ struct BlasPlan {
 public struct ConvWeightPacking: Equatable, Sendable {
     let channelsLastPlan: Bool
     let channelsLastDepthwise: Bool
+    let winograd: Bool
     let engine: ConvEngine
     let group, inChannels, outChannels, kernelHeight, kernelWidth: Int
 
-    init(_ g: ConvGeometry, engine: ConvEngine, channelsLastPlan: Bool, channelsLastDepthwise: Bool = false) {
+    init(_ g: ConvGeometry, engine: ConvEngine, channelsLastPlan: Bool, channelsLastDepthwise: Bool = false,
+         winograd: Bool = false) {
         self.channelsLastPlan = channelsLastPlan
         self.channelsLastDepthwise = channelsLastDepthwise
+        self.winograd = winograd
         self.engine = engine
         group = g.group
         inChannels = g.inChannels
