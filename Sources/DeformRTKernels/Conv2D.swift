@@ -25,7 +25,7 @@ public enum Conv2D {
     public static func workspaceByteCount(_ g: ConvGeometry, threads: Int, engine: ConvEngine,
                                           layout: ConvDataLayout = .nchw) -> Int {
         if WinogradConvPlan.applies(g, engine: engine, layout: layout) {
-            return WinogradConvPlan(g, threads: threads).byteCount
+            return WinogradConvPlan(g, threads: threads, layout: layout).byteCount
         }
         if usesChannelsLastPlan(g, engine: engine, layout: layout) {
             return ChannelsLastConvPlan(g, engine: engine, threads: threads, pointwise: isPointwise(g), layout: layout).byteCount
@@ -53,7 +53,7 @@ public enum Conv2D {
         layout: ConvDataLayout = .nchw
     ) {
         if WinogradConvPlan.applies(g, engine: engine, layout: layout) {
-            WinogradConvPlan(g, threads: parallel.threads).run(input: input, weight: weight, bias: bias, output: output,
+            WinogradConvPlan(g, threads: parallel.threads, layout: layout).run(input: input, weight: weight, bias: bias, output: output,
                                                                workspace: workspace, parallel: parallel, epilogue: epilogue)
             return
         }
@@ -106,8 +106,8 @@ public enum Conv2D {
     }
 
     /// Whether `run` computes this convolution by Winograd's F(2x2, 3x3) (WinogradConvPlan): 3x3,
-    /// stride 1, channels-last, the packed engine. Its outputs differ from the direct sums by a few
-    /// ulps of their magnitude.
+    /// stride 1, one group, at least 16 input channels, the packed engine. Its outputs differ from
+    /// the direct sums by a few ulps of their magnitude.
     public static func runsWinograd(_ g: ConvGeometry, engine: ConvEngine = .preferred, layout: ConvDataLayout) -> Bool {
         WinogradConvPlan.applies(g, engine: engine, layout: layout)
     }
@@ -136,7 +136,7 @@ public enum Conv2D {
     public static func packedWeightByteCount(_ g: ConvGeometry, engine: ConvEngine = .preferred,
                                              layout: ConvDataLayout = .nchw) -> Int {
         if WinogradConvPlan.applies(g, engine: engine, layout: layout) {
-            return WinogradConvPlan(g, threads: 1).packedWeightFloats * MemoryLayout<Float>.stride
+            return WinogradConvPlan(g, threads: 1, layout: layout).packedWeightFloats * MemoryLayout<Float>.stride
         }
         if usesChannelsLastPlan(g, engine: engine, layout: layout) {
             return ChannelsLastConvPlan(g, engine: engine, threads: 1, layout: layout).packedWeightByteCount
@@ -153,7 +153,7 @@ public enum Conv2D {
         let floats = packedWeightByteCount(g, engine: engine, layout: layout) / MemoryLayout<Float>.stride
         let destination = packed.bindMemory(to: Float.self, capacity: floats)
         if WinogradConvPlan.applies(g, engine: engine, layout: layout) {
-            WinogradConvPlan(g, threads: parallel.threads).packWeights(weight, into: destination, parallel: parallel)
+            WinogradConvPlan(g, threads: parallel.threads, layout: layout).packWeights(weight, into: destination, parallel: parallel)
         } else if usesChannelsLastPlan(g, engine: engine, layout: layout) {
             ChannelsLastConvPlan(g, engine: engine, threads: parallel.threads, layout: layout)
                 .packWeights(weight, into: destination, parallel: parallel)
@@ -170,7 +170,7 @@ public enum Conv2D {
         layout: ConvDataLayout = .nchw
     ) -> Int {
         if WinogradConvPlan.applies(g, engine: engine, layout: layout) {
-            return WinogradConvPlan(g, threads: threads, weightsPrepacked: packedWeight).byteCount
+            return WinogradConvPlan(g, threads: threads, weightsPrepacked: packedWeight, layout: layout).byteCount
         }
         if usesChannelsLastPlan(g, engine: engine, layout: layout) {
             return ChannelsLastConvPlan(g, engine: engine, threads: threads, pointwise: isPointwise(g),
@@ -191,7 +191,7 @@ public enum Conv2D {
     ) {
         let weights = packedWeight.assumingMemoryBound(to: Float.self)
         if WinogradConvPlan.applies(g, engine: engine, layout: layout) {
-            WinogradConvPlan(g, threads: parallel.threads, weightsPrepacked: true)
+            WinogradConvPlan(g, threads: parallel.threads, weightsPrepacked: true, layout: layout)
                 .run(input: input, weight: weights, bias: bias, output: output, workspace: workspace, parallel: parallel,
                      epilogue: epilogue)
         } else if usesChannelsLastPlan(g, engine: engine, layout: layout) {

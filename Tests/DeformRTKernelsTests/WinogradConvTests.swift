@@ -2,19 +2,29 @@ import DeformRTKernels
 import TestSupport
 import XCTest
 
-/// Winograd F(2x2, 3x3) (WinogradConvPlan, through Conv2D.run on channels-last data and the packed
-/// engine) against Conv2D.reference (Double accumulation) on the same data in NCHW: odd and even
-/// output sizes (tiles cut by the edges), every padding, asymmetric pads, a 1x1 output, channel
-/// counts whose last column block is narrower than 64, several tile blocks, batch 2, 1-3 threads,
-/// weights packed per call and once, with a fused residual Add and an activation the store applies
-/// (Relu) or one it leaves to the epilogue's pass (Sigmoid).
+/// Winograd F(2x2, 3x3) (WinogradConvPlan, through Conv2D.run on the packed engine) against
+/// Conv2D.reference (Double accumulation) on the same data in NCHW: odd and even output sizes
+/// (tiles cut by the edges), every padding, asymmetric pads, a 1x1 output, channel counts whose
+/// last column block is narrower than 64 or that are not multiples of 16 (padded rows on either
+/// side), several tile blocks, every mix of NCHW and channels-last input and output, batch 2, 1-3
+/// threads, weights packed per call and once, with a fused residual Add and an activation the
+/// store applies (Relu) or one it leaves to the epilogue's pass (Sigmoid).
 /// Tolerance: max |a - b| / (1 + |b|) <= 1e-4, as Conv2DTests (the transforms add a few ulps).
 final class WinogradConvTests: XCTestCase {
     static let layout = ConvDataLayout(inputChannelsLast: true, outputChannelsLast: true)
+    static let layouts = [layout, .nchw, ConvDataLayout(inputChannelsLast: false, outputChannelsLast: true),
+                          ConvDataLayout(inputChannelsLast: true, outputChannelsLast: false)]
 
     func check(_ g: ConvGeometry, activation: UnaryFunction?, residual hasResidual: Bool, bias hasBias: Bool = true,
-               file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertTrue(Conv2D.runsWinograd(g, engine: .packedSIMD, layout: Self.layout), "\(g)", file: file, line: line)
+               layouts: [ConvDataLayout] = [layout], file: StaticString = #filePath, line: UInt = #line) {
+        for layout in layouts {
+            check(g, activation: activation, residual: hasResidual, bias: hasBias, layout: layout, file: file, line: line)
+        }
+    }
+
+    func check(_ g: ConvGeometry, activation: UnaryFunction?, residual hasResidual: Bool, bias hasBias: Bool,
+               layout: ConvDataLayout, file: StaticString, line: UInt) {
+        XCTAssertTrue(Conv2D.runsWinograd(g, engine: .packedSIMD, layout: layout), "\(g)", file: file, line: line)
         var rng = SeededGenerator(seed: UInt64(g.inChannels * 1000 + g.outChannels * 10 + g.inWidth))
         let inPixels = g.inHeight * g.inWidth, outPixels = g.outHeight * g.outWidth
         let input = rng.floats(g.batch * g.inChannels * inPixels)
@@ -34,9 +44,9 @@ final class WinogradConvTests: XCTestCase {
             }
             return y
         }
-        let x = channelsLast(input, channels: g.inChannels, pixels: inPixels)
-        let r = channelsLast(residual, channels: g.outChannels, pixels: outPixels)
-        var want = channelsLast(expected, channels: g.outChannels, pixels: outPixels)
+        let x = layout.inputChannelsLast ? channelsLast(input, channels: g.inChannels, pixels: inPixels) : input
+        let r = layout.outputChannelsLast ? channelsLast(residual, channels: g.outChannels, pixels: outPixels) : residual
+        var want = layout.outputChannelsLast ? channelsLast(expected, channels: g.outChannels, pixels: outPixels) : expected
         for i in want.indices {
             var v = want[i] + (hasResidual ? r[i] : 0)
             switch activation {
@@ -49,9 +59,9 @@ final class WinogradConvTests: XCTestCase {
         for threads in [1, 2, 3] {
             for prepacked in [false, true] {
                 let bytes = Conv2D.workspaceByteCount(g, threads: threads, packedWeight: prepacked, engine: .packedSIMD,
-                                                      layout: Self.layout)
+                                                      layout: layout)
                 let ws = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 1), alignment: 64)
-                let packedBytes = Conv2D.packedWeightByteCount(g, engine: .packedSIMD, layout: Self.layout)
+                let packedBytes = Conv2D.packedWeightByteCount(g, engine: .packedSIMD, layout: layout)
                 let packed = UnsafeMutableRawPointer.allocate(byteCount: max(packedBytes, 1), alignment: 64)
                 defer { ws.deallocate(); packed.deallocate() }
                 // Garbage in the workspace must not leak into the result.
@@ -64,17 +74,17 @@ final class WinogradConvTests: XCTestCase {
                         let b = hasBias ? bp.baseAddress : nil
                         if prepacked {
                             Conv2D.packWeight(g, weight: weight, into: packed, engine: .packedSIMD, parallel: parallel,
-                                              layout: Self.layout)
+                                              layout: layout)
                             Conv2D.run(g, input: x, packedWeight: packed, bias: b, output: &got, workspace: ws,
-                                       parallel: parallel, engine: .packedSIMD, epilogue: epilogue, layout: Self.layout)
+                                       parallel: parallel, engine: .packedSIMD, epilogue: epilogue, layout: layout)
                         } else {
                             Conv2D.run(g, input: x, weight: weight, bias: b, output: &got, workspace: ws,
-                                       parallel: parallel, engine: .packedSIMD, epilogue: epilogue, layout: Self.layout)
+                                       parallel: parallel, engine: .packedSIMD, epilogue: epilogue, layout: layout)
                         }
                     }
                 }
                 XCTAssertLessThanOrEqual(maxMixedError(got, want), Conv2DTests.tolerance,
-                                         "\(g) threads \(threads) prepacked \(prepacked)", file: file, line: line)
+                                         "\(g) \(layout) threads \(threads) prepacked \(prepacked)", file: file, line: line)
             }
         }
     }
@@ -86,7 +96,17 @@ final class WinogradConvTests: XCTestCase {
         }
         check(ConvGeometry(batch: 1, inChannels: 32, inHeight: 9, inWidth: 6, outChannels: 48, kernelHeight: 3,
                            kernelWidth: 3, padTop: 2, padLeft: 0, padBottom: 1, padRight: 2),
-              activation: .relu, residual: true)
+              activation: .relu, residual: true, layouts: Self.layouts)
+    }
+
+    /// Channel counts that are not multiples of 16 (padded rows on both sides), as DCNv2's offset
+    /// convolutions have (27 outputs), in every layout.
+    func testChannelCountsNotMultiplesOf16() {
+        check(ConvGeometry(batch: 2, inChannels: 20, inHeight: 7, inWidth: 10, outChannels: 27, kernelHeight: 3,
+                           kernelWidth: 3, padTop: 1, padLeft: 1), activation: .relu, residual: true, layouts: Self.layouts)
+        check(ConvGeometry(batch: 1, inChannels: 64, inHeight: 9, inWidth: 9, outChannels: 70, kernelHeight: 3,
+                           kernelWidth: 3, padTop: 1, padLeft: 1), activation: .sigmoid, residual: true, bias: false,
+              layouts: Self.layouts)
     }
 
     func testColumnBlocksNarrowerThan64AndManyTileBlocks() {
@@ -100,12 +120,11 @@ final class WinogradConvTests: XCTestCase {
     }
 
     /// Only what the plan computes takes it: other shapes keep the direct paths.
-    func testAppliesOnlyTo3x3Stride1ChannelsLast() {
+    func testAppliesOnlyTo3x3Stride1() {
         let g = ConvGeometry(batch: 1, inChannels: 32, inHeight: 8, inWidth: 8, outChannels: 32, kernelHeight: 3,
                              kernelWidth: 3, padTop: 1, padLeft: 1)
         XCTAssertTrue(Conv2D.runsWinograd(g, engine: .packedSIMD, layout: Self.layout))
         XCTAssertFalse(Conv2D.runsWinograd(g, engine: .blas, layout: Self.layout))
-        XCTAssertFalse(Conv2D.runsWinograd(g, engine: .packedSIMD, layout: .nchw))
         var other = g
         other.strideHeight = 2
         XCTAssertFalse(Conv2D.runsWinograd(other, engine: .packedSIMD, layout: Self.layout))
@@ -113,7 +132,7 @@ final class WinogradConvTests: XCTestCase {
         other.dilationWidth = 2
         XCTAssertFalse(Conv2D.runsWinograd(other, engine: .packedSIMD, layout: Self.layout))
         other = g
-        other.inChannels = 24
+        other.inChannels = 15
         XCTAssertFalse(Conv2D.runsWinograd(other, engine: .packedSIMD, layout: Self.layout))
         other = g
         other.group = 2

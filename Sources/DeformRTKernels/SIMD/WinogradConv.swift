@@ -14,10 +14,17 @@
 /// those back into the output, adding the bias, a fused residual and the activation as it stores.
 /// Every tile's sums run over all of cin in one k loop, so the split (thread count) does not
 /// change a result bit.
+///
+/// The transforms work 16 channels at a time on channels-last rows. NCHW input, or channels-last
+/// input whose channel count is not a multiple of 16, is first copied into zero-padded rows;
+/// NCHW output, or a channel count not a multiple of 16, is stored into padded rows and then
+/// moved out (transposed for NCHW) with the bias, the epilogue following as a pass.
 struct WinogradConvPlan {
     static let points = 16
     let g: ConvGeometry
+    let layout: ConvDataLayout
     let cin: Int, cout: Int
+    let cinPadded: Int, coutPadded: Int   // multiples of 16: the GEMMs' depth and width
     let tilesHigh: Int, tilesWide: Int, tiles: Int
     let tileBlocks: Int
     let blockRows: Int       // GEMM rows of a tile block: its most tiles, rounded up to the kernels' 6
@@ -25,25 +32,35 @@ struct WinogradConvPlan {
     let items: Int
     let workers: Int
     let weightsPrepacked: Bool
-    let transformedFloats: Int   // per worker: points x blockRows x cin
+    /// Channels-last input with a multiple of 16 channels: the transforms read it where it is.
+    let readsInputInPlace: Bool
+    /// Channels-last output with a multiple of 16 channels: stored in place, the epilogue with it.
+    let writesOutputInPlace: Bool
+    let rowsAt: Int          // the padded input rows (none when read in place)
+    let resultAt: Int        // the padded output rows (none when written in place)
+    let transformedFloats: Int   // per worker: points x blockRows x cinPadded
     let workerFloats: Int
     let workerAt: Int
     let totalFloats: Int
 
-    /// Plain convolutions this plan computes: the packed engine (the micro-kernels), channels-last
-    /// on both sides, 3x3, stride 1, no dilation, one group, channel counts multiples of 16.
+    /// Plain convolutions this plan computes: the packed engine (the micro-kernels), 3x3, stride 1,
+    /// no dilation, one group, at least 16 input channels (fewer would be mostly zero padding).
     static func applies(_ g: ConvGeometry, engine: ConvEngine, layout: ConvDataLayout) -> Bool {
-        engine == .packedSIMD && layout.inputChannelsLast && layout.outputChannelsLast && g.group == 1
-            && g.kernelHeight == 3 && g.kernelWidth == 3 && g.strideHeight == 1 && g.strideWidth == 1
-            && g.dilationHeight == 1 && g.dilationWidth == 1
-            && g.inChannels >= 16 && g.inChannels % 16 == 0 && g.outChannels % 16 == 0
+        engine == .packedSIMD && g.group == 1 && g.kernelHeight == 3 && g.kernelWidth == 3
+            && g.strideHeight == 1 && g.strideWidth == 1 && g.dilationHeight == 1 && g.dilationWidth == 1
+            && g.inChannels >= 16
     }
 
-    init(_ g: ConvGeometry, threads: Int, weightsPrepacked: Bool = false) {
+    init(_ g: ConvGeometry, threads: Int, weightsPrepacked: Bool = false, layout: ConvDataLayout) {
         self.g = g
+        self.layout = layout
         self.weightsPrepacked = weightsPrepacked
         cin = g.inChannels
         cout = g.outChannels
+        cinPadded = (cin + 15) & ~15
+        coutPadded = (cout + 15) & ~15
+        readsInputInPlace = layout.inputChannelsLast && cin == cinPadded
+        writesOutputInPlace = layout.outputChannelsLast && cout == coutPadded
         tilesHigh = (max(g.outHeight, 0) + 1) / 2
         tilesWide = (max(g.outWidth, 0) + 1) / 2
         tiles = tilesHigh * tilesWide
@@ -52,7 +69,7 @@ struct WinogradConvPlan {
         // with the fewest rows in all (each block's rounded up to 6) wins: at 14x14, 49 tiles in 3
         // blocks of 18 rows, not 2 of 30; at 7x7, 16 tiles in one block of 18 rows, not 2 of 12
         // (the weights, 16 MB at 512 channels, are then streamed once).
-        let mostTiles = min(max(12_288 / (cin + 64) / 6 * 6, 12), 96)
+        let mostTiles = min(max(12_288 / (cinPadded + 64) / 6 * 6, 12), 96)
         let fewestBlocks = max(1, (tiles + mostTiles - 1) / mostTiles)
         var bestBlocks = fewestBlocks, bestRows = Int.max
         for blocks in fewestBlocks...(2 * fewestBlocks) {
@@ -61,37 +78,45 @@ struct WinogradConvPlan {
         }
         tileBlocks = bestBlocks
         blockRows = ((tiles + tileBlocks - 1) / tileBlocks + 5) / 6 * 6
-        columnBlocks = (cout + 63) / 64
+        columnBlocks = (coutPadded + 63) / 64
         items = tiles == 0 ? 0 : tileBlocks * columnBlocks
         workers = max(1, min(threads, items))
         func aligned(_ n: Int) -> Int { (n + 15) & ~15 }
-        transformedFloats = aligned(Self.points * blockRows * cin)
+        rowsAt = weightsPrepacked ? 0 : aligned(Self.points * cinPadded * coutPadded)
+        resultAt = rowsAt + (readsInputInPlace ? 0 : aligned(g.inHeight * g.inWidth * cinPadded))
+        workerAt = resultAt + (writesOutputInPlace ? 0 : aligned(max(g.outHeight, 0) * max(g.outWidth, 0) * coutPadded))
+        transformedFloats = aligned(Self.points * blockRows * cinPadded)
         workerFloats = transformedFloats + aligned(Self.points * blockRows * 64)
-        workerAt = weightsPrepacked ? 0 : aligned(Self.points * cin * cout)
         totalFloats = workerAt + workers * workerFloats
     }
 
-    var packedWeightFloats: Int { Self.points * cin * cout }
+    var packedWeightFloats: Int { Self.points * cinPadded * coutPadded }
     var byteCount: Int { items == 0 || g.batch == 0 ? 0 : totalFloats * MemoryLayout<Float>.stride }
 
     /// OIHW weights transformed (U = G w Gᵀ per filter and input channel) and packed
-    /// [point][64-column block][cin][block width]: the B operand of each point's GEMM.
+    /// [point][64-column block][cinPadded][block width]: the B operand of each point's GEMM, zero
+    /// for the padding channels on either side.
     func packWeights(_ weight: UnsafePointer<Float>, into packed: UnsafeMutablePointer<Float>, parallel: Parallel) {
-        parallel.forEachRange(cout) { _, filters in
+        let pointStride = cinPadded * coutPadded
+        parallel.forEachRange(coutPadded) { _, filters in
             for co in filters {
-                let block = co / 64, width = min(64, cout - block * 64), lane = co - block * 64
-                for ci in 0..<cin {
+                let block = co / 64, width = min(64, coutPadded - block * 64), lane = co - block * 64
+                for ci in 0..<cinPadded {
+                    let at = packed + block * 64 * cinPadded + ci * width + lane
+                    guard co < cout && ci < cin else {
+                        for point in 0..<Self.points { at[point * pointStride] = 0 }
+                        continue
+                    }
                     let w = weight + (co * cin + ci) * 9
                     // G w (G = [1 0 0; ½ ½ ½; ½ -½ ½; 0 0 1]), then each row of it times Gᵀ.
                     func column(_ j: Int) -> (Double, Double, Double) { (Double(w[j]), Double(w[3 + j]), Double(w[6 + j])) }
                     let (a0, b0, c0) = column(0), (a1, b1, c1) = column(1), (a2, b2, c2) = column(2)
                     func emit(_ r: Int, _ x0: Double, _ x1: Double, _ x2: Double) {
-                        let at = packed + r * 4 * cin * cout + block * 64 * cin + ci * width + lane
-                        let pointStride = cin * cout
-                        at[0] = Float(x0)
-                        at[pointStride] = Float((x0 + x1 + x2) / 2)
-                        at[2 * pointStride] = Float((x0 - x1 + x2) / 2)
-                        at[3 * pointStride] = Float(x2)
+                        let row = at + r * 4 * pointStride
+                        row[0] = Float(x0)
+                        row[pointStride] = Float((x0 + x1 + x2) / 2)
+                        row[2 * pointStride] = Float((x0 - x1 + x2) / 2)
+                        row[3 * pointStride] = Float(x2)
                     }
                     emit(0, a0, a1, a2)
                     emit(1, (a0 + b0 + c0) / 2, (a1 + b1 + c1) / 2, (a2 + b2 + c2) / 2)
@@ -103,7 +128,7 @@ struct WinogradConvPlan {
     }
 
     /// `weight` is OIHW, or the output of `packWeights` when the plan says `weightsPrepacked`.
-    /// Input and output channels-last; `epilogue` as the other convolution paths take it.
+    /// `epilogue` as the other convolution paths take it (residual in the output's layout).
     func run(
         input: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
         output: UnsafeMutablePointer<Float>, workspace: UnsafeMutableRawPointer, parallel: Parallel,
@@ -118,11 +143,16 @@ struct WinogradConvPlan {
             packWeights(weight, into: base, parallel: parallel)
             weights = UnsafePointer(base)
         }
+        let inPixels = g.inHeight * g.inWidth, outPixels = g.outHeight * g.outWidth
         let storeActivation = TileActivation(epilogue.activation)
-        let inImage = g.inHeight * g.inWidth * cin, outImage = g.outHeight * g.outWidth * cout
         for n in 0..<g.batch {
-            let image = input + n * inImage, out = output + n * outImage
-            let imageEpilogue = epilogue.shifted(by: n * outImage)
+            let image = input + n * cin * inPixels, out = output + n * cout * outPixels
+            let imageEpilogue = epilogue.shifted(by: n * cout * outPixels)
+            let rows = readsInputInPlace ? image : UnsafePointer(base + rowsAt)
+            if !readsInputInPlace { copyRows(image, into: base + rowsAt, parallel: parallel) }
+            // Stored in place: bias, residual and activation as the tiles are stored. Else raw
+            // sums into the padded rows, finished when they are moved out.
+            let target = writesOutputInPlace ? out : base + resultAt
             parallel.forEachRange(items) { worker, range in
                 let scratch = base + workerAt + worker * workerFloats
                 let transformed = scratch, products = scratch + transformedFloats
@@ -131,13 +161,55 @@ struct WinogradConvPlan {
                     let tileBlock = item / columnBlocks, columnBlock = item - tileBlock * columnBlocks
                     let first = tileBlock * tiles / tileBlocks, end = (tileBlock + 1) * tiles / tileBlocks
                     if tileBlock != transformedBlock {
-                        transformInput(image, tiles: first..<end, into: transformed)
+                        transformInput(rows, tiles: first..<end, into: transformed)
                         transformedBlock = tileBlock
                     }
                     multiply(transformed, weights: weights, columnBlock: columnBlock, into: products)
-                    transformOutput(products, tiles: first..<end, columnBlock: columnBlock, bias: bias, output: out,
-                                    epilogue: imageEpilogue, storeActivation: storeActivation)
+                    if writesOutputInPlace {
+                        transformOutput(products, tiles: first..<end, columnBlock: columnBlock, output: target,
+                                        pixelStride: cout, bias: bias, epilogue: imageEpilogue,
+                                        storeActivation: storeActivation)
+                    } else {
+                        transformOutput(products, tiles: first..<end, columnBlock: columnBlock, output: target,
+                                        pixelStride: coutPadded, bias: nil, epilogue: .none, storeActivation: TileActivation.none)
+                    }
                 }
+            }
+            if !writesOutputInPlace {
+                moveResult(base + resultAt, bias: bias, to: out, parallel: parallel)
+                imageEpilogue.apply(elements: cout * outPixels, output: out, parallel: parallel)
+            }
+        }
+    }
+
+    /// One batch item's input into channels-last rows of cinPadded floats, the padding channels zero.
+    private func copyRows(_ image: UnsafePointer<Float>, into rows: UnsafeMutablePointer<Float>, parallel: Parallel) {
+        let pixels = g.inHeight * g.inWidth
+        parallel.forEachRange((pixels + 15) / 16, totalWork: pixels * cinPadded) { _, blocks in
+            let lo = blocks.lowerBound * 16, hi = min(blocks.upperBound * 16, pixels)
+            if layout.inputChannelsLast {
+                for p in lo..<hi { (rows + p * cinPadded).update(from: image + p * cin, count: cin) }
+            } else {
+                ConvLayout.channelsLast(image, channels: cin, planeSize: pixels, pixels: lo..<hi, rows: rows,
+                                        rowStride: cinPadded)
+            }
+            if cinPadded > cin {
+                for p in lo..<hi { (rows + p * cinPadded + cin).update(repeating: 0, count: cinPadded - cin) }
+            }
+        }
+    }
+
+    /// The padded output rows (raw sums) into the output in its layout, plus the bias.
+    private func moveResult(_ result: UnsafePointer<Float>, bias: UnsafePointer<Float>?, to out: UnsafeMutablePointer<Float>,
+                            parallel: Parallel) {
+        let pixels = g.outHeight * g.outWidth
+        parallel.forEachRange((pixels + 15) / 16, totalWork: pixels * cout) { _, blocks in
+            let lo = blocks.lowerBound * 16, hi = min(blocks.upperBound * 16, pixels)
+            if layout.outputChannelsLast {
+                for p in lo..<hi { ConvBias.copyRow(result + p * coutPadded, adding: bias, to: out + p * cout, columns: cout) }
+            } else {
+                ConvLayout.transpose(result + lo * coutPadded, srcStride: coutPadded, out + lo, dstStride: pixels,
+                                     rows: cout, columns: hi - lo, rowBias: bias)
             }
         }
     }
@@ -148,21 +220,21 @@ struct WinogradConvPlan {
     private func transformInput(_ image: UnsafePointer<Float>, tiles range: Range<Int>,
                                 into transformed: UnsafeMutablePointer<Float>) {
         typealias V = SIMD16<Float>
-        let pointStride = blockRows * cin
+        let pointStride = blockRows * cinPadded
         for (row, tile) in range.enumerated() {
             let ty = tile / tilesWide, tx = tile - ty * tilesWide
             let y0 = 2 * ty - g.padTop, x0 = 2 * tx - g.padLeft
             let interior = y0 >= 0 && y0 + 3 < g.inHeight && x0 >= 0 && x0 + 3 < g.inWidth
             var c = 0
-            while c < cin {
+            while c < cinPadded {
                 // One input row's four columns, combined (· B) as they are loaded.
                 @inline(__always)
                 func rowTransform(_ r: Int) -> (V, V, V, V) {
                     let y = y0 + r
                     var d0 = V(), d1 = V(), d2 = V(), d3 = V()
                     if interior {
-                        let p = UnsafeRawPointer(image + ((y * g.inWidth + x0) * cin + c))
-                        let step = cin * MemoryLayout<Float>.stride
+                        let p = UnsafeRawPointer(image + ((y * g.inWidth + x0) * cinPadded + c))
+                        let step = cinPadded * MemoryLayout<Float>.stride
                         d0 = p.loadUnaligned(as: V.self)
                         d1 = p.loadUnaligned(fromByteOffset: step, as: V.self)
                         d2 = p.loadUnaligned(fromByteOffset: 2 * step, as: V.self)
@@ -172,14 +244,14 @@ struct WinogradConvPlan {
                         func load(_ s: Int) -> V {
                             let x = x0 + s
                             guard x >= 0 && x < g.inWidth else { return V() }
-                            return UnsafeRawPointer(image + ((y * g.inWidth + x) * cin + c)).loadUnaligned(as: V.self)
+                            return UnsafeRawPointer(image + ((y * g.inWidth + x) * cinPadded + c)).loadUnaligned(as: V.self)
                         }
                         d0 = load(0); d1 = load(1); d2 = load(2); d3 = load(3)
                     }
                     return (d0 - d2, d1 + d2, d2 - d1, d1 - d3)
                 }
                 let u0 = rowTransform(0), u1 = rowTransform(1), u2 = rowTransform(2), u3 = rowTransform(3)
-                let at = UnsafeMutableRawPointer(transformed + row * cin + c)
+                let at = UnsafeMutableRawPointer(transformed + row * cinPadded + c)
                 let stride = pointStride * MemoryLayout<Float>.stride
                 @inline(__always)
                 func store(_ point: Int, _ v: V) { (at + point * stride).storeBytes(of: v, as: V.self) }
@@ -194,7 +266,8 @@ struct WinogradConvPlan {
         let count = range.count
         if count < blockRows {
             for point in 0..<Self.points {
-                (transformed + point * pointStride + count * cin).update(repeating: 0, count: (blockRows - count) * cin)
+                (transformed + point * pointStride + count * cinPadded).update(repeating: 0,
+                                                                               count: (blockRows - count) * cinPadded)
             }
         }
     }
@@ -203,19 +276,19 @@ struct WinogradConvPlan {
     /// for the block's `width` (64, or the last block's multiple of 16) output channels.
     private func multiply(_ transformed: UnsafePointer<Float>, weights: UnsafePointer<Float>, columnBlock: Int,
                           into products: UnsafeMutablePointer<Float>) {
-        let width = min(64, cout - columnBlock * 64)
+        let width = min(64, coutPadded - columnBlock * 64)
         for point in 0..<Self.points {
-            let a = transformed + point * blockRows * cin
-            let b = weights + point * cin * cout + columnBlock * 64 * cin
+            let a = transformed + point * blockRows * cinPadded
+            let b = weights + point * cinPadded * coutPadded + columnBlock * 64 * cinPadded
             let c = products + point * blockRows * 64
             var row = 0
             while row < blockRows {
                 if width == 64 {
-                    PackedGemm.kernel6x64(kc: cin, a: a + row * cin, lda: cin, b: b, c: c + row * 64, ldc: 64,
+                    PackedGemm.kernel6x64(kc: cinPadded, a: a + row * cinPadded, lda: cinPadded, b: b, c: c + row * 64, ldc: 64,
                                           accumulate: false)
                 } else {
                     for strip in 0..<width / 16 {
-                        PackedGemm.kernel6x16(kc: cin, a: a + row * cin, lda: cin, b: b + 16 * strip, ldb: width,
+                        PackedGemm.kernel6x16(kc: cinPadded, a: a + row * cinPadded, lda: cinPadded, b: b + 16 * strip, ldb: width,
                                               c: c + row * 64 + 16 * strip, ldc: 64, accumulate: false)
                     }
                 }
@@ -227,18 +300,19 @@ struct WinogradConvPlan {
     /// Y = Aᵀ M A (Aᵀ = [1 1 1 0; 0 1 -1 -1]) for every tile of `range` and the column block's
     /// channels, plus the bias, the residual and the activation, into the output pixels that exist.
     private func transformOutput(
-        _ products: UnsafePointer<Float>, tiles range: Range<Int>, columnBlock: Int, bias: UnsafePointer<Float>?,
-        output: UnsafeMutablePointer<Float>, epilogue: ConvEpilogue, storeActivation: TileActivation?
+        _ products: UnsafePointer<Float>, tiles range: Range<Int>, columnBlock: Int, output: UnsafeMutablePointer<Float>,
+        pixelStride: Int, bias: UnsafePointer<Float>?, epilogue: ConvEpilogue, storeActivation: TileActivation?
     ) {
         typealias V = SIMD16<Float>
-        let column0 = columnBlock * 64, width = min(64, cout - column0)
+        let column0 = columnBlock * 64, width = min(64, coutPadded - column0)
         let pointStride = blockRows * 64 * MemoryLayout<Float>.stride
         for (row, tile) in range.enumerated() {
             let ty = tile / tilesWide, tx = tile - ty * tilesWide
             let y0 = 2 * ty, x0 = 2 * tx
             let hasRight = x0 + 1 < g.outWidth, hasBelow = y0 + 1 < g.outHeight
-            let first = (y0 * g.outWidth + x0) * cout + column0
-            let pixels = (first, first + cout, first + g.outWidth * cout, first + g.outWidth * cout + cout)
+            let first = (y0 * g.outWidth + x0) * pixelStride + column0
+            let below = g.outWidth * pixelStride
+            let pixels = (first, first + pixelStride, first + below, first + below + pixelStride)
             let m = UnsafeRawPointer(products + row * 64)
             for vector in 0..<width / 16 {
                 let at = m + vector * 64
