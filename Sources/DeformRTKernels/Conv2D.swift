@@ -53,8 +53,9 @@ public enum Conv2D {
         layout: ConvDataLayout = .nchw
     ) {
         if WinogradConvPlan.applies(g, engine: engine, layout: layout) {
-            WinogradConvPlan(g, threads: parallel.threads, layout: layout).run(input: input, weight: weight, bias: bias, output: output,
-                                                               workspace: workspace, parallel: parallel, epilogue: epilogue)
+            WinogradConvPlan(g, threads: parallel.threads, layout: layout)
+                .run(input: input, weight: weight, bias: bias, output: output, workspace: workspace, parallel: parallel,
+                     epilogue: epilogue)
             return
         }
         if usesChannelsLastPlan(g, engine: engine, layout: layout) {
@@ -153,7 +154,8 @@ public enum Conv2D {
         let floats = packedWeightByteCount(g, engine: engine, layout: layout) / MemoryLayout<Float>.stride
         let destination = packed.bindMemory(to: Float.self, capacity: floats)
         if WinogradConvPlan.applies(g, engine: engine, layout: layout) {
-            WinogradConvPlan(g, threads: parallel.threads, layout: layout).packWeights(weight, into: destination, parallel: parallel)
+            WinogradConvPlan(g, threads: parallel.threads, layout: layout)
+                .packWeights(weight, into: destination, parallel: parallel)
         } else if usesChannelsLastPlan(g, engine: engine, layout: layout) {
             ChannelsLastConvPlan(g, engine: engine, threads: parallel.threads, layout: layout)
                 .packWeights(weight, into: destination, parallel: parallel)

@@ -171,7 +171,8 @@ struct WinogradConvPlan {
                                         storeActivation: storeActivation)
                     } else {
                         transformOutput(products, tiles: first..<end, columnBlock: columnBlock, output: target,
-                                        pixelStride: coutPadded, bias: nil, epilogue: .none, storeActivation: TileActivation.none)
+                                        pixelStride: coutPadded, bias: nil, epilogue: .none,
+                                        storeActivation: TileActivation.none)
                     }
                 }
             }
@@ -206,7 +207,9 @@ struct WinogradConvPlan {
         parallel.forEachRange((pixels + 15) / 16, totalWork: pixels * cout) { _, blocks in
             let lo = blocks.lowerBound * 16, hi = min(blocks.upperBound * 16, pixels)
             if layout.outputChannelsLast {
-                for p in lo..<hi { ConvBias.copyRow(result + p * coutPadded, adding: bias, to: out + p * cout, columns: cout) }
+                for p in lo..<hi {
+                    ConvBias.copyRow(result + p * coutPadded, adding: bias, to: out + p * cout, columns: cout)
+                }
             } else {
                 ConvLayout.transpose(result + lo * coutPadded, srcStride: coutPadded, out + lo, dstStride: pixels,
                                      rows: cout, columns: hi - lo, rowBias: bias)
@@ -284,12 +287,13 @@ struct WinogradConvPlan {
             var row = 0
             while row < blockRows {
                 if width == 64 {
-                    PackedGemm.kernel6x64(kc: cinPadded, a: a + row * cinPadded, lda: cinPadded, b: b, c: c + row * 64, ldc: 64,
-                                          accumulate: false)
+                    PackedGemm.kernel6x64(kc: cinPadded, a: a + row * cinPadded, lda: cinPadded, b: b,
+                                          c: c + row * 64, ldc: 64, accumulate: false)
                 } else {
                     for strip in 0..<width / 16 {
-                        PackedGemm.kernel6x16(kc: cinPadded, a: a + row * cinPadded, lda: cinPadded, b: b + 16 * strip, ldb: width,
-                                              c: c + row * 64 + 16 * strip, ldc: 64, accumulate: false)
+                        PackedGemm.kernel6x16(kc: cinPadded, a: a + row * cinPadded, lda: cinPadded,
+                                              b: b + 16 * strip, ldb: width, c: c + row * 64 + 16 * strip, ldc: 64,
+                                              accumulate: false)
                     }
                 }
                 row += PackedGemm.rows
