@@ -66,19 +66,24 @@ struct WinogradConvPlan {
         tiles = tilesHigh * tilesWide
         // A tile block's transformed inputs and one column block's products (up to ~750 KB) stay
         // in L2 while the 16 GEMMs take them. Of the block counts that keep under that, the one
-        // with the fewest rows in all (each block's rounded up to 6) wins: at 14x14, 49 tiles in 3
-        // blocks of 18 rows, not 2 of 30; at 7x7, 16 tiles in one block of 18 rows, not 2 of 12
-        // (the weights, 16 MB at 512 channels, are then streamed once).
+        // whose busiest thread has the fewest GEMM rows wins (each block's rounded up to 6), then
+        // the one with the fewest rows in all: at 14x14, 49 tiles in 3 blocks of 18 rows, not 2
+        // of 30; at 7x7, 16 tiles in one block of 18 rows, not 2 of 12 (the weights, 16 MB at 512
+        // channels, are then streamed once); at 56x56 on 2 threads, 784 tiles in 12 blocks of 66
+        // rows, not 9 of 90 (5 blocks for one thread, 4 for the other).
         let mostTiles = min(max(12_288 / (cinPadded + 64) / 6 * 6, 12), 96)
         let fewestBlocks = max(1, (tiles + mostTiles - 1) / mostTiles)
-        var bestBlocks = fewestBlocks, bestRows = Int.max
-        for blocks in fewestBlocks...(2 * fewestBlocks) {
-            let rows = blocks * (((tiles + blocks - 1) / blocks + 5) / 6 * 6)
-            if rows < bestRows { (bestBlocks, bestRows) = (blocks, rows) }
+        let columnBlockCount = (coutPadded + 63) / 64
+        var bestBlocks = fewestBlocks, best = (busiest: Int.max, rows: Int.max)
+        for blocks in fewestBlocks...(2 * fewestBlocks + threads) {
+            let rows = ((tiles + blocks - 1) / blocks + 5) / 6 * 6
+            let work = blocks * columnBlockCount, sharers = max(1, min(threads, work))
+            let cost = (busiest: (work + sharers - 1) / sharers * rows, rows: blocks * rows)
+            if cost < best { (bestBlocks, best) = (blocks, cost) }
         }
         tileBlocks = bestBlocks
         blockRows = ((tiles + tileBlocks - 1) / tileBlocks + 5) / 6 * 6
-        columnBlocks = (coutPadded + 63) / 64
+        columnBlocks = columnBlockCount
         items = tiles == 0 ? 0 : tileBlocks * columnBlocks
         workers = max(1, min(threads, items))
         func aligned(_ n: Int) -> Int { (n + 15) & ~15 }
