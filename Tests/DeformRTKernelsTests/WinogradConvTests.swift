@@ -4,7 +4,7 @@ import XCTest
 
 /// Winograd F(2x2, 3x3) (WinogradConvPlan, through Conv2D.run on the packed engine) against
 /// Conv2D.reference (Double accumulation) on the same data in NCHW: odd and even output sizes
-/// (tiles cut by the edges), every padding, asymmetric pads, a 1x1 output, channel counts whose
+/// (tiles cut by the edges), every padding, asymmetric pads, 4x4 and 2x9 outputs, channel counts whose
 /// last column block is narrower than 64 or that are not multiples of 16 (padded rows on either
 /// side), several tile blocks, every mix of NCHW and channels-last input and output, batch 2, 1-3
 /// threads, weights packed per call and once, with a fused residual Add and an activation the
@@ -90,7 +90,7 @@ final class WinogradConvTests: XCTestCase {
     }
 
     func testOddAndEvenSizesEveryPadding() {
-        for (h, w, pad) in [(5, 7, 1), (6, 6, 0), (4, 9, 2), (1, 1, 1), (3, 2, 1), (8, 8, 1)] {
+        for (h, w, pad) in [(5, 7, 1), (6, 6, 0), (4, 9, 2), (4, 4, 1), (2, 9, 1), (8, 8, 1)] {
             check(ConvGeometry(batch: 2, inChannels: 16, inHeight: h, inWidth: w, outChannels: 16, kernelHeight: 3,
                                kernelWidth: 3, padTop: pad, padLeft: pad), activation: nil, residual: false)
         }
@@ -137,5 +137,11 @@ final class WinogradConvTests: XCTestCase {
         other = g
         other.group = 2
         XCTAssertFalse(Conv2D.runsWinograd(other, engine: .packedSIMD, layout: Self.layout))
+        // Maps too small for the tiles to save work: 1x1, 2x2, 3x3, single rows and columns.
+        for (h, w) in [(1, 1), (2, 2), (3, 3), (1, 40), (40, 1)] {
+            let small = ConvGeometry(batch: 1, inChannels: 32, inHeight: h, inWidth: w, outChannels: 32, kernelHeight: 3,
+                                     kernelWidth: 3, padTop: 1, padLeft: 1)
+            XCTAssertFalse(Conv2D.runsWinograd(small, engine: .packedSIMD, layout: Self.layout), "\(h)x\(w)")
+        }
     }
 }

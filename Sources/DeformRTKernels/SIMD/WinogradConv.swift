@@ -44,11 +44,15 @@ struct WinogradConvPlan {
     let totalFloats: Int
 
     /// Plain convolutions this plan computes: the packed engine (the micro-kernels), 3x3, stride 1,
-    /// no dilation, one group, at least 16 input channels (fewer would be mostly zero padding).
+    /// no dilation, one group, at least 16 input channels (fewer would be mostly zero padding),
+    /// and an output map of at least 4 tiles that fill it well enough to save a third of the
+    /// multiply-adds: on smaller maps (a 1x1 or 2x2 head, a single row) the tiles would compute
+    /// more than the direct sums, from weights 16/9 the size.
     static func applies(_ g: ConvGeometry, engine: ConvEngine, layout: ConvDataLayout) -> Bool {
-        engine == .packedSIMD && g.group == 1 && g.kernelHeight == 3 && g.kernelWidth == 3
+        let tiles = ((max(g.outHeight, 0) + 1) / 2) * ((max(g.outWidth, 0) + 1) / 2)
+        return engine == .packedSIMD && g.group == 1 && g.kernelHeight == 3 && g.kernelWidth == 3
             && g.strideHeight == 1 && g.strideWidth == 1 && g.dilationHeight == 1 && g.dilationWidth == 1
-            && g.inChannels >= 16
+            && g.inChannels >= 16 && tiles >= 4 && 16 * tiles <= 6 * g.outHeight * g.outWidth
     }
 
     init(_ g: ConvGeometry, threads: Int, weightsPrepacked: Bool = false, layout: ConvDataLayout) {
