@@ -285,19 +285,29 @@ struct WinogradConvPlan {
     }
 
     /// products[point][tile][0..<width] = transformed[point][tile][...] x packed[point][columnBlock]
-    /// for the block's `width` (64, or the last block's multiple of 16) output channels.
+    /// for the block's `width` (64, or the last block's multiple of 16) output channels. While a
+    /// point's row groups run, they fetch the next point's weights into L2, a share each (the
+    /// weights of 512-channel layers come from memory; the AVX2 strips, which walk them a quarter
+    /// row at a time, ran at half speed unfetched).
     private func multiply(_ transformed: UnsafePointer<Float>, weights: UnsafePointer<Float>, columnBlock: Int,
                           into products: UnsafeMutablePointer<Float>) {
         let width = min(64, coutPadded - columnBlock * 64)
+        let pointFloats = cinPadded * coutPadded, blockBytes = cinPadded * width * MemoryLayout<Float>.stride
+        let groups = blockRows / PackedGemm.rows
+        let step = ChannelsLastConvPlan.prefetchStep(bytes: blockBytes, calls: groups, kc: cinPadded)
         for point in 0..<Self.points {
             let a = transformed + point * blockRows * cinPadded
-            let b = weights + point * cinPadded * coutPadded + columnBlock * 64 * cinPadded
+            let b = weights + point * pointFloats + columnBlock * 64 * cinPadded
             let c = products + point * blockRows * 64
-            var row = 0
-            while row < blockRows {
+            let next = UnsafeRawPointer(b + pointFloats)
+            for group in 0..<groups {
+                let row = group * PackedGemm.rows
                 if width == 64 {
+                    let offset = group * cinPadded * step
+                    let fetch = point + 1 < Self.points && offset < blockBytes
+                        ? PrefetchStream(start: next + offset, step: step) : nil
                     PackedGemm.kernel6x64(kc: cinPadded, a: a + row * cinPadded, lda: cinPadded, b: b,
-                                          c: c + row * 64, ldc: 64, accumulate: false)
+                                          c: c + row * 64, ldc: 64, accumulate: false, finish: .none, prefetch: fetch)
                 } else {
                     for strip in 0..<width / 16 {
                         PackedGemm.kernel6x16(kc: cinPadded, a: a + row * cinPadded, lda: cinPadded,
@@ -305,7 +315,6 @@ struct WinogradConvPlan {
                                               accumulate: false)
                     }
                 }
-                row += PackedGemm.rows
             }
         }
     }
