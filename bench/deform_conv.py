@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Deformable convolution layers a-e of issue 3, batch 1, fp32, offsets U(-5, 5), masks U(0, 1):
 DeformRT vs onnxruntime (ai.onnx DeformConv 19) vs OpenVINO (opset8 DeformableConvolution,
-bilinear_interpolation_pad=True) vs torchvision, plus DeformRT's own plain Conv of the same shape.
+bilinear_interpolation_pad=True) vs torchvision, plus DeformRT's own plain Conv of the same shape
+computed by the direct sums the deformable kernel shares (DEFORMRT_WINOGRAD=0: the "deform / own
+Conv" column is the cost of sampling; bench/conv.py times the plain layers with Winograd).
 
     python3 bench/deform_conv.py                     # all layers, 1 and 2 threads
     python3 bench/deform_conv.py --threads 2 --layers a,d --runs 30
@@ -14,6 +16,7 @@ Each system runs in its own process with the same thread count; see bench/README
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Dict, Mapping
 
@@ -112,6 +115,8 @@ def prepare(system: str, name: str, threads: int):
         model = onnx_deform_model(layer, tensors)
         return _common.deformrt_runner(model, feeds, threads), model, feeds
     if system == "deformrt-conv":
+        # Read when the first convolution is planned, in this worker process only.
+        os.environ["DEFORMRT_WINOGRAD"] = "0"
         conv_feeds = {"x": tensors["x"]}
         model = _common.onnx_conv_model(layer, tensors)
         return _common.deformrt_runner(model, conv_feeds, threads), model, conv_feeds

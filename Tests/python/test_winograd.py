@@ -73,3 +73,56 @@ def test_winograd_blocks_match_onnxruntime(shape, threads):
         got = deformrt.InferenceSession(MODEL, options, threads=threads).run(None, {"x": x})[0]
         assert got.shape == want.shape
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+
+
+
+# Runs in a child process, so that DEFORMRT_WINOGRAD is read fresh: model, input, output paths.
+INF_PROBE = """
+import sys
+import numpy as np
+import deformrt
+x = np.load(sys.argv[2])
+np.save(sys.argv[3], deformrt.InferenceSession(sys.argv[1]).run(None, {"x": x})[0])
+print(deformrt.get_cpu_tier())
+"""
+
+
+@pytest.mark.parametrize("setting", [None, "0"])
+def test_winograd_switch_and_infinite_inputs(tmp_path, setting):
+    """DEFORMRT_WINOGRAD=0 keeps the direct sums: an infinite input then gives onnxruntime's ±inf
+    in every output it reaches. With Winograd (the avx2 and avx512 tiers' default) the outputs
+    of its tiles come out NaN instead, as README says; the finite outputs agree either way."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    w = np.random.default_rng(0).standard_normal((16, 16, 3, 3)).astype(np.float32)
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])], "inf",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 6, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    x = np.random.default_rng(1).standard_normal((1, 16, 6, 6)).astype(np.float32)
+    x[0, 3, 2, 2] = np.inf
+    (tmp_path / "m.onnx").write_bytes(model)
+    np.save(tmp_path / "x.npy", x)
+
+    env = dict(os.environ)
+    env.pop("DEFORMRT_WINOGRAD", None)
+    if setting is not None:
+        env["DEFORMRT_WINOGRAD"] = setting
+    binding = str(Path(__file__).resolve().parents[2] / "bindings" / "python" / "src")
+    env["PYTHONPATH"] = binding + os.pathsep + env.get("PYTHONPATH", "")
+    child = subprocess.run([sys.executable, "-c", INF_PROBE, str(tmp_path / "m.onnx"), str(tmp_path / "x.npy"),
+                            str(tmp_path / "y.npy")], env=env, check=True, capture_output=True, text=True)
+    tier = child.stdout.split()[-1]
+    got = np.load(tmp_path / "y.npy")
+    want = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(got[finite], want[finite], rtol=1e-4, atol=1e-4)
+    assert not np.isfinite(got[~finite]).any()
+    if setting is None and tier in ("avx2", "avx512"):
+        assert np.isnan(got).sum() > 0
+    else:
+        np.testing.assert_array_equal(got[~finite], want[~finite])

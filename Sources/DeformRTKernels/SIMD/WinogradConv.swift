@@ -1,4 +1,8 @@
-/// 3x3, stride-1 convolutions on channels-last data by Winograd's minimal filtering F(2x2, 3x3)
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// 3x3, stride-1 convolutions by Winograd's minimal filtering F(2x2, 3x3)
 /// (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016). Each 2x2
 /// block of outputs (a tile) is Aᵀ [(G w Gᵀ) ⊙ (Bᵀ d B)] A over the tile's 4x4 input window d:
 /// the elementwise products at the 16 points of the 4x4 transform become 16 GEMMs
@@ -50,10 +54,18 @@ struct WinogradConvPlan {
     /// more than the direct sums, from weights 16/9 the size.
     static func applies(_ g: ConvGeometry, engine: ConvEngine, layout: ConvDataLayout) -> Bool {
         let tiles = ((max(g.outHeight, 0) + 1) / 2) * ((max(g.outWidth, 0) + 1) / 2)
-        return engine == .packedSIMD && g.group == 1 && g.kernelHeight == 3 && g.kernelWidth == 3
+        return enabled && engine == .packedSIMD && g.group == 1 && g.kernelHeight == 3 && g.kernelWidth == 3
             && g.strideHeight == 1 && g.strideWidth == 1 && g.dilationHeight == 1 && g.dilationWidth == 1
             && g.inChannels >= 16 && tiles >= 4 && 16 * tiles <= 6 * g.outHeight * g.outWidth
     }
+
+    /// DEFORMRT_WINOGRAD=0 in the environment (read once, when the first convolution is planned)
+    /// keeps every convolution on the direct sums: for results closest to other runtimes' (an
+    /// infinite input stays ±inf), or to compare with the deformable kernels, which share them.
+    static let enabled: Bool = {
+        guard let text = getenv("DEFORMRT_WINOGRAD") else { return true }
+        return String(cString: text) != "0"
+    }()
 
     init(_ g: ConvGeometry, threads: Int, weightsPrepacked: Bool = false, layout: ConvDataLayout) {
         self.g = g
