@@ -1,7 +1,8 @@
 /// 2-D convolution, NCHW float32: output = conv(input, weight) + bias.
 ///
 /// `run` is the optimised path: 1x1 / stride 1 / no padding goes straight to GEMM on the input;
-/// depthwise convolutions run directly (SIMD over output columns); everything else is im2col into
+/// depthwise convolutions run directly (SIMD over output columns); 3x3 stride-1 ones on the packed
+/// engine by Winograd's F(2x2, 3x3) (WinogradConvPlan); everything else is im2col into
 /// a panel per tile of output pixels, then GEMM. Tiles are spread
 /// over the threads of `parallel`, each with its own scratch in the caller's workspace. The GEMM
 /// is `ConvEngine.preferred`. `reference` (Reference/ConvReference.swift) is the test oracle.
@@ -107,8 +108,9 @@ public enum Conv2D {
     }
 
     /// Whether `run` computes this convolution by Winograd's F(2x2, 3x3) (WinogradConvPlan): 3x3,
-    /// stride 1, one group, at least 16 input channels, the packed engine. Its outputs differ from
-    /// the direct sums by a few ulps of their magnitude.
+    /// stride 1, one group, at least 16 input channels, an output of at least 4 well-filled tiles,
+    /// the packed engine, and not DEFORMRT_WINOGRAD=0. Its outputs differ from the direct sums by a
+    /// few ulps of their magnitude.
     public static func runsWinograd(_ g: ConvGeometry, engine: ConvEngine = .preferred, layout: ConvDataLayout) -> Bool {
         WinogradConvPlan.applies(g, engine: engine, layout: layout)
     }
