@@ -291,14 +291,8 @@ struct ChannelsLastConvPlan {
             } else if !readsInputInPlace {
                 parallel.forEachRange(pixelBlocks) { _, blocks in
                     let lo = blocks.lowerBound * 16, hi = min(blocks.upperBound * 16, inPixels)
-                    if layout.inputChannelsLast {
-                        for p in lo..<hi {
-                            (copiedRows + p * rowStride).update(from: image + p * g.inChannels, count: g.inChannels)
-                        }
-                    } else {
-                        ConvLayout.channelsLast(image, channels: g.inChannels, planeSize: inPixels, pixels: lo..<hi,
-                                                rows: copiedRows, rowStride: rowStride)
-                    }
+                    ConvLayout.rows(from: image, channelsLast: layout.inputChannelsLast, channels: g.inChannels,
+                                    planeSize: inPixels, pixels: lo..<hi, into: copiedRows, rowStride: rowStride)
                 }
             }
             let src = source(n)
@@ -537,14 +531,8 @@ struct ChannelsLastConvPlan {
     /// in its layout: transposed for NCHW, row by row for channels-last.
     private func writeResult(_ result: UnsafePointer<Float>, count: Int, bias: UnsafePointer<Float>?,
                              out: UnsafeMutablePointer<Float>) {
-        if !layout.outputChannelsLast {
-            ConvLayout.transpose(result, srcStride: coutPadded, out, dstStride: outPixels, rows: cout, columns: count,
-                                 rowBias: bias)
-            return
-        }
-        for r in 0..<count {
-            ConvBias.copyRow(result + r * coutPadded, adding: bias, to: out + r * g.outChannels, columns: cout)
-        }
+        ConvLayout.storeResult(result, resultStride: coutPadded, count: count, channels: cout, bias: bias, into: out,
+                               channelsLast: layout.outputChannelsLast, planeSize: outPixels, outStride: g.outChannels)
     }
 
     /// result[r][m] (+)= sum over k in kb ..< kb + kcCur of a[r][k - kb] * packed[k][m], 64 columns at a time

@@ -133,6 +133,37 @@ enum ConvLayout {
         }
     }
 
+    /// Pixels `pixels` of one batch item into rows `rowStride` floats apart: copied row by row
+    /// from channels-last input, transposed from NCHW planes (channelsLast(_:...)).
+    static func rows(
+        from image: UnsafePointer<Float>, channelsLast: Bool, channels: Int, planeSize: Int, pixels: Range<Int>,
+        into rows: UnsafeMutablePointer<Float>, rowStride: Int
+    ) {
+        if channelsLast {
+            for p in pixels { (rows + p * rowStride).update(from: image + p * channels, count: channels) }
+        } else {
+            self.channelsLast(image, channels: channels, planeSize: planeSize, pixels: pixels, rows: rows,
+                              rowStride: rowStride)
+        }
+    }
+
+    /// GEMM result rows (one per pixel, `resultStride` floats apart) of `count` pixels plus the bias
+    /// into an output: transposed into NCHW planes of `planeSize` floats, or copied into
+    /// channels-last rows `outStride` floats apart.
+    static func storeResult(
+        _ result: UnsafePointer<Float>, resultStride: Int, count: Int, channels: Int, bias: UnsafePointer<Float>?,
+        into out: UnsafeMutablePointer<Float>, channelsLast: Bool, planeSize: Int, outStride: Int
+    ) {
+        if !channelsLast {
+            transpose(result, srcStride: resultStride, out, dstStride: planeSize, rows: channels, columns: count,
+                      rowBias: bias)
+            return
+        }
+        for r in 0..<count {
+            ConvBias.copyRow(result + r * resultStride, adding: bias, to: out + r * outStride, columns: channels)
+        }
+    }
+
     /// Packed-GEMM weights of one conv group and one block of output channels:
     /// packed[k][col] = weight[blockStart + col][c][tap] with k = tap * cin + c, zero for columns past
     /// `cout`. `width` is the block width (a multiple of 16); `weight` points at the group's first filter.

@@ -90,15 +90,15 @@ struct WinogradConvPlan {
         let mostTiles = min(max(12_288 / (cinPadded + 64) / 6 * 6, 12), 96)
         let fewestBlocks = max(1, (tiles + mostTiles - 1) / mostTiles)
         let columnBlockCount = (coutPadded + 63) / 64
-        var bestBlocks = fewestBlocks, best = (busiest: Int.max, rows: Int.max)
+        var best = (blocks: fewestBlocks, rows: 0, cost: (busiest: Int.max, rows: Int.max))
         for blocks in fewestBlocks...(2 * fewestBlocks + threads) {
             let rows = ((tiles + blocks - 1) / blocks + 5) / 6 * 6
             let work = blocks * columnBlockCount, sharers = max(1, min(threads, work))
             let cost = (busiest: (work + sharers - 1) / sharers * rows, rows: blocks * rows)
-            if cost < best { (bestBlocks, best) = (blocks, cost) }
+            if cost < best.cost { best = (blocks, rows, cost) }
         }
-        tileBlocks = bestBlocks
-        blockRows = ((tiles + tileBlocks - 1) / tileBlocks + 5) / 6 * 6
+        tileBlocks = best.blocks
+        blockRows = best.rows
         columnBlocks = columnBlockCount
         items = tiles == 0 ? 0 : tileBlocks * columnBlocks
         workers = max(1, min(threads, items))
@@ -209,12 +209,8 @@ struct WinogradConvPlan {
         let pixels = g.inHeight * g.inWidth
         parallel.forEachRange((pixels + 15) / 16, totalWork: pixels * cinPadded) { _, blocks in
             let lo = blocks.lowerBound * 16, hi = min(blocks.upperBound * 16, pixels)
-            if layout.inputChannelsLast {
-                for p in lo..<hi { (rows + p * cinPadded).update(from: image + p * cin, count: cin) }
-            } else {
-                ConvLayout.channelsLast(image, channels: cin, planeSize: pixels, pixels: lo..<hi, rows: rows,
-                                        rowStride: cinPadded)
-            }
+            ConvLayout.rows(from: image, channelsLast: layout.inputChannelsLast, channels: cin, planeSize: pixels,
+                            pixels: lo..<hi, into: rows, rowStride: cinPadded)
             if cinPadded > cin {
                 for p in lo..<hi { (rows + p * cinPadded + cin).update(repeating: 0, count: cinPadded - cin) }
             }
@@ -227,14 +223,10 @@ struct WinogradConvPlan {
         let pixels = g.outHeight * g.outWidth
         parallel.forEachRange((pixels + 15) / 16, totalWork: pixels * cout) { _, blocks in
             let lo = blocks.lowerBound * 16, hi = min(blocks.upperBound * 16, pixels)
-            if layout.outputChannelsLast {
-                for p in lo..<hi {
-                    ConvBias.copyRow(result + p * coutPadded, adding: bias, to: out + p * cout, columns: cout)
-                }
-            } else {
-                ConvLayout.transpose(result + lo * coutPadded, srcStride: coutPadded, out + lo, dstStride: pixels,
-                                     rows: cout, columns: hi - lo, rowBias: bias)
-            }
+            let channelsLast = layout.outputChannelsLast
+            ConvLayout.storeResult(result + lo * coutPadded, resultStride: coutPadded, count: hi - lo, channels: cout,
+                                   bias: bias, into: out + (channelsLast ? lo * cout : lo), channelsLast: channelsLast,
+                                   planeSize: pixels, outStride: cout)
         }
     }
 
