@@ -22,31 +22,39 @@ final class Conv2DTests: XCTestCase {
             for (i, t) in threads.enumerated() {
                 // The second thread count runs on weights from packWeight.
                 let prepacked = i == 1
-                var got = [Float](repeating: .nan, count: outCount)
-                let bytes = prepacked ? Conv2D.workspaceByteCount(g, threads: t, packedWeight: true, engine: engine)
-                    : Conv2D.workspaceByteCount(g, threads: t, engine: engine)
-                let ws = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 1), alignment: 64)
-                let packedBytes = Conv2D.packedWeightByteCount(g, engine: engine)
-                let packed = UnsafeMutableRawPointer.allocate(byteCount: max(packedBytes, 1), alignment: 64)
-                defer { ws.deallocate(); packed.deallocate() }
-                // Garbage in the workspace must not leak into the result.
-                ws.initializeMemory(as: UInt8.self, repeating: 0xFF, count: max(bytes, 1))
-                let parallel = Parallel(threads: t)
-                b.withUnsafeBufferPointer { bp in
-                    let biasPointer = bias ? bp.baseAddress : nil
-                    if prepacked {
-                        Conv2D.packWeight(g, weight: weight, into: packed, engine: engine, parallel: parallel)
-                        Conv2D.run(g, input: input, packedWeight: packed, bias: biasPointer, output: &got,
-                                   workspace: ws, parallel: parallel, engine: engine)
-                    } else {
-                        Conv2D.run(g, input: input, weight: weight, bias: biasPointer, output: &got,
-                                   workspace: ws, parallel: parallel, engine: engine)
-                    }
+                let got = b.withUnsafeBufferPointer { bp in
+                    Self.run(g, input: input, weight: weight, bias: bias ? bp.baseAddress : nil, outputCount: outCount,
+                             threads: t, prepacked: prepacked, engine: engine)
                 }
                 let err = maxMixedError(got, expected)
                 XCTAssertLessThanOrEqual(err, Self.tolerance, "\(g) \(engine) threads \(t)", file: file, line: line)
             }
         }
+    }
+
+    /// One Conv2D.run on buffers of its own: the workspace is filled with 0xFF first (garbage in
+    /// it must not leak into the result); with `prepacked`, the weights go through packWeight and
+    /// the packedWeight variants of workspaceByteCount and run.
+    static func run(_ g: ConvGeometry, input: [Float], weight: [Float], bias: UnsafePointer<Float>?, outputCount: Int,
+                    threads: Int, prepacked: Bool, engine: ConvEngine, epilogue: ConvEpilogue = .none,
+                    layout: ConvDataLayout = .nchw) -> [Float] {
+        let bytes = Conv2D.workspaceByteCount(g, threads: threads, packedWeight: prepacked, engine: engine, layout: layout)
+        let ws = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 1), alignment: 64)
+        let packedBytes = Conv2D.packedWeightByteCount(g, engine: engine, layout: layout)
+        let packed = UnsafeMutableRawPointer.allocate(byteCount: max(packedBytes, 1), alignment: 64)
+        defer { ws.deallocate(); packed.deallocate() }
+        ws.initializeMemory(as: UInt8.self, repeating: 0xFF, count: max(bytes, 1))
+        var got = [Float](repeating: .nan, count: outputCount)
+        let parallel = Parallel(threads: threads)
+        if prepacked {
+            Conv2D.packWeight(g, weight: weight, into: packed, engine: engine, parallel: parallel, layout: layout)
+            Conv2D.run(g, input: input, packedWeight: packed, bias: bias, output: &got, workspace: ws, parallel: parallel,
+                       engine: engine, epilogue: epilogue, layout: layout)
+        } else {
+            Conv2D.run(g, input: input, weight: weight, bias: bias, output: &got, workspace: ws, parallel: parallel,
+                       engine: engine, epilogue: epilogue, layout: layout)
+        }
+        return got
     }
 
     func testAwkwardChannelCounts3x3() {
@@ -147,25 +155,11 @@ final class Conv2DTests: XCTestCase {
             let want = layout.outputChannelsLast ? channelsLast(expected, pixels: outPixels) : expected
             for threads in [1, 2] {
                 for prepacked in [false, true] {
-                    let bytes = Conv2D.workspaceByteCount(g, threads: threads, packedWeight: prepacked, layout: layout)
-                    let ws = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 1), alignment: 64)
-                    let packedBytes = Conv2D.packedWeightByteCount(g, layout: layout)
-                    let packed = UnsafeMutableRawPointer.allocate(byteCount: max(packedBytes, 1), alignment: 64)
-                    defer { ws.deallocate(); packed.deallocate() }
-                    ws.initializeMemory(as: UInt8.self, repeating: 0xFF, count: max(bytes, 1))
-                    var got = [Float](repeating: .nan, count: want.count)
-                    let parallel = Parallel(threads: threads)
-                    r.withUnsafeBufferPointer { rp in
+                    let got = r.withUnsafeBufferPointer { rp in
                         bias.withUnsafeBufferPointer { bp in
-                            let epilogue = ConvEpilogue(residual: rp.baseAddress, activation: .relu)
-                            if prepacked {
-                                Conv2D.packWeight(g, weight: weight, into: packed, parallel: parallel, layout: layout)
-                                Conv2D.run(g, input: x, packedWeight: packed, bias: bp.baseAddress, output: &got, workspace: ws,
-                                           parallel: parallel, epilogue: epilogue, layout: layout)
-                            } else {
-                                Conv2D.run(g, input: x, weight: weight, bias: bp.baseAddress, output: &got, workspace: ws,
-                                           parallel: parallel, engine: .preferred, epilogue: epilogue, layout: layout)
-                            }
+                            Self.run(g, input: x, weight: weight, bias: bp.baseAddress, outputCount: want.count,
+                                     threads: threads, prepacked: prepacked, engine: .preferred,
+                                     epilogue: ConvEpilogue(residual: rp.baseAddress, activation: .relu), layout: layout)
                         }
                     }
                     XCTAssertLessThanOrEqual(maxMixedError(got, want), Self.tolerance,

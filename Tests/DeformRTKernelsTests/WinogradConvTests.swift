@@ -58,29 +58,14 @@ final class WinogradConvTests: XCTestCase {
         }
         for threads in [1, 2, 3] {
             for prepacked in [false, true] {
-                let bytes = Conv2D.workspaceByteCount(g, threads: threads, packedWeight: prepacked, engine: .packedSIMD,
-                                                      layout: layout)
-                let ws = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 1), alignment: 64)
-                let packedBytes = Conv2D.packedWeightByteCount(g, engine: .packedSIMD, layout: layout)
-                let packed = UnsafeMutableRawPointer.allocate(byteCount: max(packedBytes, 1), alignment: 64)
-                defer { ws.deallocate(); packed.deallocate() }
-                // Garbage in the workspace must not leak into the result.
-                ws.initializeMemory(as: UInt8.self, repeating: 0xFF, count: max(bytes, 1))
-                var got = [Float](repeating: .nan, count: want.count)
-                let parallel = Parallel(threads: threads)
-                r.withUnsafeBufferPointer { rp in
+                let got = r.withUnsafeBufferPointer { rp in
                     bias.withUnsafeBufferPointer { bp in
-                        let epilogue = ConvEpilogue(residual: hasResidual ? rp.baseAddress : nil, activation: activation)
-                        let b = hasBias ? bp.baseAddress : nil
-                        if prepacked {
-                            Conv2D.packWeight(g, weight: weight, into: packed, engine: .packedSIMD, parallel: parallel,
-                                              layout: layout)
-                            Conv2D.run(g, input: x, packedWeight: packed, bias: b, output: &got, workspace: ws,
-                                       parallel: parallel, engine: .packedSIMD, epilogue: epilogue, layout: layout)
-                        } else {
-                            Conv2D.run(g, input: x, weight: weight, bias: b, output: &got, workspace: ws,
-                                       parallel: parallel, engine: .packedSIMD, epilogue: epilogue, layout: layout)
-                        }
+                        Conv2DTests.run(g, input: x, weight: weight, bias: hasBias ? bp.baseAddress : nil,
+                                        outputCount: want.count, threads: threads, prepacked: prepacked,
+                                        engine: .packedSIMD,
+                                        epilogue: ConvEpilogue(residual: hasResidual ? rp.baseAddress : nil,
+                                                               activation: activation),
+                                        layout: layout)
                     }
                 }
                 XCTAssertLessThanOrEqual(maxMixedError(got, want), Conv2DTests.tolerance,
