@@ -174,6 +174,10 @@ struct WinogradConvPlan {
             // Stored in place: bias, residual and activation as the tiles are stored. Else raw
             // sums into the padded rows, finished when they are moved out.
             let target = writesOutputInPlace ? out : base + resultAt
+            let pixelStride = writesOutputInPlace ? cout : coutPadded
+            let storeBias = writesOutputInPlace ? bias : nil
+            let storeEpilogue = writesOutputInPlace ? imageEpilogue : .none
+            let activation = writesOutputInPlace ? storeActivation : TileActivation.none
             parallel.forEachRange(items) { worker, range in
                 let scratch = base + workerAt + worker * workerFloats
                 let transformed = scratch, products = scratch + transformedFloats
@@ -186,15 +190,9 @@ struct WinogradConvPlan {
                         transformedBlock = tileBlock
                     }
                     multiply(transformed, weights: weights, columnBlock: columnBlock, into: products)
-                    if writesOutputInPlace {
-                        transformOutput(products, tiles: first..<end, columnBlock: columnBlock, output: target,
-                                        pixelStride: cout, bias: bias, epilogue: imageEpilogue,
-                                        storeActivation: storeActivation)
-                    } else {
-                        transformOutput(products, tiles: first..<end, columnBlock: columnBlock, output: target,
-                                        pixelStride: coutPadded, bias: nil, epilogue: .none,
-                                        storeActivation: TileActivation.none)
-                    }
+                    transformOutput(products, tiles: first..<end, columnBlock: columnBlock, output: target,
+                                    pixelStride: pixelStride, bias: storeBias, epilogue: storeEpilogue,
+                                    storeActivation: activation)
                 }
             }
             if !writesOutputInPlace {
