@@ -182,7 +182,8 @@ final class ExecutionPlan {
             }
             let state = try node.naming {
                 try session.operators[position].runState(node.inputs.map { $0.flatMap { known[$0] } },
-                                                         node.outputs.map { known[$0]!.type })
+                                                         node.outputs.map { known[$0]!.type },
+                                                         threads: session.parallel.threads)
             }
             steps.append(Step(node: nodeIndex, op: session.operators[position], inputs: inputs, outputs: outputs,
                               profiled: profiled, state: state))

@@ -9,7 +9,7 @@
 public enum Conv2D {
     /// Scratch bytes `run` needs for this geometry and thread count (0 allowed).
     public static func workspaceByteCount(_ g: ConvGeometry, threads: Int) -> Int {
-        workspaceByteCount(g, threads: threads, engine: .preferred)
+        Conv2DPlan(g, threads: threads).workspaceByteCount
     }
 
     /// Optimised path: output = conv(input, weight) + bias. No allocation inside.
@@ -18,83 +18,27 @@ public enum Conv2D {
         bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
         workspace: UnsafeMutableRawPointer, parallel: Parallel, epilogue: ConvEpilogue = .none
     ) {
-        run(g, input: input, weight: weight, bias: bias, output: output, workspace: workspace, parallel: parallel,
-            engine: .preferred, epilogue: epilogue)
+        Conv2DPlan(g, threads: parallel.threads)
+            .run(input: input, weight: weight, bias: bias, output: output, workspace: workspace, parallel: parallel,
+                 epilogue: epilogue)
     }
 
     /// Scratch bytes of `run(..., engine:)`.
     public static func workspaceByteCount(_ g: ConvGeometry, threads: Int, engine: ConvEngine,
                                           layout: ConvDataLayout = .nchw) -> Int {
-        if WinogradConvPlan.applies(g, engine: engine, layout: layout) {
-            return WinogradConvPlan(g, threads: threads, layout: layout).byteCount
-        }
-        if usesChannelsLastPlan(g, engine: engine, layout: layout) {
-            return ChannelsLastConvPlan(g, engine: engine, threads: threads, pointwise: isPointwise(g), layout: layout).byteCount
-        }
-        if runsDepthwiseChannelsLast(g, layout: layout) {
-            // The weights are packed into the workspace first.
-            return (DepthwiseConv.packedFloats(g) + DepthwiseConv.channelsLastScratchFloats(g, layout: layout))
-                * MemoryLayout<Float>.stride
-        }
-        if DepthwiseConv.applies(g) { return 0 }
-        let plan = BlasPlan(g, threads: threads)
-        return plan.usesPanel ? plan.workers * plan.panelFloats * MemoryLayout<Float>.size : 0
+        Conv2DPlan(g, threads: threads, engine: engine, layout: layout).workspaceByteCount
     }
 
-    /// `run` with a chosen GEMM engine. packedSIMD: input to channels-last rows (or read in place
-    /// when it is channels-last already), im2col rows per pixel tile (none for pointwise), SIMD16
-    /// micro-kernels. blas, NCHW: NCHW im2col panel per tile (none for pointwise), OpenBLAS sgemm
-    /// straight into the output; blas with a channels-last layout runs the channels-last plan on
-    /// sgemm. Depthwise convolutions take neither: a direct SIMD kernel, on NCHW data (no workspace)
-    /// or, with a channel multiplier of 1, on channels-last data (DepthwiseConv.runChannelsLast).
+    /// `run` with a chosen GEMM engine (Conv2DPlan says which path runs).
     public static func run(
         _ g: ConvGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
         bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
         workspace: UnsafeMutableRawPointer, parallel: Parallel, engine: ConvEngine, epilogue: ConvEpilogue = .none,
         layout: ConvDataLayout = .nchw
     ) {
-        if WinogradConvPlan.applies(g, engine: engine, layout: layout) {
-            WinogradConvPlan(g, threads: parallel.threads, layout: layout)
-                .run(input: input, weight: weight, bias: bias, output: output, workspace: workspace, parallel: parallel,
-                     epilogue: epilogue)
-            return
-        }
-        if usesChannelsLastPlan(g, engine: engine, layout: layout) {
-            let pointwise = isPointwise(g)
-            let plan = ChannelsLastConvPlan(g, engine: engine, threads: parallel.threads, pointwise: pointwise, layout: layout)
-            plan.run({ _ in pointwise ? .pointwise : .im2col }, input: input, weight: weight, bias: bias,
-                     output: output, workspace: workspace, parallel: parallel, epilogue: epilogue)
-            return
-        }
-        if runsDepthwiseChannelsLast(g, layout: layout) {
-            let packed = workspace.bindMemory(to: Float.self, capacity: DepthwiseConv.packedFloats(g)
-                                              + DepthwiseConv.channelsLastScratchFloats(g, layout: layout))
-            DepthwiseConv.pack(g, weight: weight, into: packed)
-            DepthwiseConv.runChannelsLast(g, input: input, packedWeight: packed, bias: bias, output: output,
-                                          scratch: packed + DepthwiseConv.packedFloats(g), parallel: parallel,
-                                          epilogue: epilogue, layout: layout)
-            return
-        }
-        if DepthwiseConv.applies(g) {
-            DepthwiseConv.run(g, input: input, weight: weight, bias: bias, output: output, parallel: parallel)
-            epilogue.apply(elements: g.batch * g.outChannels * g.outHeight * g.outWidth, output: output, parallel: parallel)
-            return
-        }
-        let plan = BlasPlan(g, threads: parallel.threads)
-        if plan.items == 0 { return }
-        if plan.k == 0 {
-            ConvBias.fill(g, bias: bias, output: output)
-            epilogue.apply(elements: g.batch * g.outChannels * plan.outPixels, output: output, parallel: parallel)
-            return
-        }
-        let panels = workspace.bindMemory(to: Float.self, capacity: plan.workers * plan.panelFloats)
-        parallel.forEachRange(plan.items) { worker, items in
-            let panel = panels + worker * plan.panelFloats
-            for item in items {
-                plan.runItem(item, input: input, weight: weight, bias: bias, output: output, panel: panel,
-                             epilogue: epilogue)
-            }
-        }
+        Conv2DPlan(g, threads: parallel.threads, engine: engine, layout: layout)
+            .run(input: input, weight: weight, bias: bias, output: output, workspace: workspace, parallel: parallel,
+                 epilogue: epilogue)
     }
 
     // Constant weights can be packed once (e.g. when a session is created) instead of on every
@@ -138,14 +82,7 @@ public enum Conv2D {
     /// Bytes `packWeight` writes for this geometry and engine.
     public static func packedWeightByteCount(_ g: ConvGeometry, engine: ConvEngine = .preferred,
                                              layout: ConvDataLayout = .nchw) -> Int {
-        if WinogradConvPlan.applies(g, engine: engine, layout: layout) {
-            return WinogradConvPlan(g, threads: 1, layout: layout).packedWeightFloats * MemoryLayout<Float>.stride
-        }
-        if usesChannelsLastPlan(g, engine: engine, layout: layout) {
-            return ChannelsLastConvPlan(g, engine: engine, threads: 1, layout: layout).packedWeightByteCount
-        }
-        if runsDepthwiseChannelsLast(g, layout: layout) { return DepthwiseConv.packedFloats(g) * MemoryLayout<Float>.stride }
-        return BlasPlan(g, threads: 1).weightFloats * MemoryLayout<Float>.stride
+        Conv2DPlan(g, threads: 1, engine: engine, layout: layout).packedWeightByteCount
     }
 
     /// Packs OIHW `weight` into `packed` (packedWeightByteCount bytes, 64-byte aligned) for `engine`.
@@ -153,19 +90,8 @@ public enum Conv2D {
         _ g: ConvGeometry, weight: UnsafePointer<Float>, into packed: UnsafeMutableRawPointer,
         engine: ConvEngine = .preferred, parallel: Parallel = .serial, layout: ConvDataLayout = .nchw
     ) {
-        let floats = packedWeightByteCount(g, engine: engine, layout: layout) / MemoryLayout<Float>.stride
-        let destination = packed.bindMemory(to: Float.self, capacity: floats)
-        if WinogradConvPlan.applies(g, engine: engine, layout: layout) {
-            WinogradConvPlan(g, threads: parallel.threads, layout: layout)
-                .packWeights(weight, into: destination, parallel: parallel)
-        } else if usesChannelsLastPlan(g, engine: engine, layout: layout) {
-            ChannelsLastConvPlan(g, engine: engine, threads: parallel.threads, layout: layout)
-                .packWeights(weight, into: destination, parallel: parallel)
-        } else if runsDepthwiseChannelsLast(g, layout: layout) {
-            DepthwiseConv.pack(g, weight: weight, into: destination)
-        } else {
-            destination.update(from: weight, count: floats)
-        }
+        Conv2DPlan(g, threads: parallel.threads, engine: engine, layout: layout)
+            .packWeight(weight, into: packed, parallel: parallel)
     }
 
     /// Scratch bytes of `run(..., packedWeight: ...)`.
@@ -173,17 +99,7 @@ public enum Conv2D {
         _ g: ConvGeometry, threads: Int, packedWeight: Bool, engine: ConvEngine = .preferred,
         layout: ConvDataLayout = .nchw
     ) -> Int {
-        if WinogradConvPlan.applies(g, engine: engine, layout: layout) {
-            return WinogradConvPlan(g, threads: threads, weightsPrepacked: packedWeight, layout: layout).byteCount
-        }
-        if usesChannelsLastPlan(g, engine: engine, layout: layout) {
-            return ChannelsLastConvPlan(g, engine: engine, threads: threads, pointwise: isPointwise(g),
-                                        weightsPrepacked: packedWeight, layout: layout).byteCount
-        }
-        if packedWeight && runsDepthwiseChannelsLast(g, layout: layout) {
-            return DepthwiseConv.channelsLastScratchFloats(g, layout: layout) * MemoryLayout<Float>.stride
-        }
-        return workspaceByteCount(g, threads: threads, engine: engine, layout: layout)
+        Conv2DPlan(g, threads: threads, engine: engine, layout: layout, weightsPrepacked: packedWeight).workspaceByteCount
     }
 
     /// `run` on weights prepared by `packWeight` for the same geometry and engine.
@@ -193,32 +109,142 @@ public enum Conv2D {
         workspace: UnsafeMutableRawPointer, parallel: Parallel, engine: ConvEngine = .preferred,
         epilogue: ConvEpilogue = .none, layout: ConvDataLayout = .nchw
     ) {
-        let weights = packedWeight.assumingMemoryBound(to: Float.self)
-        if WinogradConvPlan.applies(g, engine: engine, layout: layout) {
-            WinogradConvPlan(g, threads: parallel.threads, weightsPrepacked: true, layout: layout)
-                .run(input: input, weight: weights, bias: bias, output: output, workspace: workspace, parallel: parallel,
-                     epilogue: epilogue)
-        } else if usesChannelsLastPlan(g, engine: engine, layout: layout) {
-            let pointwise = isPointwise(g)
-            let plan = ChannelsLastConvPlan(g, engine: engine, threads: parallel.threads, pointwise: pointwise,
-                                            weightsPrepacked: true, layout: layout)
-            plan.run({ _ in pointwise ? .pointwise : .im2col }, input: input, weight: weights, bias: bias,
-                     output: output, workspace: workspace, parallel: parallel, epilogue: epilogue)
-        } else if runsDepthwiseChannelsLast(g, layout: layout) {
-            DepthwiseConv.runChannelsLast(g, input: input, packedWeight: weights, bias: bias, output: output,
-                                          scratch: workspace.bindMemory(to: Float.self, capacity: DepthwiseConv
-                                              .channelsLastScratchFloats(g, layout: layout)),
-                                          parallel: parallel, epilogue: epilogue, layout: layout)
-        } else {
-            run(g, input: input, weight: weights, bias: bias, output: output, workspace: workspace,
-                parallel: parallel, engine: engine, epilogue: epilogue)
-        }
+        Conv2DPlan(g, threads: parallel.threads, engine: engine, layout: layout, weightsPrepacked: true)
+            .run(input: input, weight: packedWeight.assumingMemoryBound(to: Float.self), bias: bias, output: output,
+                 workspace: workspace, parallel: parallel, epilogue: epilogue)
     }
 
     /// 1x1, stride 1, no padding: the input itself is the GEMM operand.
     static func isPointwise(_ g: ConvGeometry) -> Bool {
         g.kernelHeight == 1 && g.kernelWidth == 1 && g.strideHeight == 1 && g.strideWidth == 1
             && g.padTop == 0 && g.padLeft == 0 && g.outHeight == g.inHeight && g.outWidth == g.inWidth
+    }
+}
+
+/// What Conv2D computes one geometry with, for one engine, layout, thread count and weight form,
+/// decided once: the path (Winograd, the channels-last plan, a depthwise kernel, or im2col +
+/// OpenBLAS) and that path's own plan (tiles, workspace regions, Winograd's block count). An
+/// operator makes it with its plan and hands it to every run (ConvRunState); Conv2D's static
+/// entry points make one per call.
+public struct Conv2DPlan {
+    enum Path {
+        case winograd(WinogradConvPlan)
+        case channelsLast(ChannelsLastConvPlan, pointwise: Bool)
+        case depthwiseChannelsLast
+        case depthwise
+        case blas(BlasPlan)
+    }
+
+    public let geometry: ConvGeometry
+    /// The threads the tiles and per-thread scratch are planned for; `run` takes a Parallel of as many.
+    public let threads: Int
+    /// `run` takes the output of `packWeight` (else OIHW weights, packed into the workspace per run).
+    public let weightsPrepacked: Bool
+    let layout: ConvDataLayout
+    let path: Path
+
+    public init(_ g: ConvGeometry, threads: Int, engine: ConvEngine = .preferred, layout: ConvDataLayout = .nchw,
+                weightsPrepacked: Bool = false) {
+        geometry = g
+        self.threads = threads
+        self.weightsPrepacked = weightsPrepacked
+        self.layout = layout
+        if WinogradConvPlan.applies(g, engine: engine, layout: layout) {
+            path = .winograd(WinogradConvPlan(g, threads: threads, weightsPrepacked: weightsPrepacked, layout: layout))
+        } else if Conv2D.usesChannelsLastPlan(g, engine: engine, layout: layout) {
+            let pointwise = Conv2D.isPointwise(g)
+            path = .channelsLast(ChannelsLastConvPlan(g, engine: engine, threads: threads, pointwise: pointwise,
+                                                      weightsPrepacked: weightsPrepacked, layout: layout),
+                                 pointwise: pointwise)
+        } else if Conv2D.runsDepthwiseChannelsLast(g, layout: layout) {
+            path = .depthwiseChannelsLast
+        } else if DepthwiseConv.applies(g) {
+            path = .depthwise
+        } else {
+            path = .blas(BlasPlan(g, threads: threads))
+        }
+    }
+
+    /// Whether the path is Winograd's F(2x2, 3x3).
+    public var runsWinograd: Bool {
+        if case .winograd = path { return true }
+        return false
+    }
+
+    /// Scratch bytes `run` needs (0 allowed).
+    public var workspaceByteCount: Int {
+        let floats: Int
+        switch path {
+        case .winograd(let plan): return plan.byteCount
+        case .channelsLast(let plan, _): return plan.byteCount
+        case .depthwiseChannelsLast:
+            // Raw weights are packed into the workspace first.
+            floats = (weightsPrepacked ? 0 : DepthwiseConv.packedFloats(geometry))
+                + DepthwiseConv.channelsLastScratchFloats(geometry, layout: layout)
+        case .depthwise: floats = 0
+        case .blas(let plan): floats = plan.usesPanel ? plan.workers * plan.panelFloats : 0
+        }
+        return floats * MemoryLayout<Float>.stride
+    }
+
+    /// Bytes `packWeight` writes.
+    public var packedWeightByteCount: Int {
+        let floats: Int
+        switch path {
+        case .winograd(let plan): floats = plan.packedWeightFloats
+        case .channelsLast(let plan, _): return plan.packedWeightByteCount
+        case .depthwiseChannelsLast: floats = DepthwiseConv.packedFloats(geometry)
+        case .depthwise, .blas: floats = BlasPlan.weightFloats(geometry)
+        }
+        return floats * MemoryLayout<Float>.stride
+    }
+
+    /// Packs OIHW `weight` into `packed` (packedWeightByteCount bytes, 64-byte aligned) in this
+    /// path's order (OIHW unchanged for OpenBLAS and NCHW depthwise convolutions).
+    public func packWeight(_ weight: UnsafePointer<Float>, into packed: UnsafeMutableRawPointer,
+                           parallel: Parallel = .serial) {
+        let floats = packedWeightByteCount / MemoryLayout<Float>.stride
+        let destination = packed.bindMemory(to: Float.self, capacity: floats)
+        switch path {
+        case .winograd(let plan): plan.packWeights(weight, into: destination, parallel: parallel)
+        case .channelsLast(let plan, _): plan.packWeights(weight, into: destination, parallel: parallel)
+        case .depthwiseChannelsLast: DepthwiseConv.pack(geometry, weight: weight, into: destination)
+        case .depthwise, .blas: destination.update(from: weight, count: floats)
+        }
+    }
+
+    /// output = conv(input, weight) + bias, then `epilogue`. `weight` is OIHW, or the output of
+    /// `packWeight` when `weightsPrepacked`. No allocation inside.
+    public func run(
+        input: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+        output: UnsafeMutablePointer<Float>, workspace: UnsafeMutableRawPointer, parallel: Parallel,
+        epilogue: ConvEpilogue = .none
+    ) {
+        // The per-thread scratch was sized for `threads`.
+        precondition(parallel.threads == threads, "Conv2DPlan: planned for \(threads) threads, run on \(parallel.threads)")
+        let g = geometry
+        switch path {
+        case .winograd(let plan):
+            plan.run(input: input, weight: weight, bias: bias, output: output, workspace: workspace, parallel: parallel,
+                     epilogue: epilogue)
+        case .channelsLast(let plan, let pointwise):
+            plan.run({ _ in pointwise ? .pointwise : .im2col }, input: input, weight: weight, bias: bias,
+                     output: output, workspace: workspace, parallel: parallel, epilogue: epilogue)
+        case .depthwiseChannelsLast:
+            let packedFloats = weightsPrepacked ? 0 : DepthwiseConv.packedFloats(g)
+            let scratch = workspace.bindMemory(
+                to: Float.self, capacity: packedFloats + DepthwiseConv.channelsLastScratchFloats(g, layout: layout))
+            if !weightsPrepacked { DepthwiseConv.pack(g, weight: weight, into: scratch) }
+            DepthwiseConv.runChannelsLast(g, input: input, packedWeight: weightsPrepacked ? weight : UnsafePointer(scratch),
+                                          bias: bias, output: output, scratch: scratch + packedFloats,
+                                          parallel: parallel, epilogue: epilogue, layout: layout)
+        case .depthwise:
+            DepthwiseConv.run(g, input: input, weight: weight, bias: bias, output: output, parallel: parallel)
+            epilogue.apply(elements: g.batch * g.outChannels * g.outHeight * g.outWidth, output: output, parallel: parallel)
+        case .blas(let plan):
+            plan.run(input: input, weight: weight, bias: bias, output: output, workspace: workspace, parallel: parallel,
+                     epilogue: epilogue)
+        }
     }
 }
 
@@ -235,7 +261,10 @@ struct BlasPlan {
     let workers: Int
     let usesPanel: Bool
     var panelFloats: Int { usesPanel ? k * tileColumns : 0 }
-    var weightFloats: Int { g.outChannels * k }
+    /// OIHW weight floats: what the OpenBLAS path reads.
+    static func weightFloats(_ g: ConvGeometry) -> Int {
+        g.outChannels * g.inChannels / max(g.group, 1) * g.kernelHeight * g.kernelWidth
+    }
 
     init(_ g: ConvGeometry, threads: Int) {
         self.g = g
@@ -262,6 +291,27 @@ struct BlasPlan {
             tile = max(64, ((pixels + wanted - 1) / wanted + 15) / 16 * 16)
         }
         return min(tile, pixels)
+    }
+
+    /// NCHW im2col panel per tile (none for pointwise), OpenBLAS sgemm straight into the output.
+    func run(
+        input: UnsafePointer<Float>, weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+        output: UnsafeMutablePointer<Float>, workspace: UnsafeMutableRawPointer, parallel: Parallel,
+        epilogue: ConvEpilogue
+    ) {
+        if items == 0 { return }
+        if k == 0 {
+            ConvBias.fill(g, bias: bias, output: output)
+            epilogue.apply(elements: g.batch * g.outChannels * outPixels, output: output, parallel: parallel)
+            return
+        }
+        let panels = workspace.bindMemory(to: Float.self, capacity: workers * panelFloats)
+        parallel.forEachRange(items) { worker, items in
+            let panel = panels + worker * panelFloats
+            for item in items {
+                runItem(item, input: input, weight: weight, bias: bias, output: output, panel: panel, epilogue: epilogue)
+            }
+        }
     }
 
     func runItem(

@@ -29,7 +29,7 @@ public enum DeformConv {
     public static func workspaceByteCount(
         _ g: ConvGeometry, _ d: DeformableOptions, threads: Int, engine: ConvEngine, layout: ConvDataLayout = .nchw
     ) -> Int {
-        ChannelsLastConvPlan(g, engine: engine, threads: threads, offsetGroup: d.offsetGroup, layout: layout).byteCount
+        DeformConvPlan(g, d, threads: threads, engine: engine, layout: layout).workspaceByteCount
     }
 
     /// `run` with a chosen GEMM engine (the sampling is the same).
@@ -40,16 +40,9 @@ public enum DeformConv {
         workspace: UnsafeMutableRawPointer, parallel: Parallel, engine: ConvEngine, epilogue: ConvEpilogue = .none,
         layout: ConvDataLayout = .nchw
     ) {
-        if !supportsSampling(g) {
-            precondition(layout == .nchw, "DeformConv: channels-last planes too large for the sampling plan")
-            reference(g, d, input: input, weight: weight, offset: offset, mask: mask, bias: bias, output: output)
-            epilogue.apply(elements: g.batch * g.outChannels * g.outHeight * g.outWidth, output: output, parallel: parallel)
-            return
-        }
-        let plan = ChannelsLastConvPlan(g, engine: engine, threads: parallel.threads, offsetGroup: d.offsetGroup,
-                                        layout: layout)
-        run(plan, d, input: input, weight: weight, offset: offset, mask: mask, bias: bias, output: output,
-            workspace: workspace, parallel: parallel, epilogue: epilogue)
+        DeformConvPlan(g, d, threads: parallel.threads, engine: engine, layout: layout)
+            .run(input: input, weight: weight, offset: offset, mask: mask, bias: bias, output: output,
+                 workspace: workspace, parallel: parallel, epilogue: epilogue)
     }
 
     /// Whether `run` samples this input with its SIMD plans, which hold input rows as Int32 and
@@ -88,8 +81,8 @@ public enum DeformConv {
         _ g: ConvGeometry, _ d: DeformableOptions, threads: Int, packedWeight: Bool, engine: ConvEngine = .preferred,
         layout: ConvDataLayout = .nchw
     ) -> Int {
-        ChannelsLastConvPlan(g, engine: engine, threads: threads, weightsPrepacked: packedWeight,
-                             offsetGroup: d.offsetGroup, layout: layout).byteCount
+        DeformConvPlan(g, d, threads: threads, engine: engine, layout: layout, weightsPrepacked: packedWeight)
+            .workspaceByteCount
     }
 
     /// `run` on weights prepared by `packWeight` for the same geometry and engine.
@@ -101,21 +94,59 @@ public enum DeformConv {
         workspace: UnsafeMutableRawPointer, parallel: Parallel, engine: ConvEngine = .preferred,
         epilogue: ConvEpilogue = .none, layout: ConvDataLayout = .nchw
     ) {
-        precondition(supportsSampling(g), "DeformConv: input plane too large for the sampling plan")
-        let plan = ChannelsLastConvPlan(g, engine: engine, threads: parallel.threads, weightsPrepacked: true,
-                                        offsetGroup: d.offsetGroup, layout: layout)
-        let weights = packedWeight.assumingMemoryBound(to: Float.self)
-        run(plan, d, input: input, weight: weights, offset: offset, mask: mask, bias: bias, output: output,
-            workspace: workspace, parallel: parallel, epilogue: epilogue)
+        DeformConvPlan(g, d, threads: parallel.threads, engine: engine, layout: layout, weightsPrepacked: true)
+            .run(input: input, weight: packedWeight.assumingMemoryBound(to: Float.self), offset: offset, mask: mask,
+                 bias: bias, output: output, workspace: workspace, parallel: parallel, epilogue: epilogue)
+    }
+}
+
+/// What DeformConv computes one geometry with, decided once for an engine, layout, thread count
+/// and weight form: the channels-last plan that samples and multiplies, or, for planes too large
+/// for its sampling plans, the scalar reference. An operator makes it with its plan and hands it
+/// to every run (ConvRunState); DeformConv's static entry points make one per call.
+public struct DeformConvPlan {
+    public let geometry: ConvGeometry
+    public let options: DeformableOptions
+    /// The threads the tiles and per-thread scratch are planned for; `run` takes a Parallel of as many.
+    public let threads: Int
+    /// nil: the plane is too large for the SIMD sampling plans (DeformConv.supportsSampling).
+    let sampling: ChannelsLastConvPlan?
+    let weightsPrepacked: Bool
+    let layout: ConvDataLayout
+
+    public init(_ g: ConvGeometry, _ d: DeformableOptions, threads: Int, engine: ConvEngine = .preferred,
+                layout: ConvDataLayout = .nchw, weightsPrepacked: Bool = false) {
+        geometry = g
+        options = d
+        self.threads = threads
+        self.weightsPrepacked = weightsPrepacked
+        self.layout = layout
+        sampling = DeformConv.supportsSampling(g)
+            ? ChannelsLastConvPlan(g, engine: engine, threads: threads, weightsPrepacked: weightsPrepacked,
+                                   offsetGroup: d.offsetGroup, layout: layout)
+            : nil
     }
 
-    static func run(
-        _ plan: ChannelsLastConvPlan, _ d: DeformableOptions, input: UnsafePointer<Float>,
-        weight: UnsafePointer<Float>, offset: UnsafePointer<Float>, mask: UnsafePointer<Float>?,
-        bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
-        workspace: UnsafeMutableRawPointer, parallel: Parallel, epilogue: ConvEpilogue
+    /// Scratch bytes `run` needs (0 allowed).
+    public var workspaceByteCount: Int { sampling?.byteCount ?? 0 }
+
+    /// `weight` is OIHW, or the output of DeformConv.packWeight when `weightsPrepacked`; the
+    /// reference path (planes too large to sample) takes OIHW weights and NCHW data only.
+    public func run(
+        input: UnsafePointer<Float>, weight: UnsafePointer<Float>, offset: UnsafePointer<Float>,
+        mask: UnsafePointer<Float>?, bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
+        workspace: UnsafeMutableRawPointer, parallel: Parallel, epilogue: ConvEpilogue = .none
     ) {
-        let g = plan.g
+        // The per-thread scratch was sized for `threads`.
+        precondition(parallel.threads == threads, "DeformConvPlan: planned for \(threads) threads, run on \(parallel.threads)")
+        let g = geometry, d = options
+        guard let plan = sampling else {
+            precondition(layout == .nchw && !weightsPrepacked,
+                         "DeformConv: planes too large for the sampling plan take NCHW data and OIHW weights")
+            DeformConv.reference(g, d, input: input, weight: weight, offset: offset, mask: mask, bias: bias, output: output)
+            epilogue.apply(elements: g.batch * g.outChannels * g.outHeight * g.outWidth, output: output, parallel: parallel)
+            return
+        }
         let taps = g.kernelHeight * g.kernelWidth
         let offsetPerImage = d.offsetGroup * 2 * taps * plan.outPixels
         let maskPerImage = d.offsetGroup * taps * plan.outPixels
@@ -125,4 +156,3 @@ public enum DeformConv {
                  epilogue: epilogue)
     }
 }
-

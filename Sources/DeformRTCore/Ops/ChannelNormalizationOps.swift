@@ -222,7 +222,7 @@ final class MeanVarianceNormOperator: Operator {
         return x.shape.reduce(1, *) * MemoryLayout<Float>.stride
     }
 
-    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject? {
+    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType], threads: Int) throws -> AnyObject? {
         Planned(try layout(PlanCheck.input(inputs, 0, "X").shape))
     }
 

@@ -167,30 +167,28 @@ final class ConvOperator: Operator {
 
     func workspaceByteCount(_ inputs: [ValueType?], _ outputs: [ValueType], threads: Int) -> Int {
         guard let g = try? geometry(inputs[0]!.shape, inputs[1]!.shape), !g.hasEmptyOutput else { return 0 }
-        let packedWeight = packed.storage(for: Conv2D.weightPacking(g, layout: layout)) != nil
-        return Conv2D.workspaceByteCount(g, threads: threads, packedWeight: packedWeight, layout: layout)
+        return kernelPlan(g, threads: threads).workspaceByteCount
     }
 
-    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject? {
+    /// The kernel's plan for `g`, on the weights `plan` packed when there are some for it.
+    private func kernelPlan(_ g: ConvGeometry, threads: Int) -> Conv2DPlan {
+        Conv2DPlan(g, threads: threads, layout: layout,
+                   weightsPrepacked: packed.storage(for: Conv2D.weightPacking(g, layout: layout)) != nil)
+    }
+
+    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType], threads: Int) throws -> AnyObject? {
         let g = try geometry(inputs[0]!.shape, inputs[1]!.shape)
-        return ConvRunState(geometry: g, options: nil,
-                            packedWeights: packed.storage(for: Conv2D.weightPacking(g, layout: layout)))
+        return ConvRunState(geometry: g, packedWeights: packed.storage(for: Conv2D.weightPacking(g, layout: layout)),
+                            kernel: g.hasEmptyOutput ? .nothing : .plain(kernelPlan(g, threads: threads)))
     }
 
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
         let state = try state(context, inputs, as: ConvRunState.self)!
-        let g = state.geometry
-        if g.hasEmptyOutput { return }
-        let bias = inputs.count > 2 ? inputs[2]?.floats : nil
-        let tiles = epilogue.kernelEpilogue(inputs)
-        if let weights = state.packedWeights.map({ UnsafeRawPointer($0.bytes) }) {
-            Conv2D.run(g, input: inputs[0]!.floats, packedWeight: weights, bias: bias, output: outputs[0].floats,
-                       workspace: context.workspace, parallel: context.parallel, epilogue: tiles, layout: layout)
-        } else {
-            Conv2D.run(g, input: inputs[0]!.floats, weight: inputs[1]!.floats, bias: bias, output: outputs[0].floats,
-                       workspace: context.workspace, parallel: context.parallel, engine: .preferred, epilogue: tiles,
-                       layout: layout)
-        }
+        if state.geometry.hasEmptyOutput { return }
+        guard case .plain(let kernel) = state.kernel else { throw DeformRTError(.internal, "Conv: no convolution plan") }
+        kernel.run(input: inputs[0]!.floats, weight: state.weights(or: inputs[1]!), bias: inputs.count > 2 ? inputs[2]?.floats : nil,
+                   output: outputs[0].floats, workspace: context.workspace, parallel: context.parallel,
+                   epilogue: epilogue.kernelEpilogue(inputs))
         try epilogue.finish(inputs, output: outputs[0], context)
     }
 }
@@ -329,19 +327,28 @@ final class DeformConvOperator: Operator {
               let bound = try? bind(x: x.shape, w: w.shape, offset: offset.shape, mask: slot(inputs, slots.mask)?.shape,
                                     bias: slot(inputs, slots.bias)?.shape) else { return 0 }
         if bound.geometry.hasEmptyOutput { return 0 }
-        return DeformConv.workspaceByteCount(bound.geometry, bound.options, threads: threads,
-                                             packedWeight: packed.storage(for: DeformConv.weightPacking(bound.geometry)) != nil,
-                                             layout: layout)
+        return kernelPlan(bound, threads: threads).workspaceByteCount
     }
 
-    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject? {
+    /// The kernel's plan for `bound`, on the weights `plan` packed when there are some for it.
+    private func kernelPlan(_ bound: Bound, threads: Int) -> DeformConvPlan {
+        var g = bound.geometry
+        // offset_mask runs the images one at a time (run), each with its own slice of the offsets.
+        if offsetMask { g.batch = min(g.batch, 1) }
+        return DeformConvPlan(g, bound.options, threads: threads, layout: layout,
+                              weightsPrepacked: packed.storage(for: DeformConv.weightPacking(bound.geometry)) != nil)
+    }
+
+    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType], threads: Int) throws -> AnyObject? {
         guard let x = slot(inputs, slots.x), let w = slot(inputs, slots.w), let offset = slot(inputs, slots.offset) else {
             throw DeformRTError.invalidModel("X, W and offset are required")
         }
         let bound = try bind(x: x.shape, w: w.shape, offset: offset.shape, mask: slot(inputs, slots.mask)?.shape,
                              bias: slot(inputs, slots.bias)?.shape)
-        let state = ConvRunState(geometry: bound.geometry, options: bound.options,
-                                 packedWeights: packed.storage(for: DeformConv.weightPacking(bound.geometry)))
+        let state = ConvRunState(geometry: bound.geometry,
+                                 packedWeights: packed.storage(for: DeformConv.weightPacking(bound.geometry)),
+                                 kernel: bound.geometry.hasEmptyOutput ? .nothing
+                                     : .deformable(kernelPlan(bound, threads: threads)))
         // Offsets and logits fixed for the plan (folded while planning): the mask is made once
         // here, in a copy, since runs must not change a constant.
         if offsetMask, let constant = offset.constant {
@@ -365,26 +372,21 @@ final class DeformConvOperator: Operator {
         let x = slot(inputs, slots.x)!, w = slot(inputs, slots.w)!, offset = slot(inputs, slots.offset)!
         let bias = slot(inputs, slots.bias), mask = slot(inputs, slots.mask)
         let state = try state(context, inputs, as: ConvRunState.self)!
-        let bound = Bound(geometry: state.geometry, options: state.options!)
-        if bound.geometry.hasEmptyOutput { return }
+        if state.geometry.hasEmptyOutput { return }
+        guard case .deformable(let kernel) = state.kernel else {
+            throw DeformRTError(.internal, "DeformConv: no deformable convolution plan")
+        }
         let tiles = epilogue.kernelEpilogue(inputs)
-        let weights = state.packedWeights.map { UnsafeRawPointer($0.bytes) }
-        func convolve(_ g: ConvGeometry, input: UnsafePointer<Float>, offset: UnsafePointer<Float>, mask: UnsafePointer<Float>?,
+        let weights = state.weights(or: w)
+        func convolve(input: UnsafePointer<Float>, offset: UnsafePointer<Float>, mask: UnsafePointer<Float>?,
                       output: UnsafeMutablePointer<Float>, epilogue tiles: ConvEpilogue) {
-            if let weights {
-                DeformConv.run(g, bound.options, input: input, packedWeight: weights, offset: offset, mask: mask,
-                               bias: bias?.floats, output: output, workspace: context.workspace, parallel: context.parallel,
-                               epilogue: tiles, layout: layout)
-            } else {
-                DeformConv.run(g, bound.options, input: input, weight: w.floats, offset: offset, mask: mask,
-                               bias: bias?.floats, output: output, workspace: context.workspace, parallel: context.parallel,
-                               engine: .preferred, epilogue: tiles, layout: layout)
-            }
+            kernel.run(input: input, weight: weights, offset: offset, mask: mask, bias: bias?.floats, output: output,
+                       workspace: context.workspace, parallel: context.parallel, epilogue: tiles)
         }
         if offsetMask {
             // Per image: [2K offset channels | K mask logits], the logits turned into the mask in
             // place (the offset convolution's output has no other reader; DeformableOffsetFusion).
-            var g = bound.geometry
+            let g = state.geometry
             let k = offsetGroup * g.kernelHeight * g.kernelWidth, pixels = g.outHeight * g.outWidth
             let inputPerImage = g.inChannels * g.inHeight * g.inWidth, outputPerImage = g.outChannels * pixels
             let offsets: UnsafeMutablePointer<Float>
@@ -394,15 +396,13 @@ final class DeformConvOperator: Operator {
                 offsets = offset.floats
                 applyMaskSigmoid(offsets, g, parallel: context.parallel)
             }
-            let images = g.batch
-            g.batch = 1
-            for n in 0..<images {
+            for n in 0..<g.batch {
                 let packed = offsets + n * 3 * k * pixels
-                convolve(g, input: x.floats + n * inputPerImage, offset: packed, mask: packed + 2 * k * pixels,
+                convolve(input: x.floats + n * inputPerImage, offset: packed, mask: packed + 2 * k * pixels,
                          output: outputs[0].floats + n * outputPerImage, epilogue: tiles.shifted(by: n * outputPerImage))
             }
         } else {
-            convolve(bound.geometry, input: x.floats, offset: offset.floats, mask: mask?.floats, output: outputs[0].floats,
+            convolve(input: x.floats, offset: offset.floats, mask: mask?.floats, output: outputs[0].floats,
                      epilogue: tiles)
         }
         try epilogue.finish(inputs, output: outputs[0], context)
@@ -489,19 +489,31 @@ final class PackedWeights {
     }
 }
 
-/// What a convolution's run takes from its plan (Operator.runState): the geometry, the
-/// deformable options, and the weights packed for them.
+/// What a convolution's run takes from its plan (Operator.runState): the geometry, the weights
+/// packed for it, and the kernel's plan.
 final class ConvRunState {
+    enum Kernel {
+        case plain(Conv2DPlan)
+        case deformable(DeformConvPlan)
+        /// No batch items or no output channels (the kernels' tiling would divide by zero).
+        case nothing
+    }
+
     let geometry: ConvGeometry
-    let options: DeformableOptions?
     let packedWeights: TensorStorage?
+    let kernel: Kernel
     /// A constant offset input with its mask logits already turned into the mask (offset_mask).
     var preparedOffset: Tensor?
 
-    init(geometry: ConvGeometry, options: DeformableOptions?, packedWeights: TensorStorage?) {
+    init(geometry: ConvGeometry, packedWeights: TensorStorage?, kernel: Kernel) {
         self.geometry = geometry
-        self.options = options
         self.packedWeights = packedWeights
+        self.kernel = kernel
+    }
+
+    /// The packed weights, or else `weight` itself (OIHW), as the kernel's plan expects.
+    func weights(or weight: Tensor) -> UnsafePointer<Float> {
+        UnsafePointer(packedWeights.map { $0.bytes.assumingMemoryBound(to: Float.self) } ?? weight.floats)
     }
 }
 

@@ -162,7 +162,7 @@ final class ConvTransposeOperator: Operator {
         }
     }
 
-    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject? {
+    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType], threads: Int) throws -> AnyObject? {
         let g = try geometry(inputs[0]!.shape, inputs[1]!.shape)
         var packed: TensorStorage?
         if ConvTranspose.packsWeights, g.inChannels > 0, let w = inputs[1]?.constant, w.elementType == .float {

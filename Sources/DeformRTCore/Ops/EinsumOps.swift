@@ -221,7 +221,7 @@ final class EinsumOperator: Operator {
         return [PlanValue(ValueType(type, bound.outputShape))]
     }
 
-    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject? {
+    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType], threads: Int) throws -> AnyObject? {
         let bound = try bind(inputs.map { $0?.shape ?? [] })
         if inputs.first??.elementType != .float { bound.gemm = nil }
         bound.packedProduct = bound.product

@@ -63,7 +63,7 @@ final class GemmOperator: Operator {
         return chosen.0.workspaceBytes(threads: threads)
     }
 
-    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject? {
+    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType], threads: Int) throws -> AnyObject? {
         let a = try PlanCheck.input(inputs, 0, "A"), b = try PlanCheck.input(inputs, 1, "B")
         let (m, n, k) = try dims(a.shape, b.shape)
         let c = beta != 0 ? PlanCheck.optionalInput(inputs, 2) : nil
@@ -216,7 +216,7 @@ final class MatMulOperator: Operator {
         return state.product?.workspaceBytes(threads: threads) ?? 0
     }
 
-    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject? {
+    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType], threads: Int) throws -> AnyObject? {
         let a = try PlanCheck.input(inputs, 0, "A"), b = try PlanCheck.input(inputs, 1, "B")
         return try makeState(a.shape, b.shape)
     }

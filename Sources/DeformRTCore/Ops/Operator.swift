@@ -46,8 +46,9 @@ protocol Operator: AnyObject {
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws
     /// Everything `run` needs that depends only on this plan's shapes (geometry, packed weights),
     /// made once when the plan is made and handed to every run in `RunContext.state`, so run
-    /// neither recomputes nor allocates it. nil (the default): run works from its tensors.
-    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject?
+    /// neither recomputes nor allocates it. `threads`: the Parallel every run gets. nil (the
+    /// default): run works from its tensors.
+    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType], threads: Int) throws -> AnyObject?
 
     /// Inputs whose contents, not only their shapes, decide the output shapes (Reshape's shape,
     /// Slice's starts, TopK's k). When one of them is computed from run-time data, the planner
@@ -65,7 +66,7 @@ protocol Operator: AnyObject {
 extension Operator {
     func workspaceByteCount(_ inputs: [ValueType?], _ outputs: [ValueType], threads: Int) -> Int { 0 }
 
-    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject? { nil }
+    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType], threads: Int) throws -> AnyObject? { nil }
 
     var shapeInputs: [Int] { [] }
     var outputShapesDependOnData: Bool { false }
@@ -93,7 +94,7 @@ extension Operator {
     /// The state of `run`: the plan's, or (outside a plan) made now from the tensors.
     func state<State: AnyObject>(_ context: RunContext, _ inputs: [Tensor?], as type: State.Type) throws -> State? {
         if let state = context.state { return unsafeDowncast(state, to: State.self) }
-        return try runState(PlanValue.constants(inputs), []).map { unsafeDowncast($0, to: State.self) }
+        return try runState(PlanValue.constants(inputs), [], threads: context.parallel.threads).map { unsafeDowncast($0, to: State.self) }
     }
 
     /// Runs once on constant inputs, on the calling thread, into new tensors of the planned types

@@ -71,7 +71,7 @@ final class PoolOperator: Operator {
         return [PlanValue(ValueType(.float, shape))]
     }
 
-    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject? {
+    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType], threads: Int) throws -> AnyObject? {
         Planned(try geometry(try PlanCheck.input(inputs, 0, "X").shape))
     }
 

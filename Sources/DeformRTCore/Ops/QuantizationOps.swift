@@ -193,7 +193,7 @@ final class LinearQuantizeOperator: Operator {
         return planned.0.channels * 4
     }
 
-    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject? {
+    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType], threads: Int) throws -> AnyObject? {
         Planned(try layout(inputs).0)
     }
 
@@ -339,7 +339,7 @@ final class QuantizedMatMulOperator: Operator {
         init(layout: Layout, packedB: PackedBuffer<UInt32>?) { self.layout = layout; self.packedB = packedB }
     }
 
-    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject? {
+    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType], threads: Int) throws -> AnyObject? {
         let l = try layout(inputs).0
         var packed: PackedBuffer<UInt32>? = nil
         if let b = inputs[slots.b]?.constant, b.elementCount == l.k * l.n {
@@ -530,7 +530,7 @@ final class QuantizedConvOperator: Operator {
         }
     }
 
-    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject? {
+    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType], threads: Int) throws -> AnyObject? {
         let g = try check(inputs).0
         let s = slots
         guard let w = inputs[s.w]?.constant else { return State(geometry: g, packedWeights: nil, rowSums: nil) }

@@ -58,7 +58,7 @@ final class SpaceDepthOperator: Operator {
         return [PlanValue(ValueType(x.elementType, try view(x.shape).shape))]
     }
 
-    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject? {
+    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType], threads: Int) throws -> AnyObject? {
         try view(PlanCheck.input(inputs, 0, "input").shape).view
     }
 

@@ -247,7 +247,7 @@ final class RecurrentOperator: Operator {
         return workspaceFloats(values.geometry, threads: threads) * MemoryLayout<Float>.size
     }
 
-    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject? {
+    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType], threads: Int) throws -> AnyObject? {
         let geometry = try shapes(inputs).geometry
         let packing = Self.engine == .packedSIMD ? RecurrentPacking(cell, geometry) : nil
         return State(geometry, packing, packing == nil ? nil : packedStorage(for: geometry))

@@ -125,7 +125,7 @@ final class TransposeOperator: Operator {
         return [PlanValue(ValueType(x.elementType, p.map { x.shape[$0] }))]
     }
 
-    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject? {
+    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType], threads: Int) throws -> AnyObject? {
         let x = try PlanCheck.input(inputs, 0, "data")
         let p = try permutation(rank: x.shape.count)
         let inStrides = Broadcast.strides(x.shape, into: x.shape)
@@ -298,7 +298,7 @@ final class SliceOperator: Operator {
         return [PlanValue(ValueType(x.elementType, try region(inputs).shape))]
     }
 
-    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType]) throws -> AnyObject? {
+    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType], threads: Int) throws -> AnyObject? {
         let x = try PlanCheck.input(inputs, 0, "data")
         let r = try region(inputs)
         let strides = Broadcast.strides(x.shape, into: x.shape)
