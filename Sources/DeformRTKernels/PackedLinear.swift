@@ -221,12 +221,8 @@ public struct PackedLinearPlan: Sendable, Equatable {
                 if width == 64 {
                     PackedGemm.kernel6x64(kc: kcCur, a: aRows, lda: lda, b: b, c: cRows, ldc: ldo, accumulate: accumulate)
                 } else {
-                    var s = 0
-                    while s < width {
-                        PackedGemm.kernel6x16(kc: kcCur, a: aRows, lda: lda, b: b + s, ldb: width, c: cRows + s, ldc: ldo,
-                                              accumulate: accumulate)
-                        s += 16
-                    }
+                    PackedGemm.kernel6xNarrow(vectors: width / 16, kc: kcCur, a: aRows, lda: lda, b: b, ldb: width,
+                                              c: cRows, ldc: ldo, accumulate: accumulate, finish: .none)
                 }
                 r += 6
             }

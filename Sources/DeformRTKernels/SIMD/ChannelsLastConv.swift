@@ -695,14 +695,8 @@ struct ChannelsLastConvPlan {
             PackedGemm.kernel6x64(kc: kcCur, a: a, lda: lda, b: block, c: result + col, ldc: ldc,
                                   accumulate: kb > 0, finish: finish, prefetch: prefetch)
         } else {
-            // The narrow kernel on a table of the group's six rows: one segment of kcCur floats.
-            let table = (a, a + lda, a + 2 * lda, a + 3 * lda, a + 4 * lda, a + 5 * lda)
-            withUnsafeBytes(of: table) { bytes in
-                PackedGemm.kernel6xNarrow(vectors: width / 16, segments: 0..<1, parts: 1, length: kcCur,
-                                          rows: bytes.baseAddress!.assumingMemoryBound(to: UnsafePointer<Float>.self),
-                                          tableStride: 0, b: block, ldb: width, c: result + col, ldc: ldc,
-                                          accumulate: kb > 0, finish: finish)
-            }
+            PackedGemm.kernel6xNarrow(vectors: width / 16, kc: kcCur, a: a, lda: lda, b: block, ldb: width,
+                                      c: result + col, ldc: ldc, accumulate: kb > 0, finish: finish)
         }
     }
 

@@ -389,7 +389,7 @@ enum PackedGemm {
     /// The indirect kernel6x64 (same segments) for a last column block narrower than 64: `vectors`
     /// (1, 2 or 3) SIMD16 columns, B rows `ldb` floats apart. One pass over the A rows for the
     /// whole block: per k, `vectors` B loads and 6 broadcasts feed 6 x `vectors` FMAs (16 columns
-    /// at a time, as kernel6x16 does, took 7 loads per 6 FMAs).
+    /// at a time took 7 loads per 6 FMAs).
     @inline(never)
     static func kernel6xNarrow(
         vectors: Int, segments: Range<Int>, parts: Int, length: Int, rows: UnsafePointer<UnsafePointer<Float>>,
@@ -409,6 +409,20 @@ enum PackedGemm {
             multiply6xNarrow(ThreeVectors.self, segments: segments, parts: parts, length: length, rows: rows,
                              tableStride: tableStride, b: b, ldb: ldb, c: c, ldc: ldc, accumulate: accumulate,
                              finish: finish)
+        }
+    }
+
+    /// kernel6xNarrow on six rows `lda` floats apart: one segment of `kc` floats.
+    @inline(__always)
+    static func kernel6xNarrow(
+        vectors: Int, kc: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, finish: TileFinish
+    ) {
+        let table = (a, a + lda, a + 2 * lda, a + 3 * lda, a + 4 * lda, a + 5 * lda)
+        withUnsafeBytes(of: table) { bytes in
+            kernel6xNarrow(vectors: vectors, segments: 0..<1, parts: 1, length: kc,
+                           rows: bytes.baseAddress!.assumingMemoryBound(to: UnsafePointer<Float>.self),
+                           tableStride: 0, b: b, ldb: ldb, c: c, ldc: ldc, accumulate: accumulate, finish: finish)
         }
     }
 
@@ -499,47 +513,6 @@ enum PackedGemm {
         store(4, c40, c41, c42)
         store(5, c50, c51, c52)
         #endif
-    }
-
-    /// C[0..<6][0..<16] (+)= A[0..<6][0..<kc] * B[0..<kc][0..<16] for the last < 64 output channels;
-    /// B rows `ldb` apart.
-    @inline(never)
-    static func kernel6x16(
-        kc: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-        c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
-    ) {
-        var c0 = SIMD16<Float>(), c1 = SIMD16<Float>(), c2 = SIMD16<Float>()
-        var c3 = SIMD16<Float>(), c4 = SIMD16<Float>(), c5 = SIMD16<Float>()
-        let a0 = a, a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda, a4 = a + 4 * lda, a5 = a + 5 * lda
-        var bp = UnsafeRawPointer(b)
-        let bStep = ldb * MemoryLayout<Float>.stride
-        for k in 0..<kc {
-            let b0 = bp.loadUnaligned(as: SIMD16<Float>.self)
-            bp += bStep
-            c0 = c0.addingProduct(SIMD16<Float>(repeating: a0[k]), b0)
-            c1 = c1.addingProduct(SIMD16<Float>(repeating: a1[k]), b0)
-            c2 = c2.addingProduct(SIMD16<Float>(repeating: a2[k]), b0)
-            c3 = c3.addingProduct(SIMD16<Float>(repeating: a3[k]), b0)
-            c4 = c4.addingProduct(SIMD16<Float>(repeating: a4[k]), b0)
-            c5 = c5.addingProduct(SIMD16<Float>(repeating: a5[k]), b0)
-        }
-        let out = UnsafeMutableRawPointer(c)
-        let rowBytes = ldc * MemoryLayout<Float>.stride
-        @inline(__always)
-        func store(_ row: Int, _ v: SIMD16<Float>) {
-            let p = out + row * rowBytes
-            if accumulate {
-                p.storeBytes(of: v + p.loadUnaligned(as: SIMD16<Float>.self), as: SIMD16<Float>.self)
-            } else {
-                p.storeBytes(of: v, as: SIMD16<Float>.self)
-            }
-        }
-        store(0, c0)
-        store(1, c1)
-        store(2, c2)
-        store(3, c3)
-        store(4, c4)
-        store(5, c5)
     }
 }
 

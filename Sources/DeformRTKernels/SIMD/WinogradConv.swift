@@ -311,11 +311,10 @@ struct WinogradConvPlan {
                     PackedGemm.kernel6x64(kc: cinPadded, a: a + row * cinPadded, lda: cinPadded, b: b,
                                           c: c + row * 64, ldc: 64, accumulate: false, finish: .none, prefetch: fetch)
                 } else {
-                    for strip in 0..<width / 16 {
-                        PackedGemm.kernel6x16(kc: cinPadded, a: a + row * cinPadded, lda: cinPadded,
-                                              b: b + 16 * strip, ldb: width, c: c + row * 64 + 16 * strip, ldc: 64,
-                                              accumulate: false)
-                    }
+                    // 16-48 columns (DCNv2's 27-channel offset convolutions): one pass over the rows.
+                    PackedGemm.kernel6xNarrow(vectors: width / 16, kc: cinPadded, a: a + row * cinPadded, lda: cinPadded,
+                                              b: b, ldb: width, c: c + row * 64, ldc: 64, accumulate: false,
+                                              finish: .none)
                 }
             }
         }
