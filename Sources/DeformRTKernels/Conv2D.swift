@@ -1,50 +1,13 @@
-/// 2-D convolution, NCHW float32: output = conv(input, weight) + bias.
+/// 2-D convolution, NCHW or channels-last float32: output = conv(input, weight) + bias.
 ///
-/// `run` is the optimised path: 1x1 / stride 1 / no padding goes straight to GEMM on the input;
-/// depthwise convolutions run directly (SIMD over output columns); 3x3 stride-1 ones on the packed
-/// engine by Winograd's F(2x2, 3x3) (WinogradConvPlan); everything else is im2col into
-/// a panel per tile of output pixels, then GEMM. Tiles are spread
-/// over the threads of `parallel`, each with its own scratch in the caller's workspace. The GEMM
-/// is `ConvEngine.preferred`. `reference` (Reference/ConvReference.swift) is the test oracle.
+/// Conv2DPlan runs it: 1x1 / stride 1 / no padding goes straight to GEMM on the input; depthwise
+/// convolutions run directly (SIMD over output columns); 3x3 stride-1 ones on the packed engine
+/// by Winograd's F(2x2, 3x3) (WinogradConvPlan); everything else is im2col (or rows read through
+/// pointers) per tile of output pixels, then GEMM. Tiles are spread over the threads of
+/// `parallel`, each with its own scratch in the caller's workspace. The GEMM is
+/// `ConvEngine.preferred` unless the plan is given another. This enum says which path a geometry
+/// takes; `reference` (Reference/ConvReference.swift) is the test oracle.
 public enum Conv2D {
-    /// Scratch bytes `run` needs for this geometry and thread count (0 allowed).
-    public static func workspaceByteCount(_ g: ConvGeometry, threads: Int) -> Int {
-        Conv2DPlan(g, threads: threads).workspaceByteCount
-    }
-
-    /// Optimised path: output = conv(input, weight) + bias. No allocation inside.
-    public static func run(
-        _ g: ConvGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-        bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
-        workspace: UnsafeMutableRawPointer, parallel: Parallel, epilogue: ConvEpilogue = .none
-    ) {
-        Conv2DPlan(g, threads: parallel.threads)
-            .run(input: input, weight: weight, bias: bias, output: output, workspace: workspace, parallel: parallel,
-                 epilogue: epilogue)
-    }
-
-    /// Scratch bytes of `run(..., engine:)`.
-    public static func workspaceByteCount(_ g: ConvGeometry, threads: Int, engine: ConvEngine,
-                                          layout: ConvDataLayout = .nchw) -> Int {
-        Conv2DPlan(g, threads: threads, engine: engine, layout: layout).workspaceByteCount
-    }
-
-    /// `run` with a chosen GEMM engine (Conv2DPlan says which path runs).
-    public static func run(
-        _ g: ConvGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-        bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
-        workspace: UnsafeMutableRawPointer, parallel: Parallel, engine: ConvEngine, epilogue: ConvEpilogue = .none,
-        layout: ConvDataLayout = .nchw
-    ) {
-        Conv2DPlan(g, threads: parallel.threads, engine: engine, layout: layout)
-            .run(input: input, weight: weight, bias: bias, output: output, workspace: workspace, parallel: parallel,
-                 epilogue: epilogue)
-    }
-
-    // Constant weights can be packed once (e.g. when a session is created) instead of on every
-    // call: packWeight writes them in the engine's order (OIHW unchanged for blas and for
-    // depthwise convolutions), and the packedWeight variants of workspaceByteCount / run use them.
-
     /// Whether the channels-last plan runs this convolution: the packed engine, and every
     /// channels-last layout (the BLAS plan is NCHW only); never a depthwise convolution.
     static func usesChannelsLastPlan(_ g: ConvGeometry, engine: ConvEngine, layout: ConvDataLayout) -> Bool {
@@ -79,41 +42,6 @@ public enum Conv2D {
                           winograd: WinogradConvPlan.applies(g, engine: engine, layout: layout))
     }
 
-    /// Bytes `packWeight` writes for this geometry and engine.
-    public static func packedWeightByteCount(_ g: ConvGeometry, engine: ConvEngine = .preferred,
-                                             layout: ConvDataLayout = .nchw) -> Int {
-        Conv2DPlan(g, threads: 1, engine: engine, layout: layout).packedWeightByteCount
-    }
-
-    /// Packs OIHW `weight` into `packed` (packedWeightByteCount bytes, 64-byte aligned) for `engine`.
-    public static func packWeight(
-        _ g: ConvGeometry, weight: UnsafePointer<Float>, into packed: UnsafeMutableRawPointer,
-        engine: ConvEngine = .preferred, parallel: Parallel = .serial, layout: ConvDataLayout = .nchw
-    ) {
-        Conv2DPlan(g, threads: parallel.threads, engine: engine, layout: layout)
-            .packWeight(weight, into: packed, parallel: parallel)
-    }
-
-    /// Scratch bytes of `run(..., packedWeight: ...)`.
-    public static func workspaceByteCount(
-        _ g: ConvGeometry, threads: Int, packedWeight: Bool, engine: ConvEngine = .preferred,
-        layout: ConvDataLayout = .nchw
-    ) -> Int {
-        Conv2DPlan(g, threads: threads, engine: engine, layout: layout, weightsPrepacked: packedWeight).workspaceByteCount
-    }
-
-    /// `run` on weights prepared by `packWeight` for the same geometry and engine.
-    public static func run(
-        _ g: ConvGeometry, input: UnsafePointer<Float>, packedWeight: UnsafeRawPointer,
-        bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
-        workspace: UnsafeMutableRawPointer, parallel: Parallel, engine: ConvEngine = .preferred,
-        epilogue: ConvEpilogue = .none, layout: ConvDataLayout = .nchw
-    ) {
-        Conv2DPlan(g, threads: parallel.threads, engine: engine, layout: layout, weightsPrepacked: true)
-            .run(input: input, weight: packedWeight.assumingMemoryBound(to: Float.self), bias: bias, output: output,
-                 workspace: workspace, parallel: parallel, epilogue: epilogue)
-    }
-
     /// 1x1, stride 1, no padding: the input itself is the GEMM operand.
     static func isPointwise(_ g: ConvGeometry) -> Bool {
         g.kernelHeight == 1 && g.kernelWidth == 1 && g.strideHeight == 1 && g.strideWidth == 1
@@ -124,8 +52,9 @@ public enum Conv2D {
 /// What Conv2D computes one geometry with, for one engine, layout, thread count and weight form,
 /// decided once: the path (Winograd, the channels-last plan, a depthwise kernel, or im2col +
 /// OpenBLAS) and that path's own plan (tiles, workspace regions, Winograd's block count). An
-/// operator makes it with its plan and hands it to every run (ConvRunState); Conv2D's static
-/// entry points make one per call.
+/// operator makes it with its plan and hands it to every run (ConvRunState). Constant weights
+/// can be packed once (packWeight) for a plan made with `weightsPrepacked`, skipping a pass over
+/// every weight per run.
 public struct Conv2DPlan {
     enum Path {
         case winograd(WinogradConvPlan)
@@ -163,12 +92,6 @@ public struct Conv2DPlan {
         } else {
             path = .blas(BlasPlan(g, threads: threads))
         }
-    }
-
-    /// Whether the path is Winograd's F(2x2, 3x3).
-    public var runsWinograd: Bool {
-        if case .winograd = path { return true }
-        return false
     }
 
     /// Scratch bytes `run` needs (0 allowed).
@@ -248,7 +171,7 @@ public struct Conv2DPlan {
     }
 }
 
-/// How `Conv2D.run` cuts one call into independent items (batch x group x column tile).
+/// How the OpenBLAS path (Conv2DPlan) cuts one call into independent items (batch x group x column tile).
 struct BlasPlan {
     let g: ConvGeometry
     let cinPerGroup: Int

@@ -3,7 +3,7 @@
 /// Offset / mask channel order and the border rules are described on ConvGeometry and
 /// DeformableBorder; `reference` (Reference/DeformConvReference.swift) is the test oracle.
 ///
-/// `run`: input transposed once to channels-last rows; per tile of output pixels, a sampling plan
+/// DeformConvPlan runs it: input transposed once to channels-last rows (or read in place); per tile of output pixels, a sampling plan
 /// per (offset group, tap, pixel) -- four corner rows and four weights with the mask folded in,
 /// computed 16 pixels at a time -- then a SIMD gather of 16 channels at a time into a pixel-major
 /// panel that the GEMM micro-kernel consumes while it is in cache. When the whole K fits one
@@ -11,40 +11,6 @@
 /// of the group before it, hiding its cache misses behind the FMAs; otherwise each k block's
 /// panel is gathered and then multiplied. Tiles are spread over threads; nothing is allocated.
 public enum DeformConv {
-    public static func workspaceByteCount(_ g: ConvGeometry, _ d: DeformableOptions, threads: Int) -> Int {
-        workspaceByteCount(g, d, threads: threads, engine: .preferred)
-    }
-
-    public static func run(
-        _ g: ConvGeometry, _ d: DeformableOptions, input: UnsafePointer<Float>,
-        weight: UnsafePointer<Float>, offset: UnsafePointer<Float>, mask: UnsafePointer<Float>?,
-        bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
-        workspace: UnsafeMutableRawPointer, parallel: Parallel, epilogue: ConvEpilogue = .none
-    ) {
-        run(g, d, input: input, weight: weight, offset: offset, mask: mask, bias: bias, output: output,
-            workspace: workspace, parallel: parallel, engine: .preferred, epilogue: epilogue)
-    }
-
-    /// Scratch bytes of `run(..., engine:)`.
-    public static func workspaceByteCount(
-        _ g: ConvGeometry, _ d: DeformableOptions, threads: Int, engine: ConvEngine, layout: ConvDataLayout = .nchw
-    ) -> Int {
-        DeformConvPlan(g, d, threads: threads, engine: engine, layout: layout).workspaceByteCount
-    }
-
-    /// `run` with a chosen GEMM engine (the sampling is the same).
-    public static func run(
-        _ g: ConvGeometry, _ d: DeformableOptions, input: UnsafePointer<Float>,
-        weight: UnsafePointer<Float>, offset: UnsafePointer<Float>, mask: UnsafePointer<Float>?,
-        bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
-        workspace: UnsafeMutableRawPointer, parallel: Parallel, engine: ConvEngine, epilogue: ConvEpilogue = .none,
-        layout: ConvDataLayout = .nchw
-    ) {
-        DeformConvPlan(g, d, threads: parallel.threads, engine: engine, layout: layout)
-            .run(input: input, weight: weight, offset: offset, mask: mask, bias: bias, output: output,
-                 workspace: workspace, parallel: parallel, epilogue: epilogue)
-    }
-
     /// Whether `run` samples this input with its SIMD plans, which hold input rows as Int32 and
     /// convert coordinates below 2^22 exactly: planes up to 4M rows or columns and 2^30 pixels.
     /// Larger planes go to the scalar reference (raw weights) or are refused (packed weights).
@@ -53,15 +19,16 @@ public enum DeformConv {
     }
 
     // Constant weights can be packed once (e.g. when a session is created) instead of on every
-    // call: packWeight writes them in the engine's order, and the packedWeight variants of
-    // workspaceByteCount / run use them, skipping a pass over all weights per call.
+    // call: packWeight writes them in the engine's order for a DeformConvPlan made with
+    // `weightsPrepacked`, skipping a pass over all weights per run. The packing depends on
+    // neither the layout nor the thread count.
 
-    /// Bytes `packWeight` writes for this geometry and engine.
     /// What `packWeight` writes for this geometry depends on (see ConvWeightPacking).
     public static func weightPacking(_ g: ConvGeometry, engine: ConvEngine = .preferred) -> ConvWeightPacking {
         ConvWeightPacking(g, engine: engine, channelsLastPlan: true)
     }
 
+    /// Bytes `packWeight` writes for this geometry and engine.
     public static func packedWeightByteCount(_ g: ConvGeometry, engine: ConvEngine = .preferred) -> Int {
         ChannelsLastConvPlan(g, engine: engine, threads: 1).packedWeightByteCount
     }
@@ -75,35 +42,12 @@ public enum DeformConv {
         let floats = plan.packedWeightByteCount / MemoryLayout<Float>.stride
         plan.packWeights(weight, into: packed.bindMemory(to: Float.self, capacity: floats), parallel: parallel)
     }
-
-    /// Scratch bytes of `run(..., packedWeight: ...)`.
-    public static func workspaceByteCount(
-        _ g: ConvGeometry, _ d: DeformableOptions, threads: Int, packedWeight: Bool, engine: ConvEngine = .preferred,
-        layout: ConvDataLayout = .nchw
-    ) -> Int {
-        DeformConvPlan(g, d, threads: threads, engine: engine, layout: layout, weightsPrepacked: packedWeight)
-            .workspaceByteCount
-    }
-
-    /// `run` on weights prepared by `packWeight` for the same geometry and engine.
-    /// Precondition: `supportsSampling(g)` (the op layer rejects larger planes).
-    public static func run(
-        _ g: ConvGeometry, _ d: DeformableOptions, input: UnsafePointer<Float>,
-        packedWeight: UnsafeRawPointer, offset: UnsafePointer<Float>, mask: UnsafePointer<Float>?,
-        bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
-        workspace: UnsafeMutableRawPointer, parallel: Parallel, engine: ConvEngine = .preferred,
-        epilogue: ConvEpilogue = .none, layout: ConvDataLayout = .nchw
-    ) {
-        DeformConvPlan(g, d, threads: parallel.threads, engine: engine, layout: layout, weightsPrepacked: true)
-            .run(input: input, weight: packedWeight.assumingMemoryBound(to: Float.self), offset: offset, mask: mask,
-                 bias: bias, output: output, workspace: workspace, parallel: parallel, epilogue: epilogue)
-    }
 }
 
 /// What DeformConv computes one geometry with, decided once for an engine, layout, thread count
 /// and weight form: the channels-last plan that samples and multiplies, or, for planes too large
 /// for its sampling plans, the scalar reference. An operator makes it with its plan and hands it
-/// to every run (ConvRunState); DeformConv's static entry points make one per call.
+/// to every run (ConvRunState).
 public struct DeformConvPlan {
     public let geometry: ConvGeometry
     public let options: DeformableOptions
@@ -130,7 +74,8 @@ public struct DeformConvPlan {
     /// Scratch bytes `run` needs (0 allowed).
     public var workspaceByteCount: Int { sampling?.byteCount ?? 0 }
 
-    /// `weight` is OIHW, or the output of DeformConv.packWeight when `weightsPrepacked`; the
+    /// output = deformable conv + bias, then `epilogue`; no allocation inside. `weight` is OIHW,
+    /// or the output of DeformConv.packWeight when `weightsPrepacked`; the
     /// reference path (planes too large to sample) takes OIHW weights and NCHW data only.
     public func run(
         input: UnsafePointer<Float>, weight: UnsafePointer<Float>, offset: UnsafePointer<Float>,

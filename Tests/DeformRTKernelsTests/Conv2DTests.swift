@@ -2,7 +2,7 @@ import DeformRTKernels
 import TestSupport
 import XCTest
 
-/// Conv2D.run (both GEMM engines; the second thread count on weights from packWeight) against Conv2D.reference (Double accumulation) at awkward shapes.
+/// Conv2DPlan.run (both GEMM engines; the second thread count on weights from packWeight) against Conv2D.reference (Double accumulation) at awkward shapes.
 /// Tolerance: max |a - b| / (1 + |b|) <= 1e-4 (float32 sums of up to ~2300 products of U(-1, 1) terms).
 final class Conv2DTests: XCTestCase {
     static let tolerance: Float = 1e-4
@@ -32,27 +32,28 @@ final class Conv2DTests: XCTestCase {
         }
     }
 
-    /// One Conv2D.run on buffers of its own: the workspace is filled with 0xFF first (garbage in
-    /// it must not leak into the result); with `prepacked`, the weights go through packWeight and
-    /// the packedWeight variants of workspaceByteCount and run.
+    /// One Conv2DPlan.run on buffers of its own: the workspace is filled with 0xFF first (garbage
+    /// in it must not leak into the result); with `prepacked`, the plan takes the weights its
+    /// packWeight wrote.
     static func run(_ g: ConvGeometry, input: [Float], weight: [Float], bias: UnsafePointer<Float>?, outputCount: Int,
                     threads: Int, prepacked: Bool, engine: ConvEngine, epilogue: ConvEpilogue = .none,
                     layout: ConvDataLayout = .nchw) -> [Float] {
-        let bytes = Conv2D.workspaceByteCount(g, threads: threads, packedWeight: prepacked, engine: engine, layout: layout)
+        let plan = Conv2DPlan(g, threads: threads, engine: engine, layout: layout, weightsPrepacked: prepacked)
+        let bytes = plan.workspaceByteCount
         let ws = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 1), alignment: 64)
-        let packedBytes = Conv2D.packedWeightByteCount(g, engine: engine, layout: layout)
+        let packedBytes = plan.packedWeightByteCount
         let packed = UnsafeMutableRawPointer.allocate(byteCount: max(packedBytes, 1), alignment: 64)
         defer { ws.deallocate(); packed.deallocate() }
         ws.initializeMemory(as: UInt8.self, repeating: 0xFF, count: max(bytes, 1))
         var got = [Float](repeating: .nan, count: outputCount)
         let parallel = Parallel(threads: threads)
         if prepacked {
-            Conv2D.packWeight(g, weight: weight, into: packed, engine: engine, parallel: parallel, layout: layout)
-            Conv2D.run(g, input: input, packedWeight: packed, bias: bias, output: &got, workspace: ws, parallel: parallel,
-                       engine: engine, epilogue: epilogue, layout: layout)
+            plan.packWeight(weight, into: packed, parallel: parallel)
+            plan.run(input: input, weight: packed.assumingMemoryBound(to: Float.self), bias: bias, output: &got,
+                     workspace: ws, parallel: parallel, epilogue: epilogue)
         } else {
-            Conv2D.run(g, input: input, weight: weight, bias: bias, output: &got, workspace: ws, parallel: parallel,
-                       engine: engine, epilogue: epilogue, layout: layout)
+            plan.run(input: input, weight: weight, bias: bias, output: &got, workspace: ws, parallel: parallel,
+                     epilogue: epilogue)
         }
         return got
     }
@@ -219,10 +220,10 @@ final class Conv2DTests: XCTestCase {
         let input = rng.floats(5 * 6 * 7), weight = rng.floats(4 * 5 * 9)
         var expected = [Float](repeating: .nan, count: 4 * 6 * 7), got = expected
         Conv2D.reference(g, input: input, weight: weight, bias: nil, output: &expected)
-        let ws = UnsafeMutableRawPointer.allocate(byteCount: max(Conv2D.workspaceByteCount(g, threads: 2), 1),
-                                                  alignment: 64)
+        let plan = Conv2DPlan(g, threads: 2)
+        let ws = UnsafeMutableRawPointer.allocate(byteCount: max(plan.workspaceByteCount, 1), alignment: 64)
         defer { ws.deallocate() }
-        Conv2D.run(g, input: input, weight: weight, bias: nil, output: &got, workspace: ws, parallel: Parallel(threads: 2))
+        plan.run(input: input, weight: weight, bias: nil, output: &got, workspace: ws, parallel: Parallel(threads: 2))
         XCTAssertLessThanOrEqual(maxMixedError(got, expected), Self.tolerance, "engine \(ConvEngine.preferred)")
     }
 
@@ -240,10 +241,11 @@ final class Conv2DTests: XCTestCase {
         var rng = SeededGenerator(seed: 41)
         let weight = (0..<(70 * 37 * 9)).map { _ in Float.random(in: -1...1, using: &rng) }
         func packed(_ g: ConvGeometry, layout: ConvDataLayout) -> [Float] {
-            let bytes = Conv2D.packedWeightByteCount(g, layout: layout)
+            let plan = Conv2DPlan(g, threads: 1, layout: layout)
+            let bytes = plan.packedWeightByteCount
             let memory = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
             defer { memory.deallocate() }
-            weight.withUnsafeBufferPointer { Conv2D.packWeight(g, weight: $0.baseAddress!, into: memory, layout: layout) }
+            weight.withUnsafeBufferPointer { plan.packWeight($0.baseAddress!, into: memory) }
             return Array(UnsafeBufferPointer(start: memory.bindMemory(to: Float.self, capacity: bytes / 4), count: bytes / 4))
         }
         let resized = [

@@ -2,7 +2,7 @@
 import TestSupport
 import XCTest
 
-/// Conv2D.run and DeformConv.run with channels-last input and/or output (every combination, both
+/// Conv2DPlan.run and DeformConvPlan.run with channels-last input and/or output (every combination, both
 /// GEMM engines, 1 and 2 threads, OIHW and prepacked weights, with and without a residual + Relu
 /// epilogue) against the NCHW reference, transposed. Sizes are awkward on purpose: channel counts
 /// that are and are not multiples of 16 (the in-place panel path needs Cin % 16 == 0), 1x1 with
@@ -72,11 +72,10 @@ final class ConvLayoutTests: XCTestCase {
     func runConv(_ g: ConvGeometry, input: [Float], weight: [Float], bias: [Float], residual: [Float]?, relu: Bool,
                  engine: ConvEngine, threads: Int, prepacked: Bool, layout: ConvDataLayout) -> [Float] {
         var out = [Float](repeating: .nan, count: g.batch * g.outChannels * g.outHeight * g.outWidth)
-        let bytes = prepacked
-            ? Conv2D.workspaceByteCount(g, threads: threads, packedWeight: true, engine: engine, layout: layout)
-            : Conv2D.workspaceByteCount(g, threads: threads, engine: engine, layout: layout)
+        let plan = Conv2DPlan(g, threads: threads, engine: engine, layout: layout, weightsPrepacked: prepacked)
+        let bytes = plan.workspaceByteCount
         let ws = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 1), alignment: 64)
-        let packedBytes = Conv2D.packedWeightByteCount(g, engine: engine, layout: layout)
+        let packedBytes = plan.packedWeightByteCount
         let packed = UnsafeMutableRawPointer.allocate(byteCount: max(packedBytes, 1), alignment: 64)
         defer { ws.deallocate(); packed.deallocate() }
         ws.initializeMemory(as: UInt8.self, repeating: 0xFF, count: max(bytes, 1))
@@ -85,12 +84,12 @@ final class ConvLayoutTests: XCTestCase {
         residualCopy.withUnsafeBufferPointer { r in
             let epilogue = ConvEpilogue(residual: residual == nil ? nil : r.baseAddress, activation: relu ? .relu : nil)
             if prepacked {
-                Conv2D.packWeight(g, weight: weight, into: packed, engine: engine, parallel: parallel, layout: layout)
-                Conv2D.run(g, input: input, packedWeight: packed, bias: bias, output: &out, workspace: ws,
-                           parallel: parallel, engine: engine, epilogue: epilogue, layout: layout)
+                plan.packWeight(weight, into: packed, parallel: parallel)
+                plan.run(input: input, weight: packed.assumingMemoryBound(to: Float.self), bias: bias, output: &out,
+                         workspace: ws, parallel: parallel, epilogue: epilogue)
             } else {
-                Conv2D.run(g, input: input, weight: weight, bias: bias, output: &out, workspace: ws,
-                           parallel: parallel, engine: engine, epilogue: epilogue, layout: layout)
+                plan.run(input: input, weight: weight, bias: bias, output: &out, workspace: ws, parallel: parallel,
+                         epilogue: epilogue)
             }
         }
         return out
@@ -270,20 +269,20 @@ final class ConvLayoutTests: XCTestCase {
                     for engine in [ConvEngine.packedSIMD, .blas] {
                         for threads in [1, 2] {
                             var out = [Float](repeating: .nan, count: base.outCount)
-                            let bytes = DeformConv.workspaceByteCount(g, d, threads: threads, engine: engine, layout: layout)
+                            let plan = DeformConvPlan(g, d, threads: threads, engine: engine, layout: layout)
+                            let bytes = plan.workspaceByteCount
                             let ws = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 1), alignment: 64)
                             defer { ws.deallocate() }
                             ws.initializeMemory(as: UInt8.self, repeating: 0xFF, count: max(bytes, 1))
                             let residual = want.residual ?? []
                             residual.withUnsafeBufferPointer { r in
                                 base.mask.withUnsafeBufferPointer { mask in
-                                    DeformConv.run(g, d, input: layout.inputChannelsLast ? inputNHWC : base.input,
-                                                   weight: base.weight, offset: base.offset,
-                                                   mask: hasMask ? mask.baseAddress : nil, bias: base.bias, output: &out,
-                                                   workspace: ws, parallel: Parallel(threads: threads), engine: engine,
-                                                   epilogue: ConvEpilogue(residual: fused ? r.baseAddress : nil,
-                                                                          activation: fused ? .relu : nil),
-                                                   layout: layout)
+                                    plan.run(input: layout.inputChannelsLast ? inputNHWC : base.input,
+                                             weight: base.weight, offset: base.offset,
+                                             mask: hasMask ? mask.baseAddress : nil, bias: base.bias, output: &out,
+                                             workspace: ws, parallel: Parallel(threads: threads),
+                                             epilogue: ConvEpilogue(residual: fused ? r.baseAddress : nil,
+                                                                    activation: fused ? .relu : nil))
                                 }
                             }
                             XCTAssertLessThanOrEqual(maxMixedError(out, want.output), Self.tolerance,

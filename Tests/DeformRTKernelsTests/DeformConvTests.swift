@@ -2,7 +2,7 @@
 import TestSupport
 import XCTest
 
-/// DeformConv.run (both GEMM engines, 1 and 2 threads; the second thread count on weights from
+/// DeformConvPlan.run (both GEMM engines, 1 and 2 threads; the second thread count on weights from
 /// packWeight) against DeformConv.reference, plus the reference against Conv2D.reference and
 /// against vectors produced by OpenVINO.
 /// Tolerance: max |a - b| / (1 + |b|) <= 1e-4 (float32 sampling and sums vs Double).
@@ -49,9 +49,8 @@ final class DeformConvTests: XCTestCase {
         /// `packWeight` first and the packedWeight variant of run, or run on OIHW weights.
         func run(engine: ConvEngine, threads: Int, prepacked: Bool = false) -> [Float] {
             var out = [Float](repeating: .nan, count: outCount)
-            let bytes = prepacked
-                ? DeformConv.workspaceByteCount(g, d, threads: threads, packedWeight: true, engine: engine)
-                : DeformConv.workspaceByteCount(g, d, threads: threads, engine: engine)
+            let plan = DeformConvPlan(g, d, threads: threads, engine: engine, weightsPrepacked: prepacked)
+            let bytes = plan.workspaceByteCount
             let ws = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 1), alignment: 64)
             let packedBytes = DeformConv.packedWeightByteCount(g, engine: engine)
             let packed = UnsafeMutableRawPointer.allocate(byteCount: max(packedBytes, 1), alignment: 64)
@@ -64,11 +63,11 @@ final class DeformConvTests: XCTestCase {
                     let maskPointer = d.hasMask ? m.baseAddress : nil, biasPointer = bias.isEmpty ? nil : b.baseAddress
                     if prepacked {
                         DeformConv.packWeight(g, weight: weight, into: packed, engine: engine, parallel: parallel)
-                        DeformConv.run(g, d, input: input, packedWeight: packed, offset: offset, mask: maskPointer,
-                                       bias: biasPointer, output: &out, workspace: ws, parallel: parallel, engine: engine)
+                        plan.run(input: input, weight: packed.assumingMemoryBound(to: Float.self), offset: offset,
+                                 mask: maskPointer, bias: biasPointer, output: &out, workspace: ws, parallel: parallel)
                     } else {
-                        DeformConv.run(g, d, input: input, weight: weight, offset: offset, mask: maskPointer,
-                                       bias: biasPointer, output: &out, workspace: ws, parallel: parallel, engine: engine)
+                        plan.run(input: input, weight: weight, offset: offset, mask: maskPointer, bias: biasPointer,
+                                 output: &out, workspace: ws, parallel: parallel)
                     }
                 }
             }
@@ -248,11 +247,11 @@ final class DeformConvTests: XCTestCase {
     func testPreferredEngine() {
         let c = Case(geometry(5, 6, 7, 4), DeformableOptions(offsetGroup: 5, hasMask: true))
         var out = [Float](repeating: .nan, count: c.outCount)
-        let ws = UnsafeMutableRawPointer.allocate(
-            byteCount: max(DeformConv.workspaceByteCount(c.g, c.d, threads: 2), 1), alignment: 64)
+        let plan = DeformConvPlan(c.g, c.d, threads: 2)
+        let ws = UnsafeMutableRawPointer.allocate(byteCount: max(plan.workspaceByteCount, 1), alignment: 64)
         defer { ws.deallocate() }
-        DeformConv.run(c.g, c.d, input: c.input, weight: c.weight, offset: c.offset, mask: c.mask, bias: c.bias,
-                       output: &out, workspace: ws, parallel: Parallel(threads: 2))
+        plan.run(input: c.input, weight: c.weight, offset: c.offset, mask: c.mask, bias: c.bias, output: &out,
+                 workspace: ws, parallel: Parallel(threads: 2))
         XCTAssertLessThanOrEqual(maxMixedError(out, c.reference()), Self.tolerance, "engine \(ConvEngine.preferred)")
     }
 

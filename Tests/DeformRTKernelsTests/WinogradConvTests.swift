@@ -2,7 +2,7 @@ import DeformRTKernels
 import TestSupport
 import XCTest
 
-/// Winograd F(2x2, 3x3) (WinogradConvPlan, through Conv2D.run on the packed engine) against
+/// Winograd F(2x2, 3x3) (WinogradConvPlan, through Conv2DPlan.run on the packed engine) against
 /// Conv2D.reference (Double accumulation) on the same data in NCHW: odd and even output sizes
 /// (tiles cut by the edges), every padding, asymmetric pads, 4x4 and 2x9 outputs, channel counts whose
 /// last column block is narrower than 64 or that are not multiples of 16 (padded rows on either

@@ -1,4 +1,4 @@
-// Times Conv2D.run and DeformConv.run on the layers of issue 3 at 1 and 2 threads:
+// Times Conv2DPlan.run and DeformConvPlan.run on the layers of issue 3 at 1 and 2 threads:
 // batch 1, fp32, 3x3, offsets U(-5, 5), median of `runs` timed calls after warm-up.
 // GFLOP/s = 2 * Cin * Cout * kH * kW * Hout * Wout / time (the same count for both ops).
 //
@@ -110,27 +110,27 @@ for layer in layers where chosen.contains(layer.name.first!) {
     var output = [Float](repeating: 0, count: g.outChannels * outPixels)
     for threads in threadCounts {
         let parallel = Parallel(threads: threads)
-        let bytes = max(Conv2D.workspaceByteCount(g, threads: threads),
-                        DeformConv.workspaceByteCount(g, d, threads: threads))
+        let convPlan = Conv2DPlan(g, threads: threads), deformPlan = DeformConvPlan(g, d, threads: threads)
+        let packedPlan = DeformConvPlan(g, d, threads: threads, weightsPrepacked: true)
+        let bytes = max(convPlan.workspaceByteCount, deformPlan.workspaceByteCount)
         let workspace = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 64), alignment: 64)
         let packed = UnsafeMutableRawPointer.allocate(byteCount: max(DeformConv.packedWeightByteCount(g), 64),
                                                       alignment: 64)
         defer { workspace.deallocate(); packed.deallocate() }
         DeformConv.packWeight(g, weight: weight, into: packed, parallel: parallel)
         let convMs = medianMilliseconds(runs: runs) {
-            Conv2D.run(g, input: input, weight: weight, bias: bias, output: &output, workspace: workspace,
-                       parallel: parallel)
+            convPlan.run(input: input, weight: weight, bias: bias, output: &output, workspace: workspace,
+                         parallel: parallel)
         }
         let deformMs = medianMilliseconds(runs: runs) {
             mask.withUnsafeBufferPointer { m in
-                DeformConv.run(g, d, input: input, weight: weight, offset: offset,
-                               mask: d.hasMask ? m.baseAddress : nil, bias: bias, output: &output,
-                               workspace: workspace, parallel: parallel)
+                deformPlan.run(input: input, weight: weight, offset: offset, mask: d.hasMask ? m.baseAddress : nil,
+                               bias: bias, output: &output, workspace: workspace, parallel: parallel)
             }
         }
         let packedMs = medianMilliseconds(runs: runs) {
             mask.withUnsafeBufferPointer { m in
-                DeformConv.run(g, d, input: input, packedWeight: packed, offset: offset,
+                packedPlan.run(input: input, weight: packed.assumingMemoryBound(to: Float.self), offset: offset,
                                mask: d.hasMask ? m.baseAddress : nil, bias: bias, output: &output,
                                workspace: workspace, parallel: parallel)
             }

@@ -160,8 +160,8 @@ final class ConvOperator: Operator {
         let layout = layout
         packed.prepare(g.hasEmptyOutput ? nil : g, weight: w.constant,
                        packing: { Conv2D.weightPacking($0, layout: layout) },
-                       byteCount: { Conv2D.packedWeightByteCount($0, layout: layout) },
-                       pack: { Conv2D.packWeight($0, weight: $1, into: $2, layout: layout) })
+                       byteCount: { Conv2DPlan($0, threads: 1, layout: layout).packedWeightByteCount },
+                       pack: { Conv2DPlan($0, threads: 1, layout: layout).packWeight($1, into: $2) })
         return [PlanValue(ValueType(.float, shape))]
     }
 
