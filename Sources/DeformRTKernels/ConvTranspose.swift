@@ -78,8 +78,11 @@ public enum ConvTranspose {
     /// Most GEMM rows (output channels x taps) one block takes.
     static let blockRows = 256
 
-    struct Plan {
+    /// How one geometry's call is cut into items and sized, decided once (the operator keeps it
+    /// in its plan's state): blocks of output channels, bands of rows, the GEMM tile, the workers.
+    public struct Plan {
         let g: ConvTransposeGeometry
+        let threads: Int             // the Parallel `run` takes has as many
         let channelBlock: Int        // output channels per item
         let blocksPerGroup: Int
         let bands: Int               // items along the output rows (1 when rows overlap)
@@ -97,8 +100,10 @@ public enum ConvTranspose {
         /// Per worker: the column buffer, then (packed) the input tile in 64-column panels.
         var columnFloats: Int { columnRows * columnStride + (packed ? g.inChannelsPerGroup * columnStride : 0) }
 
-        init(_ g: ConvTransposeGeometry, threads: Int, packed: Bool = false) {
+        /// `packed`: `run` will be given weights from packWeights (the SIMD GEMM), else raw ones.
+        public init(_ g: ConvTransposeGeometry, threads: Int, packed: Bool = false) {
             self.g = g
+            self.threads = threads
             self.packed = packed
             let mg = g.outChannelsPerGroup, taps = max(g.taps, 1)
             let images = g.batch * g.group
@@ -139,6 +144,32 @@ public enum ConvTranspose {
             let hi = band == bands - 1 ? g.outHeight : min(g.outHeight, max(0, r1 * g.strideHeight - g.padTop))
             return (r0, r1, lo, hi)
         }
+
+        /// Scratch bytes `run` needs (one column buffer per worker, and its input panels when packed).
+        public var workspaceByteCount: Int {
+            items == 0 || g.inChannelsPerGroup == 0 ? 0 : workers * columnFloats * MemoryLayout<Float>.stride
+        }
+
+        /// output = conv_transpose(input, weight) + bias, then `epilogue`. No allocation. When the
+        /// plan is `packed`, `packedWeight` (from packWeights for this geometry) feeds the SIMD GEMM.
+        public func run(
+            input: UnsafePointer<Float>, weight: UnsafePointer<Float>, packedWeight: UnsafeRawPointer?,
+            bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
+            workspace: UnsafeMutableRawPointer, parallel: Parallel, epilogue: ConvEpilogue = .none
+        ) {
+            precondition((packedWeight != nil) == packed, "ConvTranspose.Plan: packed weights \(packed ? "missing" : "not planned")")
+            // The per-worker column buffers were sized for `threads`.
+            precondition(parallel.threads == threads, "ConvTranspose.Plan: planned for \(threads) threads, run on \(parallel.threads)")
+            if items == 0 { return }
+            let columns = workspace.bindMemory(to: Float.self, capacity: max(workers * columnFloats, 1))
+            let packedRows = packedWeight.map { $0.assumingMemoryBound(to: Float.self) }
+            parallel.forEachRange(items, totalWork: work) { worker, range in
+                for item in range {
+                    ConvTranspose.runItem(self, item, input: input, weight: weight, packed: packedRows, bias: bias,
+                                          output: output, columns: columns + worker * columnFloats, epilogue: epilogue)
+                }
+            }
+        }
     }
 
     /// Whether constant weights are worth packing for the SIMD micro-kernels: the build has the
@@ -165,33 +196,6 @@ public enum ConvTranspose {
                 let source = weight + (grp * cg + c) * rows
                 let target = out + grp * perGroup * cg + c
                 for r in 0..<rows { target[r * cg] = source[r] }
-            }
-        }
-    }
-
-    /// Scratch bytes `run` needs (one column buffer per worker, and its input panels when packed).
-    public static func workspaceByteCount(_ g: ConvTransposeGeometry, threads: Int, packedWeight: Bool = false) -> Int {
-        let plan = Plan(g, threads: threads, packed: packedWeight)
-        if plan.items == 0 || g.inChannelsPerGroup == 0 { return 0 }
-        return plan.workers * plan.columnFloats * MemoryLayout<Float>.stride
-    }
-
-    /// output = conv_transpose(input, weight) + bias, then `epilogue`. No allocation. With
-    /// `packedWeight` (from packWeights for this geometry) the GEMM runs on the SIMD micro-kernels.
-    public static func run(
-        _ g: ConvTransposeGeometry, input: UnsafePointer<Float>, weight: UnsafePointer<Float>,
-        packedWeight: UnsafeRawPointer? = nil,
-        bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
-        workspace: UnsafeMutableRawPointer, parallel: Parallel, epilogue: ConvEpilogue = .none
-    ) {
-        let plan = Plan(g, threads: parallel.threads, packed: packedWeight != nil)
-        if plan.items == 0 { return }
-        let columns = workspace.bindMemory(to: Float.self, capacity: max(plan.workers * plan.columnFloats, 1))
-        let packed = packedWeight.map { $0.assumingMemoryBound(to: Float.self) }
-        parallel.forEachRange(plan.items, totalWork: plan.work) { worker, range in
-            for item in range {
-                runItem(plan, item, input: input, weight: weight, packed: packed, bias: bias, output: output,
-                        columns: columns + worker * plan.columnFloats, epilogue: epilogue)
             }
         }
     }

@@ -148,16 +148,16 @@ final class ConvTransposeOperator: Operator {
     func workspaceByteCount(_ inputs: [ValueType?], _ outputs: [ValueType], threads: Int) -> Int {
         guard let g = try? geometry(inputs[0]!.shape, inputs[1]!.shape) else { return 0 }
         // Sized for the larger of the two paths: the plan's state decides which one runs.
-        return max(ConvTranspose.workspaceByteCount(g, threads: threads),
-                   ConvTranspose.workspaceByteCount(g, threads: threads, packedWeight: ConvTranspose.packsWeights))
+        return max(ConvTranspose.Plan(g, threads: threads).workspaceByteCount,
+                   ConvTranspose.Plan(g, threads: threads, packed: ConvTranspose.packsWeights).workspaceByteCount)
     }
 
-    /// The geometry, and the weight packed for the SIMD GEMM when it is a constant (once per plan).
+    /// The kernel's plan, and the weight packed for the SIMD GEMM when it is a constant (once per plan).
     final class RunState {
-        let geometry: ConvTransposeGeometry
+        let plan: ConvTranspose.Plan
         let packedWeight: TensorStorage?
-        init(geometry: ConvTransposeGeometry, packedWeight: TensorStorage?) {
-            self.geometry = geometry
+        init(plan: ConvTranspose.Plan, packedWeight: TensorStorage?) {
+            self.plan = plan
             self.packedWeight = packedWeight
         }
     }
@@ -170,16 +170,16 @@ final class ConvTransposeOperator: Operator {
             ConvTranspose.packWeights(g, weight: w.floats, into: storage.bytes)
             packed = storage
         }
-        return RunState(geometry: g, packedWeight: packed)
+        return RunState(plan: ConvTranspose.Plan(g, threads: threads, packed: packed != nil), packedWeight: packed)
     }
 
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
         let state = try state(context, inputs, as: RunState.self)!
         let bias = inputs.count > 2 ? inputs[2]?.floats : nil
-        ConvTranspose.run(state.geometry, input: inputs[0]!.floats, weight: inputs[1]!.floats,
-                          packedWeight: state.packedWeight.map { UnsafeRawPointer($0.bytes) }, bias: bias,
-                          output: outputs[0].floats, workspace: context.workspace, parallel: context.parallel,
-                          epilogue: epilogue.kernelEpilogue(inputs))
+        state.plan.run(input: inputs[0]!.floats, weight: inputs[1]!.floats,
+                       packedWeight: state.packedWeight.map { UnsafeRawPointer($0.bytes) }, bias: bias,
+                       output: outputs[0].floats, workspace: context.workspace, parallel: context.parallel,
+                       epilogue: epilogue.kernelEpilogue(inputs))
         try epilogue.finish(inputs, output: outputs[0], context)
     }
 }
