@@ -25,8 +25,6 @@ public enum PadKernels {
             return
         }
         if outShape.contains(0) { return }
-        var inStrides = [Int](repeating: 1, count: rank)
-        for d in stride(from: rank - 2, through: 0, by: -1) { inStrides[d] = inStrides[d + 1] * inShape[d + 1] }
         let inner = outShape[rank - 1], innerIndex = index[rank - 1]
         // The copied middle of every row: the longest run where the source index steps by one.
         var runStart = 0, runLength = 0
@@ -39,39 +37,42 @@ public enum PadKernels {
             i = j
         }
         let rows = outShape.dropLast().reduce(1, *)
-        parallel.forEachRange(rows) { _, range in
-            var odometer = RowOdometer(shape: outShape, row: range.lowerBound)
-            for r in range {
-                let out = dst + r * inner
-                var offset = 0, inside = true
-                for d in 0..<(rank - 1) {
-                    let s = index[d][odometer.position[d]]
-                    if s < 0 { inside = false; break }
-                    offset += s * inStrides[d]
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: rank) { buffer in
+            let inStrides = RowOdometer.strides(inShape, into: buffer)
+            parallel.forEachRange(rows) { _, range in
+                RowOdometer.walk(shape: outShape, rows: range) { r, odometer in
+                    let out = dst + r * inner
+                    var offset = 0, inside = true
+                    for d in 0..<(rank - 1) {
+                        let s = index[d][odometer.position[d]]
+                        if s < 0 { inside = false; break }
+                        offset += s * inStrides[d]
+                    }
+                    if inside {
+                        let row = src + offset
+                        for o in 0..<runStart { let s = innerIndex[o]; out[o] = s < 0 ? fill : row[s] }
+                        if runLength > 0 { (out + runStart).update(from: row + innerIndex[runStart], count: runLength) }
+                        for o in (runStart + runLength)..<inner { let s = innerIndex[o]; out[o] = s < 0 ? fill : row[s] }
+                    } else {
+                        out.update(repeating: fill, count: inner)
+                    }
                 }
-                if inside {
-                    let row = src + offset
-                    for o in 0..<runStart { let s = innerIndex[o]; out[o] = s < 0 ? fill : row[s] }
-                    if runLength > 0 { (out + runStart).update(from: row + innerIndex[runStart], count: runLength) }
-                    for o in (runStart + runLength)..<inner { let s = innerIndex[o]; out[o] = s < 0 ? fill : row[s] }
-                } else {
-                    out.update(repeating: fill, count: inner)
-                }
-                odometer.advance()
             }
         }
     }
 }
 
 /// The multi-index over the outer axes (all but the last) of the rows of `shape`, started at any
-/// row and advanced one row at a time like an odometer, so a row walk never divides per row.
+/// row and advanced one row at a time like an odometer, so a row walk never divides per row. Its
+/// digits live on the stack (`walk`): a run allocates nothing.
 struct RowOdometer {
     private let shape: [Int]
-    private(set) var position: [Int]
+    let position: UnsafeMutablePointer<Int>
 
-    init(shape: [Int], row: Int) {
+    private init(shape: [Int], row: Int, digits: UnsafeMutablePointer<Int>) {
         self.shape = shape
-        position = [Int](repeating: 0, count: shape.count)
+        position = digits
+        position.initialize(repeating: 0, count: shape.count)
         var rest = row
         for d in stride(from: shape.count - 2, through: 0, by: -1) {
             position[d] = rest % shape[d]
@@ -79,7 +80,30 @@ struct RowOdometer {
         }
     }
 
-    mutating func advance() {
+    /// Calls body(row, odometer) for every row of `rows`, the odometer at that row.
+    @inline(__always)
+    static func walk(shape: [Int], rows: Range<Int>, _ body: (Int, RowOdometer) -> Void) {
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: max(shape.count, 1)) { digits in
+            var odometer = RowOdometer(shape: shape, row: rows.lowerBound, digits: digits.baseAddress!)
+            for row in rows {
+                body(row, odometer)
+                odometer.advance()
+            }
+        }
+    }
+
+    /// Row-major element strides of `shape`, written into `buffer` (shape.count entries).
+    static func strides(_ shape: [Int], into buffer: UnsafeMutableBufferPointer<Int>) -> UnsafeMutablePointer<Int> {
+        let strides = buffer.baseAddress!
+        var running = 1
+        for d in stride(from: shape.count - 1, through: 0, by: -1) {
+            strides[d] = running
+            running *= shape[d]
+        }
+        return strides
+    }
+
+    private mutating func advance() {
         var d = shape.count - 2
         while d >= 0 {
             position[d] += 1

@@ -202,7 +202,9 @@ public struct RecurrentPacking: Sendable {
 
     /// One direction's region: step buffers and the step products' scratch.
     func directionFloats(threads: Int) -> Int {
-        Self.aligned(geometry.stepFloats(cell)) + Self.aligned(recurrentParts.map { $0.plan.scratchFloats(threads: threads) }.max() ?? 0)
+        var scratch = 0  // the largest part's (a loop: no array per run)
+        for part in recurrentParts { scratch = max(scratch, part.plan.scratchFloats(threads: threads)) }
+        return Self.aligned(geometry.stepFloats(cell)) + Self.aligned(scratch)
     }
 
     /// W [D, G*H, I], R [D, G*H, H] and the optional bias [D, 2*G*H] into `packed` (`floatCount` floats).

@@ -126,25 +126,24 @@ public enum ResizeKernels {
         let rank = outShape.count
         if outShape.contains(0) || rank == 0 { return }
         let src = source.assumingMemoryBound(to: T.self), dst = destination.assumingMemoryBound(to: T.self)
-        var inStrides = [Int](repeating: 1, count: rank)
-        for d in stride(from: rank - 2, through: 0, by: -1) { inStrides[d] = inStrides[d + 1] * inShape[d + 1] }
         let inner = outShape[rank - 1], innerIndex = index[rank - 1]
         let rows = outShape.dropLast().reduce(1, *)
-        parallel.forEachRange(rows) { _, range in
-            var odometer = RowOdometer(shape: outShape, row: range.lowerBound)
-            var previousOffset = -1
-            for r in range {
-                var offset = 0
-                for d in 0..<(rank - 1) { offset += index[d][odometer.position[d]] * inStrides[d] }
-                let out = dst + r * inner
-                if offset == previousOffset {
-                    out.update(from: out - inner, count: inner)
-                } else {
-                    let row = src + offset
-                    for i in 0..<inner { out[i] = row[innerIndex[i]] }
-                    previousOffset = offset
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: rank) { buffer in
+            let inStrides = RowOdometer.strides(inShape, into: buffer)
+            parallel.forEachRange(rows) { _, range in
+                var previousOffset = -1
+                RowOdometer.walk(shape: outShape, rows: range) { r, odometer in
+                    var offset = 0
+                    for d in 0..<(rank - 1) { offset += index[d][odometer.position[d]] * inStrides[d] }
+                    let out = dst + r * inner
+                    if offset == previousOffset {
+                        out.update(from: out - inner, count: inner)
+                    } else {
+                        let row = src + offset
+                        for i in 0..<inner { out[i] = row[innerIndex[i]] }
+                        previousOffset = offset
+                    }
                 }
-                odometer.advance()
             }
         }
     }

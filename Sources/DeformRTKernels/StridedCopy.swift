@@ -96,32 +96,37 @@ public enum StridedCopy {
         parallel: Parallel
     ) -> Bool {
         // Merge from the innermost axis outwards; size-1 axes drop out. At most 3 axes are kept
-        // (batch, rows, columns): anything else is not this pattern.
-        var merged: [(size: Int, stride: Int)] = []
-        merged.reserveCapacity(4)
-        for d in stride(from: shape.count - 1, through: 0, by: -1) where shape[d] != 1 {
-            if let last = merged.last, sourceStrides[d] == last.stride * last.size {
-                merged[merged.count - 1] = (last.size * shape[d], last.stride)
-            } else {
-                if merged.count == 3 { return false }
-                merged.append((shape[d], sourceStrides[d]))
+        // (batch, rows, columns): anything else is not this pattern. (Sizes and strides on the
+        // stack: a run allocates nothing.)
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: 6) { buffer -> Bool in
+            let sizes = buffer.baseAddress!, strides = sizes + 3
+            var merged = 0
+            for d in stride(from: shape.count - 1, through: 0, by: -1) where shape[d] != 1 {
+                if merged > 0, sourceStrides[d] == strides[merged - 1] * sizes[merged - 1] {
+                    sizes[merged - 1] *= shape[d]
+                } else {
+                    if merged == 3 { return false }
+                    sizes[merged] = shape[d]
+                    strides[merged] = sourceStrides[d]
+                    merged += 1
+                }
             }
-        }
-        // merged[0]: columns (j, source stride X), merged[1]: rows (i, stride 1), merged[2]: batch.
-        guard merged.count >= 2, merged[1].stride == 1, merged[0].stride > 1 else { return false }
-        let columns = merged[0].size, x = merged[0].stride, rows = merged[1].size
-        guard rows >= 16, columns >= 16 else { return false }
-        let batch = merged.count == 3 ? merged[2].size : 1, batchStride = merged.count == 3 ? merged[2].stride : 0
-        let src = source.assumingMemoryBound(to: Float.self), dst = destination.assumingMemoryBound(to: Float.self)
-        let strips = (rows + 63) / 64
-        parallel.forEachRange(batch * strips, totalWork: batch * rows * columns) { _, items in
-            for item in items {
-                let b = item / strips, i0 = (item - b * strips) * 64
-                ConvLayout.transpose(src + b * batchStride + i0, srcStride: x,
-                                     dst + b * rows * columns + i0 * columns, dstStride: columns,
-                                     rows: min(64, rows - i0), columns: columns, rowBias: nil)
+            // Axis 0: columns (j, source stride X), axis 1: rows (i, stride 1), axis 2: batch.
+            guard merged >= 2, strides[1] == 1, strides[0] > 1 else { return false }
+            let columns = sizes[0], x = strides[0], rows = sizes[1]
+            guard rows >= 16, columns >= 16 else { return false }
+            let batch = merged == 3 ? sizes[2] : 1, batchStride = merged == 3 ? strides[2] : 0
+            let src = source.assumingMemoryBound(to: Float.self), dst = destination.assumingMemoryBound(to: Float.self)
+            let strips = (rows + 63) / 64
+            parallel.forEachRange(batch * strips, totalWork: batch * rows * columns) { _, items in
+                for item in items {
+                    let b = item / strips, i0 = (item - b * strips) * 64
+                    ConvLayout.transpose(src + b * batchStride + i0, srcStride: x,
+                                         dst + b * rows * columns + i0 * columns, dstStride: columns,
+                                         rows: min(64, rows - i0), columns: columns, rowBias: nil)
+                }
             }
+            return true
         }
-        return true
     }
 }

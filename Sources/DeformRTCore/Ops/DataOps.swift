@@ -111,8 +111,16 @@ final class RangeOperator: Operator {
     }
 
     /// The scalars of float or double tensors, as doubles.
-    private static func reals(_ t: [Tensor]) -> [Double] {
-        t.map { $0.elementType == .double ? $0.pointer(Double.self)[0] : Double($0.floats[0]) }
+    private static func reals(_ t: [Tensor]) -> [Double] { t.map(real) }
+
+    private static func real(_ t: Tensor) -> Double {
+        t.elementType == .double ? t.pointer(Double.self)[0] : Double(t.floats[0])
+    }
+
+    /// An integer scalar input (int16, int32 or int64), read in place.
+    private static func integer(_ t: Tensor) -> Int64 {
+        if case .integer(let value) = Scalar.load(t, 0) { return value }
+        return 0  // not an integer type: refused when planning
     }
 
     private static func count(_ t: [Tensor]) throws -> Int {
@@ -147,19 +155,20 @@ final class RangeOperator: Operator {
     }
 
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
-        let t = inputs.prefix(3).map { $0! }, out = outputs[0]
+        // The scalars read in place (no array per run); the count is the planned output's.
+        let start = inputs[0]!, delta = inputs[2]!, out = outputs[0]
         let n = out.elementCount
         switch out.elementType {
         case .float:
-            let v = RangeOperator.reals(t)
-            for i in 0..<n { out.floats[i] = Float(v[0] + Double(i) * v[2]) }
+            let (s, d) = (RangeOperator.real(start), RangeOperator.real(delta))
+            for i in 0..<n { out.floats[i] = Float(s + Double(i) * d) }
         case .double:
-            let v = RangeOperator.reals(t)
-            for i in 0..<n { out.pointer(Double.self)[i] = v[0] + Double(i) * v[2] }
+            let (s, d) = (RangeOperator.real(start), RangeOperator.real(delta))
+            for i in 0..<n { out.pointer(Double.self)[i] = s + Double(i) * d }
         default:
             // Within [start, limit), so the wrapping operations never wrap.
-            let v = try t.map { try $0.integerValues()[0] }
-            for i in 0..<n { Scalar.store(.integer(v[0] &+ Int64(i) &* v[2]), out, i) }
+            let (s, d) = (RangeOperator.integer(start), RangeOperator.integer(delta))
+            for i in 0..<n { Scalar.store(.integer(s &+ Int64(i) &* d), out, i) }
         }
     }
 }

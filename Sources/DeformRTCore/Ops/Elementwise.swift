@@ -56,12 +56,7 @@ enum Broadcast {
         _ body: (_ offsets: UnsafeMutablePointer<Int>, _ innerStrides: UnsafeMutablePointer<Int>,
                  _ outOffset: Int, _ length: Int) -> Void
     ) {
-        let (shape, strides) = coalesce(out, operands.map { Broadcast.strides($0, into: out) })
-        let inner = shape[shape.count - 1]
-        let rows = shape.dropLast().reduce(1, *)
-        parallel.forEachRange(rows, totalWork: rows * inner) { _, range in
-            StridedRows.walk(range, shape: shape, operands: strides.count, stride: { k, axis in strides[k][axis] }, body)
-        }
+        BroadcastRows(out: out, operands: operands).walk(parallel: parallel, body)
     }
 
     /// The output of a variadic elementwise operator (Sum, Mean, Min, Max): the present inputs,
@@ -108,6 +103,34 @@ enum Broadcast {
     }
 }
 
+/// A broadcast's row walk, made once (an operator's plan keeps it, so runs build no arrays): the
+/// output shape with the dims every operand walks contiguously merged, and each operand's
+/// element strides through it.
+struct BroadcastRows {
+    let shape: [Int]
+    let strides: [[Int]]
+    let rows: Int
+    let inner: Int
+
+    init(out: [Int], operands: [[Int]]) {
+        (shape, strides) = Broadcast.coalesce(out, operands.map { Broadcast.strides($0, into: out) })
+        inner = shape[shape.count - 1]
+        rows = shape.dropLast().reduce(1, *)
+    }
+
+    /// Calls body(offsets, innerStrides, outOffset, length) for each run of the innermost dim, one
+    /// offset and inner stride per operand; the rows are split between the threads of `parallel`.
+    @inline(__always)
+    func walk(parallel: Parallel = .serial,
+              _ body: (_ offsets: UnsafeMutablePointer<Int>, _ innerStrides: UnsafeMutablePointer<Int>,
+                       _ outOffset: Int, _ length: Int) -> Void) {
+        let shape = shape, strides = strides
+        parallel.forEachRange(rows, totalWork: rows * inner) { _, range in
+            StridedRows.walk(range, shape: shape, operands: strides.count, stride: { k, axis in strides[k][axis] }, body)
+        }
+    }
+}
+
 enum BinaryOperation { case add, sub, mul, div }
 
 /// Add, Sub, Mul, Div with numpy broadcasting, for float, double, float16 and every integer type.
@@ -128,20 +151,28 @@ final class BinaryOperator: Operator {
         return [PlanValue(ValueType(a.elementType, try Broadcast.shape(a.shape, b.shape)))]
     }
 
+    /// The broadcast walk, when the two shapes differ.
+    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType], threads: Int) throws -> AnyObject? {
+        let a = try PlanCheck.input(inputs, 0, "A"), b = try PlanCheck.input(inputs, 1, "B")
+        if a.shape == b.shape { return nil }
+        return Planned(BroadcastRows(out: try Broadcast.shape(a.shape, b.shape), operands: [a.shape, b.shape]))
+    }
+
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
         let a = inputs[0]!, b = inputs[1]!, out = outputs[0]
+        let rows = a.shape == b.shape ? nil : try state(context, inputs, as: Planned<BroadcastRows>.self)!.value
         switch a.elementType {
-        case .float: runFloat(a, b, out, context)
-        case .double: apply(Double.self, a, b, out, BinaryOperator.real(operation))
-        case .int64: apply(Int64.self, a, b, out, BinaryOperator.wrapping(operation))
-        case .int32: apply(Int32.self, a, b, out, BinaryOperator.wrapping(operation))
-        case .int16: apply(Int16.self, a, b, out, BinaryOperator.wrapping(operation))
-        case .int8: apply(Int8.self, a, b, out, BinaryOperator.wrapping(operation))
-        case .uint64: apply(UInt64.self, a, b, out, BinaryOperator.wrapping(operation))
-        case .uint32: apply(UInt32.self, a, b, out, BinaryOperator.wrapping(operation))
-        case .uint16: apply(UInt16.self, a, b, out, BinaryOperator.wrapping(operation))
-        case .uint8: apply(UInt8.self, a, b, out, BinaryOperator.wrapping(operation))
-        case .float16: apply(Float16.self, a, b, out, BinaryOperator.real(operation))
+        case .float: runFloat(a, b, out, rows, context)
+        case .double: apply(Double.self, a, b, out, rows, BinaryOperator.real(operation))
+        case .int64: apply(Int64.self, a, b, out, rows, BinaryOperator.wrapping(operation))
+        case .int32: apply(Int32.self, a, b, out, rows, BinaryOperator.wrapping(operation))
+        case .int16: apply(Int16.self, a, b, out, rows, BinaryOperator.wrapping(operation))
+        case .int8: apply(Int8.self, a, b, out, rows, BinaryOperator.wrapping(operation))
+        case .uint64: apply(UInt64.self, a, b, out, rows, BinaryOperator.wrapping(operation))
+        case .uint32: apply(UInt32.self, a, b, out, rows, BinaryOperator.wrapping(operation))
+        case .uint16: apply(UInt16.self, a, b, out, rows, BinaryOperator.wrapping(operation))
+        case .uint8: apply(UInt8.self, a, b, out, rows, BinaryOperator.wrapping(operation))
+        case .float16: apply(Float16.self, a, b, out, rows, BinaryOperator.real(operation))
         default: throw DeformRTError.unsupported("element type \(a.elementType.onnxName) is not supported")
         }
     }
@@ -173,10 +204,10 @@ final class BinaryOperator: Operator {
         return x / y
     }
 
-    private func runFloat(_ a: Tensor, _ b: Tensor, _ out: Tensor, _ context: RunContext) {
+    private func runFloat(_ a: Tensor, _ b: Tensor, _ out: Tensor, _ rows: BroadcastRows?, _ context: RunContext) {
         let pa = a.floats, pb = b.floats, po = out.floats
         let operation = operation
-        if a.shape == b.shape {
+        guard let rows else {
             let count = out.elementCount, chunk = 1 << 14
             context.parallel.forEachRange((count + chunk - 1) / chunk, totalWork: count) { _, chunks in
                 let start = chunks.lowerBound * chunk, end = min(count, chunks.upperBound * chunk)
@@ -184,14 +215,21 @@ final class BinaryOperator: Operator {
             }
             return
         }
-        Broadcast.forEachRow(out: out.shape, a: a.shape, b: b.shape, parallel: context.parallel) { ao, astr, bo, bstr, oo, n in
-            ElementwiseKernels.binary(operation.kernelOperation, pa + ao, astr, pb + bo, bstr, po + oo, n)
+        rows.walk(parallel: context.parallel) { offsets, strides, oo, n in
+            ElementwiseKernels.binary(operation.kernelOperation, pa + offsets[0], strides[0], pb + offsets[1], strides[1],
+                                      po + oo, n)
         }
     }
 
-    private func apply<T>(_: T.Type, _ a: Tensor, _ b: Tensor, _ out: Tensor, _ combine: (T, T) -> T) {
+    private func apply<T>(_: T.Type, _ a: Tensor, _ b: Tensor, _ out: Tensor, _ rows: BroadcastRows?,
+                          _ combine: (T, T) -> T) {
         let pa = a.pointer(T.self), pb = b.pointer(T.self), po = out.pointer(T.self)
-        Broadcast.forEachRow(out: out.shape, a: a.shape, b: b.shape) { ao, astr, bo, bstr, oo, n in
+        guard let rows else {
+            for i in 0..<out.elementCount { po[i] = combine(pa[i], pb[i]) }
+            return
+        }
+        rows.walk { offsets, strides, oo, n in
+            let ao = offsets[0], astr = strides[0], bo = offsets[1], bstr = strides[1]
             for i in 0..<n { po[oo + i] = combine(pa[ao + i * astr], pb[bo + i * bstr]) }
         }
     }

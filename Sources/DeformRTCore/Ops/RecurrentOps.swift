@@ -221,10 +221,13 @@ final class RecurrentOperator: Operator {
         let geometry: RecurrentGeometry
         let packing: RecurrentPacking?
         let packed: TensorStorage?
-        init(_ geometry: RecurrentGeometry, _ packing: RecurrentPacking?, _ packed: TensorStorage?) {
+        /// The kernel's workspace floats for the session's threads.
+        let kernelFloats: Int
+        init(_ geometry: RecurrentGeometry, _ packing: RecurrentPacking?, _ packed: TensorStorage?, kernelFloats: Int) {
             self.geometry = geometry
             self.packing = packing
             self.packed = packed
+            self.kernelFloats = kernelFloats
         }
     }
 
@@ -250,7 +253,8 @@ final class RecurrentOperator: Operator {
     func runState(_ inputs: [PlanValue?], _ outputs: [ValueType], threads: Int) throws -> AnyObject? {
         let geometry = try shapes(inputs).geometry
         let packing = Self.engine == .packedSIMD ? RecurrentPacking(cell, geometry) : nil
-        return State(geometry, packing, packing == nil ? nil : packedStorage(for: geometry))
+        return State(geometry, packing, packing == nil ? nil : packedStorage(for: geometry),
+                     kernelFloats: geometry.workspaceFloats(cell, engine: Self.engine, threads: threads))
     }
 
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
@@ -258,8 +262,7 @@ final class RecurrentOperator: Operator {
         let geometry = state.geometry
         func input(_ i: Int) -> Tensor? { i < inputs.count ? inputs[i] : nil }
         if let lengths = input(4) { try checkLengths(lengths, sequenceLength: geometry.sequenceLength) }
-        let threads = context.parallel.threads
-        let kernelFloats = geometry.workspaceFloats(cell, engine: Self.engine, threads: threads)
+        let kernelFloats = state.kernelFloats
         let packFloats = state.packing != nil && state.packed == nil ? state.packing!.floatCount : 0
         precondition(context.workspaceByteCount >= (kernelFloats + packFloats) * MemoryLayout<Float>.size,
                      "recurrent workspace too small")

@@ -45,15 +45,44 @@ final class ReduceOperator: Operator {
         return [PlanValue(ValueType(x.elementType, shape))]
     }
 
+    /// How the reduction walks its input, made once per plan: the kept axes (outer), the reduced
+    /// ones (inner) and the input's strides; trailing reduced axes are one contiguous block.
+    final class RunState {
+        let shape: [Int]
+        let strides: [Int]
+        let kept: [Int]
+        let innerAxes: [Int]
+        let outerCount: Int
+        let innerCount: Int
+        let trailing: Bool
+
+        init(shape: [Int], reduced: Set<Int>) {
+            self.shape = shape
+            var strides = [Int](repeating: 1, count: shape.count)
+            for i in stride(from: shape.count - 2, through: 0, by: -1) { strides[i] = strides[i + 1] * shape[i + 1] }
+            self.strides = strides
+            kept = shape.indices.filter { !reduced.contains($0) }
+            innerAxes = shape.indices.filter { reduced.contains($0) }
+            outerCount = kept.reduce(1) { $0 * shape[$1] }
+            innerCount = innerAxes.reduce(1) { $0 * shape[$1] }
+            trailing = reduced == Set((shape.count - reduced.count)..<shape.count)
+        }
+    }
+
+    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType], threads: Int) throws -> AnyObject? {
+        let x = try PlanCheck.input(inputs, 0, "data")
+        return RunState(shape: x.shape, reduced: Set(try axes(inputs, rank: x.shape.count)))
+    }
+
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
         let x = inputs[0]!
-        let reduced = Set(try axes(PlanValue.constants(inputs), rank: x.rank))
+        let walk = try state(context, inputs, as: RunState.self)!
         if x.elementType == .double {
-            run(Double.self, x, outputs[0], reduced, context, exp: { Glibc.exp($0) }, log: { Glibc.log($0) })
-        } else if let mode = accumulation, reduced == Set((x.rank - reduced.count)..<x.rank), x.elementCount > 0 {
+            run(Double.self, x, outputs[0], walk, context, exp: { Glibc.exp($0) }, log: { Glibc.log($0) })
+        } else if let mode = accumulation, walk.trailing, x.elementCount > 0 {
             // Trailing reduced axes (global pooling written as ReduceMean, LayerNorm statistics):
             // each output sums one contiguous block, in SIMD16 lanes.
-            let inner = reduced.reduce(1) { $0 * x.shape[$1] }, outer = x.elementCount / inner
+            let inner = walk.innerCount, outer = x.elementCount / inner
             let px = x.floats, py = outputs[0].floats, kind = kind
             context.parallel.forEachRange(outer, totalWork: x.elementCount) { _, range in
                 for o in range {
@@ -67,27 +96,19 @@ final class ReduceOperator: Operator {
                 }
             }
         } else {
-            run(Float.self, x, outputs[0], reduced, context, exp: { expf($0) }, log: { logf($0) })
+            run(Float.self, x, outputs[0], walk, context, exp: { expf($0) }, log: { logf($0) })
         }
     }
 
     @inline(__always)
-    private func run<T: BinaryFloatingPoint>(_: T.Type, _ x: Tensor, _ y: Tensor, _ reduced: Set<Int>, _ context: RunContext,
+    private func run<T: BinaryFloatingPoint>(_: T.Type, _ x: Tensor, _ y: Tensor, _ walk: RunState, _ context: RunContext,
                                              exp: @escaping (T) -> T, log: @escaping (T) -> T) {
         let px = x.pointer(T.self), py = y.pointer(T.self)
-        // Move reduced axes last: out[o] reduces the contiguous-in-the-view block of `inner` values.
-        let kept = x.shape.indices.filter { !reduced.contains($0) }
-        let order = kept + x.shape.indices.filter { reduced.contains($0) }
-        var strides = [Int](repeating: 1, count: x.rank)
-        for i in stride(from: x.rank - 2, through: 0, by: -1) { strides[i] = strides[i + 1] * x.shape[i + 1] }
-        let outerCount = kept.reduce(1) { $0 * x.shape[$1] }
-        let innerAxes = order.dropFirst(kept.count)
-        let innerCount = innerAxes.reduce(1) { $0 * x.shape[$1] }
+        // out[o] reduces the block of `innerCount` values the reduced axes span.
+        let shape = walk.shape, strides = walk.strides, kept = walk.kept, innerAxes = walk.innerAxes
+        let innerCount = walk.innerCount, trailing = walk.trailing
         let kind = kind
-        // Trailing reduced axes (global pooling written as ReduceMean) are one contiguous block.
-        let trailing = reduced == Set((x.rank - reduced.count)..<x.rank)
-        let shape = x.shape
-        context.parallel.forEach(outerCount) { o in
+        context.parallel.forEach(walk.outerCount) { o in
             var base = o * innerCount
             if !trailing {
                 var rest = o

@@ -83,25 +83,35 @@ final class PadOperator: Operator {
     }
 
     func workspaceByteCount(_ inputs: [ValueType?], _ outputs: [ValueType], threads: Int) -> Int {
-        let shape = outputs[0].shape
-        return shape.contains(0) ? 0 : (shape.reduce(0, +) + 1) * MemoryLayout<Int>.size
+        // The constant element, when it comes from the value input.
+        MemoryLayout<Int>.size
     }
 
-    func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
-        let x = inputs[0]!, out = outputs[0]
-        if out.elementCount == 0 { return }
-        let planInputs = PlanValue.constants(inputs)
-        let (begin, shape) = try geometry(planInputs)
-        // Workspace: the constant element, then one source-index table per axis (-1: constant).
-        let constant = context.workspace
-        if let value = inputs.count > 2 ? inputs[2] : nil, value.elementCount == 1 {
-            constant.copyMemory(from: value.rawPointer, byteCount: value.elementType.byteSize)
-        } else {
-            let cell = Tensor(elementType: x.elementType, shape: [], storage: TensorStorage(borrowing: constant, byteCount: 8))
-            Scalar.store(.real(Double(attributeValue)), cell, 0)
+    /// What `run` reads, made once per plan: one source-index table per axis (-1: the constant),
+    /// and the constant of the `value` attribute (older opsets).
+    final class RunState {
+        let storage: TensorStorage
+        let index: [UnsafePointer<Int>]
+        let outShape: [Int]
+        /// The attribute's constant, as the element type's bytes.
+        let attributeConstant: UnsafeRawPointer
+
+        init(storage: TensorStorage, index: [UnsafePointer<Int>], outShape: [Int], attributeConstant: UnsafeRawPointer) {
+            self.storage = storage
+            self.index = index
+            self.outShape = outShape
+            self.attributeConstant = attributeConstant
         }
+    }
+
+    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType], threads: Int) throws -> AnyObject? {
+        let x = try PlanCheck.input(inputs, 0, "data")
+        let (begin, shape) = try geometry(inputs)
+        let storage = TensorStorage(zeroedByteCount: (shape.reduce(0, +) + 1) * MemoryLayout<Int>.size)
+        let cell = Tensor(elementType: x.elementType, shape: [], storage: TensorStorage(borrowing: storage.bytes, byteCount: 8))
+        Scalar.store(.real(Double(attributeValue)), cell, 0)
         var tables: [UnsafePointer<Int>] = []
-        var next = (context.workspace + MemoryLayout<Int>.size).assumingMemoryBound(to: Int.self)
+        var next = (storage.bytes + MemoryLayout<Int>.size).assumingMemoryBound(to: Int.self)
         for d in shape.indices {
             let dim = x.shape[d]
             for o in 0..<shape[d] {
@@ -116,8 +126,20 @@ final class PadOperator: Operator {
             tables.append(UnsafePointer(next))
             next += shape[d]
         }
+        return RunState(storage: storage, index: tables, outShape: shape, attributeConstant: UnsafeRawPointer(storage.bytes))
+    }
+
+    func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
+        let x = inputs[0]!, out = outputs[0]
+        if out.elementCount == 0 { return }
+        let state = try state(context, inputs, as: RunState.self)!
+        var constant = state.attributeConstant
+        if let value = inputs.count > 2 ? inputs[2] : nil, value.elementCount == 1 {
+            context.workspace.copyMemory(from: value.rawPointer, byteCount: value.elementType.byteSize)
+            constant = UnsafeRawPointer(context.workspace)
+        }
         PadKernels.pad(elementSize: x.elementType.byteSize, source: x.rawPointer, inShape: x.shape,
-                       destination: out.rawPointer, outShape: shape, index: tables, constant: constant,
+                       destination: out.rawPointer, outShape: state.outShape, index: state.index, constant: constant,
                        parallel: context.parallel)
     }
 }
@@ -280,17 +302,68 @@ final class ResizeOperator: Operator {
 
     func workspaceByteCount(_ inputs: [ValueType?], _ outputs: [ValueType], threads: Int) -> Int {
         let shape = outputs[0].shape
-        if shape.contains(0) { return 0 }
-        if mode == .nearest { return shape.reduce(0, +) * MemoryLayout<Int>.size }
-        if channelsLast {
-            // Taps of the output rows and columns; per thread the two interpolated rows of C.
-            return (shape[1] + shape[2]) * 2 * (MemoryLayout<Int>.size + MemoryLayout<Float>.size)
-                + threads * 2 * shape[3] * MemoryLayout<Float>.size
+        if shape.contains(0) || mode == .nearest { return 0 }
+        // Per thread: the two interpolated rows (of C channels-last).
+        if channelsLast { return threads * 2 * shape[3] * MemoryLayout<Float>.size }
+        return threads * ResizeKernels.linearScratchCount(outWidth: shape[shape.count - 1]) * MemoryLayout<Float>.size
+    }
+
+    /// What `run` reads, made once per plan: the index tables of every axis (nearest) or the taps
+    /// of the output rows and columns (linear), in storage of their own, and the NCHW shapes.
+    final class RunState {
+        let storage: TensorStorage
+        /// Nearest: one table per axis, in the order the axes are stored.
+        let index: [UnsafePointer<Int>]
+        let rows: LinearAxisTaps?
+        let columns: LinearAxisTaps?
+        let inShape: [Int]
+        let outShape: [Int]
+
+        init(storage: TensorStorage, index: [UnsafePointer<Int>], rows: LinearAxisTaps?, columns: LinearAxisTaps?,
+             inShape: [Int], outShape: [Int]) {
+            self.storage = storage
+            self.index = index
+            self.rows = rows
+            self.columns = columns
+            self.inShape = inShape
+            self.outShape = outShape
         }
-        let height = shape.count >= 2 ? shape[shape.count - 2] : 1, width = shape[shape.count - 1]
-        // Per output row and column: two indices and two weights; per thread: two rows.
-        return (height + width) * 2 * (MemoryLayout<Int>.size + MemoryLayout<Float>.size)
-            + threads * ResizeKernels.linearScratchCount(outWidth: width) * MemoryLayout<Float>.size
+    }
+
+    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType], threads: Int) throws -> AnyObject? {
+        let x = try PlanCheck.input(inputs, 0, "X")
+        let (shape, scales) = try geometry(inputs)
+        let inShape = try logicalShape(x.shape)
+        let rank = shape.count
+        switch mode {
+        case .nearest:
+            let storage = TensorStorage(zeroedByteCount: max(1, shape.reduce(0, +)) * MemoryLayout<Int>.size)
+            var tables: [UnsafePointer<Int>] = []
+            var next = storage.bytes.assumingMemoryBound(to: Int.self)
+            for d in 0..<rank {
+                for o in 0..<shape[d] {
+                    let c = sourceCoordinate(o, inSize: inShape[d], outSize: shape[d], scale: scales[d])
+                    next[o] = nearestIndex(c, inSize: inShape[d], scale: scales[d])
+                }
+                tables.append(UnsafePointer(next))
+                next += shape[d]
+            }
+            // Channels-last: the same tables, in the stored order of the axes.
+            let stored = channelsLast ? [0, 2, 3, 1] : Array(0..<rank)
+            return RunState(storage: storage, index: stored.map { tables[$0] }, rows: nil, columns: nil,
+                            inShape: inShape, outShape: shape)
+        case .linear:
+            // Rows and columns: the last two axes (a 1-D row's height is not resized: nil).
+            let rowAxis: Int? = rank >= 2 ? rank - 2 : nil, columnAxis = rank - 1
+            let inHeight = rowAxis.map { inShape[$0] } ?? 1, outHeight = rowAxis.map { shape[$0] } ?? 1
+            let storage = TensorStorage(zeroedByteCount: max(1, (outHeight + shape[columnAxis]) * 2
+                                                              * (MemoryLayout<Int>.size + MemoryLayout<Float>.size)))
+            var cursor = storage.bytes
+            let rows = linearTaps(axis: rowAxis, inSize: inHeight, outSize: outHeight, scales: scales, cursor: &cursor)
+            let columns = linearTaps(axis: columnAxis, inSize: inShape[columnAxis], outSize: shape[columnAxis],
+                                     scales: scales, cursor: &cursor)
+            return RunState(storage: storage, index: [], rows: rows, columns: columns, inShape: inShape, outShape: shape)
+        }
     }
 
     /// Where output position `o` of an axis lies in the input's coordinates.
@@ -348,47 +421,27 @@ final class ResizeOperator: Operator {
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
         let x = inputs[0]!, out = outputs[0]
         if out.elementCount == 0 { return }
-        let planInputs = PlanValue.constants(inputs)
-        let (shape, scales) = try geometry(planInputs)
-        let inShape = try logicalShape(x.shape)
-        let rank = shape.count
+        let state = try state(context, inputs, as: RunState.self)!
+        let inShape = state.inShape, shape = state.outShape
         switch mode {
         case .nearest:
-            var tables: [UnsafePointer<Int>] = []
-            var next = context.workspace.assumingMemoryBound(to: Int.self)
-            for d in 0..<rank {
-                for o in 0..<shape[d] {
-                    let c = sourceCoordinate(o, inSize: inShape[d], outSize: shape[d], scale: scales[d])
-                    next[o] = nearestIndex(c, inSize: inShape[d], scale: scales[d])
-                }
-                tables.append(UnsafePointer(next))
-                next += shape[d]
-            }
-            // Channels-last: the same tables, in the stored order of the axes.
-            let stored = channelsLast ? [0, 2, 3, 1] : Array(0..<rank)
             ResizeKernels.nearest(elementSize: x.elementType.byteSize, source: x.rawPointer, inShape: x.shape,
-                                  destination: out.rawPointer, outShape: out.shape, index: stored.map { tables[$0] },
+                                  destination: out.rawPointer, outShape: out.shape, index: state.index,
                                   parallel: context.parallel)
         case .linear where channelsLast:
-            var cursor = context.workspace
-            let rows = linearTaps(axis: 2, inSize: inShape[2], outSize: shape[2], scales: scales, cursor: &cursor)
-            let columns = linearTaps(axis: 3, inSize: inShape[3], outSize: shape[3], scales: scales, cursor: &cursor)
             ResizeKernels.linearChannelsLast(
                 source: x.floats, batch: inShape[0], inHeight: inShape[2], inWidth: inShape[3], channels: inShape[1],
-                destination: out.floats, outHeight: shape[2], outWidth: shape[3], rows: rows, columns: columns,
-                scratch: cursor.assumingMemoryBound(to: Float.self), parallel: context.parallel)
+                destination: out.floats, outHeight: shape[2], outWidth: shape[3], rows: state.rows!,
+                columns: state.columns!, scratch: context.workspace.assumingMemoryBound(to: Float.self),
+                parallel: context.parallel)
         case .linear:
-            let inHeight = rank >= 2 ? x.shape[rank - 2] : 1, outHeight = rank >= 2 ? shape[rank - 2] : 1
-            let inWidth = x.shape[rank - 1], outWidth = shape[rank - 1]
-            var cursor = context.workspace
-            let rows = linearTaps(axis: rank >= 2 ? rank - 2 : nil, inSize: inHeight, outSize: outHeight, scales: scales,
-                                  cursor: &cursor)
-            let columns = linearTaps(axis: rank - 1, inSize: inWidth, outSize: outWidth, scales: scales, cursor: &cursor)
-            let planes = x.shape.dropLast(min(rank, 2)).reduce(1, *)
-            ResizeKernels.linear(source: x.floats, planes: planes, inHeight: inHeight, inWidth: inWidth,
-                                 destination: out.floats, outHeight: outHeight, outWidth: outWidth,
-                                 rows: rows, columns: columns, scratch: cursor.assumingMemoryBound(to: Float.self),
-                                 parallel: context.parallel)
+            let rank = shape.count
+            let inHeight = rank >= 2 ? inShape[rank - 2] : 1, outHeight = rank >= 2 ? shape[rank - 2] : 1
+            let planes = inShape.dropLast(min(rank, 2)).reduce(1, *)
+            ResizeKernels.linear(source: x.floats, planes: planes, inHeight: inHeight, inWidth: inShape[rank - 1],
+                                 destination: out.floats, outHeight: outHeight, outWidth: shape[rank - 1],
+                                 rows: state.rows!, columns: state.columns!,
+                                 scratch: context.workspace.assumingMemoryBound(to: Float.self), parallel: context.parallel)
         }
     }
 }

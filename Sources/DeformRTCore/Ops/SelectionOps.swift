@@ -165,15 +165,21 @@ final class TopKOperator: Operator {
         return threads * x.shape[a] * MemoryLayout<Int>.size
     }
 
+    /// The axis and k, read once per plan (k is a shape input).
+    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType], threads: Int) throws -> AnyObject? {
+        let (a, k, _) = try geometry(inputs)
+        return Planned((axis: a, k: k))
+    }
+
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
         let x = inputs[0]!
-        let (a, k, _) = try geometry(PlanValue.constants(inputs))
+        let (a, k) = try state(context, inputs, as: Planned<(axis: Int, k: Int)>.self)!.value
         if k == 0 || outputs[0].elementCount == 0 { return }
         let n = x.shape[a]
         let outer = x.shape[..<a].reduce(1, *), inner = x.shape[(a + 1)...].reduce(1, *)
         var threads = context.parallel
         if context.workspaceByteCount < threads.threads * n * MemoryLayout<Int>.size { threads = .serial }
-        let scratch = TensorStorage(borrowing: context.workspace, byteCount: context.workspaceByteCount)
+        let scratch = context.workspace
         switch x.elementType {
         case .float: select(Float.self, x, outputs, n, outer, inner, k, threads, scratch, isNaN: { $0.isNaN })
         case .double: select(Double.self, x, outputs, n, outer, inner, k, threads, scratch, isNaN: { $0.isNaN })
@@ -196,10 +202,10 @@ final class TopKOperator: Operator {
     /// heap emptied worst first into the sorted output. Fewer lines than threads and a long line:
     /// each thread keeps the k best of a segment and the line's k best are taken from those.
     private func select<T: Comparable>(_: T.Type, _ x: Tensor, _ outputs: [Tensor], _ n: Int, _ outer: Int, _ inner: Int,
-                                       _ k: Int, _ parallel: Parallel, _ scratch: TensorStorage, isNaN: (T) -> Bool) {
+                                       _ k: Int, _ parallel: Parallel, _ scratch: UnsafeMutableRawPointer, isNaN: (T) -> Bool) {
         let values = x.pointer(T.self), outValues = outputs[0].pointer(T.self), outIndices = outputs[1].pointer(Int64.self)
         let largest = self.largest
-        let workspace = scratch.bytes.assumingMemoryBound(to: Int.self)
+        let workspace = scratch.assumingMemoryBound(to: Int.self)
         let lines = outer * inner
         // The workspace holds threads * n indices; segments need threads * k + k of them.
         let segments = lines < parallel.threads && n >= 1 << 15 && n >= 4 * k * parallel.threads ? parallel.threads : 1

@@ -363,17 +363,21 @@ final class GatherOperator: Operator {
     }
 
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
-        let x = inputs[0]!, indices = try inputs[1]!.integerValues()
+        let x = inputs[0]!, indices = inputs[1]!
         let a = try PlanCheck.axis(axis, rank: x.rank)
         let outer = x.shape[..<a].reduce(1, *), dim = x.shape[a]
         let innerBytes = x.shape[(a + 1)...].reduce(1, *) * x.elementType.byteSize
-        for (j, raw) in indices.enumerated() {
+        // The indices read in place (int64 or int32, as planned): no array per run.
+        let wide = indices.elementType == .int64
+        let count = indices.elementCount
+        for j in 0..<count {
+            let raw = wide ? indices.pointer(Int64.self)[j] : Int64(indices.pointer(Int32.self)[j])
             let index = raw < 0 ? raw + Int64(dim) : raw
             if index < 0 || index >= Int64(dim) {
                 throw DeformRTError.invalidArgument("index \(raw) is out of range for axis \(axis) of size \(dim)")
             }
             for o in 0..<outer where innerBytes > 0 {
-                (outputs[0].rawPointer + (o * indices.count + j) * innerBytes)
+                (outputs[0].rawPointer + (o * count + j) * innerBytes)
                     .copyMemory(from: x.rawPointer + (o * dim + Int(index)) * innerBytes, byteCount: innerBytes)
             }
         }
