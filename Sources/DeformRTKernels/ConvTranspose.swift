@@ -157,9 +157,11 @@ public enum ConvTranspose {
             bias: UnsafePointer<Float>?, output: UnsafeMutablePointer<Float>,
             workspace: UnsafeMutableRawPointer, parallel: Parallel, epilogue: ConvEpilogue = .none
         ) {
-            precondition((packedWeight != nil) == packed, "ConvTranspose.Plan: packed weights \(packed ? "missing" : "not planned")")
+            precondition((packedWeight != nil) == packed,
+                         "ConvTranspose.Plan: packed weights \(packed ? "missing" : "not planned")")
             // The per-worker column buffers were sized for `threads`.
-            precondition(parallel.threads == threads, "ConvTranspose.Plan: planned for \(threads) threads, run on \(parallel.threads)")
+            precondition(parallel.threads == threads,
+                         "ConvTranspose.Plan: planned for \(threads) threads, run on \(parallel.threads)")
             if items == 0 { return }
             let columns = workspace.bindMemory(to: Float.self, capacity: max(workers * columnFloats, 1))
             let packedRows = packedWeight.map { $0.assumingMemoryBound(to: Float.self) }

@@ -3,13 +3,14 @@
 /// Offset / mask channel order and the border rules are described on ConvGeometry and
 /// DeformableBorder; `reference` (Reference/DeformConvReference.swift) is the test oracle.
 ///
-/// DeformConvPlan runs it: input transposed once to channels-last rows (or read in place); per tile of output pixels, a sampling plan
-/// per (offset group, tap, pixel) -- four corner rows and four weights with the mask folded in,
-/// computed 16 pixels at a time -- then a SIMD gather of 16 channels at a time into a pixel-major
-/// panel that the GEMM micro-kernel consumes while it is in cache. When the whole K fits one
-/// panel (e.g. 64 channels, 3x3), the gather of each 6-pixel group runs inside the micro-kernel
-/// of the group before it, hiding its cache misses behind the FMAs; otherwise each k block's
-/// panel is gathered and then multiplied. Tiles are spread over threads; nothing is allocated.
+/// DeformConvPlan runs it: input transposed once to channels-last rows (or read in place); per
+/// tile of output pixels, a sampling plan per (offset group, tap, pixel) -- four corner rows and
+/// four weights with the mask folded in, computed 16 pixels at a time -- then a SIMD gather of 16
+/// channels at a time into a pixel-major panel that the GEMM micro-kernel consumes while it is in
+/// cache. When the whole K fits one panel (e.g. 64 channels, 3x3), the gather of each 6-pixel
+/// group runs inside the micro-kernel of the group before it, hiding its cache misses behind the
+/// FMAs; otherwise each k block's panel is gathered and then multiplied. Tiles are spread over
+/// threads; nothing is allocated.
 public enum DeformConv {
     /// Whether `run` samples this input with its SIMD plans, which hold input rows as Int32 and
     /// convert coordinates below 2^22 exactly: planes up to 4M rows or columns and 2^30 pixels.

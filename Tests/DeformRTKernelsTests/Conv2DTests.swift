@@ -2,7 +2,8 @@ import DeformRTKernels
 import TestSupport
 import XCTest
 
-/// Conv2DPlan.run (both GEMM engines; the second thread count on weights from packWeight) against Conv2D.reference (Double accumulation) at awkward shapes.
+/// Conv2DPlan.run (both GEMM engines; the second thread count on weights from packWeight) against
+/// Conv2D.reference (Double accumulation) at awkward shapes.
 /// Tolerance: max |a - b| / (1 + |b|) <= 1e-4 (float32 sums of up to ~2300 products of U(-1, 1) terms).
 final class Conv2DTests: XCTestCase {
     static let tolerance: Float = 1e-4

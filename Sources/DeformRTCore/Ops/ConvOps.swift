@@ -186,8 +186,8 @@ final class ConvOperator: Operator {
         let state = try state(context, inputs, as: ConvRunState.self)!
         if state.geometry.hasEmptyOutput { return }
         guard case .plain(let kernel) = state.kernel else { throw DeformRTError(.internal, "Conv: no convolution plan") }
-        kernel.run(input: inputs[0]!.floats, weight: state.weights(or: inputs[1]!), bias: inputs.count > 2 ? inputs[2]?.floats : nil,
-                   output: outputs[0].floats, workspace: context.workspace, parallel: context.parallel,
+        kernel.run(input: inputs[0]!.floats, weight: state.weights(or: inputs[1]!),
+                   bias: inputs.count > 2 ? inputs[2]?.floats : nil, output: outputs[0].floats, workspace: context.workspace, parallel: context.parallel,
                    epilogue: epilogue.kernelEpilogue(inputs))
         try epilogue.finish(inputs, output: outputs[0], context)
     }

@@ -94,7 +94,8 @@ extension Operator {
     /// The state of `run`: the plan's, or (outside a plan) made now from the tensors.
     func state<State: AnyObject>(_ context: RunContext, _ inputs: [Tensor?], as type: State.Type) throws -> State? {
         if let state = context.state { return unsafeDowncast(state, to: State.self) }
-        return try runState(PlanValue.constants(inputs), [], threads: context.parallel.threads).map { unsafeDowncast($0, to: State.self) }
+        return try runState(PlanValue.constants(inputs), [], threads: context.parallel.threads)
+            .map { unsafeDowncast($0, to: State.self) }
     }
 
     /// Runs once on constant inputs, on the calling thread, into new tensors of the planned types
