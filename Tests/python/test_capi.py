@@ -58,6 +58,14 @@ def test_c_concurrency_program(c_programs):
     assert "all concurrency checks passed" in _run([c_programs["concurrency"], MODEL]).stdout
 
 
+def _tool(script):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(script, os.path.join(ROOT, "tools", f"{script}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _allocations_per_run(program, model, input_name, shape, threads, *mode):
     out = _run([program, model, input_name, shape, str(threads), *mode]).stdout
     least, most = map(int, re.search(r"allocations per run: (\d+) (\d+)", out).groups())
@@ -73,11 +81,8 @@ def test_steady_state_runs_allocate_only_their_outputs(c_programs, tmp_path):
     least, most = _allocations_per_run(c_programs["steady_state"], MODEL, "image", "1x3x32x32", 2)
     assert least == most, "the count must not change from run to run"
     # A deeper network (convolutions, DCNv2 with Slice and Sigmoid, pooling, Gemm): still one.
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("make_resnet_models", os.path.join(ROOT, "tools", "make_resnet_models.py"))
-    generator = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(generator)
-    path = generator.write_models(str(tmp_path), ["resnet50_dcnv2"], width_divisor=16, blocks="small")["resnet50_dcnv2"]
+    path = _tool("make_resnet_models").write_models(str(tmp_path), ["resnet50_dcnv2"], width_divisor=16,
+                                                    blocks="small")["resnet50_dcnv2"]
     assert _allocations_per_run(c_programs["steady_state"], path, "image", "1x3x40x36", 1) == (1, 1)
 
 
@@ -120,16 +125,9 @@ def _resample_model(path):
     return path
 
 
-def _tool(script):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(script, os.path.join(ROOT, "tools", f"{script}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_steady_state_resize_pad_and_broadcasts_allocate_only_their_outputs(c_programs, tmp_path):
-    """Resize, Pad, ReduceMean, broadcasting Add / Mul, Transpose, TopK, Gather and LSTM once made
+    """Resize, Pad, ReduceMean, broadcasting Add / Mul, Transpose, TopK, Gather, Range, LSTM and
+    LayerNormalization once made
     index tables, geometry, strides or packing plans per run (87 allocations per run of the model
     here, 91 of a DBNet, 70 of a CenterNet head); a run now allocates only its output handles."""
     import onnxruntime as ort
@@ -153,6 +151,9 @@ def test_steady_state_resize_pad_and_broadcasts_allocate_only_their_outputs(c_pr
         path = str(tmp_path / f"{name}.onnx")
         onnx.save(proto, path)
         assert _allocations_per_run(c_programs["steady_state"], path, input_name, shape, 1) == (outputs, outputs), name
+    # An InternImage stage (DCNv3 with LayerNormalization on channels-last maps): 21 before.
+    stage = os.path.join(ROOT, "Tests", "vectors", "dcnv3_export", "stage_decomposed.onnx")
+    assert _allocations_per_run(c_programs["steady_state"], stage, "image", "2x3x24x32", 1) == (1, 1)
 
 
 def test_steady_state_runs_into_caller_tensors_allocate_nothing(c_programs):

@@ -83,20 +83,58 @@ final class LayerNormOperator: Operator {
         return 2 * x[a...].reduce(1, *) * MemoryLayout<Float>.size
     }
 
+    /// The normalised axis and row width, made once per plan, and Scale / B broadcast to full rows
+    /// once when they are constants that need it.
+    final class RunState {
+        let rows: Int
+        let width: Int
+        let normalized: [Int]
+        let expand: [Bool]
+        let expandedScale: Tensor?
+        let expandedBias: Tensor?
+
+        init(rows: Int, width: Int, normalized: [Int], expand: [Bool], expandedScale: Tensor?, expandedBias: Tensor?) {
+            self.rows = rows
+            self.width = width
+            self.normalized = normalized
+            self.expand = expand
+            self.expandedScale = expandedScale
+            self.expandedBias = expandedBias
+        }
+    }
+
+    func runState(_ inputs: [PlanValue?], _ outputs: [ValueType], threads: Int) throws -> AnyObject? {
+        let x = try PlanCheck.input(inputs, 0, "X"), scale = try PlanCheck.input(inputs, 1, "Scale")
+        let bias = PlanCheck.optionalInput(inputs, 2)
+        let (a, expand) = try layout(x.shape, [scale.shape, bias?.shape])
+        let normalized = Array(x.shape[a...])
+        func expanded(_ parameter: PlanValue?, _ needed: Bool) throws -> Tensor? {
+            guard needed, let constant = parameter?.constant else { return nil }
+            let row = try Tensor(zeros: .float, shape: normalized)
+            Expand.copy(constant, into: row)
+            return row
+        }
+        return RunState(rows: x.shape[..<a].reduce(1, *), width: normalized.reduce(1, *), normalized: normalized,
+                        expand: expand, expandedScale: try expanded(scale, expand[0]),
+                        expandedBias: try expanded(bias, expand[1]))
+    }
+
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
         let x = inputs[0]!, scale = inputs[1]!, bias = inputs.count > 2 ? inputs[2] : nil
-        let (a, expand) = try layout(x.shape, [scale.shape, bias?.shape])
-        let rows = x.shape[..<a].reduce(1, *), width = x.shape[a...].reduce(1, *)
-        let normalized = Array(x.shape[a...])
-        // Scale and B as full rows: used in place, or broadcast into the workspace.
-        func row(_ t: Tensor, _ expanded: Bool, _ slot: Int) -> UnsafePointer<Float> {
+        let state = try state(context, inputs, as: RunState.self)!
+        let rows = state.rows, width = state.width
+        // Scale and B as full rows: used in place, expanded once per plan (constants), or
+        // broadcast into the workspace (run-time values).
+        func row(_ t: Tensor, _ expanded: Bool, _ prepared: Tensor?, _ slot: Int) -> UnsafePointer<Float> {
             guard expanded else { return UnsafePointer(t.floats) }
-            let target = Tensor(elementType: .float, shape: normalized, storage: TensorStorage(
+            if let prepared { return UnsafePointer(prepared.floats) }
+            let target = Tensor(elementType: .float, shape: state.normalized, storage: TensorStorage(
                 borrowing: context.workspace + slot * width * 4, byteCount: width * 4))
             Expand.copy(t, into: target)
             return UnsafePointer(target.floats)
         }
-        let ps = row(scale, expand[0], 0), pb = bias.map { row($0, expand[1], 1) }
+        let ps = row(scale, state.expand[0], state.expandedScale, 0)
+        let pb = bias.map { row($0, state.expand[1], state.expandedBias, 1) }
         let px = x.floats, py = outputs[0].floats, epsilon = epsilon
         let meanOut = outputs.count > 1 ? outputs[1].floats : nil
         let invStdOut = outputs.count > 2 ? outputs[2].floats : nil
