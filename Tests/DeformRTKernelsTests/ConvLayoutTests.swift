@@ -71,28 +71,17 @@ final class ConvLayoutTests: XCTestCase {
 
     func runConv(_ g: ConvGeometry, input: [Float], weight: [Float], bias: [Float], residual: [Float]?, relu: Bool,
                  engine: ConvEngine, threads: Int, prepacked: Bool, layout: ConvDataLayout) -> [Float] {
-        var out = [Float](repeating: .nan, count: g.batch * g.outChannels * g.outHeight * g.outWidth)
-        let plan = Conv2DPlan(g, threads: threads, engine: engine, layout: layout, weightsPrepacked: prepacked)
-        let bytes = plan.workspaceByteCount
-        let ws = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 1), alignment: 64)
-        let packedBytes = plan.packedWeightByteCount
-        let packed = UnsafeMutableRawPointer.allocate(byteCount: max(packedBytes, 1), alignment: 64)
-        defer { ws.deallocate(); packed.deallocate() }
-        ws.initializeMemory(as: UInt8.self, repeating: 0xFF, count: max(bytes, 1))
-        let parallel = Parallel(threads: threads)
         let residualCopy = residual ?? []
-        residualCopy.withUnsafeBufferPointer { r in
-            let epilogue = ConvEpilogue(residual: residual == nil ? nil : r.baseAddress, activation: relu ? .relu : nil)
-            if prepacked {
-                plan.packWeight(weight, into: packed, parallel: parallel)
-                plan.run(input: input, weight: packed.assumingMemoryBound(to: Float.self), bias: bias, output: &out,
-                         workspace: ws, parallel: parallel, epilogue: epilogue)
-            } else {
-                plan.run(input: input, weight: weight, bias: bias, output: &out, workspace: ws, parallel: parallel,
-                         epilogue: epilogue)
+        return residualCopy.withUnsafeBufferPointer { r in
+            bias.withUnsafeBufferPointer { b in
+                Conv2DTests.run(g, input: input, weight: weight, bias: b.baseAddress,
+                                outputCount: g.batch * g.outChannels * g.outHeight * g.outWidth, threads: threads,
+                                prepacked: prepacked, engine: engine,
+                                epilogue: ConvEpilogue(residual: residual == nil ? nil : r.baseAddress,
+                                                       activation: relu ? .relu : nil),
+                                layout: layout)
             }
         }
-        return out
     }
 
     func testChannelsLast3x3() {

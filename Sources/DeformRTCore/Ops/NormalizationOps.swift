@@ -85,22 +85,13 @@ final class LayerNormOperator: Operator {
 
     /// The normalised axis and row width, made once per plan, and Scale / B broadcast to full rows
     /// once when they are constants that need it.
-    final class RunState {
+    struct RunState {
         let rows: Int
         let width: Int
         let normalized: [Int]
         let expand: [Bool]
         let expandedScale: Tensor?
         let expandedBias: Tensor?
-
-        init(rows: Int, width: Int, normalized: [Int], expand: [Bool], expandedScale: Tensor?, expandedBias: Tensor?) {
-            self.rows = rows
-            self.width = width
-            self.normalized = normalized
-            self.expand = expand
-            self.expandedScale = expandedScale
-            self.expandedBias = expandedBias
-        }
     }
 
     func runState(_ inputs: [PlanValue?], _ outputs: [ValueType], threads: Int) throws -> AnyObject? {
@@ -114,14 +105,14 @@ final class LayerNormOperator: Operator {
             Expand.copy(constant, into: row)
             return row
         }
-        return RunState(rows: x.shape[..<a].reduce(1, *), width: normalized.reduce(1, *), normalized: normalized,
-                        expand: expand, expandedScale: try expanded(scale, expand[0]),
-                        expandedBias: try expanded(bias, expand[1]))
+        return Planned(RunState(rows: x.shape[..<a].reduce(1, *), width: normalized.reduce(1, *), normalized: normalized,
+                                expand: expand, expandedScale: try expanded(scale, expand[0]),
+                                expandedBias: try expanded(bias, expand[1])))
     }
 
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
         let x = inputs[0]!, scale = inputs[1]!, bias = inputs.count > 2 ? inputs[2] : nil
-        let state = try state(context, inputs, as: RunState.self)!
+        let state = try state(context, inputs, as: Planned<RunState>.self)!.value
         let rows = state.rows, width = state.width
         // Scale and B as full rows: used in place, expanded once per plan (constants), or
         // broadcast into the workspace (run-time values).

@@ -1,5 +1,25 @@
 import DeformRTKernels
 
+/// One source-index table per output axis, back to back in storage of their own (made once per
+/// plan by Pad and nearest Resize): `entry(axis, position)` fills axis d's shape[d] entries.
+/// The storage starts with `headerBytes` for the caller (Pad's constant).
+struct AxisIndexTables {
+    let storage: TensorStorage
+    let tables: [UnsafePointer<Int>]
+
+    init(_ shape: [Int], headerBytes: Int = 0, _ entry: (_ axis: Int, _ position: Int) -> Int) {
+        storage = TensorStorage(zeroedByteCount: max(1, headerBytes + shape.reduce(0, +) * MemoryLayout<Int>.size))
+        var tables: [UnsafePointer<Int>] = []
+        var next = (storage.bytes + headerBytes).assumingMemoryBound(to: Int.self)
+        for d in shape.indices {
+            for o in 0..<shape[d] { next[o] = entry(d, o) }
+            tables.append(UnsafePointer(next))
+            next += shape[d]
+        }
+        self.tables = tables
+    }
+}
+
 /// Pad in modes constant, edge and reflect. Pads come from the `paddings` (opset 1) or `pads`
 /// (opset 2) attribute, or from the pads input (opset >= 11) restricted to the axes input
 /// (opset >= 18). Negative pads crop (constant mode only); reflect pads must be smaller than the
@@ -88,58 +108,44 @@ final class PadOperator: Operator {
     }
 
     /// What `run` reads, made once per plan: one source-index table per axis (-1: the constant),
-    /// and the constant of the `value` attribute (older opsets).
-    final class RunState {
-        let storage: TensorStorage
-        let index: [UnsafePointer<Int>]
+    /// after the constant of the `value` attribute (older opsets) in the tables' header.
+    struct RunState {
+        let index: AxisIndexTables
         let outShape: [Int]
         /// The attribute's constant, as the element type's bytes.
-        let attributeConstant: UnsafeRawPointer
-
-        init(storage: TensorStorage, index: [UnsafePointer<Int>], outShape: [Int], attributeConstant: UnsafeRawPointer) {
-            self.storage = storage
-            self.index = index
-            self.outShape = outShape
-            self.attributeConstant = attributeConstant
-        }
+        var attributeConstant: UnsafeRawPointer { UnsafeRawPointer(index.storage.bytes) }
     }
 
     func runState(_ inputs: [PlanValue?], _ outputs: [ValueType], threads: Int) throws -> AnyObject? {
         let x = try PlanCheck.input(inputs, 0, "data")
         let (begin, shape) = try geometry(inputs)
-        let storage = TensorStorage(zeroedByteCount: (shape.reduce(0, +) + 1) * MemoryLayout<Int>.size)
-        let cell = Tensor(elementType: x.elementType, shape: [], storage: TensorStorage(borrowing: storage.bytes, byteCount: 8))
-        Scalar.store(.real(Double(attributeValue)), cell, 0)
-        var tables: [UnsafePointer<Int>] = []
-        var next = (storage.bytes + MemoryLayout<Int>.size).assumingMemoryBound(to: Int.self)
-        for d in shape.indices {
-            let dim = x.shape[d]
-            for o in 0..<shape[d] {
-                let i = o - begin[d]
-                if i >= 0 && i < dim { next[o] = i; continue }
-                switch mode {
-                case .constant: next[o] = -1
-                case .edge: next[o] = i < 0 ? 0 : dim - 1
-                case .reflect: next[o] = i < 0 ? -i : 2 * (dim - 1) - i
-                }
+        let mode = mode
+        let index = AxisIndexTables(shape, headerBytes: MemoryLayout<Int>.size) { d, o in
+            let dim = x.shape[d], i = o - begin[d]
+            if i >= 0 && i < dim { return i }
+            switch mode {
+            case .constant: return -1
+            case .edge: return i < 0 ? 0 : dim - 1
+            case .reflect: return i < 0 ? -i : 2 * (dim - 1) - i
             }
-            tables.append(UnsafePointer(next))
-            next += shape[d]
         }
-        return RunState(storage: storage, index: tables, outShape: shape, attributeConstant: UnsafeRawPointer(storage.bytes))
+        let cell = Tensor(elementType: x.elementType, shape: [],
+                          storage: TensorStorage(borrowing: index.storage.bytes, byteCount: MemoryLayout<Int>.size))
+        Scalar.store(.real(Double(attributeValue)), cell, 0)
+        return Planned(RunState(index: index, outShape: shape))
     }
 
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
         let x = inputs[0]!, out = outputs[0]
         if out.elementCount == 0 { return }
-        let state = try state(context, inputs, as: RunState.self)!
+        let state = try state(context, inputs, as: Planned<RunState>.self)!.value
         var constant = state.attributeConstant
         if let value = inputs.count > 2 ? inputs[2] : nil, value.elementCount == 1 {
             context.workspace.copyMemory(from: value.rawPointer, byteCount: value.elementType.byteSize)
             constant = UnsafeRawPointer(context.workspace)
         }
         PadKernels.pad(elementSize: x.elementType.byteSize, source: x.rawPointer, inShape: x.shape,
-                       destination: out.rawPointer, outShape: state.outShape, index: state.index, constant: constant,
+                       destination: out.rawPointer, outShape: state.outShape, index: state.index.tables, constant: constant,
                        parallel: context.parallel)
     }
 }
@@ -310,7 +316,8 @@ final class ResizeOperator: Operator {
 
     /// What `run` reads, made once per plan: the index tables of every axis (nearest) or the taps
     /// of the output rows and columns (linear), in storage of their own, and the NCHW shapes.
-    final class RunState {
+    struct RunState {
+        /// What the tables and taps point into.
         let storage: TensorStorage
         /// Nearest: one table per axis, in the order the axes are stored.
         let index: [UnsafePointer<Int>]
@@ -318,16 +325,6 @@ final class ResizeOperator: Operator {
         let columns: LinearAxisTaps?
         let inShape: [Int]
         let outShape: [Int]
-
-        init(storage: TensorStorage, index: [UnsafePointer<Int>], rows: LinearAxisTaps?, columns: LinearAxisTaps?,
-             inShape: [Int], outShape: [Int]) {
-            self.storage = storage
-            self.index = index
-            self.rows = rows
-            self.columns = columns
-            self.inShape = inShape
-            self.outShape = outShape
-        }
     }
 
     func runState(_ inputs: [PlanValue?], _ outputs: [ValueType], threads: Int) throws -> AnyObject? {
@@ -337,21 +334,14 @@ final class ResizeOperator: Operator {
         let rank = shape.count
         switch mode {
         case .nearest:
-            let storage = TensorStorage(zeroedByteCount: max(1, shape.reduce(0, +)) * MemoryLayout<Int>.size)
-            var tables: [UnsafePointer<Int>] = []
-            var next = storage.bytes.assumingMemoryBound(to: Int.self)
-            for d in 0..<rank {
-                for o in 0..<shape[d] {
-                    let c = sourceCoordinate(o, inSize: inShape[d], outSize: shape[d], scale: scales[d])
-                    next[o] = nearestIndex(c, inSize: inShape[d], scale: scales[d])
-                }
-                tables.append(UnsafePointer(next))
-                next += shape[d]
+            let tables = AxisIndexTables(shape) { d, o in
+                nearestIndex(sourceCoordinate(o, inSize: inShape[d], outSize: shape[d], scale: scales[d]),
+                             inSize: inShape[d], scale: scales[d])
             }
             // Channels-last: the same tables, in the stored order of the axes.
             let stored = channelsLast ? [0, 2, 3, 1] : Array(0..<rank)
-            return RunState(storage: storage, index: stored.map { tables[$0] }, rows: nil, columns: nil,
-                            inShape: inShape, outShape: shape)
+            return Planned(RunState(storage: tables.storage, index: stored.map { tables.tables[$0] }, rows: nil,
+                                    columns: nil, inShape: inShape, outShape: shape))
         case .linear:
             // Rows and columns: the last two axes (a 1-D row's height is not resized: nil).
             let rowAxis: Int? = rank >= 2 ? rank - 2 : nil, columnAxis = rank - 1
@@ -362,7 +352,8 @@ final class ResizeOperator: Operator {
             let rows = linearTaps(axis: rowAxis, inSize: inHeight, outSize: outHeight, scales: scales, cursor: &cursor)
             let columns = linearTaps(axis: columnAxis, inSize: inShape[columnAxis], outSize: shape[columnAxis],
                                      scales: scales, cursor: &cursor)
-            return RunState(storage: storage, index: [], rows: rows, columns: columns, inShape: inShape, outShape: shape)
+            return Planned(RunState(storage: storage, index: [], rows: rows, columns: columns, inShape: inShape,
+                                    outShape: shape))
         }
     }
 
@@ -421,7 +412,7 @@ final class ResizeOperator: Operator {
     func run(_ inputs: [Tensor?], _ outputs: [Tensor], _ context: RunContext) throws {
         let x = inputs[0]!, out = outputs[0]
         if out.elementCount == 0 { return }
-        let state = try state(context, inputs, as: RunState.self)!
+        let state = try state(context, inputs, as: Planned<RunState>.self)!.value
         let inShape = state.inShape, shape = state.outShape
         switch mode {
         case .nearest:
